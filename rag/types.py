@@ -1,0 +1,50 @@
+"""Dataclasses passed between stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ChunkInput:
+    """A piece of a document ready to embed and store."""
+
+    text: str
+    position: int
+    page: int | None = None
+
+
+@dataclass(frozen=True)
+class DocumentInput:
+    """A parsed document with its chunks, as the ingest job hands it to the index writer."""
+
+    path_key: bytes  # the raw file-system path: identity, works for names that are not UTF-8
+    path: str  # printable form of the path
+    title: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    chunks: tuple[ChunkInput, ...]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk."""
+
+    chunk_id: int
+    path: str
+    title: str
+    page: int | None
+    position: int
+    score: float
+    text: str
+    mtime: float = 0.0
+
+
+@dataclass
+class SearchResult:
+    """The answer to one search query."""
+
+    query: str
+    hits: list[Hit]
+    timings_ms: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,150 @@
+"""The `rag` command line: ingest, search, status."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rag.settings import Settings, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Private question answering over your organization's documents.")
+
+ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="TOML settings file.", envvar="RAG_CONFIG")]
+IndexOption = Annotated[Optional[Path], typer.Option("--index", help="Index folder [env RAG_INDEX_DIR; default ./data/index].")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _setup(config: Path | None, **overrides: object) -> Settings:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("sentence_transformers", "transformers", "faiss", "httpx", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return load_settings(config, **overrides)
+    except ValueError as exc:
+        _fail(f"invalid configuration: {exc}")
+
+
+def _fail(message: str, code: int = 2) -> "typer.Exit":
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _guard(fn):  # type: ignore[no-untyped-def]
+    """Turn expected errors into a one-line message and exit code 2 (no stack trace)."""
+    from rag.embedding import ModelNotFoundError
+    from rag.index import RagIndexError
+
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return fn(*args, **kwargs)
+        except (RagIndexError, ModelNotFoundError, FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+
+    return wrapper
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Folders to index.")],
+    index: IndexOption = None,
+    json_out: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Index document folders (incremental; safe to re-run and to interrupt)."""
+    from ingest.job import run_ingest
+
+    settings = _setup(config, index_dir=index)
+    summary = _guard(run_ingest)(settings, paths)
+    if json_out:
+        typer.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
+        return
+    typer.echo(
+        f"{summary.files_seen} files seen: {summary.files_indexed} indexed, {summary.files_unchanged} unchanged, "
+        f"{summary.files_removed} removed, {len(summary.files_failed)} failed, {summary.files_skipped} skipped; "
+        f"+{summary.chunks_added}/-{summary.chunks_removed} chunks, {summary.vectors_total} vectors, "
+        f"version {summary.version}, {summary.seconds:.1f} s"
+    )
+    for failed in summary.files_failed:
+        typer.echo(f"  failed: {failed.path}: {failed.error}")
+
+
+def _hit_dict(hit: object) -> dict[str, object]:
+    return {"chunk_id": hit.chunk_id, "path": hit.path, "page": hit.page,  # type: ignore[attr-defined]
+            "score": round(hit.score, 6), "title": hit.title, "text": hit.text}  # type: ignore[attr-defined]
+
+
+@app.command()
+def search(
+    query: Annotated[Optional[str], typer.Argument(help="What to search for.")] = None,
+    queries: Annotated[Optional[Path], typer.Option("--queries", help="File with one query per line.")] = None,
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Chunks to return.")] = 5,
+    index: IndexOption = None,
+    json_out: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Find the chunks most similar to a query (or to each line of --queries)."""
+    from rag.search import build_searcher
+
+    if (query is None) == (queries is None):
+        _fail("give either a query or --queries FILE")
+    settings = _setup(config, index_dir=index)
+    if queries is not None:
+        try:
+            lines = [line.strip() for line in queries.read_text(encoding="utf-8").splitlines()]
+        except OSError as exc:
+            _fail(f"cannot read {queries}: {exc.strerror or exc}")
+        texts = [line for line in lines if line]
+    else:
+        texts = [query or ""]
+    searcher = build_searcher(settings)
+    _guard(searcher.warm_up)()
+    results = []
+    for start in range(0, len(texts), 64):
+        results.extend(_guard(searcher.search_batch)(texts[start:start + 64], k))
+    for result in results:
+        if json_out:
+            typer.echo(json.dumps({"query": result.query, "hits": [_hit_dict(h) for h in result.hits],
+                                   "timings_ms": result.timings_ms}, ensure_ascii=False))
+            continue
+        typer.echo(f"# {result.query}  ({result.timings_ms.get('total', 0):.1f} ms)")
+        for rank, hit in enumerate(result.hits, start=1):
+            where = f"{hit.path}" + (f" p.{hit.page}" if hit.page is not None else "")
+            snippet = " ".join(hit.text.split())[:200]
+            typer.echo(f"{rank}. [{hit.score:.3f}] {where}\n   {snippet}")
+
+
+@app.command()
+def status(index: IndexOption = None, json_out: JsonOption = False, config: ConfigOption = None) -> None:
+    """Show what the index holds and which model built it."""
+    from rag.index import IndexReader
+
+    settings = _setup(config, index_dir=index)
+    reader = IndexReader(settings)
+    _guard(reader.refresh)()
+    assert reader.manifest is not None and reader.store is not None and reader.vectors is not None
+    documents, chunks = reader.store.counts(reader.manifest.version)
+    data = {
+        "documents": documents, "chunks": chunks, "vectors": reader.vectors.ntotal,
+        "embedding_model": reader.manifest.embedding_model, "index_type": reader.manifest.index_type,
+        "device": reader.vectors.device, "version": reader.manifest.version, "index_dir": str(settings.index_dir),
+    }
+    if json_out:
+        typer.echo(json.dumps(data))
+    else:
+        for key, value in data.items():
+            typer.echo(f"{key}: {value}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
