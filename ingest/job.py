@@ -21,10 +21,6 @@ from rag.types import ChunkInput, DocumentInput
 
 log = logging.getLogger(__name__)
 
-# Chunks embedded and committed together: one SQLite transaction, one embedding call.
-FLUSH_CHUNKS = 512
-
-
 @dataclass(frozen=True)
 class FailedFile:
     """A file that was not indexed, with the one-line reason."""
@@ -185,7 +181,7 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
                     stored = live.get(found.path_key)
                     _record(summary, writer, batch, found, stored.doc_id if stored else None, outcome)
                     bar.update(files=1)
-                    if batch.chunks >= FLUSH_CHUNKS:
+                    if batch.chunks >= settings.commit_chunks:  # one embedding call, one transaction
                         flush()
                 flush()
             finally:

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to embed and search.")
     embed_batch_size: int = Field(32, ge=1, le=4096)
+    commit_chunks: int = Field(512, ge=1, description="Chunks embedded and committed per transaction.")
     chunk_tokens: int = Field(200, ge=16, description="Chunk size in embedding-model tokens.")
     chunk_overlap_tokens: int = Field(24, ge=0)
     exact_max_vectors: int = Field(

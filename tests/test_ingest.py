@@ -1,0 +1,186 @@
+"""The ingest job end to end, with the real model, SQLite files and FAISS indexes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from ingest.job import run_ingest
+from rag.embedding import SentenceTransformerEmbedder
+from rag.index import IndexBusyError, IndexReader, IndexWriter, Manifest, ModelMismatchError
+from rag.search import Searcher
+from rag.settings import load_settings
+from tests import docgen
+
+
+def write_corpus(folder: Path) -> dict[str, str]:
+    """One file per format, each with a distinctive fact; returns {question: expected file name}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    docgen.write_pdf(folder / "kiln.pdf", ["Introduction to the pottery studio.",
+                                           "The ceramic kiln must be unloaded only below 60 degrees Celsius."],
+                     title="Pottery Studio Rules")
+    docgen.write_docx(folder / "garden.docx", ["The rooftop garden tomatoes are watered every Tuesday by the "
+                                               "facilities volunteers."], heading="Rooftop Garden")
+    docgen.write_pptx(folder / "chess.pptx", [("Clubs", "Our social clubs"),
+                                              ("Chess club", "The chess club meets on Thursday evenings in room 5B.")])
+    (folder / "drone.md").write_text("# Drone policy\n\nFlying drones over the parking lot requires a permit "
+                                     "from the security office.\n")
+    (folder / "piano.txt").write_text("The lobby piano is tuned twice a year by an external technician.\n")
+    (folder / "aquarium.rst").write_text("Aquarium\n========\n\nThe office aquarium fish are fed at 9 am by "
+                                         "the reception staff.\n")
+    (folder / "yoga.html").write_text("<html><head><title>Yoga</title><script>x()</script></head><body><nav>menu"
+                                      "</nav><main><p>Yoga classes take place in the basement gym on Monday "
+                                      "mornings.</p></main></body></html>")
+    docgen.write_csv(folder / "bikes.csv", [["Item", "Rule"], ["Bicycles", "Bicycles are parked in the "
+                                                              "courtyard cage with code 4711"]])
+    docgen.write_xlsx(folder / "coffee.xlsx", {"Machines": [["Floor", "Coffee machine"],
+                                                            ["3", "espresso machine descaled every Friday"]]})
+    docgen.write_json(folder / "shuttle.json", {"title": "Shuttle", "schedule": "The airport shuttle bus leaves "
+                                                "the main gate every hour on the half hour."})
+    docgen.write_eml(folder / "sauna.eml", "hr@x.example", "all@x.example", "Sauna closed",
+                     "The company sauna is closed for renovation until the end of January.")
+    return {
+        "When can the kiln be unloaded?": "kiln.pdf",
+        "When are the rooftop tomatoes watered?": "garden.docx",
+        "When does the chess club meet?": "chess.pptx",
+        "Do I need a permit to fly a drone?": "drone.md",
+        "How often is the lobby piano tuned?": "piano.txt",
+        "Who feeds the aquarium fish?": "aquarium.rst",
+        "When are yoga classes?": "yoga.html",
+        "Where do I park my bicycle?": "bikes.csv",
+        "When is the espresso machine descaled?": "coffee.xlsx",
+        "When does the airport shuttle leave?": "shuttle.json",
+        "Is the sauna open?": "sauna.eml",
+    }
+
+
+def consistent(index_dir: Path) -> tuple[int, int]:
+    """Assert the published version's vectors equal its chunk rows, with no duplicate documents."""
+    manifest = Manifest.read(index_dir)
+    assert manifest is not None
+    reader = IndexReader(load_settings(index_dir=index_dir, device="cpu"))
+    reader.refresh()
+    assert reader.store is not None and reader.vectors is not None
+    documents, chunks = reader.store.counts(manifest.version)
+    assert reader.vectors.ntotal == chunks == manifest.vectors
+    conn = sqlite3.connect(index_dir / "chunks.sqlite")
+    v = {"v": manifest.version}
+    visible = "added_version <= :v AND (removed_version IS NULL OR removed_version > :v)"
+    dupes = conn.execute(f"SELECT path_key, count(*) FROM documents WHERE {visible} GROUP BY path_key "
+                         "HAVING count(*) > 1", v).fetchall()
+    assert dupes == []
+    ids = sorted(r[0] for r in conn.execute(f"SELECT id FROM chunks WHERE {visible}", v))
+    index = faiss.read_index(str(index_dir / manifest.vectors_file))
+    stored = np.sort(faiss.vector_to_array(faiss.downcast_index(index).id_map)) if manifest.index_type == "flat" else None
+    if stored is not None:
+        assert stored.tolist() == ids
+    conn.close()
+    return documents, chunks
+
+
+def test_every_format_is_indexed_and_found(make_settings, embedder: SentenceTransformerEmbedder, tmp_path: Path) -> None:
+    questions = write_corpus(tmp_path / "docs")
+    settings = make_settings()
+    summary = run_ingest(settings, [tmp_path / "docs"], embedder=embedder, progress=False)
+    assert summary.files_failed == []
+    assert summary.files_indexed == summary.files_seen == 11
+    assert summary.vectors_total == summary.chunks_added > 0
+    searcher = Searcher(embedder, IndexReader(settings))
+    results = searcher.search_batch(list(questions), k=3)
+    for result in results:
+        assert Path(result.hits[0].path).name == questions[result.query], result
+    kiln = next(r for r in results if "kiln" in r.query)
+    assert kiln.hits[0].page == 2 and kiln.hits[0].title == "Pottery Studio Rules"
+    assert consistent(settings.index_dir) == (11, summary.chunks_added)
+
+
+def test_reruns_are_incremental(make_settings, embedder: SentenceTransformerEmbedder, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_corpus(docs)
+    settings = make_settings()
+    first = run_ingest(settings, [docs], embedder=embedder, progress=False)
+
+    again = run_ingest(settings, [docs], embedder=embedder, progress=False)
+    assert (again.files_unchanged, again.files_indexed, again.chunks_added, again.version) == (11, 0, 0, first.version)
+
+    os.utime(docs / "piano.txt", ns=(1, 1))  # touched, same content: no re-embedding
+    touched = run_ingest(settings, [docs], embedder=embedder, progress=False)
+    assert (touched.files_unchanged, touched.files_indexed, touched.version) == (11, 0, first.version)
+
+    (docs / "piano.txt").write_text("The lobby piano was moved to the canteen in May.\n")
+    (docs / "drone.md").unlink()
+    (docs / "new.txt").write_text("The new visitor wifi network is called Guest-5G.\n")
+    changed = run_ingest(settings, [docs], embedder=embedder, progress=False)
+    assert (changed.files_indexed, changed.files_removed, changed.files_unchanged) == (2, 1, 9)
+    assert changed.chunks_removed == 2 and changed.chunks_added == 2
+    assert changed.version == first.version + 1
+    assert consistent(settings.index_dir) == (11, first.chunks_added)
+
+    searcher = Searcher(embedder, IndexReader(settings))
+    assert Path(searcher.search("what is the guest wifi called", k=1).hits[0].path).name == "new.txt"
+    hits = searcher.search("drone permit parking lot security office", k=20).hits
+    assert all(Path(h.path).name != "drone.md" for h in hits)
+
+
+def test_long_running_reader_picks_up_new_version(make_settings, embedder, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The fire assembly point is the north car park.\n")
+    settings = make_settings()
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    searcher = Searcher(embedder, IndexReader(settings))
+    assert searcher.search("fire assembly point", k=5).hits[0].path.endswith("a.txt")
+    (docs / "b.txt").write_text("The quarterly town hall is streamed from the auditorium.\n")
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    assert searcher.search("where is the town hall streamed from", k=1).hits[0].path.endswith("b.txt")
+    assert searcher.reader.manifest is not None and searcher.reader.manifest.version == 2
+
+
+def test_index_refuses_another_model(make_settings, embedder, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Hello world.\n")
+    settings = make_settings()
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    other = tmp_path / "other-model"
+    shutil.copytree(embedder.folder, other, symlinks=True)
+    (other / "config.json").write_text((other / "config.json").read_text().replace("}", ', "note": "x"}', 1))
+    other_settings = make_settings(embedding_model=str(other))
+    other_embedder = SentenceTransformerEmbedder(other_settings)
+    with pytest.raises(ModelMismatchError, match="built with embedding model all-MiniLM-L6-v2"):
+        Searcher(other_embedder, IndexReader(other_settings)).search("hello")
+    with pytest.raises(ModelMismatchError):
+        run_ingest(other_settings, [docs], embedder=other_embedder, progress=False)
+
+
+def test_second_writer_is_refused(make_settings, embedder, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    settings = make_settings()
+    with IndexWriter.open(settings, embedder.model_id):
+        with pytest.raises(IndexBusyError, match="another ingest run"):
+            run_ingest(settings, [docs], embedder=embedder, progress=False)
+
+
+def test_approximate_index_above_threshold(make_settings, embedder, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    questions = write_corpus(docs)
+    for i in range(40):
+        (docs / f"filler{i}.txt").write_text(f"Filler memo {i}: the meeting about budget line {i} was moved.\n")
+    settings = make_settings(exact_max_vectors=20, ivf_nprobe=64)
+    summary = run_ingest(settings, [docs], embedder=embedder, progress=False)
+    manifest = Manifest.read(settings.index_dir)
+    assert manifest is not None and manifest.index_type == "ivf" and summary.vectors_total == manifest.vectors
+    searcher = Searcher(embedder, IndexReader(settings))
+    for result in searcher.search_batch(list(questions), k=3):
+        assert Path(result.hits[0].path).name == questions[result.query]
+    (docs / "filler0.txt").unlink()
+    summary = run_ingest(settings, [docs], embedder=embedder, progress=False)
+    assert summary.chunks_removed == 1
+    consistent(settings.index_dir)
