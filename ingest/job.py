@@ -40,6 +40,7 @@ class IngestSummary:
     files_failed: list[FailedFile] = field(default_factory=list)
     files_skipped: int = 0
     chunks_added: int = 0
+    chunks_embedded: int = 0  # chunks_added minus those whose text (and so vector) was already stored
     chunks_removed: int = 0
     vectors_total: int = 0
     version: int = 0
@@ -156,10 +157,9 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
             nonlocal batch
             if not batch.docs and not batch.replaced:
                 return
-            texts = [c.text for d in batch.docs for c in d.chunks]
-            # a batch of removals only must not load the model
-            vectors = embedder.embed_batch(texts) if texts else np.zeros((0, 0), dtype=np.float32)
+            vectors, embedded = writer.embed_reusing(embedder, [c.text for d in batch.docs for c in d.chunks])
             added, removed = writer.write_batch(batch.docs, vectors, batch.replaced)
+            summary.chunks_embedded += embedded
             summary.chunks_added += added
             summary.chunks_removed += removed
             bar.update(chunks=added)

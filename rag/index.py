@@ -29,7 +29,8 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from rag.settings import Settings
-from rag.store import ChunkStore, connect
+from rag.embedding import Embedder
+from rag.store import ChunkStore, connect, text_hash
 from rag.types import DocumentInput
 
 log = logging.getLogger(__name__)
@@ -299,6 +300,25 @@ class IndexWriter:
             removed = self.store.remove_documents(self.version, remove)
             added = self.store.insert_documents(self.version, add, vectors)
         return added, removed
+
+    def embed_reusing(self, embedder: "Embedder", texts: list[str]) -> tuple[np.ndarray, int]:
+        """Vectors for `texts`, embedding only texts not already stored (or repeated in the batch).
+
+        Unchanged paragraphs of an edited document, and copies of a document, cost no model time.
+        Returns (vectors in order, how many texts the model embedded).
+        """
+        hashes = [text_hash(t) for t in texts]
+        known = self.store.reusable_embeddings(hashes)
+        todo: dict[bytes, str] = {}
+        for h, t in zip(hashes, texts):
+            if h not in known and h not in todo:
+                todo[h] = t
+        if todo:
+            fresh = embedder.embed_batch(list(todo.values()))
+            known.update((h, v.tobytes()) for h, v in zip(todo, fresh))
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32), 0
+        return np.vstack([np.frombuffer(known[h], dtype=np.float32) for h in hashes]), len(todo)
 
     def touch(self, doc_id: int, size: int, mtime_ns: int) -> None:
         with self.conn:

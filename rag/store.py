@@ -8,6 +8,7 @@ Embeddings are stored too, so the FAISS file can always be rebuilt without re-em
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -39,11 +40,13 @@ CREATE TABLE IF NOT EXISTS chunks (
     page INTEGER,
     title TEXT NOT NULL,
     text TEXT NOT NULL,
+    text_hash BLOB NOT NULL,
     embedding BLOB NOT NULL,
     added_version INTEGER NOT NULL,
     removed_version INTEGER
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE INDEX IF NOT EXISTS chunks_text_hash ON chunks(text_hash);
 CREATE INDEX IF NOT EXISTS chunks_added ON chunks(added_version);
 CREATE INDEX IF NOT EXISTS chunks_removed ON chunks(removed_version);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
@@ -68,6 +71,11 @@ class StoredDocument:
     size: int
     mtime_ns: int
     content_hash: str
+
+
+def text_hash(text: str) -> bytes:
+    """The key under which a chunk's embedding is reused: same text, same vector."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _visible(alias: str) -> str:
@@ -130,10 +138,11 @@ class ChunkStore:
             )
             doc_id = cur.lastrowid
             self.conn.executemany(
-                "INSERT INTO chunks(doc_id, position, page, title, text, embedding, added_version) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO chunks(doc_id, position, page, title, text, text_hash, embedding, added_version) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (doc_id, c.position, c.page, doc.title, c.text, vectors[row + i].tobytes(), version)
+                    (doc_id, c.position, c.page, doc.title, c.text, text_hash(c.text), vectors[row + i].tobytes(),
+                     version)
                     for i, c in enumerate(doc.chunks)
                 ],
             )
@@ -171,6 +180,17 @@ class ChunkStore:
         added = [r[0] for r in self.conn.execute(
             "SELECT id FROM chunks WHERE added_version = ? AND removed_version IS NULL ORDER BY id", (version,))]
         return removed, added
+
+    def reusable_embeddings(self, hashes: Sequence[bytes]) -> dict[bytes, bytes]:
+        """Stored embeddings of chunks with these text hashes (any version: the model is the index's)."""
+        found: dict[bytes, bytes] = {}
+        unique = list(dict.fromkeys(hashes))
+        for start in range(0, len(unique), 900):
+            part = unique[start:start + 900]
+            marks = ",".join("?" * len(part))
+            found.update((bytes(h), bytes(e)) for h, e in self.conn.execute(
+                f"SELECT text_hash, embedding FROM chunks WHERE text_hash IN ({marks}) GROUP BY text_hash", part))
+        return found
 
     def embeddings(self, ids: Sequence[int], dim: int) -> np.ndarray:
         """The stored vectors of the given chunk ids, in that order."""

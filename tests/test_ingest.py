@@ -184,3 +184,25 @@ def test_approximate_index_above_threshold(make_settings, embedder, tmp_path: Pa
     summary = run_ingest(settings, [docs], embedder=embedder, progress=False)
     assert summary.chunks_removed == 1
     consistent(settings.index_dir)
+
+
+def test_unchanged_paragraphs_and_copies_are_not_re_embedded(make_settings, embedder, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    paragraphs = [f"Section {i}. " + f"The procedure for workstream {i} requires sign-off by the lead. " * 12
+                  for i in range(8)]
+    (docs / "manual.txt").write_text("\n\n".join(paragraphs))
+    settings = make_settings(chunk_tokens=160, chunk_overlap_tokens=0)
+    first = run_ingest(settings, [docs], embedder=embedder, progress=False)
+    assert first.chunks_embedded == first.chunks_added >= 8
+
+    paragraphs[3] = "Section 3. This workstream was cancelled in October and needs no sign-off."
+    (docs / "manual.txt").write_text("\n\n".join(paragraphs))
+    (docs / "manual-copy.txt").write_text((docs / "manual.txt").read_text())
+    edited = run_ingest(settings, [docs], embedder=embedder, progress=False)
+    assert edited.files_indexed == 2
+    assert edited.chunks_removed == first.chunks_added and edited.chunks_added == edited.vectors_total
+    assert edited.chunks_embedded == 1  # only the rewritten section; the copy costs nothing
+    consistent(settings.index_dir)
+    hit = Searcher(embedder, IndexReader(settings)).search("which workstream was cancelled", k=1).hits[0]
+    assert "cancelled in October" in hit.text

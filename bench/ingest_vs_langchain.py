@@ -1,0 +1,143 @@
+"""Ingest benchmark: our `rag ingest` against LangChain's tutorial pipeline on the same corpus.
+
+The corpus is generated from real text (the passages of ../shared/eval/boolq-dev and the stories of
+narrativeqa-dev), at least 1,500 .txt/.md files. Each pipeline runs as a fresh process, alternating,
+and we record whole-process wall time and the peak memory of its whole process tree (our parser
+worker included), then print the ratios. Usage:
+
+    .venv/bin/python bench/ingest_vs_langchain.py [--files 1500] [--rounds 2] [--out bench/out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "eval"
+
+
+def make_corpus(folder: Path, files: int, seed: int = 7) -> tuple[int, int]:
+    """Files of 1-4 real passages each; returns (files, bytes)."""
+    passages = []
+    for name in ("boolq-dev", "narrativeqa-dev"):
+        with open(SHARED / name / "corpus.jsonl") as f:
+            for line in f:
+                doc = json.loads(line)
+                text = doc["text"]
+                # stories are long: cut them into paragraph-sized passages like the rest
+                passages.extend(text[i:i + 700] for i in range(0, len(text), 700))
+    rng = random.Random(seed)
+    if folder.exists():
+        shutil.rmtree(folder)
+    total = 0
+    for i in range(files):
+        sub = folder / f"dept-{i % 12:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        body = "\n\n".join(rng.sample(passages, rng.randint(1, 4)))
+        path = sub / (f"note-{i:05d}.md" if i % 3 == 0 else f"note-{i:05d}.txt")
+        path.write_text(body)
+        total += len(body.encode())
+    return files, total
+
+
+def tree_rss_kb(pid: int) -> int:
+    """Resident memory of a process and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            with open(f"/proc/{current}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+        stack.extend(children.get(current, []))
+    return total
+
+
+def measure(cmd: list[str], env: dict[str, str]) -> dict[str, float | str]:
+    """Wall time and peak process-tree memory of one command; its last stdout line as JSON."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss_kb(proc.pid))
+            done.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = proc.communicate()
+    done.set()
+    sampler.join()
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd} failed with exit code {proc.returncode}")
+    return {"wall_s": wall, "peak_mb": peak / 1024, "result": out.decode().strip().splitlines()[-1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=1500)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
+    args = parser.parse_args()
+
+    corpus = args.out / "corpus"
+    files, size = make_corpus(corpus, args.files)
+    print(f"corpus: {files} files, {size / 1e6:.2f} MB of text from ../shared/eval", flush=True)
+    env = dict(os.environ, RAG_DEVICE="cpu", PYTHONPATH=str(REPO))
+    ours_cmd = lambda: [sys.executable, "-m", "ui.cli", "ingest", str(corpus), "--index", str(args.out / "ours"), "--json"]  # noqa: E731
+    theirs_cmd = lambda: [sys.executable, str(REPO / "bench" / "langchain_pipeline.py"), str(corpus), str(args.out / "langchain")]  # noqa: E731
+    runs: dict[str, list[dict[str, float | str]]] = {"ours": [], "langchain": []}
+    for round_ in range(args.rounds):
+        for name, cmd in (("ours", ours_cmd), ("langchain", theirs_cmd)):
+            shutil.rmtree(args.out / name, ignore_errors=True)
+            result = measure(cmd(), env)
+            runs[name].append(result)
+            print(f"round {round_ + 1} {name:9s} wall {result['wall_s']:7.1f} s  peak {result['peak_mb']:7.0f} MB  "
+                  f"{result['result'][:160]}", flush=True)
+    # and a no-op rerun of ours over the unchanged corpus
+    noop = measure(ours_cmd(), env)
+    best = {name: min(r["wall_s"] for r in rs) for name, rs in runs.items()}
+    peak = {name: max(r["peak_mb"] for r in rs) for name, rs in runs.items()}
+    ours_chunks = json.loads(str(runs["ours"][-1]["result"]))["chunks_added"]
+    theirs_chunks = json.loads(str(runs["langchain"][-1]["result"]))["chunks"]
+    summary = {
+        "files": files, "mb": round(size / 1e6, 2),
+        "ours_wall_s": round(best["ours"], 1), "langchain_wall_s": round(best["langchain"], 1),
+        "speedup": round(best["langchain"] / best["ours"], 2),
+        "ours_peak_mb": round(peak["ours"]), "langchain_peak_mb": round(peak["langchain"]),
+        "memory_ratio": round(peak["ours"] / peak["langchain"], 2),
+        "ours_chunks": ours_chunks, "langchain_chunks": theirs_chunks,
+        "ours_chunks_per_s": round(ours_chunks / best["ours"], 1),
+        "langchain_chunks_per_s": round(theirs_chunks / best["langchain"], 1),
+        "noop_rerun_s": round(float(noop["wall_s"]), 2),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

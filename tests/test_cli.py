@@ -1,0 +1,100 @@
+"""The `rag` command line, run as a real process over the bundled sample folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, SAMPLES
+
+# The golden set: a newcomer's questions about the sample folder and the document that answers each.
+GOLDEN = {
+    "How many vacation days do new employees get?": "leave-policy.pdf",
+    "How long is parental leave?": "leave-policy.pdf",
+    "How do I connect to the VPN?": "it-handbook.docx",
+    "Where do I pick up my badge on the first day?": "welcome-deck.pptx",
+    "When is salary paid?": "welcome-deck.pptx",
+    "What changed in release 4.2?": "release-notes-4.2.md",
+    "When is the cafeteria open?": "cafeteria.html",
+    "How much does the Business edition cost per user?": "price-list-2026.xlsx",
+    "What discount do we give for a contract of 100,000 EUR?": "discount-tiers.csv",
+    "When does the office move to the Harbour Building?": "office-move.eml",
+    "Who gets paged when the on-call engineer does not answer?": "on-call.rst",
+    "Which team owns the billing service?": "service-catalog.json",
+    "Do I have to declare a gift from a supplier?": "code-of-conduct.docx",
+    "What is the hotel limit in London?": "travel-policy.txt",
+}
+
+
+def rag(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, RAG_DEVICE="cpu", PYTHONPATH=str(REPO), **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "ui.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=600, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def sample_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    index = tmp_path_factory.mktemp("cli") / "index"
+    done = rag("ingest", str(SAMPLES), "--index", str(index), "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(summary) >= {"files_seen", "files_indexed", "files_unchanged", "files_removed", "files_failed",
+                            "chunks_added", "chunks_removed", "vectors_total", "seconds"}
+    assert summary["files_seen"] == summary["files_indexed"] == 12 and summary["files_failed"] == []
+    return index
+
+
+def test_golden_questions_find_the_right_document_first(sample_index: Path, tmp_path: Path) -> None:
+    queries = tmp_path / "queries.txt"
+    queries.write_text("\n".join(GOLDEN) + "\n")
+    done = rag("search", "--queries", str(queries), "--index", str(sample_index), "--json", "--k", "3")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.strip().splitlines()]
+    assert [line["query"] for line in lines] == list(GOLDEN)  # one line per query, in order
+    for line in lines:
+        hit = line["hits"][0]
+        assert set(hit) >= {"chunk_id", "path", "page", "score", "text"}
+        assert Path(hit["path"]).name == GOLDEN[line["query"]], line["query"]
+        assert set(line["timings_ms"]) >= {"embed", "search", "total"}
+
+
+def test_pdf_hit_carries_its_page(sample_index: Path) -> None:
+    done = rag("search", "How long is parental leave?", "--index", str(sample_index), "--json", "--k", "1")
+    hit = json.loads(done.stdout.strip())["hits"][0]
+    assert hit["page"] == 2 and "16 weeks" in hit["text"]
+
+
+def test_status(sample_index: Path) -> None:
+    done = rag("status", "--index", str(sample_index), "--json")
+    status = json.loads(done.stdout)
+    assert status["documents"] == 12 and status["chunks"] == status["vectors"] > 12
+    assert status["embedding_model"].startswith("all-MiniLM-L6-v2@")
+    assert (status["index_type"], status["device"], status["version"]) == ("flat", "cpu", 1)
+
+
+def test_index_dir_from_environment(sample_index: Path) -> None:
+    done = rag("status", "--json", env_extra={"RAG_INDEX_DIR": str(sample_index)})
+    assert json.loads(done.stdout)["documents"] == 12
+
+
+def test_errors_are_one_line_with_what_to_do(tmp_path: Path) -> None:
+    missing = rag("search", "hello", "--index", str(tmp_path / "none"))
+    assert missing.returncode == 2 and "rag ingest FOLDER" in missing.stderr and "Traceback" not in missing.stderr
+    bad_folder = rag("ingest", str(tmp_path / "nope"), "--index", str(tmp_path / "i"))
+    assert bad_folder.returncode == 2 and "not found" in bad_folder.stderr
+    bad_model = rag("ingest", str(SAMPLES), "--index", str(tmp_path / "i"), env_extra={"RAG_EMBEDDING_MODEL": "/models/none"})
+    assert bad_model.returncode == 2 and "huggingface-cli download" in bad_model.stderr
+    bad_config = rag("status", env_extra={"RAG_CHUNK_TOKENS": "10", "RAG_CHUNK_OVERLAP_TOKENS": "50"})
+    assert bad_config.returncode == 2 and "invalid configuration" in bad_config.stderr
+
+
+def test_config_file(tmp_path: Path, sample_index: Path) -> None:
+    config = tmp_path / "rag.toml"
+    config.write_text(f'index_dir = "{sample_index}"\n')
+    done = rag("status", "--json", "--config", str(config))
+    assert json.loads(done.stdout)["documents"] == 12
