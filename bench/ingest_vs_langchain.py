@@ -26,7 +26,7 @@ SHARED = REPO.parent / "shared" / "eval"
 
 
 def make_corpus(folder: Path, files: int, seed: int = 7) -> tuple[int, int]:
-    """Files of 1-4 real passages each; returns (files, bytes)."""
+    """Files of 1-3 real passages each, no passage used twice (no duplicate chunks to exploit)."""
     passages = []
     for name in ("boolq-dev", "narrativeqa-dev"):
         with open(SHARED / name / "corpus.jsonl") as f:
@@ -36,13 +36,17 @@ def make_corpus(folder: Path, files: int, seed: int = 7) -> tuple[int, int]:
                 # stories are long: cut them into paragraph-sized passages like the rest
                 passages.extend(text[i:i + 700] for i in range(0, len(text), 700))
     rng = random.Random(seed)
+    rng.shuffle(passages)
     if folder.exists():
         shutil.rmtree(folder)
     total = 0
     for i in range(files):
         sub = folder / f"dept-{i % 12:02d}"
         sub.mkdir(parents=True, exist_ok=True)
-        body = "\n\n".join(rng.sample(passages, rng.randint(1, 4)))
+        take = rng.randint(1, 3)
+        if len(passages) < take:
+            raise SystemExit("not enough distinct passages in ../shared/eval for this many files")
+        body = "\n\n".join(passages.pop() for _ in range(take))
         path = sub / (f"note-{i:05d}.md" if i % 3 == 0 else f"note-{i:05d}.txt")
         path.write_text(body)
         total += len(body.encode())

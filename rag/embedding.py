@@ -114,7 +114,7 @@ class SentenceTransformerEmbedder:
         # the packaged default lives in a folder called "model": give it its real name
         name = "all-MiniLM-L6-v2" if not settings.embedding_model else None
         self.model_id = model_fingerprint(self.folder, name)
-        self.batch_size = settings.embed_batch_size
+        self.batch_size = settings.embed_batch_size  # 0: chosen by device at load time
         self._settings = settings
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
@@ -151,6 +151,9 @@ class SentenceTransformerEmbedder:
                                     trust_remote_code=False)
         if device == "cuda":
             model.half()
+        if not self.batch_size:
+            # bench/embed_batch_size.py: on a 2-core CPU, batches of 8 run ~1.25x faster than 32
+            self.batch_size = 128 if device == "cuda" else 8
         self.device = device
         log.info("embedding model %s loaded on %s", self.model_id, device)
         return model
@@ -159,7 +162,8 @@ class SentenceTransformerEmbedder:
         """Embed texts; sentence-transformers sorts them by length internally and restores order."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(
+        model = self.model
+        vectors = model.encode(
             texts,
             batch_size=self.batch_size,
             normalize_embeddings=True,

