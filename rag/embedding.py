@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from rag.settings import Settings
+from rag.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class ModelNotFoundError(RuntimeError):
+class ModelNotFoundError(ConfigError):
     """A configured model folder does not exist or is not a model."""
 
 
@@ -88,11 +88,18 @@ def model_fingerprint(folder: Path, name: str | None = None) -> str:
 
 def resolve_device(settings: Settings) -> str:
     """'cuda' when asked for or when auto-detected, else 'cpu'."""
-    if settings.device != "auto":
-        return settings.device
+    if settings.device == "cpu":
+        return "cpu"
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if settings.device == "cuda":
+        raise ConfigError(
+            "RAG_DEVICE=cuda but torch sees no CUDA GPU: check the driver (nvidia-smi) and that the CUDA build "
+            "of torch is installed, or set RAG_DEVICE=auto"
+        )
+    return "cpu"
 
 
 def model_max_tokens(folder: Path) -> int:

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from filelock import FileLock, Timeout
 
 from rag.settings import Settings
 from rag.embedding import Embedder
-from rag.store import ChunkStore, connect, text_hash
+from rag.store import ChunkStore, StoredDocument, connect, text_hash
 from rag.types import DocumentInput
 
 log = logging.getLogger(__name__)
@@ -126,10 +127,20 @@ class FaissVectorIndex:
     def choose_type(n_vectors: int, settings: Settings) -> str:
         return "flat" if n_vectors <= settings.exact_max_vectors else "ivf"
 
+    @staticmethod
+    def ivf_lists(n_vectors: int) -> int:
+        """IVF list count for an index of `n_vectors`: 4·sqrt(N), FAISS's usual rule."""
+        return max(1, min(int(4 * math.sqrt(n_vectors)), 65536))
+
     @classmethod
-    def empty(cls, dim: int, index_type: str, settings: Settings, train: np.ndarray | None = None
-              ) -> FaissVectorIndex:
-        """A new index; IVF is trained on `train` (a sample of the vectors it will hold)."""
+    def training_size(cls, n_vectors: int) -> int:
+        """How many vectors to train IVF on: about 40 per list (FAISS warns below 39), at least 100k."""
+        return min(n_vectors, max(100_000, 40 * cls.ivf_lists(n_vectors)))
+
+    @classmethod
+    def empty(cls, dim: int, index_type: str, settings: Settings, train: np.ndarray | None = None,
+              n_vectors: int = 0) -> FaissVectorIndex:
+        """A new index; IVF is sized for `n_vectors` and trained on `train` (a sample of them)."""
         import faiss
 
         if index_type == "flat":
@@ -137,7 +148,7 @@ class FaissVectorIndex:
         elif index_type == "ivf":
             if train is None or len(train) == 0:
                 raise ValueError("an IVF index needs training vectors")
-            nlist = max(1, min(int(4 * math.sqrt(len(train))), len(train) // 39 or 1, 65536))
+            nlist = min(cls.ivf_lists(max(n_vectors, len(train))), max(1, len(train) // 39))
             quantizer = faiss.IndexFlatIP(dim)
             index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
             index.train(np.ascontiguousarray(train, dtype=np.float32))
@@ -237,7 +248,7 @@ class IndexWriter:
         self.dir = settings.index_dir
         self.model_id = model_id
         self._lock = FileLock(str(self.dir / LOCK))
-        self.conn = None  # type: ignore[assignment]
+        self.conn: sqlite3.Connection | None = None
         self.store: ChunkStore
         self.published: Manifest | None = None
         self.version = 0  # the working version this run writes
@@ -290,7 +301,7 @@ class IndexWriter:
             path.unlink(missing_ok=True)
 
     # -- batch writes ---------------------------------------------------------------------------
-    def live_documents(self) -> dict[bytes, "object"]:
+    def live_documents(self) -> dict[bytes, StoredDocument]:
         """The working state: published documents plus what an earlier, crashed run committed."""
         return self.store.live_documents(self.version)
 
@@ -301,7 +312,7 @@ class IndexWriter:
             added = self.store.insert_documents(self.version, add, vectors)
         return added, removed
 
-    def embed_reusing(self, embedder: "Embedder", texts: list[str]) -> tuple[np.ndarray, int]:
+    def embed_reusing(self, embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, int]:
         """Vectors for `texts`, embedding only texts not already stored (or repeated in the batch).
 
         Unchanged paragraphs of an edited document, and copies of a document, cost no model time.
@@ -375,9 +386,10 @@ class IndexWriter:
         if index_type == "ivf":
             rng = np.random.default_rng(0)
             all_ids = [i for batch in self.store.visible_chunk_ids(self.version) for i in batch]
-            sample = sorted(rng.choice(all_ids, size=min(len(all_ids), 100_000), replace=False).tolist())
+            size = FaissVectorIndex.training_size(len(all_ids))
+            sample = sorted(rng.choice(all_ids, size=size, replace=False).tolist())
             train = self.store.embeddings(sample, dim)
-        index = FaissVectorIndex.empty(dim, index_type, self.settings, train)
+        index = FaissVectorIndex.empty(dim, index_type, self.settings, train, n_vectors=visible)
         for batch in self.store.visible_chunk_ids(self.version):
             index.add(self.store.embeddings(batch, dim), np.asarray(batch, dtype=np.int64))
         return index

@@ -37,13 +37,13 @@ def _fail(message: str, code: int = 2) -> "typer.Exit":
 
 def _guard(fn):  # type: ignore[no-untyped-def]
     """Turn expected errors into a one-line message and exit code 2 (no stack trace)."""
-    from rag.embedding import ModelNotFoundError
     from rag.index import RagIndexError
+    from rag.settings import ConfigError
 
     def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
         try:
             return fn(*args, **kwargs)
-        except (RagIndexError, ModelNotFoundError, FileNotFoundError, ValueError) as exc:
+        except (RagIndexError, ConfigError, FileNotFoundError, ValueError) as exc:
             _fail(str(exc))
 
     return wrapper
