@@ -17,9 +17,11 @@ import re
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from charset_normalizer import from_bytes
+
+T = TypeVar("T")
 
 
 class ParseError(Exception):
@@ -224,16 +226,21 @@ def check_zip(data: bytes, limits: Limits) -> zipfile.ZipFile:
     return archive
 
 
-def parse_docx(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+def _open_office(data: bytes, limits: Limits, kind: str, opener: Callable[[io.BytesIO], T]) -> T:
+    """Open an Office file with its library once the container passed `check_zip`."""
     check_zip(data, limits)
+    try:
+        return opener(io.BytesIO(data))
+    except Exception as exc:  # these libraries raise many types for malformed parts; all mean "corrupt"
+        raise ParseError(f"corrupt {kind} ({type(exc).__name__}: {exc})") from exc
+
+
+def parse_docx(data: bytes, name: str, limits: Limits) -> ParsedDocument:
     import docx
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
-    try:
-        document = docx.Document(io.BytesIO(data))
-    except Exception as exc:  # python-docx raises many types for malformed parts; all mean "corrupt"
-        raise ParseError(f"corrupt Word document ({type(exc).__name__}: {exc})") from exc
+    document = _open_office(data, limits, "Word document", docx.Document)
     lines: list[str] = []
     heading = ""
     for block in document.iter_inner_content():
@@ -250,13 +257,9 @@ def parse_docx(data: bytes, name: str, limits: Limits) -> ParsedDocument:
 
 
 def parse_pptx(data: bytes, name: str, limits: Limits) -> ParsedDocument:
-    check_zip(data, limits)
     import pptx
 
-    try:
-        deck = pptx.Presentation(io.BytesIO(data))
-    except Exception as exc:  # python-pptx raises many types for malformed parts; all mean "corrupt"
-        raise ParseError(f"corrupt PowerPoint file ({type(exc).__name__}: {exc})") from exc
+    deck = _open_office(data, limits, "PowerPoint file", pptx.Presentation)
     units = []
     first_title = ""
     for number, slide in enumerate(deck.slides, start=1):
@@ -295,13 +298,10 @@ def _table_lines(rows: list[list[str]]) -> list[str]:
 
 
 def parse_xlsx(data: bytes, name: str, limits: Limits) -> ParsedDocument:
-    check_zip(data, limits)
     import openpyxl
 
-    try:
-        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for malformed parts; all mean "corrupt"
-        raise ParseError(f"corrupt Excel workbook ({type(exc).__name__}: {exc})") from exc
+    book = _open_office(data, limits, "Excel workbook",
+                        lambda f: openpyxl.load_workbook(f, read_only=True, data_only=True))
     units = []
     try:
         for number, sheet in enumerate(book.worksheets, start=1):

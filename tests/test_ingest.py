@@ -15,7 +15,7 @@ from ingest.job import run_ingest
 from rag.embedding import SentenceTransformerEmbedder
 from rag.index import IndexBusyError, IndexReader, IndexWriter, Manifest, ModelMismatchError
 from rag.search import Searcher
-from rag.settings import load_settings
+from rag.settings import Settings, load_settings
 from tests import docgen
 
 
@@ -128,12 +128,18 @@ def test_reruns_are_incremental(make_settings, embedder: SentenceTransformerEmbe
     assert all(Path(h.path).name != "drone.md" for h in hits)
 
 
-def test_long_running_reader_picks_up_new_version(make_settings, embedder, tmp_path: Path) -> None:
+def index_one_file(make_settings, embedder, tmp_path: Path, text: str) -> tuple[Path, Settings]:  # type: ignore[no-untyped-def]
+    """A folder holding a.txt with `text`, indexed; returns (folder, settings)."""
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "a.txt").write_text("The fire assembly point is the north car park.\n")
+    (docs / "a.txt").write_text(text)
     settings = make_settings()
     run_ingest(settings, [docs], embedder=embedder, progress=False)
+    return docs, settings
+
+
+def test_long_running_reader_picks_up_new_version(make_settings, embedder, tmp_path: Path) -> None:
+    docs, settings = index_one_file(make_settings, embedder, tmp_path, "The fire assembly point is the north car park.\n")
     searcher = Searcher(embedder, IndexReader(settings))
     assert searcher.search("fire assembly point", k=5).hits[0].path.endswith("a.txt")
     (docs / "b.txt").write_text("The quarterly town hall is streamed from the auditorium.\n")
@@ -143,11 +149,7 @@ def test_long_running_reader_picks_up_new_version(make_settings, embedder, tmp_p
 
 
 def test_index_refuses_another_model(make_settings, embedder, tmp_path: Path) -> None:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "a.txt").write_text("Hello world.\n")
-    settings = make_settings()
-    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    docs, _ = index_one_file(make_settings, embedder, tmp_path, "Hello world.\n")
     other = tmp_path / "other-model"
     shutil.copytree(embedder.folder, other, symlinks=True)
     (other / "config.json").write_text((other / "config.json").read_text().replace("}", ', "note": "x"}', 1))
