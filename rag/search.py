@@ -1,22 +1,76 @@
-"""Dense search over a published index: embed the queries, search FAISS, fetch the chunks."""
+"""Retrieval over a published index: dense (FAISS), keyword (SQLite FTS5/BM25) or both fused (RRF)."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from dataclasses import replace
+from typing import Literal
 
 from rag.embedding import Embedder, make_embedder
 from rag.index import IndexReader
 from rag.settings import Settings
-from rag.types import SearchResult
+from rag.types import Hit, SearchResult
+
+SearchMode = Literal["dense", "keyword", "hybrid"]
+
+# Words that carry no topic: dropped from keyword queries so an OR over the rest stays selective.
+STOPWORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being below between
+both but by can could did do does doing down during each few for from further had has have having he her
+here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not
+now of off on once only or other our ours ourselves out over own same she should so some such than that the
+their theirs them themselves then there these they this those through to too under until up very was we
+were what when where which while who whom why will with would you your yours yourself yourselves
+""".split())
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def keyword_query(text: str) -> str | None:
+    """An FTS5 MATCH expression: the query's content words, each quoted, joined by OR."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+    if not words:
+        return None
+    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+
+
+def convex_fusion(dense: list[tuple[int, float]], keyword: list[tuple[int, float]], alpha: float,
+                  pool: int) -> list[tuple[int, float]]:
+    """alpha * dense + (1 - alpha) * keyword, each side divided by its best score for the query.
+
+    Unlike rank fusion this keeps each side's confidence: a rare name that BM25 matches strongly, or a
+    paraphrase only the embedding sees, can win on its own. A candidate missing from one side scores
+    that side's lowest normalised score when the side was cut at `pool` results (it ranked below
+    them), and 0 when the side returned fewer (it did not match at all: no keyword in common).
+    """
+    def normalised(rows: list[tuple[int, float]]) -> tuple[dict[int, float], float]:
+        top = max((score for _, score in rows), default=0.0)
+        scores = {i: (score / top if top > 0 else 0.0) for i, score in rows}
+        floor = min(scores.values()) if len(rows) >= pool else 0.0
+        return scores, floor
+
+    (d, d_floor), (kw, k_floor) = normalised(dense), normalised(keyword)
+    fused = {i: alpha * d.get(i, d_floor) + (1 - alpha) * kw.get(i, k_floor) for i in d.keys() | kw.keys()}
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+
+
+def reciprocal_rank_fusion(rankings: list[list[int]], weights: list[float], k: float) -> list[tuple[int, float]]:
+    """Fuse ranked id lists: score(id) = sum of weight / (k + rank), rank from 1; best first."""
+    scores: dict[int, float] = {}
+    for ranking, weight in zip(rankings, weights):
+        for rank, chunk_id in enumerate(ranking, start=1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (k + rank)
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
 class Searcher:
     """Batch-first search; `search` wraps `search_batch`. Picks up newly published versions."""
 
-    def __init__(self, embedder: Embedder, reader: IndexReader) -> None:
+    def __init__(self, embedder: Embedder, reader: IndexReader, settings: Settings | None = None) -> None:
         self.embedder = embedder
         self.reader = reader
+        self.settings = settings or reader.settings
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
@@ -31,40 +85,67 @@ class Searcher:
             if self.reader.refresh():
                 self.reader.check_model(self.embedder.model_id)
 
-    def search_batch(self, queries: list[str], k: int = 5) -> list[SearchResult]:
-        """The top `k` chunks for each query, most similar first (cosine similarity scores)."""
+    def search_batch(self, queries: list[str], k: int = 5, mode: SearchMode | None = None) -> list[SearchResult]:
+        """The top `k` chunks for each query, best first.
+
+        dense: cosine similarity of embeddings; keyword: BM25 over text and title; hybrid (default):
+        both candidate lists fused (`settings.fusion`). Hits carry the fused score in `score` and the
+        dense cosine in `dense_score` when the dense side saw them.
+        """
         if k < 1:
             raise ValueError("k must be at least 1")
+        mode = mode or self.settings.search_mode
         self._refresh()
         reader = self.reader
-        assert reader.vectors is not None and reader.store is not None
-        t0 = time.perf_counter()
-        vectors = self.embedder.embed_batch(queries)
-        t1 = time.perf_counter()
-        scores, ids = reader.vectors.search(vectors, k)
-        t2 = time.perf_counter()
-        results = []
-        for query, row_scores, row_ids in zip(queries, scores, ids):
-            keep = row_ids >= 0
-            hits = reader.store.fetch_hits(row_ids[keep].tolist(), row_scores[keep].tolist())
-            results.append(SearchResult(query=query, hits=hits))
-        t3 = time.perf_counter()
+        assert reader.vectors is not None and reader.store is not None and reader.manifest is not None
         n = max(1, len(queries))
+        pool = max(k, self.settings.search_candidates) if mode == "hybrid" else k
+        timings = {"embed": 0.0, "dense": 0.0, "keyword": 0.0}
+        dense: list[list[tuple[int, float]]] = [[] for _ in queries]
+        keyword: list[list[tuple[int, float]]] = [[] for _ in queries]
+        t0 = time.perf_counter()
+        if mode in ("dense", "hybrid"):
+            vectors = self.embedder.embed_batch(queries)
+            t1 = time.perf_counter()
+            scores, ids = reader.vectors.search(vectors, pool)
+            dense = [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
+                     for row_ids, row_scores in zip(ids, scores)]
+            timings["embed"], timings["dense"] = t1 - t0, time.perf_counter() - t1
+        if mode in ("keyword", "hybrid"):
+            t2 = time.perf_counter()
+            for row, query in enumerate(queries):
+                match = keyword_query(query)
+                if match:
+                    keyword[row] = reader.store.keyword_search(match, pool, reader.manifest.version)
+            timings["keyword"] = time.perf_counter() - t2
+        t3 = time.perf_counter()
+        results = []
+        for query, dense_row, keyword_row in zip(queries, dense, keyword):
+            alpha = self.settings.hybrid_alpha
+            if mode == "hybrid" and self.settings.fusion == "convex":
+                ranked = convex_fusion(dense_row, keyword_row, alpha, pool)[:k]
+            elif mode == "hybrid":
+                ranked = reciprocal_rank_fusion([[i for i, _ in dense_row], [i for i, _ in keyword_row]],
+                                                [alpha, 1 - alpha], self.settings.rrf_k)[:k]
+            else:
+                ranked = (dense_row or keyword_row)[:k]
+            cosine = dict(dense_row)
+            hits = [replace(h, dense_score=cosine.get(h.chunk_id))
+                    for h in reader.store.fetch_hits([i for i, _ in ranked], [s for _, s in ranked])]
+            results.append(SearchResult(query=query, hits=hits))
+        timings["fuse_fetch"] = time.perf_counter() - t3
+        timings["search"] = timings["dense"] + timings["keyword"] + timings["fuse_fetch"]
+        timings["total"] = time.perf_counter() - t0
+        per_query = {name: round(value * 1000 / n, 3) for name, value in timings.items()}
         for result in results:
-            result.timings_ms = {
-                "embed": round((t1 - t0) * 1000 / n, 3),
-                "search": round((t2 - t1) * 1000 / n, 3),
-                "fetch": round((t3 - t2) * 1000 / n, 3),
-                "total": round((t3 - t0) * 1000 / n, 3),
-            }
+            result.timings_ms = dict(per_query)
         return results
 
-    def search(self, query: str, k: int = 5) -> SearchResult:
+    def search(self, query: str, k: int = 5, mode: SearchMode | None = None) -> SearchResult:
         """Search one query."""
-        return self.search_batch([query], k)[0]
+        return self.search_batch([query], k, mode)[0]
 
 
 def build_searcher(settings: Settings) -> Searcher:
     """A searcher over `settings.index_dir` with the configured embedding model (lazy-loaded)."""
-    return Searcher(make_embedder(settings), IndexReader(settings))
-
+    return Searcher(make_embedder(settings), IndexReader(settings), settings)

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
         "at 50k vectors on 2 cores, IVF ~0.4 ms at 99% recall (docs/benchmarks.md).",
     )
     ivf_nprobe: int = Field(32, ge=1)
+    search_mode: Literal["dense", "keyword", "hybrid"] = Field("hybrid")
+    search_candidates: int = Field(50, ge=1, le=10_000, description="Candidates per side before fusion.")
+    fusion: Literal["convex", "rrf"] = Field(
+        "convex", description="How hybrid search fuses: weighted max-normalised scores, or reciprocal ranks.")
+    hybrid_alpha: float = Field(
+        0.6, ge=0, le=1, description="Weight of the dense side in hybrid search (keyword gets 1 - alpha); "
+        "0.6 beats both sides alone on NarrativeQA and BoolQ (docs/benchmarks.md).")
+    rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant (fusion = rrf).")
     max_file_mb: float = Field(64.0, gt=0, description="Larger files are skipped and reported.")
     parse_timeout_s: float = Field(60.0, gt=0, description="Per-file parse time limit.")
     parse_memory_mb: int = Field(2048, ge=256, description="Address-space limit of a parser process.")

@@ -224,6 +224,20 @@ class ChunkStore:
                                    {"version": version}).fetchone()[0]
         return int(docs), int(chunks)
 
+    def keyword_search(self, match: str, k: int, version: int) -> list[tuple[int, float]]:
+        """BM25 over chunk text and title (FTS5 `match` syntax): [(chunk id, score)], best first.
+
+        Scores are FTS5's bm25 negated, so higher is better; rows not visible at `version` are excluded
+        inside the query, before the limit.
+        """
+        rows = self.conn.execute(
+            "SELECT c.id, -bm25(chunks_fts, 1.0, 0.5) AS score FROM chunks_fts "
+            "JOIN chunks c ON c.id = chunks_fts.rowid "
+            f"WHERE chunks_fts MATCH :match AND {_visible('c')} ORDER BY bm25(chunks_fts, 1.0, 0.5) LIMIT :k",
+            {"match": match, "version": version, "k": k},
+        )
+        return [(int(r[0]), float(r[1])) for r in rows]
+
     def fetch_hits(self, ids: Sequence[int], scores: Sequence[float]) -> list[Hit]:
         """Hits for chunk ids, in the given order; ids no longer stored are left out."""
         if not ids:

@@ -39,6 +39,7 @@ class Hit:
     score: float
     text: str
     mtime: float = 0.0
+    dense_score: float | None = None  # cosine similarity to the query, when the dense search saw it
 
 
 @dataclass

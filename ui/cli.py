@@ -79,21 +79,23 @@ def _hit_dict(hit: object) -> dict[str, object]:
             "score": round(hit.score, 6), "title": hit.title, "text": hit.text}  # type: ignore[attr-defined]
 
 
+
 @app.command()
 def search(
     query: Annotated[Optional[str], typer.Argument(help="What to search for.")] = None,
     queries: Annotated[Optional[Path], typer.Option("--queries", help="File with one query per line.")] = None,
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Chunks to return.")] = 5,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="dense, keyword or hybrid [default: hybrid].")] = None,
     index: IndexOption = None,
     json_out: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Find the chunks most similar to a query (or to each line of --queries)."""
+    """Find the chunks that best match a query (or each line of --queries)."""
     from rag.search import build_searcher
 
     if (query is None) == (queries is None):
         _fail("give either a query or --queries FILE")
-    settings = _setup(config, index_dir=index)
+    settings = _setup(config, index_dir=index, search_mode=mode)
     if queries is not None:
         try:
             lines = [line.strip() for line in queries.read_text(encoding="utf-8").splitlines()]
@@ -139,6 +141,28 @@ def status(index: IndexOption = None, json_out: JsonOption = False, config: Conf
     else:
         for key, value in data.items():
             typer.echo(f"{key}: {value}")
+
+
+@app.command("eval")
+def eval_(
+    dataset: Annotated[Path, typer.Argument(help="Folder with corpus.jsonl and queries.jsonl.")],
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Use the first N questions.")] = None,
+    workdir: Annotated[Optional[Path], typer.Option("--workdir", help="Keep the index here (reused when present).")] = None,
+    json_out: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Measure retrieval on a QA dataset (indexed into a temporary index)."""
+    from ui.evaluate import run_eval
+
+    settings = _setup(config)
+    report = _guard(run_eval)(settings, dataset, limit, workdir)
+    if json_out:
+        typer.echo(json.dumps(report))
+        return
+    typer.echo(f"{report['dataset']}: {report['documents']} documents, {report['chunks']} chunks, "
+               f"{report['queries']} questions")
+    for mode, figures in report["retrieval"].items():  # type: ignore[union-attr]
+        typer.echo(f"  {mode:8s} " + "  ".join(f"{k} {v}" for k, v in figures.items()))
 
 
 def main() -> None:

@@ -1,0 +1,48 @@
+"""Hybrid retrieval pieces: keyword queries, fusion, and keyword search honouring index versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ingest.job import run_ingest
+from rag.index import IndexReader
+from rag.search import Searcher, convex_fusion, keyword_query, reciprocal_rank_fusion
+
+
+def test_keyword_query_keeps_content_words_quoted() -> None:
+    assert keyword_query('What is the VPN\'s "portal" address?') == '"vpn" OR "portal" OR "address"'
+    assert keyword_query("who is it?") is None
+    # FTS5 syntax in a question is only ever words: no operator, column filter or prefix gets through
+    assert keyword_query('NEAR(budget) title:memo* "q') == '"near" OR "budget" OR "title" OR "memo"'
+
+
+def test_convex_fusion_keeps_confidence() -> None:
+    dense = [(1, 0.80), (2, 0.78), (3, 0.40)]
+    keyword = [(3, 30.0), (1, 3.0)]  # BM25 is sure about 3
+    fused = [i for i, _ in convex_fusion(dense, keyword, alpha=0.6, pool=3)]
+    assert fused[0] == 3 and set(fused) == {1, 2, 3}
+    assert [i for i, _ in convex_fusion(dense, [], alpha=0.6, pool=3)] == [1, 2, 3]
+    # a lone keyword match must beat a slightly better dense-only candidate that shares no keyword
+    lone = convex_fusion([(1, 0.22), (2, 0.18), (3, 0.1)], [(2, 3.3)], alpha=0.6, pool=3)
+    assert lone[0][0] == 2
+
+
+def test_reciprocal_rank_fusion() -> None:
+    fused = reciprocal_rank_fusion([[1, 2, 3], [3, 1]], [1.0, 1.0], k=60)
+    assert [i for i, _ in fused] == [1, 3, 2]
+
+
+def test_keyword_search_sees_only_the_published_version(make_settings, embedder, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The zeppelin hangar opens at dawn.\n")
+    settings = make_settings()
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    searcher = Searcher(embedder, IndexReader(settings))
+    assert searcher.search("zeppelin", mode="keyword").hits[0].path.endswith("a.txt")
+    (docs / "a.txt").write_text("The airship hangar opens at dusk.\n")
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    # the old row still exists (a reader on version 1 may need it) but version 2 must not match it
+    assert searcher.search("zeppelin", mode="keyword").hits == []
+    hybrid = searcher.search("airship hangar", mode="hybrid").hits
+    assert "dusk" in hybrid[0].text and hybrid[0].dense_score is not None
