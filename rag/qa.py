@@ -1,0 +1,162 @@
+"""The question-answering service: retrieve, decide whether to answer, prompt, generate, check support."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rag.generation import GenerationParams, TransformersGenerator, make_generator
+from rag.prompt import pack_prompt
+from rag.search import STOPWORDS, Searcher, build_searcher
+from rag.settings import Settings
+from rag.types import Hit
+
+NOT_FOUND = "I could not find this in the indexed documents."
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+_CITATION = re.compile(r"\[(\d{1,2})\]")
+_WORD = re.compile(r"\w+")
+
+
+@dataclass
+class Source:
+    """A passage given to the model, numbered as in the prompt."""
+
+    number: int
+    chunk_id: int
+    path: str
+    title: str
+    page: int | None
+    score: float
+    text: str
+    cited: bool = False
+
+
+@dataclass
+class SentenceSupport:
+    """How well one answer sentence is backed by the passages."""
+
+    sentence: str
+    supported: bool
+    score: float  # best cosine similarity with a passage sentence
+    overlap: float  # share of the sentence's content words found in the passages
+    source: int | None  # number of the passage holding the best evidence
+    evidence: str
+
+
+@dataclass
+class Answer:
+    """An answer with its sources and per-sentence support."""
+
+    question: str
+    answer: str
+    abstained: bool
+    sources: list[Source] = field(default_factory=list)
+    support: list[SentenceSupport] = field(default_factory=list)
+    model: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE.split(text.strip()) if s.strip()]
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
+
+
+class QAService:
+    """Answers questions from the index with a local model; one instance serves many questions."""
+
+    def __init__(self, searcher: Searcher, generator: TransformersGenerator, settings: Settings) -> None:
+        self.searcher = searcher
+        self.generator = generator
+        self.settings = settings
+
+    def warm_up(self) -> None:
+        """Load the index, the embedding model and the generator."""
+        self.searcher.warm_up()
+        self.generator.warm_up()
+
+    def params(self) -> GenerationParams:
+        s = self.settings
+        return GenerationParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature,
+                                timeout_s=s.generation_timeout_s)
+
+    def ask_stream(self, question: str, params: GenerationParams | None = None) -> Iterator[str | Answer]:
+        """Yield the answer's text pieces as they are generated, then the finished `Answer`."""
+        params = params or self.params()
+        started = time.perf_counter()
+        result = self.searcher.search(question, self.settings.answer_passages)
+        timings = {"embed": result.timings_ms.get("embed", 0.0), "search": result.timings_ms.get("search", 0.0)}
+        hits = result.hits
+        best = max((h.dense_score or 0.0 for h in hits), default=0.0)
+        if not hits or best < self.settings.abstain_threshold:
+            timings.update(generate=0.0, total=(time.perf_counter() - started) * 1000)
+            yield NOT_FOUND
+            # no sources: passages this far from the question would only look like evidence
+            yield Answer(question, NOT_FOUND, True, [], [], self.generator.model_id, _rounded(timings))
+            return
+        g = self.generator
+        packed = pack_prompt(question, hits, g.render, g.count_tokens, g.context_window, params.max_new_tokens,
+                             g.truncate)
+        t0 = time.perf_counter()
+        pieces = []
+        for piece in g.stream(packed.text, params):
+            pieces.append(piece)
+            yield piece
+        timings["generate"] = (time.perf_counter() - t0) * 1000
+        text = "".join(pieces).strip()
+        sources = [self._source(i, h) for i, h in enumerate(packed.passages, start=1)]
+        for number in {int(n) for n in _CITATION.findall(text)}:
+            if 1 <= number <= len(sources):
+                sources[number - 1].cited = True
+        support = self.check_support(text, sources)
+        timings["total"] = (time.perf_counter() - started) * 1000
+        yield Answer(question, text, False, sources, support, g.model_id, _rounded(timings))
+
+    def ask(self, question: str, params: GenerationParams | None = None) -> Answer:
+        """Answer one question (the stream, collected)."""
+        *_, answer = self.ask_stream(question, params)
+        assert isinstance(answer, Answer)
+        return answer
+
+    def ask_batch(self, questions: list[str]) -> list[Answer]:
+        """Answer questions in order (one generator, loaded once)."""
+        return [self.ask(q) for q in questions]
+
+    def check_support(self, answer: str, sources: list[Source]) -> list[SentenceSupport]:
+        """For each answer sentence, its best supporting passage sentence (embedding cosine) and word overlap."""
+        sentences = [s for s in split_sentences(_CITATION.sub("", answer)) if content_words(s)]
+        evidence = [(src.number, sent) for src in sources for sent in split_sentences(src.text)]
+        if not sentences or not evidence:
+            return [SentenceSupport(s, False, 0.0, 0.0, None, "") for s in sentences]
+        vectors = self.searcher.embedder.embed_batch(sentences + [e for _, e in evidence])
+        similarity = vectors[: len(sentences)] @ vectors[len(sentences):].T
+        passage_words = set().union(*(content_words(src.text) for src in sources))
+        out = []
+        for row, sentence in enumerate(sentences):
+            best = int(np.argmax(similarity[row]))
+            words = content_words(sentence)
+            overlap = len(words & passage_words) / len(words)
+            score = float(similarity[row, best])
+            supported = score >= self.settings.support_threshold or overlap >= 0.75
+            out.append(SentenceSupport(sentence, supported, round(score, 4), round(overlap, 4),
+                                       evidence[best][0], evidence[best][1]))
+        return out
+
+    @staticmethod
+    def _source(number: int, hit: Hit) -> Source:
+        return Source(number, hit.chunk_id, hit.path, hit.title, hit.page, hit.score, hit.text)
+
+
+def _rounded(timings: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 2) for k, v in timings.items()}
+
+
+def build_service(settings: Settings) -> QAService:
+    """The QA service over `settings.index_dir` with the configured models (loaded lazily)."""
+    return QAService(build_searcher(settings), make_generator(settings), settings)

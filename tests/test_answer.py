@@ -1,0 +1,143 @@
+"""Answers: Dolly's prompt format, context packing, the Dolly stop token, busy and offline errors,
+abstention, groundedness, and a real answer from the default model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ingest.job import run_ingest
+from rag.generation import GenerationParams, GeneratorBusyError, TransformersGenerator
+from rag.index import IndexReader
+from rag.prompt import END_KEY, dolly_prompt, pack_prompt
+from rag.qa import NOT_FOUND, QAService, Source
+from rag.search import Searcher
+from rag.settings import ConfigError
+from rag.types import Hit
+from tests.conftest import SAMPLES
+
+DOLLY_SPECIALS = ["### End", "### Instruction:", "### Response:"]
+
+
+def test_dolly_prompt_is_exactly_the_training_format() -> None:
+    assert dolly_prompt("Who owns billing?", "[1] Finance owns billing.") == (
+        "Below is an instruction that describes a task. Write a response that appropriately completes the "
+        "request.\n\n### Instruction:\nWho owns billing?\n\nInput:\n[1] Finance owns billing.\n\n### Response:\n")
+
+
+def hit(i: int, words: int) -> Hit:
+    return Hit(chunk_id=i, path=f"/d/{i}.txt", title="t", page=None, position=0, score=1.0 / i,
+               text=" ".join(f"w{i}" for _ in range(words)))
+
+
+def test_packing_keeps_most_relevant_first_within_the_window() -> None:
+    def count(text: str) -> int:
+        return len(text.split())
+
+    def truncate(text: str, n: int) -> str:
+        return " ".join(text.split()[:n])
+
+    hits = [hit(1, 100), hit(2, 100), hit(3, 100), hit(4, 100)]
+    packed = pack_prompt("q?", hits, dolly_prompt, count, context_window=400, max_new_tokens=100, truncate=truncate)
+    assert [h.chunk_id for h in packed.passages] == [1, 2, 3][: len(packed.passages)]
+    assert packed.prompt_tokens <= 400 - 100
+    assert "[1] w1" in packed.text and packed.text.index("[1]") < packed.text.index("[2]")
+    with pytest.raises(ValueError, match="no room"):
+        pack_prompt("q?", hits, dolly_prompt, count, context_window=60, max_new_tokens=50, truncate=truncate)
+
+
+def tiny_dolly(folder: Path, always: str) -> Path:
+    """A random GPT-NeoX with Dolly's special tokens whose greedy output is always the token `always`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+
+    words = ["[UNK]", "<|endoftext|>", "yes", "no", "lunch", "noon", "when", "is"]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", eos_token="<|endoftext|>",
+                                        pad_token="<|endoftext|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": DOLLY_SPECIALS})
+    config = GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=64, max_position_embeddings=512, eos_token_id=1, bos_token_id=1)
+    torch.manual_seed(0)
+    model = GPTNeoXForCausalLM(config).eval()
+    with torch.no_grad():  # a constant final state h makes the logits W·h: only `always` scores
+        h = torch.randn(32)
+        model.gpt_neox.final_layer_norm.weight.zero_()
+        model.gpt_neox.final_layer_norm.bias.copy_(h)
+        head = model.get_output_embeddings()  # embed_out in transformers 4, lm_head in 5
+        head.weight.zero_()
+        head.weight[tokenizer.convert_tokens_to_ids(always)] = h
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_dolly_model_stops_at_end_token(make_settings, tmp_path: Path) -> None:
+    stopper = TransformersGenerator(make_settings(generator_model=str(tiny_dolly(tmp_path / "end", END_KEY))))
+    assert stopper.is_dolly and stopper.prompt_format() == "dolly"
+    prompt = stopper.render("when is lunch", "[1] lunch is noon")
+    assert prompt.endswith("### Response:\n")
+    assert stopper.generate(prompt, GenerationParams(max_new_tokens=20)) == ""
+
+    talker = TransformersGenerator(make_settings(generator_model=str(tiny_dolly(tmp_path / "yes", "yes"))))
+    answer = talker.generate(prompt, GenerationParams(max_new_tokens=5))
+    assert answer.split() == ["yes"] * 5  # the same model, not trained to stop, runs to max_new_tokens
+
+
+def test_busy_generator_says_so(make_settings, tmp_path: Path) -> None:
+    generator = TransformersGenerator(make_settings(generator_model=str(tiny_dolly(tmp_path / "m", "yes")),
+                                                    max_concurrent_generations=1))
+    generator._slots.acquire()  # another question is being answered
+    with pytest.raises(GeneratorBusyError, match="busy"):
+        generator.generate("when is lunch", GenerationParams(max_new_tokens=2))
+    generator._slots.release()
+    assert generator.generate("when is lunch", GenerationParams(max_new_tokens=2)) == "yes yes"
+
+
+def test_a_model_name_that_is_not_local_fails_at_once(make_settings, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="huggingface-cli download"):
+        TransformersGenerator(make_settings(generator_model="databricks/dolly-v2-3b"))
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text("{}")
+    (pickled / "pytorch_model.bin").write_bytes(b"")
+    with pytest.raises(ConfigError, match="only safetensors or GGUF"):
+        TransformersGenerator(make_settings(generator_model=str(pickled)))
+
+
+@pytest.fixture(scope="module")
+def sample_service(tmp_path_factory: pytest.TempPathFactory, embedder) -> QAService:  # type: ignore[no-untyped-def]
+    from rag.settings import load_settings
+
+    base = tmp_path_factory.mktemp("qa")
+    settings = load_settings(index_dir=base / "index", model_cache_dir=base / "models", device="cpu",
+                             answer_passages=1, max_new_tokens=40)
+    run_ingest(settings, [SAMPLES], embedder=embedder, progress=False)
+    return QAService(Searcher(embedder, IndexReader(settings)), TransformersGenerator(settings), settings)
+
+
+def test_uncovered_question_abstains_without_sources(sample_service: QAService) -> None:
+    answer = sample_service.ask("What is the capital of Peru?")
+    assert answer.abstained and answer.answer == NOT_FOUND and answer.sources == []
+    assert sample_service.generator.device == "unloaded"  # nothing was generated
+
+
+def test_support_marks_sentences_the_passages_do_not_back(sample_service: QAService) -> None:
+    source = Source(1, 1, "/d/cafeteria.html", "Cafeteria", None, 1.0,
+                    "Lunch is served from 11:30 to 14:00. Parking in the garage is free for employees.")
+    support = sample_service.check_support(
+        "Lunch is served from 11:30 to 14:00 [1]. The CEO plays the violin every Tuesday.", [source])
+    assert [s.supported for s in support] == [True, False]
+    assert support[0].source == 1 and "11:30" in support[0].evidence
+
+
+def test_default_model_answers_a_one_fact_question(sample_service: QAService) -> None:
+    answer = sample_service.ask("When is lunch served in the cafeteria?")
+    assert not answer.abstained
+    assert "11:30" in answer.answer, answer.answer
+    assert answer.sources[0].path.endswith("cafeteria.html")
+    assert answer.model == "SmolLM2-135M-Instruct.Q4_1"
+    assert set(answer.timings_ms) >= {"embed", "search", "generate", "total"}
