@@ -23,6 +23,12 @@ def embedder() -> SentenceTransformerEmbedder:
     return model
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One model cache for the run, so the default GGUF generator is converted once."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
 @pytest.fixture()
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     """Settings with the index in a temporary folder; keyword arguments override fields."""

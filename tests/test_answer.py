@@ -109,11 +109,11 @@ def test_a_model_name_that_is_not_local_fails_at_once(make_settings, tmp_path: P
 
 
 @pytest.fixture(scope="module")
-def sample_service(tmp_path_factory: pytest.TempPathFactory, embedder) -> QAService:  # type: ignore[no-untyped-def]
+def sample_service(tmp_path_factory: pytest.TempPathFactory, embedder, model_cache: Path) -> QAService:  # type: ignore[no-untyped-def]
     from rag.settings import load_settings
 
     base = tmp_path_factory.mktemp("qa")
-    settings = load_settings(index_dir=base / "index", model_cache_dir=base / "models", device="cpu",
+    settings = load_settings(index_dir=base / "index", model_cache_dir=model_cache, device="cpu",
                              answer_passages=1, max_new_tokens=40)
     run_ingest(settings, [SAMPLES], embedder=embedder, progress=False)
     return QAService(Searcher(embedder, IndexReader(settings)), TransformersGenerator(settings), settings)

@@ -105,6 +105,20 @@ def test_errors_are_one_line_with_what_to_do(tmp_path: Path) -> None:
     assert bad_config.returncode == 2 and "invalid configuration" in bad_config.stderr
 
 
+def test_ask_json_lines_in_order(sample_index: Path, model_cache: Path, tmp_path: Path) -> None:
+    questions = tmp_path / "questions.txt"
+    questions.write_text("When is lunch served in the cafeteria?\nWhat is the capital of Peru?\n")
+    done = rag("ask", "--queries", str(questions), "--index", str(sample_index), "--json",
+               env_extra={"RAG_MODEL_CACHE_DIR": str(model_cache), "RAG_ANSWER_PASSAGES": "1"})
+    assert done.returncode == 0, done.stderr
+    first, second = [json.loads(line) for line in done.stdout.strip().splitlines()]
+    assert set(first) >= {"question", "answer", "abstained", "sources", "support", "model", "timings_ms"}
+    assert first["question"].startswith("When is lunch") and not first["abstained"]
+    assert set(first["sources"][0]) >= {"chunk_id", "path", "page", "score", "text", "cited"}
+    assert set(first["timings_ms"]) >= {"embed", "search", "generate", "total"}
+    assert second["abstained"] and second["answer"] == "I could not find this in the indexed documents."
+
+
 def test_config_file(tmp_path: Path, sample_index: Path) -> None:
     config = tmp_path / "rag.toml"
     config.write_text(f'index_dir = "{sample_index}"\n')
