@@ -141,3 +141,23 @@ def test_default_model_answers_a_one_fact_question(sample_service: QAService) ->
     assert answer.sources[0].path.endswith("cafeteria.html")
     assert answer.model == "SmolLM2-135M-Instruct.Q4_1"
     assert set(answer.timings_ms) >= {"embed", "search", "generate", "total"}
+
+
+def test_langchain_retriever_and_chain(sample_service: QAService) -> None:
+    from langchain_core.runnables import RunnableLambda
+
+    from rag.langchain import IndexRetriever, qa_runnable, qa_stream_runnable
+
+    retriever = IndexRetriever(searcher=sample_service.searcher, k=2)
+    docs = retriever.invoke("How long is parental leave?")
+    assert docs[0].metadata["path"].endswith("leave-policy.pdf") and docs[0].metadata["page"] == 2
+    # composes like any LangChain retriever
+    paths = (retriever | RunnableLambda(lambda ds: [d.metadata["path"] for d in ds])).invoke("VPN portal")
+    assert paths[0].endswith("it-handbook.docx")
+
+    chain = qa_runnable(sample_service)
+    answers = chain.batch(["What is the capital of Peru?", "When is lunch served in the cafeteria?",
+                           "When is lunch served in the cafeteria?"])  # two generations: queued, not busy
+    assert answers[0].abstained and "11:30" in answers[1].answer and answers[2].answer == answers[1].answer
+    streamed = "".join(qa_stream_runnable(sample_service).stream("When is lunch served in the cafeteria?"))
+    assert streamed == answers[1].answer
