@@ -67,9 +67,8 @@ class _Progress:
     def update(self, files: int = 0, chunks: int = 0) -> None:
         self.done += files
         self.chunks += chunks
+        self.bar.set_postfix(chunks=self.chunks, refresh=False)
         self.bar.update(files)
-        if chunks:
-            self.bar.set_postfix(chunks=self.chunks, refresh=False)
         now = time.monotonic()
         if not self.tty and (now - self.last_log >= 5 or self.done == self.total):
             self.last_log = now
@@ -162,7 +161,8 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
             summary.chunks_embedded += embedded
             summary.chunks_added += added
             summary.chunks_removed += removed
-            bar.update(chunks=added)
+            # a parsed file counts as done once it is embedded and committed: rate and ETA stay honest
+            bar.update(files=len(batch.docs), chunks=added)
             batch = _Batch()
 
         if tasks:
@@ -179,8 +179,8 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
                 for task, outcome in pool.map_unordered(t for t, _ in tasks):
                     found = found_by_path[task.path]
                     stored = live.get(found.path_key)
-                    _record(summary, writer, batch, found, stored.doc_id if stored else None, outcome)
-                    bar.update(files=1)
+                    if not _record(summary, writer, batch, found, stored.doc_id if stored else None, outcome):
+                        bar.update(files=1)
                     if batch.chunks >= settings.commit_chunks:  # one embedding call, one transaction
                         flush()
                 flush()
@@ -197,17 +197,17 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
 
 
 def _record(summary: IngestSummary, writer: IndexWriter, batch: _Batch, found: FoundFile,
-            old_doc_id: int | None, outcome: Outcome) -> None:
-    """Fold one parsed file into the summary and the pending batch."""
+            old_doc_id: int | None, outcome: Outcome) -> bool:
+    """Fold one parsed file into the summary and the pending batch; True if it waits in the batch."""
     if not outcome.ok:
         summary.files_failed.append(FailedFile(found.display, outcome.error))
         batch.add(None, old_doc_id)  # its old text is stale now: it goes with the next commit
-        return
+        return False
     if outcome.unchanged:
         assert old_doc_id is not None
         writer.touch(old_doc_id, found.size, found.mtime_ns)
         summary.files_unchanged += 1
-        return
+        return False
     doc = DocumentInput(
         path_key=found.path_key, path=found.display, title=outcome.title, size=found.size,
         mtime_ns=found.mtime_ns, content_hash=outcome.content_hash,
@@ -215,3 +215,4 @@ def _record(summary: IngestSummary, writer: IndexWriter, batch: _Batch, found: F
     )
     batch.add(doc, old_doc_id)
     summary.files_indexed += 1
+    return True

@@ -70,3 +70,13 @@ def percentile(values: Sequence[float], q: float) -> float:
     position = (len(ordered) - 1) * q / 100
     low, high = math.floor(position), math.ceil(position)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def yes_no(text: str) -> str | None:
+    """'yes' or 'no' when an answer commits to one (its first yes/no/true/false word), else None."""
+    for word in normalize_answer(text).split():
+        if word in ("yes", "true", "correct"):
+            return "yes"
+        if word in ("no", "not", "false", "incorrect"):
+            return "no"
+    return None

@@ -205,14 +205,15 @@ def eval_(
     dataset: Annotated[Path, typer.Argument(help="Folder with corpus.jsonl and queries.jsonl.")],
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Use the first N questions.")] = None,
     workdir: Annotated[Optional[Path], typer.Option("--workdir", help="Keep the index here (reused when present).")] = None,
+    answers: Annotated[int, typer.Option("--answers", min=0, help="Also answer the first N questions.")] = 0,
     json_out: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Measure retrieval on a QA dataset (indexed into a temporary index)."""
+    """Measure retrieval (and answers) on a QA dataset, indexed into a temporary index."""
     from ui.evaluate import run_eval
 
     settings = _setup(config)
-    report = _guard(run_eval)(settings, dataset, limit, workdir)
+    report = _guard(run_eval)(settings, dataset, limit, workdir, answers)
     if json_out:
         typer.echo(json.dumps(report))
         return
@@ -220,6 +221,8 @@ def eval_(
                f"{report['queries']} questions")
     for mode, figures in report["retrieval"].items():  # type: ignore[union-attr]
         typer.echo(f"  {mode:8s} " + "  ".join(f"{k} {v}" for k, v in figures.items()))
+    if "answers" in report:
+        typer.echo("  answers  " + "  ".join(f"{k} {v}" for k, v in report["answers"].items()))  # type: ignore[union-attr]
 
 
 def main() -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from ingest.job import run_ingest
-from rag.metrics import mrr_at, ndcg_at, percentile, recall_at
+from rag.metrics import best_f1_em, mrr_at, ndcg_at, percentile, recall_at, yes_no
+from rag.qa import QAService, build_service
 from rag.search import SearchMode, build_searcher
 from rag.settings import Settings
 
@@ -80,9 +81,49 @@ def evaluate_retrieval(settings: Settings, queries: list[dict], modes: tuple[Sea
     return report
 
 
-def run_eval(settings: Settings, dataset: Path, limit: int | None = None, workdir: Path | None = None
-             ) -> dict[str, object]:
-    """Index `dataset` into a temporary index (or `workdir`) and measure retrieval."""
+def _score(prediction: str, query: dict) -> tuple[float, float]:
+    references = query.get("answers") or [query["answer"]]
+    if str(query["answer"]).lower() in ("yes", "no"):  # BoolQ: does the answer say yes or no correctly?
+        right = float(yes_no(prediction) == str(query["answer"]).lower())
+        return right, right
+    return best_f1_em(prediction, references)
+
+
+def evaluate_answers(service: QAService, queries: list[dict], corpus: dict[str, dict]) -> dict[str, float]:
+    """Answer F1/EM through the whole service, abstention rate and latency, plus two bounds for the model:
+    the gold document as the only context (best case) and no context at all (what it knows alone)."""
+    g = service.generator
+    params = service.params()
+    full, gold, none, latencies, abstained = [], [], [], [], 0
+    for query in queries:
+        started = time.perf_counter()
+        answer = service.ask(query["question"])
+        latencies.append((time.perf_counter() - started) * 1000)
+        abstained += answer.abstained
+        full.append(_score("" if answer.abstained else answer.answer, query))
+        doc = corpus[str(query["gold_ids"][0])]
+        room = g.context_window - params.max_new_tokens - g.count_tokens(g.render(query["question"], "")) - 16
+        context = "[1] " + g.truncate(f"{doc.get('title', '')}\n\n{doc['text']}", max(room, 32))
+        gold.append(_score(g.generate(g.render(query["question"], context), params), query))
+        none.append(_score(g.generate(g.render(query["question"], ""), params), query))
+    n = max(1, len(queries))
+
+    def mean(rows: list[tuple[float, float]], i: int) -> float:
+        return round(sum(r[i] for r in rows) / n, 4)
+
+    return {
+        "questions": len(queries), "f1": mean(full, 0), "exact_match": mean(full, 1),
+        "abstention_rate": round(abstained / n, 4),
+        "gold_context_f1": mean(gold, 0), "gold_context_exact_match": mean(gold, 1),
+        "no_context_f1": mean(none, 0), "no_context_exact_match": mean(none, 1),
+        "latency_ms_p50": round(percentile(latencies, 50), 1), "latency_ms_p95": round(percentile(latencies, 95), 1),
+    }
+
+
+def run_eval(settings: Settings, dataset: Path, limit: int | None = None, workdir: Path | None = None,
+             answers: int = 0) -> dict[str, object]:
+    """Index `dataset` into a temporary index (or `workdir`), measure retrieval, and answers for the
+    first `answers` questions (generation is slow on a CPU)."""
     corpus, queries = load_dataset(dataset, limit)
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
         base = workdir or Path(tmp)
@@ -92,8 +133,14 @@ def run_eval(settings: Settings, dataset: Path, limit: int | None = None, workdi
         eval_settings = settings.model_copy(update={"index_dir": base / "index"})
         summary = run_ingest(eval_settings, [docs], progress=False)
         retrieval = evaluate_retrieval(eval_settings, queries)
-    return {
-        "dataset": dataset.name, "documents": len(corpus), "queries": len(queries),
-        "chunks": summary.vectors_total, "ingest_seconds": round(summary.seconds, 1),
-        "files_failed": len(summary.files_failed), "retrieval": retrieval,
-    }
+        report: dict[str, object] = {
+            "dataset": dataset.name, "documents": len(corpus), "queries": len(queries),
+            "chunks": summary.vectors_total, "ingest_seconds": round(summary.seconds, 1),
+            "files_failed": len(summary.files_failed), "retrieval": retrieval,
+        }
+        if answers:
+            service = build_service(eval_settings)
+            report["answers"] = evaluate_answers(service, queries[:answers], {str(d["id"]): d for d in corpus})
+            report["answers"]["model"] = service.generator.model_id  # type: ignore[index]
+            report["answers"]["prompt_format"] = service.generator.prompt_format()  # type: ignore[index]
+    return report
