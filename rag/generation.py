@@ -13,11 +13,14 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from rag.embedding import resolve_device, set_offline_mode
 from rag.prompt import END_KEY, INSTRUCTION_KEY, RESPONSE_KEY, dolly_prompt
 from rag.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from rag.http_generation import HttpGenerator
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +278,10 @@ class TransformersGenerator:
         return "".join(self.stream(prompt, params))
 
 
-def make_generator(settings: Settings) -> TransformersGenerator:
-    """The generator the settings ask for (the in-process transformers backend today)."""
+def make_generator(settings: Settings) -> TransformersGenerator | HttpGenerator:
+    """The generator the settings ask for: in-process transformers, or an on-prem completions server."""
+    if settings.generator_backend == "http":
+        from rag.http_generation import HttpGenerator
+
+        return HttpGenerator(settings)
     return TransformersGenerator(settings)

