@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     ivf_nprobe: int = Field(32, ge=1)
     search_mode: Literal["dense", "keyword", "hybrid"] = Field("hybrid")
     search_candidates: int = Field(50, ge=1, le=10_000, description="Candidates per side before fusion.")
+    keyword_max_df: float = Field(
+        0.02, gt=0, le=1, description="Keyword search drops words found in more than this share of chunks "
+        "(keeping the three rarest), which bounds its cost on large indexes.")
+    keyword_prune_above: int = Field(20_000, ge=0, description="Apply keyword_max_df only above this many chunks.")
     fusion: Literal["convex", "rrf"] = Field(
         "convex", description="How hybrid search fuses: weighted max-normalised scores, or reciprocal ranks.")
     hybrid_alpha: float = Field(

@@ -227,16 +227,30 @@ class ChunkStore:
     def keyword_search(self, match: str, k: int, version: int) -> list[tuple[int, float]]:
         """BM25 over chunk text and title (FTS5 `match` syntax): [(chunk id, score)], best first.
 
-        Scores are FTS5's bm25 negated, so higher is better; rows not visible at `version` are excluded
-        inside the query, before the limit.
+        Scores are FTS5's bm25 negated, so higher is better. FTS5 ranks first (over-fetching), and only
+        the top rows are checked against `version`: joining every match to filter it first cost 2.5x the
+        time at 100k chunks. Rows invisible at `version` are rare (unpublished or retired ones), and when
+        too many of the top rows are, the fetch widens until k visible rows are found or matches run out.
         """
-        rows = self.conn.execute(
-            "SELECT c.id, -bm25(chunks_fts, 1.0, 0.5) AS score FROM chunks_fts "
-            "JOIN chunks c ON c.id = chunks_fts.rowid "
-            f"WHERE chunks_fts MATCH :match AND {_visible('c')} ORDER BY bm25(chunks_fts, 1.0, 0.5) LIMIT :k",
-            {"match": match, "version": version, "k": k},
-        )
-        return [(int(r[0]), float(r[1])) for r in rows]
+        fetch = 2 * k
+        while True:
+            rows = self.conn.execute(
+                "SELECT c.id, f.score FROM (SELECT rowid, -bm25(chunks_fts, 1.0, 0.5) AS score FROM chunks_fts "
+                "WHERE chunks_fts MATCH :match ORDER BY bm25(chunks_fts, 1.0, 0.5) LIMIT :fetch) f "
+                f"JOIN chunks c ON c.id = f.rowid WHERE {_visible('c')} ORDER BY f.score DESC LIMIT :k",
+                {"match": match, "version": version, "k": k, "fetch": fetch},
+            ).fetchall()
+            if len(rows) >= k or fetch >= 1 << 20:
+                return [(int(r[0]), float(r[1])) for r in rows]
+            matched = self.conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (match,)).fetchone()[0]
+            if matched <= fetch:
+                return [(int(r[0]), float(r[1])) for r in rows]
+            fetch *= 4
+
+    def term_counts(self, terms: Sequence[str]) -> dict[str, int]:
+        """How many chunks (any version) contain each word, counted by FTS5 itself (same stemming)."""
+        return {t: int(self.conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
+                                         (f'"{t}"',)).fetchone()[0]) for t in terms}
 
     def fetch_hits(self, ids: Sequence[int], scores: Sequence[float]) -> list[Hit]:
         """Hits for chunk ids, in the given order; ids no longer stored are left out."""

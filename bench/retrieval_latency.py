@@ -1,0 +1,111 @@
+"""Retrieval latency at 100k chunks: our search (embed + search + fuse) beside LangChain's FAISS
+similarity_search over the same texts and vectors.
+
+Texts are real passages from ../shared/eval cut and recombined into 100k distinct chunks; their vectors
+are mixed from the passages' real MiniLM embeddings (as bench/ann_recall.py), written through the
+normal index writer, so the index is the one `rag ingest` would publish (IVF above 50k vectors).
+Queries are real questions, one at a time, as a user would send them.
+
+    .venv/bin/python bench/retrieval_latency.py [--chunks 100000] [--queries 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.ann_recall import real_vectors
+from rag.embedding import SentenceTransformerEmbedder
+from rag.index import IndexReader, IndexWriter
+from rag.search import Searcher
+from rag.settings import load_settings
+from rag.types import ChunkInput, DocumentInput
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "eval"
+
+
+def passages() -> list[str]:
+    out = []
+    for name in ("boolq-dev", "narrativeqa-dev"):
+        with open(SHARED / name / "corpus.jsonl") as f:
+            for line in f:
+                text = json.loads(line)["text"]
+                out.extend(text[i:i + 900] for i in range(0, len(text), 900))
+    return out
+
+
+def build(index_dir: Path, n: int, embedder: SentenceTransformerEmbedder) -> tuple[list[str], np.ndarray]:
+    base_vectors, _ = real_vectors()
+    texts_in = passages()
+    assert len(texts_in) == len(base_vectors)
+    rng = np.random.default_rng(0)
+    a_idx, b_idx = rng.integers(0, len(texts_in), n), rng.integers(0, len(texts_in), n)
+    alpha = rng.random((n, 1), dtype=np.float32)
+    vectors = alpha * base_vectors[a_idx] + (1 - alpha) * base_vectors[b_idx]
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    texts = [f"{texts_in[a][: len(texts_in[a]) // 2]} {texts_in[b][len(texts_in[b]) // 2:]}" for a, b in zip(a_idx, b_idx)]
+    shutil.rmtree(index_dir, ignore_errors=True)
+    settings = load_settings(index_dir=index_dir, device="cpu")
+    with IndexWriter.open(settings, embedder.model_id) as writer:
+        for start in range(0, n, 10_000):
+            docs = [DocumentInput(path_key=f"/bench/doc-{d}.txt".encode(), path=f"/bench/doc-{d}.txt", title=f"doc {d}",
+                                  size=1, mtime_ns=1, content_hash=str(d),
+                                  chunks=tuple(ChunkInput(texts[i], i - d * 10) for i in range(d * 10, min(n, d * 10 + 10))))
+                    for d in range(start // 10, min(n, start + 10_000) // 10)]
+            writer.write_batch(docs, vectors[start:start + 10_000], [])
+        writer.publish(vectors.shape[1])
+    return texts, vectors
+
+
+def p50(fn, queries: list[str]) -> float:  # type: ignore[no-untyped-def]
+    times = []
+    for q in queries:
+        started = time.perf_counter()
+        fn(q)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    with open(SHARED / "boolq-dev" / "queries.jsonl") as f:
+        questions = [json.loads(line)["question"] for line, _ in zip(f, range(args.queries))]
+    settings = load_settings(index_dir=REPO / "bench" / "out" / f"latency-{args.chunks}", device="cpu")
+    embedder = SentenceTransformerEmbedder(settings)
+    embedder.warm_up()
+    started = time.perf_counter()
+    texts, vectors = build(settings.index_dir, args.chunks, embedder)
+    print(f"built {args.chunks} chunks in {time.perf_counter() - started:.0f} s", flush=True)
+    searcher = Searcher(embedder, IndexReader(settings))
+    searcher.warm_up()
+    for q in questions[:10]:
+        searcher.search(q, 5)
+    ours = {mode: p50(lambda q, m=mode: searcher.search(q, 5, m), questions) for mode in ("dense", "keyword", "hybrid")}
+
+    from langchain_community.vectorstores import FAISS
+    from langchain_huggingface import HuggingFaceEmbeddings
+
+    lc_embeddings = HuggingFaceEmbeddings(model_name=str(embedder.folder), model_kwargs={"device": "cpu"},
+                                          encode_kwargs={"normalize_embeddings": True})
+    store = FAISS.from_embeddings(list(zip(texts, vectors.tolist())), lc_embeddings)
+    for q in questions[:10]:
+        store.similarity_search(q, k=5)
+    langchain = p50(lambda q: store.similarity_search(q, k=5), questions)
+    print(json.dumps({"chunks": args.chunks, "ours_dense_p50_ms": round(ours["dense"], 2),
+                      "ours_keyword_p50_ms": round(ours["keyword"], 2), "ours_hybrid_p50_ms": round(ours["hybrid"], 2),
+                      "langchain_similarity_search_p50_ms": round(langchain, 2),
+                      "index_type": searcher.reader.manifest.index_type if searcher.reader.manifest else None}))
+
+
+if __name__ == "__main__":
+    main()
