@@ -74,6 +74,19 @@ def ingest(
         typer.echo(f"  failed: {failed.path}: {failed.error}")
 
 
+def _inputs(text: str | None, file: Path | None, what: str) -> list[str]:
+    """The one text given on the command line, or the non-empty lines of --queries FILE, in order."""
+    if (text is None) == (file is None):
+        _fail(f"give either a {what} or --queries FILE")
+    if file is None:
+        return [text or ""]
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror or exc}")
+    return [line.strip() for line in lines if line.strip()]
+
+
 def _hit_dict(hit: object) -> dict[str, object]:
     return {"chunk_id": hit.chunk_id, "path": hit.path, "page": hit.page,  # type: ignore[attr-defined]
             "score": round(hit.score, 6), "title": hit.title, "text": hit.text}  # type: ignore[attr-defined]
@@ -93,17 +106,8 @@ def search(
     """Find the chunks that best match a query (or each line of --queries)."""
     from rag.search import build_searcher
 
-    if (query is None) == (queries is None):
-        _fail("give either a query or --queries FILE")
+    texts = _inputs(query, queries, "query")
     settings = _setup(config, index_dir=index, search_mode=mode)
-    if queries is not None:
-        try:
-            lines = [line.strip() for line in queries.read_text(encoding="utf-8").splitlines()]
-        except OSError as exc:
-            _fail(f"cannot read {queries}: {exc.strerror or exc}")
-        texts = [line for line in lines if line]
-    else:
-        texts = [query or ""]
     searcher = build_searcher(settings)
     _guard(searcher.warm_up)()
     results = []
@@ -164,16 +168,8 @@ def ask(
     from rag.generation import GeneratorBusyError
     from rag.qa import Answer, build_service
 
-    if (question is None) == (queries is None):
-        _fail("give either a question or --queries FILE")
+    questions = _inputs(question, queries, "question")
     settings = _setup(config, index_dir=index)
-    if queries is not None:
-        try:
-            questions = [q.strip() for q in queries.read_text(encoding="utf-8").splitlines() if q.strip()]
-        except OSError as exc:
-            _fail(f"cannot read {queries}: {exc.strerror or exc}")
-    else:
-        questions = [question or ""]
     service = build_service(settings)
     _guard(service.warm_up)()
     for text in questions:
