@@ -38,10 +38,6 @@ def keyword_match(terms: list[str]) -> str | None:
     return " OR ".join(f'"{w}"' for w in terms) or None
 
 
-def keyword_query(text: str) -> str | None:
-    """An FTS5 MATCH expression for all of a query's content words."""
-    return keyword_match(keyword_terms(text))
-
 
 def convex_fusion(dense: list[tuple[int, float]], keyword: list[tuple[int, float]], alpha: float,
                   pool: int) -> list[tuple[int, float]]:

@@ -6,7 +6,11 @@ from pathlib import Path
 
 from ingest.job import run_ingest
 from rag.index import IndexReader
-from rag.search import Searcher, convex_fusion, keyword_query, reciprocal_rank_fusion
+from rag.search import Searcher, convex_fusion, keyword_match, keyword_terms, reciprocal_rank_fusion
+
+
+def keyword_query(text: str) -> str | None:
+    return keyword_match(keyword_terms(text))
 
 
 def test_keyword_query_keeps_content_words_quoted() -> None:
@@ -46,3 +50,23 @@ def test_keyword_search_sees_only_the_published_version(make_settings, embedder,
     assert searcher.search("zeppelin", mode="keyword").hits == []
     hybrid = searcher.search("airship hangar", mode="hybrid").hits
     assert "dusk" in hybrid[0].text and hybrid[0].dense_score is not None
+
+
+def test_common_words_are_pruned_from_keyword_queries_on_large_indexes(make_settings, embedder, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(20):
+        (docs / f"memo{i}.txt").write_text(f"Project update {i}: the team will review the budget.\n")
+    (docs / "kiln.txt").write_text("The kiln in the pottery studio is fired on Fridays.\n")
+    settings = make_settings(keyword_prune_above=0, keyword_max_df=0.2)
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    searcher = Searcher(embedder, IndexReader(settings))
+    searcher.warm_up()
+    # "project", "update", "team", "review" are in every memo; the three rarest words stay
+    match = searcher._keyword_match("project update team review kiln pottery fridays")
+    assert match == '"kiln" OR "pottery" OR "fridays"'
+    assert searcher.search("project update team review kiln pottery fridays", mode="keyword").hits[0].path.endswith(
+        "kiln.txt")
+    unpruned = Searcher(embedder, IndexReader(make_settings()))
+    unpruned.warm_up()
+    assert unpruned._keyword_match("project update team review kiln") == keyword_query("project update team review kiln")
