@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,6 +62,21 @@ class ModelLocation:
     @property
     def name(self) -> str:
         return Path(self.gguf_file).stem if self.gguf_file else self.folder.name
+
+
+def repetition_cut(text: str) -> int | None:
+    """Where to cut an answer that started looping: the start of a finished line (or sentence) that
+    already appeared twice, or None. Small models repeat themselves instead of stopping."""
+    units = [m for m in re.finditer(r"[^\n.!?]*[.!?\n]", text)]
+    seen: dict[str, int] = {}
+    for match in units:
+        key = match.group().strip().lower()
+        if len(key) < 8:
+            continue
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] == 2:
+            return match.start()
+    return None
 
 
 def resolve_generator_model(settings: Settings) -> ModelLocation:
@@ -253,10 +269,12 @@ class TransformersGenerator:
         worker.start()
         text = ""
         stopped_early = False
-        # stop strings are matched here on the decoded text, which works for every tokenizer
+        # stop strings (and loops) are matched here on the decoded text, which works for every tokenizer
         for piece in streamer:
             text += piece
             cut = min((text.find(s) for s in stops if s in text), default=-1)
+            if cut < 0:
+                cut = repetition_cut(text) or -1
             if cut >= 0:
                 # a stop string the tokenizer split: emit up to it and stop reading
                 emitted = len(text) - len(piece)

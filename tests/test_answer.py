@@ -87,6 +87,15 @@ def test_dolly_model_stops_at_end_token(make_settings, tmp_path: Path) -> None:
     assert answer.split() == ["yes"] * 5  # the same model, not trained to stop, runs to max_new_tokens
 
 
+def test_a_looping_answer_is_cut_at_its_first_repeat() -> None:
+    from rag.generation import repetition_cut
+
+    text = "Lunch is at noon.\nThe gym is free.\nThe gym is free.\nThe gym"
+    assert text[: repetition_cut(text)].strip() == "Lunch is at noon.\nThe gym is free."
+    assert repetition_cut("Lunch is at noon. Parking is free. Bikes go in the yard.") is None
+    assert repetition_cut("Yes. Yes. Yes.") is None  # too short to call a loop
+
+
 def test_busy_generator_says_so(make_settings, tmp_path: Path) -> None:
     generator = TransformersGenerator(make_settings(generator_model=str(tiny_dolly(tmp_path / "m", "yes")),
                                                     max_concurrent_generations=1))
