@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -35,16 +37,24 @@ def _fail(message: str, code: int = 2) -> "typer.Exit":
     raise typer.Exit(code)
 
 
-def _guard(fn):  # type: ignore[no-untyped-def]
+@contextmanager
+def _guarded() -> Iterator[None]:
     """Turn expected errors into a one-line message and exit code 2 (no stack trace)."""
     from rag.index import RagIndexError
     from rag.settings import ConfigError
 
+    try:
+        yield
+    except (RagIndexError, ConfigError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+
+
+def _guard(fn):  # type: ignore[no-untyped-def]
+    """`fn` with `_guarded` around each call."""
+
     def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-        try:
+        with _guarded():
             return fn(*args, **kwargs)
-        except (RagIndexError, ConfigError, FileNotFoundError, ValueError) as exc:
-            _fail(str(exc))
 
     return wrapper
 
@@ -170,19 +180,21 @@ def ask(
 
     questions = _inputs(question, queries, "question")
     settings = _setup(config, index_dir=index)
-    service = build_service(settings)
-    _guard(service.warm_up)()
+    with _guarded():
+        service = build_service(settings)
+        service.warm_up()
     for text in questions:
-        try:
-            stream = service.ask_stream(text)
-            answer = None
-            for item in _guard(lambda: list(stream) if json_out else stream)():
-                if isinstance(item, Answer):
-                    answer = item
-                elif not json_out:
-                    typer.echo(item, nl=False)
-        except GeneratorBusyError as exc:
-            _fail(str(exc), code=3)
+        answer = None
+        # guarded while streaming too: a bad prompt budget surfaces mid-answer, not at the call
+        with _guarded():
+            try:
+                for item in service.ask_stream(text):
+                    if isinstance(item, Answer):
+                        answer = item
+                    elif not json_out:
+                        typer.echo(item, nl=False)
+            except GeneratorBusyError as exc:
+                _fail(str(exc), code=3)
         assert answer is not None
         if json_out:
             typer.echo(json.dumps(_answer_dict(answer), ensure_ascii=False))
