@@ -43,6 +43,33 @@ class GenerationParams:
     timeout_s: float = 60.0
 
 
+class GenerationSlots:
+    """The bound on concurrent generations, shared by every backend: beyond it, a clear "busy" error."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.limit = settings.max_concurrent_generations
+        self.wait_s = settings.generation_queue_s
+        self._semaphore = threading.BoundedSemaphore(self.limit)
+
+    def acquire(self) -> None:
+        """Take a slot, waiting up to `generation_queue_s`; raises GeneratorBusyError when none frees up."""
+        got = self._semaphore.acquire(timeout=self.wait_s) if self.wait_s > 0 else self._semaphore.acquire(False)
+        if not got:
+            raise GeneratorBusyError(
+                f"the answer generator is busy ({self.limit} question(s) at a time); try again in a moment")
+
+    def release(self) -> None:
+        self._semaphore.release()
+
+    def stream(self, pieces: Iterator[str]) -> Iterator[str]:
+        """`pieces` run while holding a slot; the slot is taken before the first piece is asked for."""
+        self.acquire()
+        try:
+            yield from pieces
+        finally:
+            self.release()
+
+
 @runtime_checkable
 class Generator(Protocol):
     """Streams the completion of a prompt as text pieces."""
@@ -110,7 +137,7 @@ class TransformersGenerator:
         self.location = resolve_generator_model(settings)
         self.model_id = self.location.name
         self.settings = settings
-        self._slots = threading.BoundedSemaphore(settings.max_concurrent_generations)
+        self._slots = GenerationSlots(settings)
         self._lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
@@ -216,16 +243,7 @@ class TransformersGenerator:
     # -- generation -----------------------------------------------------------------------------
     def stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
         """Yield the answer in pieces; raises GeneratorBusyError when every slot is taken."""
-        wait = self.settings.generation_queue_s
-        acquired = self._slots.acquire(timeout=wait) if wait > 0 else self._slots.acquire(blocking=False)
-        if not acquired:
-            raise GeneratorBusyError(
-                f"the answer generator is busy ({self.settings.max_concurrent_generations} question(s) at a time); "
-                "try again in a moment")
-        try:
-            yield from self._stream(prompt, params)
-        finally:
-            self._slots.release()
+        return self._slots.stream(self._stream(prompt, params))
 
     def _stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer

@@ -9,11 +9,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from rag.generation import GenerationParams, GeneratorBusyError
+from rag.generation import GenerationParams, GenerationSlots
 from rag.prompt import END_KEY, INSTRUCTION_KEY, RESPONSE_KEY, dolly_prompt
 from rag.settings import ConfigError, Settings
 
@@ -77,7 +76,7 @@ class HttpGenerator:
         self.model_id = f"{self.remote_model or 'remote'}@{urlsplit(self.url).netloc}"
         self.context_window = settings.generator_context_tokens
         self.device = "remote"
-        self._slots = threading.BoundedSemaphore(settings.max_concurrent_generations)
+        self._slots = GenerationSlots(settings)
 
     def warm_up(self) -> None:
         """Nothing to load locally."""
@@ -96,18 +95,17 @@ class HttpGenerator:
 
     def stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
         """Yield completion text pieces (server-sent events); raises GeneratorBusyError beyond the bound."""
+        return self._slots.stream(self._stream(prompt, params))
+
+    def _stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
         import httpx
 
-        wait = self.settings.generation_queue_s
-        if not (self._slots.acquire(timeout=wait) if wait > 0 else self._slots.acquire(blocking=False)):
-            raise GeneratorBusyError(f"the answer generator is busy ({self.settings.max_concurrent_generations} "
-                                     "question(s) at a time); try again in a moment")
         body = {"prompt": prompt, "max_tokens": params.max_new_tokens, "temperature": params.temperature,
                 "stream": True, "stop": STOPS}
         if self.remote_model:
             body["model"] = self.remote_model
+        # trust_env=False: no proxy from the environment may carry the request elsewhere
         try:
-            # trust_env=False: no proxy from the environment may carry the request elsewhere
             with httpx.Client(timeout=params.timeout_s, trust_env=False) as client, \
                     client.stream("POST", f"{self.url}/completions", json=body) as response:
                 if response.status_code != 200:
@@ -124,8 +122,6 @@ class HttpGenerator:
                         yield text
         except httpx.TimeoutException as exc:
             raise TimeoutError(f"the generator server did not answer within {params.timeout_s:g} s") from exc
-        finally:
-            self._slots.release()
 
     def generate(self, prompt: str, params: GenerationParams) -> str:
         return "".join(self.stream(prompt, params))
