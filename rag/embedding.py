@@ -169,8 +169,7 @@ class SentenceTransformerEmbedder:
         """Embed texts; sentence-transformers sorts them by length internally and restores order."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        model = self.model
-        vectors = model.encode(
+        vectors = self.model.encode(
             texts,
             batch_size=self.batch_size,
             normalize_embeddings=True,

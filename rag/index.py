@@ -318,6 +318,8 @@ class IndexWriter:
         Unchanged paragraphs of an edited document, and copies of a document, cost no model time.
         Returns (vectors in order, how many texts the model embedded).
         """
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32), 0
         hashes = [text_hash(t) for t in texts]
         known = self.store.reusable_embeddings(hashes)
         todo: dict[bytes, str] = {}
@@ -327,8 +329,6 @@ class IndexWriter:
         if todo:
             fresh = embedder.embed_batch(list(todo.values()))
             known.update((h, v.tobytes()) for h, v in zip(todo, fresh))
-        if not texts:
-            return np.zeros((0, 0), dtype=np.float32), 0
         return np.vstack([np.frombuffer(known[h], dtype=np.float32) for h in hashes]), len(todo)
 
     def touch(self, doc_id: int, size: int, mtime_ns: int) -> None:

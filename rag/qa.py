@@ -126,10 +126,6 @@ class QAService:
         assert isinstance(answer, Answer)
         return answer
 
-    def ask_batch(self, questions: list[str]) -> list[Answer]:
-        """Answer questions in order (one generator, loaded once)."""
-        return [self.ask(q) for q in questions]
-
     def check_support(self, answer: str, sources: list[Source]) -> list[SentenceSupport]:
         """For each answer sentence, its best supporting passage sentence (embedding cosine) and word overlap."""
         sentences = [s for s in split_sentences(_CITATION.sub("", answer)) if content_words(s)]

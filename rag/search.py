@@ -1,4 +1,4 @@
-"""Retrieval over a published index: dense (FAISS), keyword (SQLite FTS5/BM25) or both fused (RRF)."""
+"""Retrieval over a published index: dense (FAISS), keyword (SQLite FTS5/BM25) or both fused."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Literal
 from rag.embedding import Embedder, make_embedder
 from rag.index import IndexReader
 from rag.settings import Settings
-from rag.types import Hit, SearchResult
+from rag.types import SearchResult
 
 SearchMode = Literal["dense", "keyword", "hybrid"]
 
@@ -36,7 +36,6 @@ def keyword_terms(text: str) -> list[str]:
 def keyword_match(terms: list[str]) -> str | None:
     """An FTS5 MATCH expression: the words, each quoted (no FTS5 syntax gets through), joined by OR."""
     return " OR ".join(f'"{w}"' for w in terms) or None
-
 
 
 def convex_fusion(dense: list[tuple[int, float]], keyword: list[tuple[int, float]], alpha: float,
@@ -125,8 +124,8 @@ class Searcher:
             timings["keyword"] = time.perf_counter() - t2
         t3 = time.perf_counter()
         results = []
+        alpha = self.settings.hybrid_alpha
         for query, dense_row, keyword_row in zip(queries, dense, keyword):
-            alpha = self.settings.hybrid_alpha
             if mode == "hybrid" and self.settings.fusion == "convex":
                 ranked = convex_fusion(dense_row, keyword_row, alpha, pool)[:k]
             elif mode == "hybrid":

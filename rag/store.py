@@ -240,17 +240,18 @@ class ChunkStore:
                 f"JOIN chunks c ON c.id = f.rowid WHERE {_visible('c')} ORDER BY f.score DESC LIMIT :k",
                 {"match": match, "version": version, "k": k, "fetch": fetch},
             ).fetchall()
-            if len(rows) >= k or fetch >= 1 << 20:
-                return [(int(r[0]), float(r[1])) for r in rows]
-            matched = self.conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (match,)).fetchone()[0]
-            if matched <= fetch:
+            if len(rows) >= k or fetch >= 1 << 20 or self.match_count(match) <= fetch:
                 return [(int(r[0]), float(r[1])) for r in rows]
             fetch *= 4
 
+    def match_count(self, match: str) -> int:
+        """How many chunk rows (any version) an FTS5 `match` expression matches."""
+        return int(self.conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
+                                     (match,)).fetchone()[0])
+
     def term_counts(self, terms: Sequence[str]) -> dict[str, int]:
-        """How many chunks (any version) contain each word, counted by FTS5 itself (same stemming)."""
-        return {t: int(self.conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
-                                         (f'"{t}"',)).fetchone()[0]) for t in terms}
+        """How many chunks contain each word, counted by FTS5 itself (same stemming)."""
+        return {t: self.match_count(f'"{t}"') for t in terms}
 
     def fetch_hits(self, ids: Sequence[int], scores: Sequence[float]) -> list[Hit]:
         """Hits for chunk ids, in the given order; ids no longer stored are left out."""
