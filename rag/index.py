@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -395,8 +396,20 @@ class IndexWriter:
         return index
 
 
+@dataclass(frozen=True)
+class IndexView:
+    """One published version as a searcher sees it; swapped whole, so a search never mixes two versions."""
+
+    manifest: Manifest
+    vectors: FaissVectorIndex
+    store: ChunkStore
+
+
 class IndexReader:
-    """A reader pinned to one published version; `refresh` moves it to a newer one when there is one."""
+    """A reader pinned to one published version; `refresh` moves it to a newer one when there is one.
+
+    Safe to share between threads (the web page's sessions): `view` is replaced in one assignment.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -404,7 +417,9 @@ class IndexReader:
         self.manifest: Manifest | None = None
         self.vectors: FaissVectorIndex | None = None
         self.store: ChunkStore | None = None
+        self.view: IndexView | None = None
         self._stamp: tuple[int, int, int] | None = None
+        self._lock = threading.Lock()
 
     def _manifest_stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -422,6 +437,12 @@ class IndexReader:
             )
         if stamp == self._stamp:
             return False
+        with self._lock:
+            if stamp == self._stamp:  # another thread loaded it meanwhile
+                return False
+            return self._load(stamp)
+
+    def _load(self, stamp: tuple[int, int, int]) -> bool:
         manifest = Manifest.read(self.dir)
         assert manifest is not None
         vectors = FaissVectorIndex.read(self.dir / manifest.vectors_file, manifest.index_type,
@@ -429,6 +450,7 @@ class IndexReader:
         if self.store is None:
             self.store = ChunkStore(connect(self.dir, readonly=True))
         vectors.to_device(self._device())
+        self.view = IndexView(manifest, vectors, self.store)
         self.manifest, self.vectors, self._stamp = manifest, vectors, stamp
         log.info("index version %d loaded (%d vectors, %s)", manifest.version, manifest.vectors,
                  manifest.index_type)

@@ -11,8 +11,10 @@ import numpy as np
 
 from rag.generation import GenerationParams, TransformersGenerator, make_generator
 from rag.http_generation import HttpGenerator
+from rag.passages import collapse_near_duplicates, merge_neighbours
 from rag.prompt import pack_prompt
-from rag.search import STOPWORDS, Searcher, build_searcher
+from rag.rerank import Reranker, make_reranker
+from rag.search import STOPWORDS, Searcher, build_searcher, keyword_terms
 from rag.settings import Settings
 from rag.types import Hit
 
@@ -34,6 +36,7 @@ class Source:
     score: float
     text: str
     cited: bool = False
+    chunk_ids: tuple[int, ...] = ()  # every chunk in the passage (neighbours merged into one)
 
 
 @dataclass
@@ -49,6 +52,15 @@ class SentenceSupport:
 
 
 @dataclass
+class Retrieved:
+    """The passages chosen for a question and how relevant they look."""
+
+    hits: list[Hit]
+    relevance: float
+    timings_ms: dict[str, float]
+
+
+@dataclass
 class Answer:
     """An answer with its sources and per-sentence support."""
 
@@ -59,6 +71,7 @@ class Answer:
     support: list[SentenceSupport] = field(default_factory=list)
     model: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
+    relevance: float = 0.0  # what abstention was decided on (see QAService.relevance)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -73,15 +86,58 @@ class QAService:
     """Answers questions from the index with a local model; one instance serves many questions."""
 
     def __init__(self, searcher: Searcher, generator: TransformersGenerator | HttpGenerator,
-                 settings: Settings) -> None:
+                 settings: Settings, reranker: Reranker | None = None) -> None:
         self.searcher = searcher
         self.generator = generator
         self.settings = settings
+        self.reranker = reranker
 
     def warm_up(self) -> None:
-        """Load the index, the embedding model and the generator."""
+        """Load the index, the embedding model, the reranker and the generator."""
         self.searcher.warm_up()
+        warm = getattr(self.reranker, "warm_up", None)
+        if warm is not None:
+            warm()
         self.generator.warm_up()
+
+    def retrieve(self, question: str, passages: int | None = None) -> Retrieved:
+        """The passages for the model: search, collapse near-duplicates, re-rank (when configured),
+        keep the best `passages`, merge neighbouring chunks; with the relevance abstention is decided on."""
+        s = self.settings
+        n = passages or s.answer_passages
+        # headroom so the passages dropped as duplicates leave `n` distinct ones
+        k = max(s.rerank_candidates, n) if self.reranker else n + 4
+        result = self.searcher.search(question, k)
+        timings = {"embed": result.timings_ms.get("embed", 0.0), "search": result.timings_ms.get("search", 0.0)}
+        hits = collapse_near_duplicates(result.hits, s.duplicate_threshold)
+        if self.reranker is not None and hits:
+            t0 = time.perf_counter()
+            hits = self.reranker.rerank_batch([question], [hits])[0]
+            timings["rerank"] = (time.perf_counter() - t0) * 1000
+        hits = hits[:n]
+        return Retrieved(merge_neighbours(hits), self.relevance(question, hits), timings)
+
+    def relevance(self, question: str, hits: list[Hit]) -> float:
+        """How likely the passages answer the question, 0-1: the mean of the best cosine similarity and
+        the share of the question's words (weighted by rarity, IDF) that the passages contain.
+
+        The cosine alone cannot tell "a passage on a neighbouring topic" from "the passage": a question
+        whose rare words (names, products, codes) appear in no passage is most likely not covered.
+        """
+        if not hits:
+            return 0.0
+        cosine = max((h.dense_score for h in hits if h.dense_score is not None), default=0.0)
+        terms = keyword_terms(question)
+        if not terms:
+            return cosine
+        view = self.searcher.current()
+        presence = view.store.term_presence(terms, [h.chunk_id for h in hits])
+        total = max(view.manifest.vectors, 1)
+        weights = {t: float(np.log((total + 1) / (count + 0.5))) for t, (count, _) in presence.items()}
+        weight_sum = sum(max(w, 0.0) for w in weights.values())
+        found = sum(max(weights[t], 0.0) for t, (_, present) in presence.items() if present)
+        coverage = found / weight_sum if weight_sum > 0 else 0.0
+        return 0.5 * cosine + 0.5 * coverage
 
     def params(self) -> GenerationParams:
         s = self.settings
@@ -92,15 +148,14 @@ class QAService:
         """Yield the answer's text pieces as they are generated, then the finished `Answer`."""
         params = params or self.params()
         started = time.perf_counter()
-        result = self.searcher.search(question, self.settings.answer_passages)
-        timings = {"embed": result.timings_ms.get("embed", 0.0), "search": result.timings_ms.get("search", 0.0)}
-        hits = result.hits
-        best = max((h.dense_score or 0.0 for h in hits), default=0.0)
-        if not hits or best < self.settings.abstain_threshold:
+        retrieved = self.retrieve(question)
+        timings, hits = dict(retrieved.timings_ms), retrieved.hits
+        if not hits or retrieved.relevance < self.settings.abstain_threshold:
             timings.update(generate=0.0, total=(time.perf_counter() - started) * 1000)
             yield NOT_FOUND
             # no sources: passages this far from the question would only look like evidence
-            yield Answer(question, NOT_FOUND, True, [], [], self.generator.model_id, _rounded(timings))
+            yield Answer(question, NOT_FOUND, True, [], [], self.generator.model_id, _rounded(timings),
+                         round(retrieved.relevance, 4))
             return
         g = self.generator
         packed = pack_prompt(question, hits, g.render, g.count_tokens, g.context_window, params.max_new_tokens,
@@ -118,7 +173,8 @@ class QAService:
                 sources[number - 1].cited = True
         support = self.check_support(text, sources)
         timings["total"] = (time.perf_counter() - started) * 1000
-        yield Answer(question, text, False, sources, support, g.model_id, _rounded(timings))
+        yield Answer(question, text, False, sources, support, g.model_id, _rounded(timings),
+                     round(retrieved.relevance, 4))
 
     def ask(self, question: str, params: GenerationParams | None = None) -> Answer:
         """Answer one question (the stream, collected)."""
@@ -148,7 +204,8 @@ class QAService:
 
     @staticmethod
     def _source(number: int, hit: Hit) -> Source:
-        return Source(number, hit.chunk_id, hit.path, hit.title, hit.page, hit.score, hit.text)
+        return Source(number, hit.chunk_id, hit.path, hit.title, hit.page, hit.score, hit.text,
+                      chunk_ids=(hit.chunk_id, *hit.merged_ids))
 
 
 def _rounded(timings: dict[str, float]) -> dict[str, float]:
@@ -157,4 +214,4 @@ def _rounded(timings: dict[str, float]) -> dict[str, float]:
 
 def build_service(settings: Settings) -> QAService:
     """The QA service over `settings.index_dir` with the configured models (loaded lazily)."""
-    return QAService(build_searcher(settings), make_generator(settings), settings)
+    return QAService(build_searcher(settings), make_generator(settings), settings, make_reranker(settings))

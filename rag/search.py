@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
 from dataclasses import replace
 from typing import Literal
 
 from rag.embedding import Embedder, make_embedder
-from rag.index import IndexReader
+from rag.index import IndexReader, IndexView
 from rag.settings import Settings
 from rag.types import SearchResult
 
@@ -74,19 +73,20 @@ class Searcher:
         self.embedder = embedder
         self.reader = reader
         self.settings = settings or reader.settings
-        self._lock = threading.Lock()
 
     def warm_up(self) -> None:
         """Load the index and the embedding model now, so the first query is not the slow one."""
-        self._refresh()
+        self.current()
         warm = getattr(self.embedder, "warm_up", None)
         if warm is not None:
             warm()
 
-    def _refresh(self) -> None:
-        with self._lock:
-            if self.reader.refresh():
-                self.reader.check_model(self.embedder.model_id)
+    def current(self) -> IndexView:
+        """The newest published version (checked by a stat), refusing one built with another model."""
+        self.reader.refresh()
+        self.reader.check_model(self.embedder.model_id)
+        assert self.reader.view is not None
+        return self.reader.view
 
     def search_batch(self, queries: list[str], k: int = 5, mode: SearchMode | None = None) -> list[SearchResult]:
         """The top `k` chunks for each query, best first.
@@ -98,9 +98,7 @@ class Searcher:
         if k < 1:
             raise ValueError("k must be at least 1")
         mode = mode or self.settings.search_mode
-        self._refresh()
-        reader = self.reader
-        assert reader.vectors is not None and reader.store is not None and reader.manifest is not None
+        view = self.current()
         n = max(1, len(queries))
         pool = max(k, self.settings.search_candidates) if mode == "hybrid" else k
         timings = {"embed": 0.0, "dense": 0.0, "keyword": 0.0}
@@ -110,7 +108,7 @@ class Searcher:
         if mode in ("dense", "hybrid"):
             vectors = self.embedder.embed_batch(queries)
             t1 = time.perf_counter()
-            scores, ids = reader.vectors.search(vectors, pool)
+            scores, ids = view.vectors.search(vectors, pool)
             dense = [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
                      for row_ids, row_scores in zip(ids, scores)]
             timings["embed"], timings["dense"] = t1 - t0, time.perf_counter() - t1
@@ -118,9 +116,9 @@ class Searcher:
             # sequential on purpose: run beside the embedding on 2 cores, both slowed down (36.8 ms vs 34)
             t2 = time.perf_counter()
             for row, query in enumerate(queries):
-                match = self._keyword_match(query)
+                match = self._keyword_match(query, view)
                 if match:
-                    keyword[row] = reader.store.keyword_search(match, pool, reader.manifest.version)
+                    keyword[row] = view.store.keyword_search(match, pool, view.manifest.version)
             timings["keyword"] = time.perf_counter() - t2
         t3 = time.perf_counter()
         results = []
@@ -135,7 +133,7 @@ class Searcher:
                 ranked = (dense_row or keyword_row)[:k]
             cosine = dict(dense_row)
             hits = [replace(h, dense_score=cosine.get(h.chunk_id))
-                    for h in reader.store.fetch_hits([i for i, _ in ranked], [s for _, s in ranked])]
+                    for h in view.store.fetch_hits([i for i, _ in ranked], [s for _, s in ranked])]
             results.append(SearchResult(query=query, hits=hits))
         timings["fuse_fetch"] = time.perf_counter() - t3
         timings["total"] = time.perf_counter() - t0
@@ -145,19 +143,17 @@ class Searcher:
             result.timings_ms = dict(per_query)
         return results
 
-    def _keyword_match(self, query: str) -> str | None:
+    def _keyword_match(self, query: str, view: IndexView) -> str | None:
         """The FTS5 query, without the words so common in this index that they cost more than they rank.
 
         A word in more than `keyword_max_df` of the chunks is dropped while at least three rarer words
         remain (it would add thousands of postings to score for little BM25 weight).
         """
         terms = keyword_terms(query)
-        manifest = self.reader.manifest
-        if (len(terms) <= 3 or self.reader.store is None or manifest is None
-                or manifest.vectors <= self.settings.keyword_prune_above):
+        if len(terms) <= 3 or view.manifest.vectors <= self.settings.keyword_prune_above:
             return keyword_match(terms)
-        limit = self.settings.keyword_max_df * manifest.vectors
-        counts = self.reader.store.term_counts(terms)
+        limit = self.settings.keyword_max_df * view.manifest.vectors
+        counts = view.store.term_counts(terms)
         ranked = sorted(terms, key=lambda t: counts[t])
         kept = ranked[:3] + [t for t in ranked[3:] if counts[t] <= limit]
         return keyword_match([t for t in terms if t in kept])

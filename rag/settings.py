@@ -90,8 +90,16 @@ class Settings(BaseSettings):
         1, ge=1, le=50, description="Passages given to the model. 1 suits the embedded 135M default (it drifts "
         "with more); use 3-5 with a real model such as Dolly.")
     abstain_threshold: float = Field(
-        0.25, ge=-1, le=1, description="Abstain when no retrieved passage has a cosine similarity this high; "
-        "0.25 abstains wrongly on 0.7% (NarrativeQA) and 0% (BoolQ) of answerable dev questions.")
+        0.30, ge=-1, le=1, description="Abstain when the passages' relevance (the mean of their best cosine "
+        "similarity to the question and the IDF-weighted share of the question's words they contain) is below "
+        "this; tuned on the dev sets, see docs/benchmarks.md.")
+    reranker_model: str = Field(
+        "", description="A local cross-encoder folder (e.g. bge-reranker-base) to re-rank the retrieved "
+        "candidates; empty: no re-ranking.")
+    rerank_candidates: int = Field(20, ge=1, le=200, description="Candidates the reranker scores.")
+    duplicate_threshold: float = Field(
+        0.8, gt=0, le=1, description="Passages whose word 3-gram Jaccard similarity is at least this are one "
+        "passage for the model (the best ranked is kept).")
     support_threshold: float = Field(
         0.55, ge=-1, le=1, description="An answer sentence counts as supported when a passage sentence is at "
         "least this similar to it (or shares most of its content words).")

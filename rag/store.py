@@ -253,6 +253,17 @@ class ChunkStore:
         """How many chunks contain each word, counted by FTS5 itself (same stemming)."""
         return {t: self.match_count(f'"{t}"') for t in terms}
 
+    def term_presence(self, terms: Sequence[str], ids: Sequence[int]) -> dict[str, tuple[int, bool]]:
+        """For each word: (chunks containing it, any version; whether one of `ids` contains it), by FTS5."""
+        marks = ",".join("?" * len(ids)) or "NULL"
+        out = {}
+        for term in terms:
+            count, present = self.conn.execute(
+                f"SELECT count(*), coalesce(max(rowid IN ({marks})), 0) FROM chunks_fts WHERE chunks_fts MATCH ?",
+                (*ids, f'"{term}"')).fetchone()
+            out[term] = (int(count), bool(present))
+        return out
+
     def fetch_hits(self, ids: Sequence[int], scores: Sequence[float]) -> list[Hit]:
         """Hits for chunk ids, in the given order; ids no longer stored are left out."""
         if not ids:

@@ -40,6 +40,8 @@ class Hit:
     text: str
     mtime: float = 0.0
     dense_score: float | None = None  # cosine similarity to the query, when the dense search saw it
+    merged_ids: tuple[int, ...] = ()  # the following chunks of the document joined into this passage
+    duplicate_ids: tuple[int, ...] = ()  # near-identical chunks left out in favour of this one
 
 
 @dataclass

@@ -106,6 +106,18 @@ def test_busy_generator_says_so(make_settings, tmp_path: Path) -> None:
     assert generator.generate("when is lunch", GenerationParams(max_new_tokens=2)) == "yes yes"
 
 
+def test_generation_stops_at_its_time_limit(make_settings, tmp_path: Path) -> None:
+    import time
+
+    generator = TransformersGenerator(make_settings(generator_model=str(tiny_dolly(tmp_path / "m", "yes"))))
+    generator.warm_up()
+    full = generator.generate("when is lunch", GenerationParams(max_new_tokens=300))
+    started = time.perf_counter()
+    cut = generator.generate("when is lunch", GenerationParams(max_new_tokens=300, timeout_s=0.02))
+    assert len(full.split()) == 300 and 0 < len(cut.split()) < 300
+    assert time.perf_counter() - started < 1.0
+
+
 def test_a_model_name_that_is_not_local_fails_at_once(make_settings, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="huggingface-cli download"):
         TransformersGenerator(make_settings(generator_model="databricks/dolly-v2-3b"))

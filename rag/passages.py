@@ -1,0 +1,80 @@
+"""From retrieved chunks to the passages a model reads: near-duplicates collapsed, neighbours merged.
+
+Organisations keep copies (the 2024 and 2025 handbook, a PDF and its DOCX); five copies of one paragraph
+would fill the model's window with one fact. Chunks are cut with an overlap, so two neighbouring chunks
+of one document that are both retrieved read better, and cost fewer tokens, as one passage.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+
+from rag.types import Hit
+
+_WORD = re.compile(r"\w+")
+
+
+def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
+    """The text's word n-grams, lower-cased (a short text is one shingle of all its words)."""
+    words = _WORD.findall(text.lower())
+    if len(words) <= n:
+        return frozenset([tuple(words)])
+    return frozenset(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+
+
+def jaccard(a: frozenset, b: frozenset) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def collapse_near_duplicates(hits: Sequence[Hit], threshold: float = 0.8) -> list[Hit]:
+    """Keep the best-ranked of each group of chunks whose word 3-gram Jaccard similarity is >= `threshold`.
+
+    A dropped copy's chunk id goes to the kept hit's `duplicate_ids`, so a UI can still show "also in".
+    """
+    kept: list[Hit] = []
+    kept_shingles: list[frozenset] = []
+    for hit in hits:
+        s = shingles(hit.text)
+        for i, other in enumerate(kept_shingles):
+            if jaccard(s, other) >= threshold:
+                kept[i] = replace(kept[i], duplicate_ids=(*kept[i].duplicate_ids, hit.chunk_id))
+                break
+        else:
+            kept.append(hit)
+            kept_shingles.append(s)
+    return kept
+
+
+def join_overlapping(first: str, second: str, min_overlap: int = 20) -> str:
+    """`first` + `second` with the text they share (the chunker's overlap) written once."""
+    longest = min(len(first), len(second))
+    for size in range(longest, min_overlap - 1, -1):
+        if first.endswith(second[:size]):
+            return first + second[size:]
+    return f"{first}\n{second}"
+
+
+def merge_neighbours(hits: Sequence[Hit]) -> list[Hit]:
+    """Merge hits that are consecutive chunks of one document into one passage, at the better one's rank.
+
+    The merged passage keeps the lower position's chunk id, page and text order and the best score; the
+    other chunk ids go to `merged_ids`.
+    """
+    out: list[Hit] = []
+    for hit in hits:
+        for i, kept in enumerate(out):
+            lo, hi = kept.position, kept.position + len(kept.merged_ids)
+            if kept.path != hit.path or not (hit.position == lo - 1 or hit.position == hi + 1):
+                continue
+            before, after = (hit, kept) if hit.position < lo else (kept, hit)
+            out[i] = replace(
+                before, text=join_overlapping(before.text, after.text), score=max(kept.score, hit.score),
+                dense_score=max((s for s in (kept.dense_score, hit.dense_score) if s is not None), default=None),
+                merged_ids=(*before.merged_ids, after.chunk_id, *after.merged_ids),
+                duplicate_ids=(*kept.duplicate_ids, *hit.duplicate_ids))
+            break
+        else:
+            out.append(hit)
+    return out
