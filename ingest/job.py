@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -52,10 +53,13 @@ class IngestSummary:
         return data
 
 
-class _Progress:
-    """A tqdm bar on a terminal; a log line every few seconds otherwise."""
+ProgressCallback = Callable[[int, int, int], None]  # (files done, files in total, chunks added)
 
-    def __init__(self, total: int, enabled: bool | None) -> None:
+
+class _Progress:
+    """A tqdm bar on a terminal; a log line every few seconds otherwise; and the caller's callback."""
+
+    def __init__(self, total: int, enabled: bool | None, callback: ProgressCallback | None = None) -> None:
         tty = sys.stderr.isatty() if enabled is None else enabled
         self.bar = tqdm(total=total, unit="file", desc="ingest", disable=not tty, dynamic_ncols=True)
         self.tty = tty
@@ -63,10 +67,15 @@ class _Progress:
         self.done = 0
         self.chunks = 0
         self.started = self.last_log = time.monotonic()
+        self.callback = callback
+        if callback is not None:
+            callback(0, total, 0)
 
     def update(self, files: int = 0, chunks: int = 0) -> None:
         self.done += files
         self.chunks += chunks
+        if self.callback is not None:
+            self.callback(self.done, self.total, self.chunks)
         self.bar.set_postfix(chunks=self.chunks, refresh=False)
         self.bar.update(files)
         now = time.monotonic()
@@ -98,8 +107,11 @@ class _Batch:
 
 
 def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | None = None,
-               progress: bool | None = None) -> IngestSummary:
+               progress: bool | None = None, on_progress: ProgressCallback | None = None) -> IngestSummary:
     """Bring the index in `settings.index_dir` up to date with the files under `paths`.
+
+    `progress`: a terminal progress bar (None: when stderr is a terminal); `on_progress`: called with
+    (files done, files in total, chunks added) as files are committed, e.g. by the web page's job.
 
     Safe to re-run and to kill: unchanged files are skipped by size and modification time (then by
     content hash), each batch is one transaction, and the new version is published atomically at
@@ -147,7 +159,7 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
             _, removed = writer.write_batch([], np.zeros((0, 0), dtype=np.float32), stale)
             summary.chunks_removed += removed
 
-        bar = _Progress(summary.files_seen, progress)
+        bar = _Progress(summary.files_seen, progress, on_progress)
         bar.update(files=summary.files_unchanged)
         found_by_path = {task.path: found for task, found in tasks}
         batch = _Batch()
@@ -216,3 +228,28 @@ def _record(summary: IngestSummary, writer: IndexWriter, batch: _Batch, found: F
     batch.add(doc, old_doc_id)
     summary.files_indexed += 1
     return True
+
+
+@dataclass
+class RemovalSummary:
+    """What `remove_paths` took out of the index."""
+
+    documents_removed: int = 0
+    chunks_removed: int = 0
+    version: int = 0
+
+
+def remove_paths(settings: Settings, paths: list[str], model_id: str) -> RemovalSummary:
+    """Take the documents at or under `paths` (as stored) out of the index, publishing a new version.
+
+    The files themselves are untouched: a later ingest of a folder holding them adds them back.
+    """
+    summary = RemovalSummary()
+    with IndexWriter.open(settings, model_id) as writer:
+        doomed = [doc.doc_id for key, doc in writer.live_documents().items()
+                  if any(is_under(os.fsdecode(key), [Path(p)]) for p in paths)]
+        if doomed:
+            summary.documents_removed = len(doomed)
+            _, summary.chunks_removed = writer.write_batch([], np.zeros((0, 0), dtype=np.float32), doomed)
+        summary.version = writer.publish(None).version
+    return summary

@@ -122,6 +122,9 @@ class HttpGenerator:
                         yield text
         except httpx.TimeoutException as exc:
             raise TimeoutError(f"the generator server did not answer within {params.timeout_s:g} s") from exc
+        except httpx.TransportError as exc:
+            raise ConnectionError(f"the generator server at {self.url} cannot be reached ({exc}): start it, or "
+                                  f"check RAG_GENERATOR_URL") from exc
 
     def generate(self, prompt: str, params: GenerationParams) -> str:
         return "".join(self.stream(prompt, params))

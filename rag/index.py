@@ -404,6 +404,16 @@ class IndexView:
     vectors: FaissVectorIndex
     store: ChunkStore
 
+    def status(self) -> dict[str, object]:
+        """What this version holds and which model built it (for `rag status` and the admin page)."""
+        documents, chunks = self.store.counts(self.manifest.version)
+        return {
+            "documents": documents, "chunks": chunks, "vectors": self.vectors.ntotal,
+            "embedding_model": self.manifest.embedding_model, "index_type": self.manifest.index_type,
+            "device": self.vectors.device, "version": self.manifest.version,
+            "published_at": self.manifest.published_at,
+        }
+
 
 class IndexReader:
     """A reader pinned to one published version; `refresh` moves it to a newer one when there is one.

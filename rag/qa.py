@@ -14,7 +14,7 @@ from rag.http_generation import HttpGenerator
 from rag.passages import collapse_near_duplicates, merge_neighbours
 from rag.prompt import pack_prompt
 from rag.rerank import Reranker, make_reranker
-from rag.search import STOPWORDS, Searcher, build_searcher, keyword_terms
+from rag.search import STOPWORDS, Searcher, SearchMode, build_searcher, keyword_terms
 from rag.settings import Settings
 from rag.types import Hit
 
@@ -49,6 +49,8 @@ class SentenceSupport:
     overlap: float  # share of the sentence's content words found in the passages
     source: int | None  # number of the passage holding the best evidence
     evidence: str
+    start: int = -1  # where the sentence lies in the answer text (with its citations)
+    end: int = -1
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Retrieved:
     hits: list[Hit]
     relevance: float
     timings_ms: dict[str, float]
+    index_version: int = 0
 
 
 @dataclass
@@ -72,10 +75,27 @@ class Answer:
     model: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
     relevance: float = 0.0  # what abstention was decided on (see QAService.relevance)
+    index_version: int = 0  # the published index version that was searched
 
 
 def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text.strip()) if s.strip()]
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence in `text`, surrounding white space excluded."""
+    bounds, start = [], 0
+    for m in _SENTENCE.finditer(text):
+        bounds.append((start, m.start()))
+        start = m.end()
+    bounds.append((start, len(text)))
+    spans = []
+    for a, b in bounds:
+        piece = text[a:b]
+        if piece.strip():
+            a += len(piece) - len(piece.lstrip())
+            spans.append((a, a + len(piece.strip())))
+    return spans
 
 
 def content_words(text: str) -> set[str]:
@@ -100,14 +120,14 @@ class QAService:
             warm()
         self.generator.warm_up()
 
-    def retrieve(self, question: str, passages: int | None = None) -> Retrieved:
+    def retrieve(self, question: str, passages: int | None = None, mode: SearchMode | None = None) -> Retrieved:
         """The passages for the model: search, collapse near-duplicates, re-rank (when configured),
         keep the best `passages`, merge neighbouring chunks; with the relevance abstention is decided on."""
         s = self.settings
         n = passages or s.answer_passages
         # headroom so the passages dropped as duplicates leave `n` distinct ones
         k = max(s.rerank_candidates, n) if self.reranker else n + 4
-        result = self.searcher.search(question, k)
+        result = self.searcher.search(question, k, mode)
         timings = {"embed": result.timings_ms.get("embed", 0.0), "search": result.timings_ms.get("search", 0.0)}
         hits = collapse_near_duplicates(result.hits, s.duplicate_threshold)
         if self.reranker is not None and hits:
@@ -115,7 +135,7 @@ class QAService:
             hits = self.reranker.rerank_batch([question], [hits])[0]
             timings["rerank"] = (time.perf_counter() - t0) * 1000
         hits = hits[:n]
-        return Retrieved(merge_neighbours(hits), self.relevance(question, hits), timings)
+        return Retrieved(merge_neighbours(hits), self.relevance(question, hits), timings, result.version)
 
     def relevance(self, question: str, hits: list[Hit]) -> float:
         """How likely the passages answer the question, 0-1: the mean of the best cosine similarity and
@@ -144,18 +164,22 @@ class QAService:
         return GenerationParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature,
                                 timeout_s=s.generation_timeout_s)
 
-    def ask_stream(self, question: str, params: GenerationParams | None = None) -> Iterator[str | Answer]:
-        """Yield the answer's text pieces as they are generated, then the finished `Answer`."""
+    def ask_stream(self, question: str, params: GenerationParams | None = None, passages: int | None = None,
+                   mode: SearchMode | None = None) -> Iterator[str | Answer]:
+        """Yield the answer's text pieces as they are generated, then the finished `Answer`.
+
+        `passages` and `mode` override the settings' number of passages and search mode for this question.
+        """
         params = params or self.params()
         started = time.perf_counter()
-        retrieved = self.retrieve(question)
+        retrieved = self.retrieve(question, passages, mode)
         timings, hits = dict(retrieved.timings_ms), retrieved.hits
         if not hits or retrieved.relevance < self.settings.abstain_threshold:
             timings.update(generate=0.0, total=(time.perf_counter() - started) * 1000)
             yield NOT_FOUND
             # no sources: passages this far from the question would only look like evidence
             yield Answer(question, NOT_FOUND, True, [], [], self.generator.model_id, _rounded(timings),
-                         round(retrieved.relevance, 4))
+                         round(retrieved.relevance, 4), retrieved.index_version)
             return
         g = self.generator
         packed = pack_prompt(question, hits, g.render, g.count_tokens, g.context_window, params.max_new_tokens,
@@ -174,32 +198,35 @@ class QAService:
         support = self.check_support(text, sources)
         timings["total"] = (time.perf_counter() - started) * 1000
         yield Answer(question, text, False, sources, support, g.model_id, _rounded(timings),
-                     round(retrieved.relevance, 4))
+                     round(retrieved.relevance, 4), retrieved.index_version)
 
-    def ask(self, question: str, params: GenerationParams | None = None) -> Answer:
+    def ask(self, question: str, params: GenerationParams | None = None, passages: int | None = None,
+            mode: SearchMode | None = None) -> Answer:
         """Answer one question (the stream, collected)."""
-        *_, answer = self.ask_stream(question, params)
+        *_, answer = self.ask_stream(question, params, passages, mode)
         assert isinstance(answer, Answer)
         return answer
 
     def check_support(self, answer: str, sources: list[Source]) -> list[SentenceSupport]:
         """For each answer sentence, its best supporting passage sentence (embedding cosine) and word overlap."""
-        sentences = [s for s in split_sentences(_CITATION.sub("", answer)) if content_words(s)]
+        spans = [(a, b, " ".join(_CITATION.sub("", answer[a:b]).split())) for a, b in sentence_spans(answer)]
+        spans = [(a, b, sentence) for a, b, sentence in spans if content_words(sentence)]
+        sentences = [sentence for _, _, sentence in spans]
         evidence = [(src.number, sent) for src in sources for sent in split_sentences(src.text)]
         if not sentences or not evidence:
-            return [SentenceSupport(s, False, 0.0, 0.0, None, "") for s in sentences]
+            return [SentenceSupport(s, False, 0.0, 0.0, None, "", a, b) for a, b, s in spans]
         vectors = self.searcher.embedder.embed_batch(sentences + [e for _, e in evidence])
         similarity = vectors[: len(sentences)] @ vectors[len(sentences):].T
         passage_words = set().union(*(content_words(src.text) for src in sources))
         out = []
-        for row, sentence in enumerate(sentences):
+        for row, (start, end, sentence) in enumerate(spans):
             best = int(np.argmax(similarity[row]))
             words = content_words(sentence)
             overlap = len(words & passage_words) / len(words)
             score = float(similarity[row, best])
             supported = score >= self.settings.support_threshold or overlap >= 0.75
             out.append(SentenceSupport(sentence, supported, round(score, 4), round(overlap, 4),
-                                       evidence[best][0], evidence[best][1]))
+                                       evidence[best][0], evidence[best][1], start, end))
         return out
 
     @staticmethod

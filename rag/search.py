@@ -134,7 +134,7 @@ class Searcher:
             cosine = dict(dense_row)
             hits = [replace(h, dense_score=cosine.get(h.chunk_id))
                     for h in view.store.fetch_hits([i for i, _ in ranked], [s for _, s in ranked])]
-            results.append(SearchResult(query=query, hits=hits))
+            results.append(SearchResult(query=query, hits=hits, version=view.manifest.version))
         timings["fuse_fetch"] = time.perf_counter() - t3
         timings["total"] = time.perf_counter() - t0
         timings["search"] = timings["total"] - timings["embed"]  # everything but the query embedding

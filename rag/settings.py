@@ -110,11 +110,27 @@ class Settings(BaseSettings):
     zip_max_uncompressed_mb: float = Field(512.0, gt=0, description="Office files are zips: bomb guard.")
     zip_max_ratio: float = Field(200.0, gt=1, description="Largest compression ratio of one zip member.")
     lock_timeout_s: float = Field(0.0, ge=0, description="How long an ingest waits for another to finish.")
+    # The web page (ui/). Kept here so one settings object configures the whole process.
+    ui_users_file: Path | None = Field(
+        None, description="YAML users file (streamlit-authenticator's format: credentials.usernames.<name> "
+        "with name, bcrypt password, roles); none and no OIDC: single-user mode on 127.0.0.1.")
+    ui_oidc: bool = Field(False, description="Log in through Streamlit's st.login (configure [auth] in "
+                          ".streamlit/secrets.toml).")
+    ui_oidc_admin_group: str = Field("rag-admins", description="OIDC group claim value that makes a user admin.")
+    ui_allowed_roots: list[Path] = Field(
+        default_factory=list, description="Folders admins may index from the web page (and below them).")
+    app_db: Path = Field(Path("data/app.sqlite"), description="Feedback and indexing-run history (SQLite).")
+    max_question_chars: int = Field(2000, ge=10, description="Longer questions are refused.")
 
-    @field_validator("index_dir")
+    @field_validator("index_dir", "app_db")
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("ui_allowed_roots")
+    @classmethod
+    def _absolute_roots(cls, value: list[Path]) -> list[Path]:
+        return [Path(v).expanduser().resolve() for v in value]
 
     @model_validator(mode="after")
     def _check_chunking(self) -> "Settings":

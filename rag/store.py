@@ -73,6 +73,18 @@ class StoredDocument:
     content_hash: str
 
 
+@dataclass(frozen=True)
+class DocumentInfo:
+    """A live document as the admin page lists it."""
+
+    path: str
+    title: str
+    chunks: int
+    size: int
+    modified: float  # the file's mtime, seconds since the epoch
+    version: int  # the index version that (re)indexed it
+
+
 def text_hash(text: str) -> bytes:
     """The key under which a chunk's embedding is reused: same text, same vector."""
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
@@ -216,6 +228,15 @@ class ChunkStore:
                           (version,))
 
     # -- readers ------------------------------------------------------------------------------
+    def list_documents(self, version: int, contains: str = "", limit: int = 200) -> list[DocumentInfo]:
+        """Documents visible at `version` whose path or title contains `contains` (any case), by path."""
+        rows = self.conn.execute(
+            "SELECT path, title, chunk_count, size, mtime_ns, added_version FROM documents d "
+            f"WHERE {_visible('d')} AND (instr(lower(path), :q) OR instr(lower(title), :q)) "
+            "ORDER BY path LIMIT :limit",
+            {"version": version, "q": contains.lower(), "limit": limit})
+        return [DocumentInfo(r[0], r[1], r[2], r[3], r[4] / 1e9, r[5]) for r in rows]
+
     def counts(self, version: int) -> tuple[int, int]:
         """(documents, chunks) visible at `version`."""
         docs = self.conn.execute(f"SELECT count(*) FROM documents d WHERE {_visible('d')}",

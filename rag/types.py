@@ -51,3 +51,4 @@ class SearchResult:
     query: str
     hits: list[Hit]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    version: int = 0  # the index version searched

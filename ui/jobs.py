@@ -1,0 +1,134 @@
+"""Indexing jobs started from the web page: checked against the allowed roots, run in the background,
+one at a time per process (and one writer per index across processes, by the index's own lock)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ingest.job import IngestSummary, remove_paths, run_ingest
+from rag.embedding import Embedder
+from rag.index import RagIndexError
+from rag.settings import ConfigError, Settings
+from ui.appdb import AppDB
+
+log = logging.getLogger(__name__)
+
+
+class PathNotAllowedError(ValueError):
+    """A folder outside the roots the page may index."""
+
+
+class JobBusyError(RuntimeError):
+    """Another indexing job is running."""
+
+
+def allowed_path(text: str, roots: list[Path]) -> Path:
+    """The absolute, resolved path for `text` if it lies under one of `roots`; else PathNotAllowedError.
+
+    `..` is refused outright, even where it would resolve inside a root: an admin who types it is
+    most likely probing, and a clear refusal beats a surprising success.
+    """
+    text = text.strip()
+    if not roots:
+        raise PathNotAllowedError("no folders may be indexed from the page: set RAG_UI_ALLOWED_ROOTS "
+                                  "(e.g. '[\"/srv/documents\"]') and restart")
+    if not text:
+        raise PathNotAllowedError("enter a folder path")
+    if ".." in Path(text).parts:
+        raise PathNotAllowedError(f"{text}: paths with '..' are refused")
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = roots[0] / path  # relative to the first allowed root
+    resolved = path.resolve()  # symbolic links resolved: a link may not lead out of the roots
+    if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+        raise PathNotAllowedError(f"{text} is outside the allowed folders ({', '.join(map(str, roots))})")
+    if not resolved.exists():
+        raise PathNotAllowedError(f"{resolved} does not exist")
+    return resolved
+
+
+@dataclass
+class Job:
+    """The state of one run, read by the page while the job's thread writes it."""
+
+    run_id: int
+    username: str
+    kind: str
+    paths: list[str]
+    started: float = field(default_factory=time.time)
+    files_done: int = 0
+    files_total: int = 0
+    chunks: int = 0
+    finished: float | None = None
+    summary: dict | None = None
+    error: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.finished is None
+
+    @property
+    def fraction(self) -> float:
+        return self.files_done / self.files_total if self.files_total else 0.0
+
+
+class JobManager:
+    """Runs one indexing or removal job at a time in a background thread; others are refused clearly."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, db: AppDB) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.db = db
+        self.current: Job | None = None
+        self._lock = threading.Lock()
+
+    def start_ingest(self, folder: str, username: str) -> Job:
+        """Index `folder` (checked against the allowed roots) in the background."""
+        path = allowed_path(folder, self.settings.ui_allowed_roots)
+        return self._start(username, "ingest", [str(path)])
+
+    def start_removal(self, path: str, username: str) -> Job:
+        """Take a document, or every document under a folder, out of the index in the background."""
+        text = path.strip()
+        if not text or ".." in Path(text).parts or not os.path.isabs(text):
+            raise PathNotAllowedError("enter the absolute path of an indexed document or folder (no '..')")
+        return self._start(username, "remove", [os.path.normpath(text)])
+
+    def _start(self, username: str, kind: str, paths: list[str]) -> Job:
+        with self._lock:
+            if self.current is not None and self.current.running:
+                c = self.current
+                raise JobBusyError(f"an indexing job is already running ({c.kind} of {', '.join(c.paths)}, "
+                                   f"started by {c.username} at {time.strftime('%H:%M:%S', time.localtime(c.started))}): "
+                                   f"wait for it to finish")
+            job = Job(self.db.start_run(username, kind, paths), username, kind, paths)
+            self.current = job
+        threading.Thread(target=self._run, args=(job,), name=f"rag-{kind}-{job.run_id}", daemon=True).start()
+        return job
+
+    def _run(self, job: Job) -> None:
+        def progress(done: int, total: int, chunks: int) -> None:
+            job.files_done, job.files_total, job.chunks = done, total, chunks
+
+        try:
+            if job.kind == "ingest":
+                summary: IngestSummary = run_ingest(self.settings, [Path(p) for p in job.paths],
+                                                    embedder=self.embedder, progress=False, on_progress=progress)
+                job.summary = summary.to_dict()
+            else:
+                removed = remove_paths(self.settings, job.paths, self.embedder.model_id)
+                job.summary = {"documents_removed": removed.documents_removed,
+                               "chunks_removed": removed.chunks_removed, "version": removed.version}
+        except (RagIndexError, ConfigError, OSError, ValueError) as exc:
+            job.error = str(exc)
+        except Exception as exc:  # recorded, shown to the admin and logged with its trace: never lost
+            log.exception("indexing job %d failed", job.run_id)
+            job.error = f"unexpected error: {exc!r}"
+        finally:
+            self.db.finish_run(job.run_id, job.summary, job.error)
+            job.finished = time.time()

@@ -1,0 +1,370 @@
+"""The web page: staff ask questions, admins index folders. A thin Streamlit layer over rag/ and ingest/.
+
+`ui/app.py` is the script Streamlit runs (`rag ui` starts it: `streamlit run ui/app.py -- [--config FILE]
+[--index DIR]`); the page lives here, in an importable module, so its process-wide state is one object. The models, the index
+reader, the feedback database and the job manager are built once per process (`st.cache_resource`) and
+shared by every session; each session only holds its conversation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+
+import streamlit as st
+
+from rag.generation import GenerationParams, GeneratorBusyError
+from rag.index import IndexNotFoundError, RagIndexError
+from rag.qa import Answer, QAService, build_service
+from rag.followup import standalone_question
+from rag.settings import ConfigError, Settings, load_settings
+from ui.appdb import AppDB
+from ui.auth import LOCAL_ADMIN, StoredUser, User, load_users, verify
+from ui.jobs import JobBusyError, JobManager, PathNotAllowedError
+from ui.render import answer_markup, passage_markup, safe, source_label
+
+MODES = ["hybrid", "dense", "keyword"]
+# A local file: a Material or emoji icon would make the browser fetch it from Google's servers.
+ICON = Path(__file__).with_name("icon.png")
+MAX_LOGIN_FAILURES = 5
+
+
+@dataclass
+class AppState:
+    """What every session shares."""
+
+    settings: Settings
+    service: QAService
+    db: AppDB
+    jobs: JobManager
+    users: dict[str, StoredUser] | None
+
+
+@dataclass
+class Turn:
+    """One question of a conversation and what came of it."""
+
+    question: str
+    standalone: str
+    answer: Answer | None = None
+    error: str = ""
+    feedback: int | None = None
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ui/app.py")
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--index", type=Path)
+    args, _ = parser.parse_known_args(argv)
+    return args
+
+
+@st.cache_resource(show_spinner="Loading the index and the models…")
+def app_state(settings_json: str) -> AppState:
+    """Built once per process and settings; the models load here, not per session."""
+    settings = Settings(**json.loads(settings_json))
+    users = load_users(settings.ui_users_file) if settings.ui_users_file else None
+    service = build_service(settings)
+    try:
+        service.warm_up()
+    except IndexNotFoundError:
+        pass  # an empty index is a normal first state: the page says so, admins can index
+    db = AppDB(settings.app_db)
+    return AppState(settings, service, db, JobManager(settings, service.searcher.embedder, db), users)
+
+
+def friendly_error(exc: BaseException, user: User) -> str:
+    """One sentence for the person at the page: what happened and what to do."""
+    if isinstance(exc, IndexNotFoundError):
+        where = "the Index page" if user.is_admin else "an administrator"
+        return f"No documents have been indexed yet: ask {where} to index a folder."
+    if isinstance(exc, GeneratorBusyError):
+        return "The model is busy answering other questions: try again in a moment."
+    if isinstance(exc, TimeoutError):
+        return f"The model took too long to answer: {exc}. Try a shorter question or fewer passages."
+    if isinstance(exc, ConnectionError):
+        return f"The answer service is unreachable: {exc}"
+    if isinstance(exc, (ConfigError, RagIndexError)):
+        return f"The service is not set up correctly: {exc}"
+    return f"The question could not be answered: {exc}"
+
+
+# -- sign-in -------------------------------------------------------------------------------------------
+def current_user(state: AppState) -> User:
+    """The signed-in user; shows the sign-in form and stops the script when there is none."""
+    s = state.settings
+    if s.ui_oidc:
+        if not st.user.is_logged_in:
+            st.title("Document Q&A")
+            st.button("Sign in with single sign-on", on_click=st.login)
+            st.stop()
+        groups = tuple(st.user.get("groups") or ())
+        roles = ("user", "admin") if s.ui_oidc_admin_group in groups else ("user",)
+        name = str(st.user.get("email") or st.user.get("sub") or "unknown")
+        return User(name, str(st.user.get("name") or name), roles, groups)
+    if state.users is None:
+        return LOCAL_ADMIN
+    user = st.session_state.get("user")
+    if isinstance(user, User):
+        return user
+    st.title("Document Q&A")
+    with st.form("login"):
+        username = st.text_input("User name")
+        password = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Sign in")
+    if submitted:
+        failures = st.session_state.get("login_failures", 0)
+        if failures >= MAX_LOGIN_FAILURES:
+            time.sleep(2.0)  # slows a password-guessing script down; bcrypt's cost does the rest
+        signed_in = verify(state.users, username.strip(), password)
+        if signed_in is not None:
+            st.session_state.user = signed_in
+            st.session_state.login_failures = 0
+            st.rerun()
+        st.session_state.login_failures = failures + 1
+        st.error("Unknown user name or wrong password.")
+    st.stop()
+
+
+def sign_out() -> None:
+    if st.session_state.get("user") is not None:
+        st.session_state.clear()
+    else:
+        st.logout()
+
+
+# -- ask -----------------------------------------------------------------------------------------------
+def ask_page(state: AppState, user: User) -> None:
+    s = state.settings
+    with st.sidebar:
+        st.subheader("Answer settings")
+        passages = st.slider("Passages given to the model", 1, 10, s.answer_passages, key="passages")
+        mode = st.selectbox("Search", MODES, index=MODES.index(s.search_mode), key="mode")
+        temperature = st.slider("Temperature", 0.0, 1.0, float(s.temperature), 0.05, key="temperature")
+        if st.button("New conversation", key="new-conversation"):
+            st.session_state.chat = []
+    chat: list[Turn] = st.session_state.setdefault("chat", [])
+    st.title("Ask your documents")
+    if not chat:
+        st.caption("Answers come only from the indexed documents, with their sources. Sentences no source "
+                   "supports are marked.")
+    for i, turn in enumerate(chat):
+        show_turn(state, user, i, turn)
+    question = st.chat_input("Ask a question about your documents", max_chars=s.max_question_chars)
+    if not question or not question.strip():
+        return
+    standalone = standalone_question([t.standalone for t in chat], question)
+    turn = Turn(question.strip(), standalone)
+    with st.chat_message("user"):
+        st.markdown(safe(turn.question), unsafe_allow_html=True)
+    with st.chat_message("assistant"):
+        if standalone != turn.question:
+            st.caption(f"Searched for: {safe(standalone)}", unsafe_allow_html=True)
+        placeholder = st.empty()
+        text, started = "", time.perf_counter()
+        params = GenerationParams(max_new_tokens=s.max_new_tokens, temperature=temperature,
+                                  timeout_s=s.generation_timeout_s)
+        try:
+            for piece in state.service.ask_stream(standalone, params, passages, mode):
+                if isinstance(piece, Answer):
+                    turn.answer = piece
+                else:
+                    text += piece
+                    placeholder.markdown(safe(text) + " ▌", unsafe_allow_html=True)
+        except (RuntimeError, TimeoutError, ConnectionError, ValueError) as exc:
+            turn.error = friendly_error(exc, user)
+        turn.seconds = time.perf_counter() - started
+    chat.append(turn)
+    st.rerun()  # draw the finished turn with its sources and feedback buttons
+
+
+def show_turn(state: AppState, user: User, i: int, turn: Turn) -> None:
+    with st.chat_message("user"):
+        st.markdown(safe(turn.question), unsafe_allow_html=True)
+    with st.chat_message("assistant"):
+        if turn.standalone != turn.question:
+            st.caption(f"Searched for: {safe(turn.standalone)}", unsafe_allow_html=True)
+        if turn.error or turn.answer is None:
+            st.warning(turn.error or "No answer.")
+            return
+        answer = turn.answer
+        st.markdown(answer_markup(answer), unsafe_allow_html=True)
+        unsupported = sum(not s.supported for s in answer.support)
+        if unsupported:
+            st.caption(f"{unsupported} sentence(s) marked: no passage supports them; check the sources.")
+        st.caption(f"{answer.model} · index version {answer.index_version} · {turn.seconds:.1f} s")
+        for source in answer.sources:
+            with st.expander(source_label(source), expanded=source.cited or len(answer.sources) == 1):
+                st.markdown(passage_markup(source, answer.support), unsafe_allow_html=True)
+        feedback(state, user, i, turn)
+
+
+def feedback(state: AppState, user: User, i: int, turn: Turn) -> None:
+    if turn.feedback is not None:
+        st.caption("Thank you for the feedback.")
+        return
+    answer = turn.answer
+    assert answer is not None
+    up, down, comment_col = st.columns([1, 1, 10], vertical_alignment="center")
+    comment = comment_col.text_input("Comment", key=f"comment-{i}", placeholder="Comment (optional)",
+                                     label_visibility="collapsed", max_chars=2000)
+    # Material icons ship with Streamlit's own font; emoji would need a font the server may not have
+    rating = 1 if up.button("", icon=":material/thumb_up:", key=f"up-{i}", help="Helpful") else -1 if down.button(
+        "", icon=":material/thumb_down:", key=f"down-{i}", help="Not helpful") else 0
+    if rating:
+        sources = [{"path": s.path, "page": s.page, "chunk_id": s.chunk_id, "cited": s.cited} for s in answer.sources]
+        state.db.add_feedback(user.username, turn.question, answer.answer, sources, rating, comment,
+                              answer.model, answer.index_version)
+        turn.feedback = rating
+        st.rerun()
+
+
+# -- admin ---------------------------------------------------------------------------------------------
+def require_admin(user: User) -> None:
+    if not user.is_admin:
+        st.error("This page is for administrators.")
+        st.stop()
+
+
+def index_page(state: AppState, user: User) -> None:
+    require_admin(user)
+    st.title("Index a folder")
+    roots = state.settings.ui_allowed_roots
+    if roots:
+        st.caption("Allowed folders: " + ", ".join(safe(str(r)) for r in roots), unsafe_allow_html=True)
+    else:
+        st.warning("No folder may be indexed from the page: set RAG_UI_ALLOWED_ROOTS and restart.")
+    with st.form("index-form"):
+        folder = st.text_input("Folder", placeholder=str(roots[0]) if roots else "/srv/documents")
+        submitted = st.form_submit_button("Index")
+    if submitted:
+        try:
+            state.jobs.start_ingest(folder, user.username)
+        except (PathNotAllowedError, JobBusyError) as exc:
+            st.error(str(exc))
+    job_panel(state)
+    runs_table(state)
+
+
+@st.fragment(run_every=1.0)
+def job_panel(state: AppState) -> None:
+    """The current or last job, redrawn every second while the rest of the page stays put."""
+    job = state.jobs.current
+    if job is None:
+        return
+    what = f"{'Indexing' if job.kind == 'ingest' else 'Removing'} {', '.join(job.paths)}"
+    if job.running:
+        total = job.files_total or "?"
+        st.progress(job.fraction, text=f"{what}: {job.files_done}/{total} files, {job.chunks} chunks")
+        return
+    if job.error:
+        st.error(f"{what} failed: {job.error}")
+        return
+    summary = job.summary or {}
+    if job.kind == "ingest":
+        failed = summary.get("files_failed", [])
+        st.success(f"{what}: done in {summary.get('seconds', 0):.1f} s. {summary.get('files_indexed', 0)} indexed, "
+                   f"{summary.get('files_unchanged', 0)} unchanged, {summary.get('files_removed', 0)} removed, "
+                   f"{len(failed)} failed; index version {summary.get('version')}.")
+        if failed:
+            st.dataframe(failed, hide_index=True, column_config={"path": "File", "error": "Why it failed"})
+    else:
+        st.success(f"{what}: {summary.get('documents_removed', 0)} documents removed; "
+                   f"index version {summary.get('version')}.")
+
+
+def runs_table(state: AppState) -> None:
+    runs = state.db.last_runs()
+    if not runs:
+        return
+    st.subheader("Last runs")
+    st.dataframe([{
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)), "by": r.username,
+        "kind": r.kind, "paths": ", ".join(r.paths), "status": r.status,
+        "indexed": r.summary.get("files_indexed", r.summary.get("documents_removed")),
+        "failed": len(r.summary.get("files_failed", [])), "error": r.error,
+    } for r in runs], hide_index=True)
+
+
+def documents_page(state: AppState, user: User) -> None:
+    require_admin(user)
+    st.title("Indexed documents")
+    try:
+        view = state.service.searcher.current()
+    except IndexNotFoundError:
+        st.info("The index is empty: index a folder first.")
+        return
+    status = view.status()
+    a, b, c, d = st.columns(4)
+    a.metric("Documents", status["documents"])
+    b.metric("Chunks", status["chunks"])
+    c.metric("Index version", status["version"])
+    d.metric("Last published", time.strftime("%Y-%m-%d %H:%M", time.localtime(float(status["published_at"]))))
+    st.caption(f"Embedding model {status['embedding_model']} · {status['index_type']} index on {status['device']}")
+    contains = st.text_input("Find documents", placeholder="part of a path or title")
+    docs = view.store.list_documents(view.manifest.version, contains)
+    st.dataframe([{**asdict(doc), "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(doc.modified))}
+                  for doc in docs], hide_index=True)
+    if len(docs) == 200:
+        st.caption("The first 200 matches; narrow the search to see others.")
+    with st.form("remove-form"):
+        target = st.text_input("Remove a document or folder from the index", placeholder="/srv/documents/old")
+        if st.form_submit_button("Remove"):
+            try:
+                state.jobs.start_removal(target, user.username)
+                st.success("Removal started: see the Index page for its progress.")
+            except (PathNotAllowedError, JobBusyError) as exc:
+                st.error(str(exc))
+    st.subheader("Feedback")
+    st.download_button(f"Export feedback as CSV ({state.db.feedback_count()} entries)", state.db.feedback_csv(),
+                       file_name="feedback.csv", mime="text/csv")
+
+
+# -- page ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PageSpec:
+    """One entry of the navigation."""
+
+    title: str
+    url_path: str
+    icon: str
+    render: Callable[[AppState, User], None]
+
+
+ASK = PageSpec("Ask", "ask", ":material/chat:", ask_page)
+ADMIN_PAGES = (PageSpec("Index a folder", "index", ":material/upload:", index_page),
+               PageSpec("Documents", "documents", ":material/folder:", documents_page))
+
+
+def pages_for(user: User) -> list[PageSpec]:
+    """The pages a user may open: Ask for everyone; Index and Documents for admins only. Streamlit serves
+    only the pages in the navigation, so a user who types an admin page's address gets the Ask page."""
+    return [ASK, *ADMIN_PAGES] if user.is_admin else [ASK]
+
+
+def main(argv: list[str]) -> None:
+    st.set_page_config(page_title="Document Q&A", page_icon=str(ICON), layout="wide")
+    args = parse_args(argv)
+    try:
+        settings = load_settings(args.config, index_dir=args.index)
+        state = app_state(settings.model_dump_json())
+    except (ConfigError, ValueError) as exc:
+        st.error(f"The service cannot start: {exc}")
+        st.stop()
+    user = current_user(state)
+    with st.sidebar:
+        if state.users is None and not state.settings.ui_oidc:
+            st.info("Single-user mode: no users are configured, so the page only listens on 127.0.0.1.")
+        else:
+            st.caption(f"Signed in as {safe(user.name)} ({', '.join(user.roles)})", unsafe_allow_html=True)
+            st.button("Sign out", on_click=sign_out, key="sign-out")
+    pages = [st.Page(partial(spec.render, state, user), title=spec.title, icon=spec.icon, url_path=spec.url_path,
+                     default=spec is ASK) for spec in pages_for(user)]
+    st.navigation(pages).run()
