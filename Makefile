@@ -17,10 +17,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# Indexes the samples, then serves the page on http://localhost:8501 (single-user, 127.0.0.1) until Ctrl-C.
 demo: $(STAMP)
 	$(BIN)/rag ingest samples --index $(DEMO_INDEX)
-	$(BIN)/rag search "How many vacation days do new employees get?" --index $(DEMO_INDEX) --k 3
 	$(BIN)/rag ask "When is lunch served in the cafeteria?" --index $(DEMO_INDEX)
+	RAG_UI_ALLOWED_ROOTS='["$(CURDIR)/samples"]' $(BIN)/rag ui --index $(DEMO_INDEX) --port 8501
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

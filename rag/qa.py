@@ -170,6 +170,9 @@ class QAService:
 
         `passages` and `mode` override the settings' number of passages and search mode for this question.
         """
+        if len(question) > self.settings.max_question_chars:
+            raise ValueError(f"the question has {len(question)} characters, more than the limit of "
+                             f"{self.settings.max_question_chars} (RAG_MAX_QUESTION_CHARS): shorten it")
         params = params or self.params()
         started = time.perf_counter()
         retrieved = self.retrieve(question, passages, mode)

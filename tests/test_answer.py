@@ -143,6 +143,8 @@ def sample_service(tmp_path_factory: pytest.TempPathFactory, embedder, model_cac
 def test_uncovered_question_abstains_without_sources(sample_service: QAService) -> None:
     answer = sample_service.ask("What is the capital of Peru?")
     assert answer.abstained and answer.answer == NOT_FOUND and answer.sources == []
+    with pytest.raises(ValueError, match="RAG_MAX_QUESTION_CHARS"):
+        sample_service.ask("lunch " * 1000)
     assert sample_service.generator.device == "unloaded"  # nothing was generated
 
 

@@ -124,3 +124,19 @@ def test_config_file(tmp_path: Path, sample_index: Path) -> None:
     config.write_text(f'index_dir = "{sample_index}"\n')
     done = rag("status", "--json", "--config", str(config))
     assert json.loads(done.stdout)["documents"] == 12
+
+
+def test_ui_refuses_a_public_address_without_users_and_user_add_hashes(tmp_path: Path) -> None:
+    refused = rag("ui", "--host", "0.0.0.0", "--index", str(tmp_path / "index"))
+    assert refused.returncode == 2 and "127.0.0.1 only" in refused.stderr and "RAG_UI_USERS_FILE" in refused.stderr
+    users = tmp_path / "users.yaml"
+    env = dict(os.environ, RAG_DEVICE="cpu", PYTHONPATH=str(REPO))
+    added = subprocess.run([sys.executable, "-m", "ui.cli", "user", "add", "ada", "--admin", "--users-file",
+                            str(users), "--password-stdin"], input="correct horse\n", capture_output=True,
+                           text=True, env=env, timeout=120, cwd=REPO)
+    assert added.returncode == 0, added.stderr
+    assert "correct horse" not in users.read_text() and "admin" in users.read_text()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("credentials:\n  usernames:\n    bob:\n      password: plaintext\n")
+    bad = rag("ui", "--index", str(tmp_path / "index"), env_extra={"RAG_UI_USERS_FILE": str(broken)})
+    assert bad.returncode == 2 and "not a bcrypt hash" in bad.stderr

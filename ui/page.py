@@ -93,6 +93,8 @@ def friendly_error(exc: BaseException, user: User) -> str:
         return f"The answer service is unreachable: {exc}"
     if isinstance(exc, (ConfigError, RagIndexError)):
         return f"The service is not set up correctly: {exc}"
+    if isinstance(exc, ValueError):
+        return f"The question could not be answered: {exc}."
     return f"The question could not be answered: {exc}"
 
 

@@ -1,0 +1,101 @@
+"""End to end in a real headless browser (Debian's chromium through Playwright): `rag ui` serves the
+sample index, a question gets an answer with its source, an admin indexes a new folder to completion,
+and the browser contacts no origin but the page's own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ingest.job import run_ingest
+from rag.settings import load_settings
+from tests.conftest import REPO, SAMPLES
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, embedder, model_cache: Path) -> Iterator[tuple[str, Path]]:  # type: ignore[no-untyped-def]
+    if not CHROMIUM.is_file():
+        if os.environ.get("RAG_REQUIRE_BROWSER"):
+            pytest.fail(f"{CHROMIUM} not found: apt-get install chromium")
+        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
+    base = tmp_path_factory.mktemp("browser")
+    root = base / "shared"
+    shutil.copytree(SAMPLES, root / "handbook")
+    (root / "new").mkdir()
+    (root / "new" / "canteen-menu.md").write_text("# Canteen menu\n\nOn Fridays the canteen serves fish soup.\n")
+    index = base / "index"
+    run_ingest(load_settings(index_dir=index, device="cpu"), [root / "handbook"], embedder=embedder, progress=False)
+    port = free_port()
+    env = {**os.environ, "RAG_DEVICE": "cpu", "RAG_MODEL_CACHE_DIR": str(model_cache),
+           "RAG_APP_DB": str(base / "app.sqlite"), "RAG_UI_ALLOWED_ROOTS": f'["{root}"]', "RAG_MAX_NEW_TOKENS": "40"}
+    log = open(base / "server.log", "wb")
+    process = subprocess.Popen([str(Path(sys.executable).with_name("rag")), "ui", "--index", str(index),
+                                "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=base)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((base / "server.log").read_text()) from None
+                time.sleep(0.5)
+        yield url, root
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+def test_ask_and_index_in_a_real_browser(server: tuple[str, Path]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, root = server
+    requested: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(url)
+        box = page.get_by_placeholder("Ask a question about your documents")
+        box.wait_for(timeout=120_000)  # the first visit loads the models
+        box.fill("When is lunch served in the cafeteria?")
+        box.press("Enter")
+        page.get_by_text("index version 1").wait_for(timeout=120_000)
+        assert "11:30" in page.locator('[data-testid="stChatMessage"]').last.inner_text()
+        assert page.get_by_text("cafeteria.html").count() >= 1
+        shot = os.environ.get("RAG_SCREENSHOT")
+        page.screenshot(path=shot or str(Path(root).parent / "answer.png"), full_page=True)
+
+        page.get_by_role("link", name="Index a folder").click()
+        folder = page.get_by_label("Folder", exact=True)
+        folder.wait_for(timeout=30_000)
+        folder.fill(str(root / "new"))
+        page.get_by_role("button", name="Index", exact=True).click()
+        page.get_by_text("1 indexed").wait_for(timeout=120_000)
+        page.get_by_role("link", name="Documents").click()
+        page.get_by_text("Indexed documents").wait_for(timeout=30_000)
+        browser.close()
+    origins = {u.split("/")[2] for u in requested if u.startswith(("http://", "https://", "ws://", "wss://"))}
+    assert origins == {url.split("/")[2]}, sorted(set(requested))
+    assert not [u for u in requested if not u.startswith((url, "data:", "blob:", url.replace("http", "ws")))]
