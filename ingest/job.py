@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ingest.acl import AclResolver
 from ingest.walk import FoundFile, Skipped, display_path, is_under, resolve_roots, walk
 from ingest.worker import Outcome, ParserPool, Task, WorkerConfig
 from rag.embedding import Embedder, make_embedder, model_max_tokens, resolve_embedding_folder
 from rag.index import IndexWriter
+from rag.store import StoredDocument
 from rag.settings import Settings
 from rag.types import ChunkInput, DocumentInput
 
@@ -43,6 +45,7 @@ class IngestSummary:
     chunks_added: int = 0
     chunks_embedded: int = 0  # chunks_added minus those whose text (and so vector) was already stored
     chunks_removed: int = 0
+    permissions_changed: int = 0  # unchanged files whose readers changed (applied without re-embedding)
     vectors_total: int = 0
     version: int = 0
     seconds: float = 0.0
@@ -124,6 +127,7 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
     summary = IngestSummary()
     max_bytes = int(settings.max_file_mb * 2**20)
 
+    acl = AclResolver(roots, settings.acl_roots)
     with IndexWriter.open(settings, embedder.model_id) as writer:
         live = writer.live_documents()
         tasks: list[tuple[Task, FoundFile]] = []
@@ -149,6 +153,7 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
                 continue
             if stored is not None and stored.size == item.size and stored.mtime_ns == item.mtime_ns:
                 summary.files_unchanged += 1
+                _update_groups(summary, writer, stored, acl.groups_for(item.path))
                 continue
             tasks.append((Task(item.path, item.extension, stored.content_hash if stored else None), item))
         for key, stored in live.items():
@@ -191,7 +196,7 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
                 for task, outcome in pool.map_unordered(t for t, _ in tasks):
                     found = found_by_path[task.path]
                     stored = live.get(found.path_key)
-                    if not _record(summary, writer, batch, found, stored.doc_id if stored else None, outcome):
+                    if not _record(summary, writer, batch, found, stored, acl.groups_for(found.path), outcome):
                         bar.update(files=1)
                     if batch.chunks >= settings.commit_chunks:  # one embedding call, one transaction
                         flush()
@@ -208,22 +213,32 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
     return summary
 
 
+def _update_groups(summary: IngestSummary, writer: IndexWriter, stored: StoredDocument,
+                   groups: tuple[str, ...]) -> None:
+    if stored.groups != groups:
+        writer.set_groups(stored.doc_id, groups)
+        summary.permissions_changed += 1
+
+
 def _record(summary: IngestSummary, writer: IndexWriter, batch: _Batch, found: FoundFile,
-            old_doc_id: int | None, outcome: Outcome) -> bool:
+            stored: StoredDocument | None, groups: tuple[str, ...], outcome: Outcome) -> bool:
     """Fold one parsed file into the summary and the pending batch; True if it waits in the batch."""
+    old_doc_id = stored.doc_id if stored else None
     if not outcome.ok:
         summary.files_failed.append(FailedFile(found.display, outcome.error))
         batch.add(None, old_doc_id)  # its old text is stale now: it goes with the next commit
         return False
     if outcome.unchanged:
-        assert old_doc_id is not None
-        writer.touch(old_doc_id, found.size, found.mtime_ns)
+        assert stored is not None
+        writer.touch(stored.doc_id, found.size, found.mtime_ns)
+        _update_groups(summary, writer, stored, groups)
         summary.files_unchanged += 1
         return False
     doc = DocumentInput(
         path_key=found.path_key, path=found.display, title=outcome.title, size=found.size,
         mtime_ns=found.mtime_ns, content_hash=outcome.content_hash,
         chunks=tuple(ChunkInput(text=text, position=i, page=page) for i, (text, page) in enumerate(outcome.chunks)),
+        groups=groups,
     )
     batch.add(doc, old_doc_id)
     summary.files_indexed += 1

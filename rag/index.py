@@ -38,6 +38,8 @@ from rag.types import DocumentInput
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+# meta key changed whenever a document's groups change (see IndexWriter.set_groups)
+ACL_STAMP = "acl_stamp"
 LOCK = "write.lock"
 
 
@@ -205,12 +207,20 @@ class FaissVectorIndex:
         except RuntimeError as exc:  # an index type without a GPU implementation
             log.warning("FAISS index stays on the CPU: %s", exc)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) per query; with `allowed`, only among those ids (the filter runs inside the
+        search, on the CPU index: FAISS's GPU indexes take no id selector)."""
         import faiss
 
-        if self.ntotal == 0:
+        if self.ntotal == 0 or (allowed is not None and len(allowed) == 0):
             empty = np.full((len(queries), k), -1, dtype=np.int64)
             return np.zeros((len(queries), k), dtype=np.float32), empty
+        if allowed is not None:
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+            params = (faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe) if self.index_type == "ivf"
+                      else faiss.SearchParameters(sel=selector))
+            return self.index.search(  # type: ignore[attr-defined]
+                np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
         if self.index_type == "ivf":
             try:
                 faiss.extract_index_ivf(self._search_index).nprobe = self.nprobe
@@ -335,6 +345,13 @@ class IndexWriter:
     def touch(self, doc_id: int, size: int, mtime_ns: int) -> None:
         with self.conn:
             self.store.touch_document(doc_id, size, mtime_ns)
+
+    def set_groups(self, doc_id: int, groups: tuple[str, ...]) -> None:
+        """Change who may read a document. Applies at the next search, published or not: the stamp
+        tells searchers that what they cached about permissions is out of date."""
+        with self.conn:
+            self.store.set_groups(doc_id, groups)
+            self.store.set_meta(ACL_STAMP, str(time.time_ns()))
 
     # -- publishing -------------------------------------------------------------------------------
     def publish(self, dim: int | None) -> PublishReport:

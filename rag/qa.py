@@ -16,7 +16,7 @@ from rag.prompt import pack_prompt
 from rag.rerank import Reranker, make_reranker
 from rag.search import STOPWORDS, Searcher, SearchMode, build_searcher, keyword_terms
 from rag.settings import Settings
-from rag.types import Hit
+from rag.types import Hit, Principal
 
 NOT_FOUND = "I could not find this in the indexed documents."
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
@@ -120,14 +120,16 @@ class QAService:
             warm()
         self.generator.warm_up()
 
-    def retrieve(self, question: str, passages: int | None = None, mode: SearchMode | None = None) -> Retrieved:
+    def retrieve(self, question: str, passages: int | None = None, mode: SearchMode | None = None,
+                 principal: Principal | None = None) -> Retrieved:
         """The passages for the model: search, collapse near-duplicates, re-rank (when configured),
-        keep the best `passages`, merge neighbouring chunks; with the relevance abstention is decided on."""
+        keep the best `passages`, merge neighbouring chunks; with the relevance abstention is decided on.
+        Only passages `principal` may read are considered (None: an admin or a trusted local caller)."""
         s = self.settings
         n = passages or s.answer_passages
         # headroom so the passages dropped as duplicates leave `n` distinct ones
         k = max(s.rerank_candidates, n) if self.reranker else n + 4
-        result = self.searcher.search(question, k, mode)
+        result = self.searcher.search(question, k, mode, principal)
         timings = {"embed": result.timings_ms.get("embed", 0.0), "search": result.timings_ms.get("search", 0.0)}
         hits = collapse_near_duplicates(result.hits, s.duplicate_threshold)
         if self.reranker is not None and hits:
@@ -165,17 +167,18 @@ class QAService:
                                 timeout_s=s.generation_timeout_s)
 
     def ask_stream(self, question: str, params: GenerationParams | None = None, passages: int | None = None,
-                   mode: SearchMode | None = None) -> Iterator[str | Answer]:
+                   mode: SearchMode | None = None, principal: Principal | None = None) -> Iterator[str | Answer]:
         """Yield the answer's text pieces as they are generated, then the finished `Answer`.
 
-        `passages` and `mode` override the settings' number of passages and search mode for this question.
+        `passages` and `mode` override the settings' number of passages and search mode for this question;
+        `principal` limits the passages (and so everything the model reads) to what that user may read.
         """
         if len(question) > self.settings.max_question_chars:
             raise ValueError(f"the question has {len(question)} characters, more than the limit of "
                              f"{self.settings.max_question_chars} (RAG_MAX_QUESTION_CHARS): shorten it")
         params = params or self.params()
         started = time.perf_counter()
-        retrieved = self.retrieve(question, passages, mode)
+        retrieved = self.retrieve(question, passages, mode, principal)
         timings, hits = dict(retrieved.timings_ms), retrieved.hits
         if not hits or retrieved.relevance < self.settings.abstain_threshold:
             timings.update(generate=0.0, total=(time.perf_counter() - started) * 1000)
@@ -204,9 +207,9 @@ class QAService:
                      round(retrieved.relevance, 4), retrieved.index_version)
 
     def ask(self, question: str, params: GenerationParams | None = None, passages: int | None = None,
-            mode: SearchMode | None = None) -> Answer:
+            mode: SearchMode | None = None, principal: Principal | None = None) -> Answer:
         """Answer one question (the stream, collected)."""
-        *_, answer = self.ask_stream(question, params, passages, mode)
+        *_, answer = self.ask_stream(question, params, passages, mode, principal)
         assert isinstance(answer, Answer)
         return answer
 

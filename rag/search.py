@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import time
-from dataclasses import replace
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from typing import Literal
 
+import numpy as np
+
 from rag.embedding import Embedder, make_embedder
-from rag.index import IndexReader, IndexView
+from rag.index import ACL_STAMP, FaissVectorIndex, IndexReader, IndexView
 from rag.settings import Settings
-from rag.types import SearchResult
+from rag.types import Principal, SearchResult
+
+log = logging.getLogger(__name__)
 
 SearchMode = Literal["dense", "keyword", "hybrid"]
 
@@ -66,13 +73,30 @@ def reciprocal_rank_fusion(rankings: list[list[int]], weights: list[float], k: f
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
+@dataclass
+class _Readable:
+    """The chunks one set of groups may read, at one version and permission stamp."""
+
+    ids: np.ndarray
+    exact: FaissVectorIndex | None = None  # their vectors alone, when the main index is approximate
+
+
 class Searcher:
-    """Batch-first search; `search` wraps `search_batch`. Picks up newly published versions."""
+    """Batch-first search; `search` wraps `search_batch`. Picks up newly published versions.
+
+    With a `principal` that is not an admin, both searches run only over the chunks of documents the
+    principal's groups may read, inside the search (a FAISS id selector, an SQL restriction on the
+    BM25 query), never by dropping results after the top k.
+    """
+
+    CACHED_GROUP_SETS = 8
 
     def __init__(self, embedder: Embedder, reader: IndexReader, settings: Settings | None = None) -> None:
         self.embedder = embedder
         self.reader = reader
         self.settings = settings or reader.settings
+        self._readable: OrderedDict[tuple, _Readable] = OrderedDict()
+        self._readable_lock = threading.Lock()
 
     def warm_up(self) -> None:
         """Load the index and the embedding model now, so the first query is not the slow one."""
@@ -88,7 +112,32 @@ class Searcher:
         assert self.reader.view is not None
         return self.reader.view
 
-    def search_batch(self, queries: list[str], k: int = 5, mode: SearchMode | None = None) -> list[SearchResult]:
+    def readable(self, view: IndexView, principal: Principal | None) -> _Readable | None:
+        """What `principal` may read (None: everything), cached per version, permission stamp and groups."""
+        if principal is None or principal.admin:
+            return None
+        groups = tuple(sorted(principal.groups))
+        key = (view.manifest.version, view.store.get_meta(ACL_STAMP) or "", groups)
+        with self._readable_lock:
+            cached = self._readable.get(key)
+            if cached is not None:
+                self._readable.move_to_end(key)
+                return cached
+        ids = view.store.allowed_chunk_ids(view.manifest.version, groups)
+        entry = _Readable(ids)
+        if view.manifest.index_type != "flat" and 0 < len(ids) <= self.settings.exact_max_vectors:
+            # an IVF search probes the lists nearest the query; a few readable chunks may sit in none of
+            # them, so a small readable set is searched exactly, from the stored vectors
+            entry.exact = FaissVectorIndex.empty(view.manifest.dim, "flat", self.settings)
+            entry.exact.add(view.store.embeddings(ids.tolist(), view.manifest.dim), ids)
+        with self._readable_lock:
+            self._readable[key] = entry
+            while len(self._readable) > self.CACHED_GROUP_SETS:
+                self._readable.popitem(last=False)
+        return entry
+
+    def search_batch(self, queries: list[str], k: int = 5, mode: SearchMode | None = None,
+                     principal: Principal | None = None) -> list[SearchResult]:
         """The top `k` chunks for each query, best first.
 
         dense: cosine similarity of embeddings; keyword: BM25 over text and title; hybrid (default):
@@ -99,6 +148,8 @@ class Searcher:
             raise ValueError("k must be at least 1")
         mode = mode or self.settings.search_mode
         view = self.current()
+        readable = self.readable(view, principal)
+        groups = sorted(principal.groups) if readable is not None and principal is not None else None
         n = max(1, len(queries))
         pool = max(k, self.settings.search_candidates) if mode == "hybrid" else k
         timings = {"embed": 0.0, "dense": 0.0, "keyword": 0.0}
@@ -108,7 +159,12 @@ class Searcher:
         if mode in ("dense", "hybrid"):
             vectors = self.embedder.embed_batch(queries)
             t1 = time.perf_counter()
-            scores, ids = view.vectors.search(vectors, pool)
+            if readable is None:
+                scores, ids = view.vectors.search(vectors, pool)
+            elif readable.exact is not None:
+                scores, ids = readable.exact.search(vectors, pool)
+            else:
+                scores, ids = view.vectors.search(vectors, pool, readable.ids)
             dense = [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
                      for row_ids, row_scores in zip(ids, scores)]
             timings["embed"], timings["dense"] = t1 - t0, time.perf_counter() - t1
@@ -118,7 +174,7 @@ class Searcher:
             for row, query in enumerate(queries):
                 match = self._keyword_match(query, view)
                 if match:
-                    keyword[row] = view.store.keyword_search(match, pool, view.manifest.version)
+                    keyword[row] = view.store.keyword_search(match, pool, view.manifest.version, groups)
             timings["keyword"] = time.perf_counter() - t2
         t3 = time.perf_counter()
         results = []
@@ -131,6 +187,11 @@ class Searcher:
                                                 [alpha, 1 - alpha], self.settings.rrf_k)[:k]
             else:
                 ranked = (dense_row or keyword_row)[:k]
+            if readable is not None:  # both searches were restricted; this only guards against a bug there
+                unreadable = [i for i, _ in ranked if not _contains(readable.ids, i)]
+                if unreadable:
+                    log.error("search returned chunks %s the principal may not read: dropped", unreadable)
+                    ranked = [(i, s) for i, s in ranked if i not in unreadable]
             cosine = dict(dense_row)
             hits = [replace(h, dense_score=cosine.get(h.chunk_id))
                     for h in view.store.fetch_hits([i for i, _ in ranked], [s for _, s in ranked])]
@@ -158,9 +219,15 @@ class Searcher:
         kept = ranked[:3] + [t for t in ranked[3:] if counts[t] <= limit]
         return keyword_match([t for t in terms if t in kept])
 
-    def search(self, query: str, k: int = 5, mode: SearchMode | None = None) -> SearchResult:
+    def search(self, query: str, k: int = 5, mode: SearchMode | None = None,
+               principal: Principal | None = None) -> SearchResult:
         """Search one query."""
-        return self.search_batch([query], k, mode)[0]
+        return self.search_batch([query], k, mode, principal)[0]
+
+
+def _contains(sorted_ids: np.ndarray, chunk_id: int) -> bool:
+    at = int(np.searchsorted(sorted_ids, chunk_id))
+    return at < len(sorted_ids) and int(sorted_ids[at]) == chunk_id
 
 
 def build_searcher(settings: Settings) -> Searcher:

@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     zip_max_uncompressed_mb: float = Field(512.0, gt=0, description="Office files are zips: bomb guard.")
     zip_max_ratio: float = Field(200.0, gt=1, description="Largest compression ratio of one zip member.")
     lock_timeout_s: float = Field(0.0, ge=0, description="How long an ingest waits for another to finish.")
+    acl_roots: dict[Path, list[str]] = Field(
+        default_factory=dict, description="Groups allowed to read each folder root (JSON object, e.g. "
+        "'{\"/srv/docs/hr\": [\"hr\"], \"/srv/docs/handbook\": [\"everyone\"]}'); a .rag-acl file in a folder "
+        "overrides it for that folder and below. Documents with neither are shown to admins only.")
     # The web page (ui/). Kept here so one settings object configures the whole process.
     ui_users_file: Path | None = Field(
         None, description="YAML users file (streamlit-authenticator's format: credentials.usernames.<name> "

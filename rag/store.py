@@ -33,6 +33,13 @@ CREATE TABLE IF NOT EXISTS documents (
     removed_version INTEGER
 );
 CREATE INDEX IF NOT EXISTS documents_path ON documents(path_key);
+-- Who may read a document (a row per group). Not versioned: a permission change applies at once.
+CREATE TABLE IF NOT EXISTS document_groups (
+    doc_id INTEGER NOT NULL REFERENCES documents(id),
+    grp TEXT NOT NULL,
+    PRIMARY KEY (grp, doc_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS document_groups_doc ON document_groups(doc_id);
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     doc_id INTEGER NOT NULL REFERENCES documents(id),
@@ -71,6 +78,7 @@ class StoredDocument:
     size: int
     mtime_ns: int
     content_hash: str
+    groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,10 +141,30 @@ class ChunkStore:
     def live_documents(self, version: int) -> dict[bytes, StoredDocument]:
         """Documents visible at `version`, keyed by raw path."""
         rows = self.conn.execute(
-            f"SELECT path_key, id, size, mtime_ns, content_hash FROM documents d WHERE {_visible('d')}",
+            "SELECT path_key, id, size, mtime_ns, content_hash, (SELECT group_concat(grp, char(10)) FROM "
+            f"(SELECT grp FROM document_groups g WHERE g.doc_id = d.id ORDER BY grp)) FROM documents d "
+            f"WHERE {_visible('d')}",
             {"version": version},
         )
-        return {bytes(r[0]): StoredDocument(r[1], r[2], r[3], r[4]) for r in rows}
+        return {bytes(r[0]): StoredDocument(r[1], r[2], r[3], r[4], tuple(r[5].split("\n")) if r[5] else ())
+                for r in rows}
+
+    def set_groups(self, doc_id: int, groups: Sequence[str]) -> None:
+        """Replace who may read a document (no re-embedding: chunks and vectors stay as they are)."""
+        self.conn.execute("DELETE FROM document_groups WHERE doc_id = ?", (doc_id,))
+        self.conn.executemany("INSERT OR IGNORE INTO document_groups(doc_id, grp) VALUES (?, ?)",
+                              [(doc_id, g) for g in groups])
+
+    def allowed_chunk_ids(self, version: int, groups: Sequence[str]) -> np.ndarray:
+        """Ids of the chunks visible at `version` in documents readable by any of `groups`, ascending."""
+        if not groups:
+            return np.zeros(0, dtype=np.int64)
+        marks = ",".join("?" * len(groups))
+        rows = self.conn.execute(
+            f"SELECT DISTINCT c.id FROM document_groups g JOIN chunks c ON c.doc_id = g.doc_id "
+            f"WHERE g.grp IN ({marks}) AND c.added_version <= ? AND (c.removed_version IS NULL OR "
+            f"c.removed_version > ?) ORDER BY c.id", (*groups, version, version)).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def insert_documents(self, version: int, docs: Sequence[DocumentInput], vectors: np.ndarray) -> int:
         """Insert documents and their chunks (rows of `vectors` in chunk order); returns chunks added."""
@@ -149,6 +177,8 @@ class ChunkStore:
                  len(doc.chunks), version),
             )
             doc_id = cur.lastrowid
+            assert doc_id is not None
+            self.set_groups(doc_id, doc.groups)
             self.conn.executemany(
                 "INSERT INTO chunks(doc_id, position, page, title, text, text_hash, embedding, added_version) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -172,6 +202,7 @@ class ChunkStore:
                 continue
             if added[0] >= version:  # written by this (or a crashed) run, never published
                 removed += self.conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,)).rowcount
+                self.conn.execute("DELETE FROM document_groups WHERE doc_id = ?", (doc_id,))
                 self.conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
             else:
                 removed += self.conn.execute(
@@ -224,6 +255,8 @@ class ChunkStore:
     def collect_garbage(self, version: int) -> None:
         """Delete rows retired before `version`: no reader pinned to `version` - 1 or later sees them."""
         self.conn.execute("DELETE FROM chunks WHERE removed_version IS NOT NULL AND removed_version < ?", (version,))
+        self.conn.execute("DELETE FROM document_groups WHERE doc_id IN (SELECT id FROM documents WHERE "
+                          "removed_version IS NOT NULL AND removed_version < ?)", (version,))
         self.conn.execute("DELETE FROM documents WHERE removed_version IS NOT NULL AND removed_version < ?",
                           (version,))
 
@@ -245,7 +278,8 @@ class ChunkStore:
                                    {"version": version}).fetchone()[0]
         return int(docs), int(chunks)
 
-    def keyword_search(self, match: str, k: int, version: int) -> list[tuple[int, float]]:
+    def keyword_search(self, match: str, k: int, version: int,
+                       groups: Sequence[str] | None = None) -> list[tuple[int, float]]:
         """BM25 over chunk text and title (FTS5 `match` syntax): [(chunk id, score)], best first.
 
         Scores are FTS5's bm25 negated, so higher is better. FTS5 ranks first (over-fetching), and only
@@ -253,6 +287,8 @@ class ChunkStore:
         time at 100k chunks. Rows invisible at `version` are rare (unpublished or retired ones), and when
         too many of the top rows are, the fetch widens until k visible rows are found or matches run out.
         """
+        if groups is not None:
+            return self._keyword_search_allowed(match, k, version, groups)
         fetch = 2 * k
         while True:
             rows = self.conn.execute(
@@ -264,6 +300,19 @@ class ChunkStore:
             if len(rows) >= k or fetch >= 1 << 20 or self.match_count(match) <= fetch:
                 return [(int(r[0]), float(r[1])) for r in rows]
             fetch *= 4
+
+    def _keyword_search_allowed(self, match: str, k: int, version: int, groups: Sequence[str]) -> list[tuple[int, float]]:
+        """BM25 restricted, inside the query, to chunks of documents `groups` may read: however many
+        better matches lie in other documents, the readable ones are found."""
+        if not groups:
+            return []
+        marks = ",".join("?" * len(groups))
+        rows = self.conn.execute(
+            "SELECT rowid, -bm25(chunks_fts, 1.0, 0.5) FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid IN ("
+            f"SELECT c.id FROM document_groups g JOIN chunks c ON c.doc_id = g.doc_id WHERE g.grp IN ({marks}) "
+            "AND c.added_version <= ? AND (c.removed_version IS NULL OR c.removed_version > ?)) "
+            "ORDER BY bm25(chunks_fts, 1.0, 0.5) LIMIT ?", (match, *groups, version, version, k)).fetchall()
+        return [(int(r[0]), float(r[1])) for r in rows]
 
     def match_count(self, match: str) -> int:
         """How many chunk rows (any version) an FTS5 `match` expression matches."""

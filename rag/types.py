@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -25,6 +26,7 @@ class DocumentInput:
     mtime_ns: int
     content_hash: str
     chunks: tuple[ChunkInput, ...]
+    groups: tuple[str, ...] = ()  # who may read it; empty: unknown, admins only
 
 
 @dataclass(frozen=True)
@@ -52,3 +54,23 @@ class SearchResult:
     hits: list[Hit]
     timings_ms: dict[str, float] = field(default_factory=dict)
     version: int = 0  # the index version searched
+
+
+# The group every signed-in user belongs to: a folder marked "everyone" is open to all staff.
+EVERYONE = "everyone"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: their groups, or an admin, who may read everything (unknown permissions included)."""
+
+    groups: frozenset[str] = frozenset()
+    admin: bool = False
+
+    @classmethod
+    def member_of(cls, groups: "Iterable[str]") -> "Principal":
+        """A user in `groups` (and in "everyone")."""
+        return cls(frozenset(groups) | {EVERYONE})
+
+
+ADMIN = Principal(admin=True)

@@ -8,11 +8,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from rag.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from rag.types import Principal
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Private question answering over your organization's documents.")
@@ -20,6 +23,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="TOML settings file.", envvar="RAG_CONFIG")]
 IndexOption = Annotated[Optional[Path], typer.Option("--index", help="Index folder [env RAG_INDEX_DIR; default ./data/index].")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+GroupsOption = Annotated[Optional[list[str]], typer.Option(
+    "--as-group", help="Answer as a user in this group (repeat for several); default: as an admin, who reads all.")]
+
+
+def _principal(groups: list[str] | None) -> "Principal | None":
+    """A user in `groups`, or None: the operator at the command line reads everything, as an admin."""
+    from rag.types import Principal
+
+    return Principal.member_of(groups) if groups else None
 
 
 def _setup(config: Path | None, **overrides: object) -> Settings:
@@ -111,6 +123,7 @@ def search(
     mode: Annotated[Optional[str], typer.Option("--mode", help="dense, keyword or hybrid [default: hybrid].")] = None,
     index: IndexOption = None,
     json_out: JsonOption = False,
+    as_group: GroupsOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Find the chunks that best match a query (or each line of --queries)."""
@@ -122,7 +135,7 @@ def search(
     _guard(searcher.warm_up)()
     results = []
     for start in range(0, len(texts), 64):
-        results.extend(_guard(searcher.search_batch)(texts[start:start + 64], k))
+        results.extend(_guard(searcher.search_batch)(texts[start:start + 64], k, None, _principal(as_group)))
     for result in results:
         if json_out:
             typer.echo(json.dumps({"query": result.query, "hits": [_hit_dict(h) for h in result.hits],
@@ -168,6 +181,7 @@ def ask(
     queries: Annotated[Optional[Path], typer.Option("--queries", help="File with one question per line.")] = None,
     index: IndexOption = None,
     json_out: JsonOption = False,
+    as_group: GroupsOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Answer a question from the indexed documents with the local model, citing its sources."""
@@ -184,7 +198,7 @@ def ask(
         # guarded while streaming too: a bad prompt budget surfaces mid-answer, not at the call
         with _guarded():
             try:
-                for item in service.ask_stream(text):
+                for item in service.ask_stream(text, principal=_principal(as_group)):
                     if isinstance(item, Answer):
                         answer = item
                     elif not json_out:

@@ -23,6 +23,7 @@ from rag.index import IndexNotFoundError, RagIndexError
 from rag.qa import Answer, QAService, build_service
 from rag.followup import standalone_question
 from rag.settings import ConfigError, Settings, load_settings
+from rag.types import ADMIN, Principal
 from ui.appdb import AppDB
 from ui.auth import LOCAL_ADMIN, StoredUser, User, load_users, verify
 from ui.jobs import JobBusyError, JobManager, PathNotAllowedError
@@ -78,6 +79,11 @@ def app_state(settings_json: str) -> AppState:
         pass  # an empty index is a normal first state: the page says so, admins can index
     db = AppDB(settings.app_db)
     return AppState(settings, service, db, JobManager(settings, service.searcher.embedder, db), users)
+
+
+def principal(user: User) -> Principal:
+    """What the user may read: everything for admins, else the documents of their groups."""
+    return ADMIN if user.is_admin else Principal.member_of(user.groups)
 
 
 def friendly_error(exc: BaseException, user: User) -> str:
@@ -174,7 +180,7 @@ def ask_page(state: AppState, user: User) -> None:
         params = GenerationParams(max_new_tokens=s.max_new_tokens, temperature=temperature,
                                   timeout_s=s.generation_timeout_s)
         try:
-            for piece in state.service.ask_stream(standalone, params, passages, mode):
+            for piece in state.service.ask_stream(standalone, params, passages, mode, principal(user)):
                 if isinstance(piece, Answer):
                     turn.answer = piece
                 else:
