@@ -27,7 +27,7 @@ from rag.types import ADMIN, Principal
 from ui.appdb import AppDB
 from ui.auth import LOCAL_ADMIN, StoredUser, User, load_users, verify
 from ui.jobs import JobBusyError, JobManager, PathNotAllowedError
-from ui.render import answer_markup, passage_markup, safe, source_label
+from ui.render import answer_markup, passage_markup, safe, source_label, text_html
 
 MODES = ["hybrid", "dense", "keyword"]
 # A local file: a Material or emoji icon would make the browser fetch it from Google's servers.
@@ -171,10 +171,10 @@ def ask_page(state: AppState, user: User) -> None:
     standalone = standalone_question([t.standalone for t in chat], question)
     turn = Turn(question.strip(), standalone)
     with st.chat_message("user"):
-        st.markdown(safe(turn.question), unsafe_allow_html=True)
+        st.markdown(safe(turn.question))
     with st.chat_message("assistant"):
         if standalone != turn.question:
-            st.caption(f"Searched for: {safe(standalone)}", unsafe_allow_html=True)
+            st.caption(f"Searched for: {safe(standalone)}")
         placeholder = st.empty()
         text, started = "", time.perf_counter()
         params = GenerationParams(max_new_tokens=s.max_new_tokens, temperature=temperature,
@@ -185,7 +185,7 @@ def ask_page(state: AppState, user: User) -> None:
                     turn.answer = piece
                 else:
                     text += piece
-                    placeholder.markdown(safe(text) + " ▌", unsafe_allow_html=True)
+                    placeholder.html(text_html(text + " ▌"))
         except (RuntimeError, TimeoutError, ConnectionError, ValueError) as exc:
             turn.error = friendly_error(exc, user)
         turn.seconds = time.perf_counter() - started
@@ -195,22 +195,22 @@ def ask_page(state: AppState, user: User) -> None:
 
 def show_turn(state: AppState, user: User, i: int, turn: Turn) -> None:
     with st.chat_message("user"):
-        st.markdown(safe(turn.question), unsafe_allow_html=True)
+        st.markdown(safe(turn.question))
     with st.chat_message("assistant"):
         if turn.standalone != turn.question:
-            st.caption(f"Searched for: {safe(turn.standalone)}", unsafe_allow_html=True)
+            st.caption(f"Searched for: {safe(turn.standalone)}")
         if turn.error or turn.answer is None:
             st.warning(turn.error or "No answer.")
             return
         answer = turn.answer
-        st.markdown(answer_markup(answer), unsafe_allow_html=True)
+        st.html(answer_markup(answer))
         unsupported = sum(not s.supported for s in answer.support)
         if unsupported:
             st.caption(f"{unsupported} sentence(s) marked: no passage supports them; check the sources.")
         st.caption(f"{answer.model} · index version {answer.index_version} · {turn.seconds:.1f} s")
         for source in answer.sources:
             with st.expander(source_label(source), expanded=source.cited or len(answer.sources) == 1):
-                st.markdown(passage_markup(source, answer.support), unsafe_allow_html=True)
+                st.html(passage_markup(source, answer.support))
         feedback(state, user, i, turn)
 
 
@@ -246,7 +246,7 @@ def index_page(state: AppState, user: User) -> None:
     st.title("Index a folder")
     roots = state.settings.ui_allowed_roots
     if roots:
-        st.caption("Allowed folders: " + ", ".join(safe(str(r)) for r in roots), unsafe_allow_html=True)
+        st.caption("Allowed folders: " + ", ".join(safe(str(r)) for r in roots))
     else:
         st.warning("No folder may be indexed from the page: set RAG_UI_ALLOWED_ROOTS and restart.")
     with st.form("index-form"):
@@ -371,7 +371,7 @@ def main(argv: list[str]) -> None:
         if state.users is None and not state.settings.ui_oidc:
             st.info("Single-user mode: no users are configured, so the page only listens on 127.0.0.1.")
         else:
-            st.caption(f"Signed in as {safe(user.name)} ({', '.join(user.roles)})", unsafe_allow_html=True)
+            st.caption(f"Signed in as {safe(user.name)} ({', '.join(user.roles)})")
             st.button("Sign out", on_click=sign_out, key="sign-out")
     pages = [st.Page(partial(spec.render, state, user), title=spec.title, icon=spec.icon, url_path=spec.url_path,
                      default=spec is ASK) for spec in pages_for(user)]
