@@ -85,4 +85,4 @@ def test_poisoned_text_is_shown_as_text() -> None:
     answer = Answer("q", poisoned, False, support=[
         SentenceSupport(poisoned[a:b], False, 0.0, 0.0, None, "", a, b) for a, b in spans])
     markup = answer_markup(answer)
-    assert "<img" not in markup and "](" not in markup and "<script" not in markup
+    assert "<img" not in markup and "<script" not in markup and "http://" not in markup
