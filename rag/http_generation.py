@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -105,6 +106,7 @@ class HttpGenerator:
         if self.remote_model:
             body["model"] = self.remote_model
         # trust_env=False: no proxy from the environment may carry the request elsewhere
+        deadline = time.monotonic() + params.timeout_s  # in total: a server dripping tokens may not hold a slot
         try:
             with httpx.Client(timeout=params.timeout_s, trust_env=False) as client, \
                     client.stream("POST", f"{self.url}/completions", json=body) as response:
@@ -120,6 +122,8 @@ class HttpGenerator:
                     text = json.loads(data)["choices"][0].get("text", "")
                     if text:
                         yield text
+                    if time.monotonic() > deadline:
+                        raise httpx.ReadTimeout("generation time limit")
         except httpx.TimeoutException as exc:
             raise TimeoutError(f"the generator server did not answer within {params.timeout_s:g} s") from exc
         except httpx.TransportError as exc:

@@ -74,3 +74,40 @@ def test_busy_bound_applies_to_the_http_backend(server: str, make_settings) -> N
     started = time.monotonic()
     assert generator.generate("when", GenerationParams(max_new_tokens=2)).split() == ["yes", "yes"]
     assert time.monotonic() - started < 30
+
+
+def test_a_slow_server_gets_a_clear_error_within_the_time_limit(make_settings) -> None:  # type: ignore[no-untyped-def]
+    """A real (deliberately slow) local server that drips one token every 0.3 s, forever."""
+    import http.server
+    import threading
+
+    class Drip(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            try:
+                for _ in range(100):
+                    self.wfile.write(b'data: {"choices": [{"text": "yes "}]}\n\n')
+                    self.wfile.flush()
+                    time.sleep(0.3)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        generator = HttpGenerator(make_settings(generator_backend="http",
+                                                generator_url=f"http://127.0.0.1:{server.server_port}/v1"))
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="within 1 s"):
+            generator.generate("when", GenerationParams(max_new_tokens=500, timeout_s=1.0))
+        assert time.monotonic() - started < 2.5
+        generator._slots.acquire()  # the slot was given back: taking it again is not "busy"
+        generator._slots.release()
+    finally:
+        server.shutdown()
