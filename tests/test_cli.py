@@ -140,3 +140,15 @@ def test_ui_refuses_a_public_address_without_users_and_user_add_hashes(tmp_path:
     broken.write_text("credentials:\n  usernames:\n    bob:\n      password: plaintext\n")
     bad = rag("ui", "--index", str(tmp_path / "index"), env_extra={"RAG_UI_USERS_FILE": str(broken)})
     assert bad.returncode == 2 and "not a bcrypt hash" in bad.stderr
+
+
+def test_doctor_says_what_to_fix(tmp_path: Path) -> None:
+    bad = rag("doctor", "--index", str(tmp_path / "none"), env_extra={"RAG_GENERATOR_MODEL": str(tmp_path / "dolly")})
+    assert bad.returncode == 1
+    assert "FAIL  generator" in bad.stdout and "huggingface-cli download" in bad.stdout
+    assert "WARN  index" in bad.stdout and "rag ingest" in bad.stdout
+    assert rag("ingest", str(SAMPLES / "intranet"), "--index", str(tmp_path / "index")).returncode == 0
+    good = rag("doctor", "--index", str(tmp_path / "index"), "--json")
+    assert good.returncode == 0, good.stdout
+    checks = {c["name"]: c["status"] for c in json.loads(good.stdout)}
+    assert checks["index"] == checks["generator"] == checks["embedding model"] == "ok"

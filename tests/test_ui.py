@@ -71,6 +71,22 @@ def test_a_question_gets_a_streamed_answer_with_sources_and_feedback(app, sample
     rows = list(csv.DictReader(io.StringIO(AppDB(tmp_path / "app.sqlite").feedback_csv())))
     assert len(rows) == 1 and rows[0]["rating"] == "1" and rows[0]["comment"] == "right on"
     assert rows[0]["question"] == LUNCH and "cafeteria.html" in rows[0]["sources"]
+    audit = list(csv.DictReader(io.StringIO(AppDB(tmp_path / "app.sqlite").audit_csv())))
+    assert [(a["username"], a["question"], a["outcome"]) for a in audit] == [("local", LUNCH, "answered")]
+    assert "cafeteria.html" in audit[0]["shown"]
+
+
+def test_audit_log_keeps_entries_for_the_retention_period(tmp_path: Path) -> None:
+    db = AppDB(tmp_path / "app.sqlite", audit_retention_days=1)
+    db.audit("ada", "old question", "old question", "answered", [])
+    with db._conn:  # an entry from two days ago
+        db._conn.execute("UPDATE audit SET created = created - 2 * 86400")
+    db._purged = 0.0
+    db.audit("ada", "new question", "new question", "abstained", [])
+    assert [r["question"] for r in csv.DictReader(io.StringIO(db.audit_csv()))] == ["new question"]
+    off = AppDB(tmp_path / "off.sqlite", audit_retention_days=0)
+    off.audit("ada", "q", "q", "answered", [])
+    assert len(off.audit_csv().splitlines()) == 1  # the header only
 
 
 def test_a_follow_up_is_searched_with_the_question_it_refers_to(app, sample_index: Path) -> None:

@@ -27,6 +27,18 @@ CREATE TABLE IF NOT EXISTS feedback (
     model TEXT NOT NULL DEFAULT '',
     index_version INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    username TEXT NOT NULL,
+    question TEXT NOT NULL,
+    searched TEXT NOT NULL,       -- the standalone question retrieval used
+    outcome TEXT NOT NULL,        -- answered | abstained | error: ...
+    shown TEXT NOT NULL,          -- JSON list of {path, page, chunk_id} shown with the answer
+    model TEXT NOT NULL DEFAULT '',
+    index_version INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS audit_created ON audit(created);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     started REAL NOT NULL,
@@ -40,6 +52,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 """
 
+AUDIT_COLUMNS = ("created", "username", "question", "searched", "outcome", "shown", "model", "index_version")
 FEEDBACK_COLUMNS = ("created", "username", "question", "answer", "sources", "rating", "comment", "model",
                     "index_version")
 
@@ -62,9 +75,11 @@ class Run:
 class AppDB:
     """Thread-safe access (one connection, one lock) shared by every session of the page."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, audit_retention_days: float = 90.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.audit_retention_s = audit_retention_days * 86400
+        self._purged = 0.0
         self._conn = sqlite3.connect(path, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(SCHEMA)
@@ -83,11 +98,32 @@ class AppDB:
 
     def feedback_csv(self) -> str:
         """All feedback as CSV (a header row, then oldest first), with ISO timestamps."""
+        return self._csv("feedback", FEEDBACK_COLUMNS)
+
+    def audit(self, username: str, question: str, searched: str, outcome: str, shown: list[dict],
+              model: str = "", index_version: int = 0) -> None:
+        """Record who asked what and which documents they were shown; entries past the retention go."""
+        if self.audit_retention_s <= 0:
+            return
+        now = time.time()
+        with self._lock, self._conn:
+            self._conn.execute(
+                f"INSERT INTO audit({', '.join(AUDIT_COLUMNS)}) VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})",
+                (now, username, question, searched, outcome, json.dumps(shown), model, index_version))
+            if now - self._purged > 3600:  # at most hourly: the delete scans the created index
+                self._conn.execute("DELETE FROM audit WHERE created < ?", (now - self.audit_retention_s,))
+                self._purged = now
+
+    def audit_csv(self) -> str:
+        """The audit log as CSV, oldest first."""
+        return self._csv("audit", AUDIT_COLUMNS)
+
+    def _csv(self, table: str, columns: tuple[str, ...]) -> str:
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(FEEDBACK_COLUMNS)
+        writer.writerow(columns)
         with self._lock:
-            rows = self._conn.execute(f"SELECT {', '.join(FEEDBACK_COLUMNS)} FROM feedback ORDER BY id").fetchall()
+            rows = self._conn.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY id").fetchall()
         for row in rows:
             writer.writerow((time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(row[0])), *row[1:]))
         return out.getvalue()

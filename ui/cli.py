@@ -308,7 +308,6 @@ def ui(
 ) -> None:
     """Start the web page (Streamlit): staff ask, admins index."""
     import os
-    import subprocess
 
     settings = _setup(config, index_dir=index)
     if settings.ui_users_file:
@@ -328,7 +327,26 @@ def ui(
         command += ["--config", str(config)]
     if index:
         command += ["--index", str(index)]
-    raise typer.Exit(subprocess.call(command, env={**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # replaced, not spawned: a service manager's (or a test's) signal reaches the server itself
+    os.execve(sys.executable, command, {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"})
+
+
+@app.command()
+def doctor(index: IndexOption = None, json_out: JsonOption = False, config: ConfigOption = None) -> None:
+    """Check the installation (models, GPU, index, users, config) and say what to fix; exit 1 on a failure."""
+    from dataclasses import asdict
+
+    from ui.doctor import run_checks
+
+    checks = run_checks(_setup(config, index_dir=index))
+    if json_out:
+        typer.echo(json.dumps([asdict(c) for c in checks]))
+    else:
+        for c in checks:
+            typer.echo(f"{c.status.upper():4s}  {c.name}: {c.detail}")
+    raise typer.Exit(1 if any(c.status == "fail" for c in checks) else 0)
 
 
 user_app = typer.Typer(help="Manage the web page's users file.", no_args_is_help=True)

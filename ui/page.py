@@ -77,7 +77,7 @@ def app_state(settings_json: str) -> AppState:
         service.warm_up()
     except IndexNotFoundError:
         pass  # an empty index is a normal first state: the page says so, admins can index
-    db = AppDB(settings.app_db)
+    db = AppDB(settings.app_db, settings.audit_retention_days)
     return AppState(settings, service, db, JobManager(settings, service.searcher.embedder, db), users)
 
 
@@ -189,6 +189,11 @@ def ask_page(state: AppState, user: User) -> None:
         except (RuntimeError, TimeoutError, ConnectionError, ValueError) as exc:
             turn.error = friendly_error(exc, user)
         turn.seconds = time.perf_counter() - started
+    answer = turn.answer
+    outcome = f"error: {turn.error}" if turn.error else "abstained" if answer and answer.abstained else "answered"
+    state.db.audit(user.username, turn.question, standalone, outcome,
+                   [{"path": s.path, "page": s.page, "chunk_id": s.chunk_id} for s in (answer.sources if answer else [])],
+                   answer.model if answer else "", answer.index_version if answer else 0)
     chat.append(turn)
     st.rerun()  # draw the finished turn with its sources and feedback buttons
 
@@ -330,9 +335,12 @@ def documents_page(state: AppState, user: User) -> None:
                 st.success("Removal started: see the Index page for its progress.")
             except (PathNotAllowedError, JobBusyError) as exc:
                 st.error(str(exc))
-    st.subheader("Feedback")
-    st.download_button(f"Export feedback as CSV ({state.db.feedback_count()} entries)", state.db.feedback_csv(),
-                       file_name="feedback.csv", mime="text/csv")
+    st.subheader("Feedback and audit log")
+    left, right = st.columns(2)
+    left.download_button(f"Export feedback as CSV ({state.db.feedback_count()} entries)", state.db.feedback_csv(),
+                         file_name="feedback.csv", mime="text/csv")
+    right.download_button("Export the audit log as CSV", state.db.audit_csv(), file_name="audit.csv",
+                          mime="text/csv")
 
 
 # -- page ----------------------------------------------------------------------------------------------

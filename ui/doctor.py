@@ -1,0 +1,147 @@
+"""`rag doctor`: checks an installation and says what to fix.
+
+Each check is cheap (no model is loaded): folders and fingerprints, not forward passes.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from rag.settings import ConfigError, Settings
+
+Status = Literal["ok", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding: what was checked, how it went, and what to do when it did not go well."""
+
+    name: str
+    status: Status
+    detail: str
+
+
+def check_embedding(settings: Settings) -> list[Check]:
+    from rag.embedding import model_fingerprint, resolve_embedding_folder
+
+    try:
+        folder = resolve_embedding_folder(settings)
+    except ConfigError as exc:
+        return [Check("embedding model", "fail", str(exc))]
+    name = "all-MiniLM-L6-v2" if not settings.embedding_model else None
+    return [Check("embedding model", "ok", f"{model_fingerprint(folder, name)} in {folder}")]
+
+
+def check_generator(settings: Settings) -> list[Check]:
+    if settings.generator_backend == "http":
+        import httpx
+
+        from rag.http_generation import HttpGenerator
+
+        try:
+            generator = HttpGenerator(settings)
+        except ConfigError as exc:
+            return [Check("generator", "fail", str(exc))]
+        try:
+            with httpx.Client(timeout=3, trust_env=False) as client:
+                response = client.get(f"{generator.url}/models")
+            state: Status = "ok" if response.status_code == 200 else "warn"
+            return [Check("generator", state, f"{generator.url} answered HTTP {response.status_code}")]
+        except httpx.HTTPError as exc:
+            return [Check("generator", "fail", f"{generator.url} cannot be reached ({exc}): start the server "
+                                               f"or fix RAG_GENERATOR_URL")]
+    from rag.generation import resolve_generator_model
+
+    try:
+        location = resolve_generator_model(settings)
+    except ConfigError as exc:
+        return [Check("generator", "fail", str(exc))]
+    where = location.folder / location.gguf_file if location.gguf_file else location.folder
+    return [Check("generator", "ok", f"local model {where}")]
+
+
+def check_gpu(settings: Settings) -> list[Check]:
+    import torch
+
+    from rag.index import faiss_gpu_count
+
+    cuda, faiss_gpus = torch.cuda.is_available(), faiss_gpu_count()
+    if settings.device == "cuda" and not cuda:
+        return [Check("gpu", "fail", "RAG_DEVICE=cuda but torch sees no GPU: check nvidia-smi and the CUDA build "
+                                     "of torch, or set RAG_DEVICE=auto")]
+    if cuda:
+        name = torch.cuda.get_device_name(0)
+        return [Check("gpu", "ok", f"{torch.cuda.device_count()} GPU(s) ({name}); FAISS sees {faiss_gpus}")]
+    return [Check("gpu", "ok", "no GPU: embedding, search and generation run on the CPU")]
+
+
+def check_index(settings: Settings) -> list[Check]:
+    from rag.embedding import model_fingerprint, resolve_embedding_folder
+    from rag.index import IndexNotFoundError, IndexReader
+
+    reader = IndexReader(settings)
+    try:
+        reader.refresh()
+    except IndexNotFoundError as exc:
+        return [Check("index", "warn", str(exc))]
+    except Exception as exc:  # a broken manifest or FAISS file: reported, not raised
+        return [Check("index", "fail", f"{settings.index_dir} cannot be read ({exc}): re-run `rag ingest`, or "
+                                       f"move the folder away and index again")]
+    assert reader.view is not None
+    status = reader.view.status()
+    out = []
+    integrity = reader.view.store.conn.execute("PRAGMA quick_check").fetchone()[0]
+    if integrity != "ok":
+        out.append(Check("index database", "fail", f"SQLite quick_check: {integrity}: restore a backup or re-index"))
+    if status["vectors"] != status["chunks"]:
+        out.append(Check("index", "fail", f"{status['vectors']} vectors but {status['chunks']} chunks in version "
+                                          f"{status['version']}: run `rag ingest` again to rebuild the vectors"))
+    try:
+        folder = resolve_embedding_folder(settings)
+        configured = model_fingerprint(folder, "all-MiniLM-L6-v2" if not settings.embedding_model else None)
+        if configured != status["embedding_model"]:
+            out.append(Check("index model", "fail", f"index built with {status['embedding_model']}, configured "
+                                                    f"{configured}: configure the same model or re-index"))
+    except ConfigError:
+        pass  # reported by the embedding check
+    if not out:
+        out.append(Check("index", "ok", f"version {status['version']}: {status['documents']} documents, "
+                                        f"{status['chunks']} chunks, {status['index_type']} index"))
+    return out
+
+
+def check_access(settings: Settings) -> list[Check]:
+    out = []
+    if settings.ui_users_file:
+        from ui.auth import load_users
+
+        try:
+            users = load_users(settings.ui_users_file)
+            admins = sum(u.user.is_admin for u in users.values())
+            out.append(Check("users", "ok" if admins else "warn",
+                             f"{len(users)} users, {admins} admin(s)" + ("" if admins else ": nobody can index")))
+        except ConfigError as exc:
+            out.append(Check("users", "fail", str(exc)))
+    elif not settings.ui_oidc:
+        out.append(Check("users", "ok", "single-user mode: the page binds to 127.0.0.1 only"))
+    for root in settings.ui_allowed_roots:
+        if not root.is_dir():
+            out.append(Check("allowed folder", "fail", f"{root} (RAG_UI_ALLOWED_ROOTS) is not a folder"))
+    for root in settings.acl_roots:
+        if not Path(root).is_dir():
+            out.append(Check("permissions", "warn", f"{root} (RAG_ACL_ROOTS) is not a folder"))
+    config = Path(".streamlit/config.toml")
+    if config.is_file() and tomllib.loads(config.read_text()).get("browser", {}).get("gatherUsageStats") is not False:
+        out.append(Check("streamlit", "fail", f"{config.resolve()}: set [browser] gatherUsageStats = false"))
+    return out
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Every check, in the order a person would fix them."""
+    out: list[Check] = [Check("configuration", "ok", f"index {settings.index_dir}, device {settings.device}")]
+    for check in (check_embedding, check_generator, check_gpu, check_index, check_access):
+        out.extend(check(settings))
+    return out
