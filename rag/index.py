@@ -128,7 +128,10 @@ class FaissVectorIndex:
     # -- construction -----------------------------------------------------------------------------
     @staticmethod
     def choose_type(n_vectors: int, settings: Settings) -> str:
-        return "flat" if n_vectors <= settings.exact_max_vectors else "ivf"
+        """flat (exact) for small indexes, IVF above `exact_max_vectors`, IVF-PQ from `compressed_min_vectors`."""
+        if n_vectors <= settings.exact_max_vectors:
+            return "flat"
+        return "ivfpq" if n_vectors >= settings.compressed_min_vectors else "ivf"
 
     @staticmethod
     def ivf_lists(n_vectors: int) -> int:
@@ -154,6 +157,15 @@ class FaissVectorIndex:
             nlist = min(cls.ivf_lists(max(n_vectors, len(train))), max(1, len(train) // 39))
             quantizer = faiss.IndexFlatIP(dim)
             index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            index.train(np.ascontiguousarray(train, dtype=np.float32))
+        elif index_type == "ivfpq":
+            if train is None or len(train) < 10_000:
+                raise ValueError("an IVF-PQ index needs at least 10,000 training vectors")
+            if dim % settings.pq_bytes:
+                raise ValueError(f"pq_bytes ({settings.pq_bytes}) must divide the dimension ({dim})")
+            nlist = min(cls.ivf_lists(max(n_vectors, len(train))), max(1, len(train) // 39))
+            quantizer = faiss.IndexFlatIP(dim)
+            index = faiss.IndexIVFPQ(quantizer, dim, nlist, settings.pq_bytes, 8, faiss.METRIC_INNER_PRODUCT)
             index.train(np.ascontiguousarray(train, dtype=np.float32))
         else:
             raise ValueError(f"unknown index type {index_type!r}")
@@ -217,11 +229,11 @@ class FaissVectorIndex:
             return np.zeros((len(queries), k), dtype=np.float32), empty
         if allowed is not None:
             selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-            params = (faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe) if self.index_type == "ivf"
-                      else faiss.SearchParameters(sel=selector))
+            params = (faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
+                      if self.index_type in ("ivf", "ivfpq") else faiss.SearchParameters(sel=selector))
             return self.index.search(  # type: ignore[attr-defined]
                 np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
-        if self.index_type == "ivf":
+        if self.index_type in ("ivf", "ivfpq"):
             try:
                 faiss.extract_index_ivf(self._search_index).nprobe = self.nprobe
             except RuntimeError:
@@ -385,7 +397,7 @@ class IndexWriter:
                     visible: int, dim: int) -> FaissVectorIndex:
         wanted = FaissVectorIndex.choose_type(visible, self.settings)
         grew_too_much = (
-            previous is not None and wanted == "ivf" and previous.vectors > 0 and visible > 4 * previous.vectors
+            previous is not None and wanted != "flat" and previous.vectors > 0 and visible > 4 * previous.vectors
         )
         if previous is None or previous.index_type != wanted or grew_too_much:
             return self._rebuild(visible, dim)
@@ -401,7 +413,7 @@ class IndexWriter:
         """A fresh index from every visible stored embedding (no re-embedding)."""
         index_type = FaissVectorIndex.choose_type(visible, self.settings)
         train = None
-        if index_type == "ivf":
+        if index_type in ("ivf", "ivfpq"):
             rng = np.random.default_rng(0)
             all_ids = [i for batch in self.store.visible_chunk_ids(self.version) for i in batch]
             size = FaissVectorIndex.training_size(len(all_ids))

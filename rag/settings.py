@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         "at 50k vectors on 2 cores, IVF ~0.4 ms at 99% recall (docs/benchmarks.md).",
     )
     ivf_nprobe: int = Field(32, ge=1)
+    compressed_min_vectors: int = Field(
+        2_000_000, ge=1, description="From this many vectors on, IVF-PQ (compressed: pq_bytes per vector in "
+        "memory instead of 4 per dimension); the dense candidates are then re-scored exactly from the stored "
+        "embeddings.")
+    pq_bytes: int = Field(48, ge=1, description="Bytes per vector in the IVF-PQ index (must divide the dimension).")
     search_mode: Literal["dense", "keyword", "hybrid"] = Field("hybrid")
     search_candidates: int = Field(50, ge=1, le=10_000, description="Candidates per side before fusion.")
     keyword_max_df: float = Field(

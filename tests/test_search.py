@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ingest.job import run_ingest
 from rag.index import IndexReader
 from rag.search import Searcher, convex_fusion, keyword_match, keyword_terms, reciprocal_rank_fusion
@@ -68,3 +70,38 @@ def test_common_words_are_pruned_from_keyword_queries_on_large_indexes(make_sett
         "kiln.txt")
     unpruned = Searcher(embedder, IndexReader(make_settings()))
     assert unpruned._keyword_match("project update team review kiln", unpruned.current()) == keyword_query("project update team review kiln")
+
+
+def test_a_compressed_index_is_rescored_exactly(make_settings, embedder, tmp_path: Path) -> None:
+    """12,000 chunks in an IVF-PQ index: the dense results match exact search, with exact cosines."""
+    import numpy as np
+
+    from rag.index import IndexWriter
+    from rag.types import ChunkInput, DocumentInput
+
+    topics = ["vacation", "payroll", "VPN", "parking", "badges", "printers", "expenses", "laptops", "cafeteria",
+              "security", "travel", "onboarding", "pensions", "overtime", "training"]
+    sentences = [f"Policy {i} explains {topics[i % 15]} rules for team {i // 15} in section {i % 7}." for i in range(300)]
+    base = embedder.embed_batch(sentences)
+    rng = np.random.default_rng(0)
+    a = rng.random((12_000, 1), dtype=np.float32)
+    vectors = a * base[rng.integers(0, 300, 12_000)] + (1 - a) * base[rng.integers(0, 300, 12_000)]
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    settings = make_settings(exact_max_vectors=100, compressed_min_vectors=1_000, ivf_nprobe=64)
+    docs = [DocumentInput(path_key=f"/d/{i}.txt".encode(), path=f"/d/{i}.txt", title="t", size=1, mtime_ns=1,
+                          content_hash=str(i), chunks=(ChunkInput(f"chunk {i}", 0),)) for i in range(12_000)]
+    with IndexWriter.open(settings, embedder.model_id) as writer:
+        writer.write_batch(docs, vectors.astype(np.float32), [])
+        writer.publish(vectors.shape[1])
+    searcher = Searcher(embedder, IndexReader(settings), settings)
+    assert searcher.current().manifest.index_type == "ivfpq"
+    chunk_ids = {f"/d/{i}.txt": i for i in range(12_000)}
+    found_total = 0
+    for question in ("How many vacation days?", "Who fixes the VPN?", "Where can I park?", "expense claims"):
+        query = embedder.embed_batch([question])[0]
+        truth = set(np.argsort(-(vectors @ query))[:5].tolist())
+        hits = searcher.search(question, 5, "dense").hits
+        found_total += len(truth & {chunk_ids[h.path] for h in hits})
+        for h in hits:  # scores are the exact cosines, not PQ approximations
+            assert h.dense_score == pytest.approx(float(vectors[chunk_ids[h.path]] @ query), abs=1e-4)
+    assert found_total / 20 >= 0.8
