@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -98,23 +99,29 @@ class _Batch:
 
     def __init__(self) -> None:
         self.docs: list[DocumentInput] = []
+        self.vectors: list[np.ndarray | None] = []  # per document, when an engine embedded it already
         self.replaced: list[int] = []
         self.chunks = 0
 
-    def add(self, doc: DocumentInput | None, replaces: int | None) -> None:
+    def add(self, doc: DocumentInput | None, replaces: int | None, vectors: np.ndarray | None = None) -> None:
         if doc is not None:
             self.docs.append(doc)
+            self.vectors.append(vectors)
             self.chunks += len(doc.chunks)
         if replaces is not None:
             self.replaced.append(replaces)
 
 
 def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | None = None,
-               progress: bool | None = None, on_progress: ProgressCallback | None = None) -> IngestSummary:
+               progress: bool | None = None, on_progress: ProgressCallback | None = None,
+               engine: Literal["local", "ray"] = "local") -> IngestSummary:
     """Bring the index in `settings.index_dir` up to date with the files under `paths`.
 
     `progress`: a terminal progress bar (None: when stderr is a terminal); `on_progress`: called with
     (files done, files in total, chunks added) as files are committed, e.g. by the web page's job.
+    `engine`: "local" parses in sandboxed processes here and embeds in this process; "ray" parses and
+    embeds on a Ray cluster (ingest/ray_engine.py) while this process decides what changed, commits and
+    publishes, exactly as the local engine does.
 
     Safe to re-run and to kill: unchanged files are skipped by size and modification time (then by
     content hash), each batch is one transaction, and the new version is published atomically at
@@ -122,7 +129,7 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
     """
     started = time.perf_counter()
     roots = resolve_roots(paths)
-    embedder = embedder or make_embedder(settings)
+    embedder = embedder or make_embedder(settings)  # lazy: the Ray engine never loads it here
     model_folder = resolve_embedding_folder(settings)
     summary = IngestSummary()
     max_bytes = int(settings.max_file_mb * 2**20)
@@ -169,11 +176,19 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
         found_by_path = {task.path: found for task, found in tasks}
         batch = _Batch()
 
+        dim: int | None = None
+
         def flush() -> None:
-            nonlocal batch
+            nonlocal batch, dim
             if not batch.docs and not batch.replaced:
                 return
-            vectors, embedded = writer.embed_reusing(embedder, [c.text for d in batch.docs for c in d.chunks])
+            if batch.docs and all(v is not None for v in batch.vectors):
+                vectors = np.concatenate([v for v in batch.vectors if v is not None])
+                embedded = len(vectors)
+            else:
+                vectors, embedded = writer.embed_reusing(embedder, [c.text for d in batch.docs for c in d.chunks])
+            if len(vectors):
+                dim = vectors.shape[1]
             added, removed = writer.write_batch(batch.docs, vectors, batch.replaced)
             summary.chunks_embedded += embedded
             summary.chunks_added += added
@@ -191,12 +206,19 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
                 zip_max_uncompressed=int(settings.zip_max_uncompressed_mb * 2**20),
                 zip_max_ratio=settings.zip_max_ratio,
             )
-            pool = ParserPool(config, settings.parse_workers, settings.parse_timeout_s)
+            if engine == "ray":
+                from ingest.ray_engine import parse_and_embed
+
+                results = parse_and_embed(config, [t for t, _ in tasks], settings)
+            else:
+                pool = ParserPool(config, settings.parse_workers, settings.parse_timeout_s)
+                results = ((t, o, None) for t, o in pool.map_unordered(t for t, _ in tasks))
             try:
-                for task, outcome in pool.map_unordered(t for t, _ in tasks):
+                for task, outcome, vectors in results:
                     found = found_by_path[task.path]
                     stored = live.get(found.path_key)
-                    if not _record(summary, writer, batch, found, stored, acl.groups_for(found.path), outcome):
+                    if not _record(summary, writer, batch, found, stored, acl.groups_for(found.path), outcome,
+                                   vectors):
                         bar.update(files=1)
                     if batch.chunks >= settings.commit_chunks:  # one embedding call, one transaction
                         flush()
@@ -205,7 +227,8 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
                 bar.close()
         else:
             bar.close()
-        dim = embedder.dim if (summary.chunks_added or writer.published is None) else None
+        if dim is None and writer.published is None:
+            dim = embedder.dim  # a first run that added nothing still publishes an empty index
         report = writer.publish(dim)
         summary.vectors_total = report.vectors_total
         summary.version = report.version
@@ -221,7 +244,8 @@ def _update_groups(summary: IngestSummary, writer: IndexWriter, stored: StoredDo
 
 
 def _record(summary: IngestSummary, writer: IndexWriter, batch: _Batch, found: FoundFile,
-            stored: StoredDocument | None, groups: tuple[str, ...], outcome: Outcome) -> bool:
+            stored: StoredDocument | None, groups: tuple[str, ...], outcome: Outcome,
+            vectors: np.ndarray | None = None) -> bool:
     """Fold one parsed file into the summary and the pending batch; True if it waits in the batch."""
     old_doc_id = stored.doc_id if stored else None
     if not outcome.ok:
@@ -240,7 +264,7 @@ def _record(summary: IngestSummary, writer: IndexWriter, batch: _Batch, found: F
         chunks=tuple(ChunkInput(text=text, position=i, page=page) for i, (text, page) in enumerate(outcome.chunks)),
         groups=groups,
     )
-    batch.add(doc, old_doc_id)
+    batch.add(doc, old_doc_id, vectors)
     summary.files_indexed += 1
     return True
 

@@ -78,6 +78,8 @@ def ingest(
     index: IndexOption = None,
     json_out: JsonOption = False,
     every: Annotated[float, typer.Option("--every", min=0, help="Re-run every N seconds (0: once).")] = 0,
+    engine: Annotated[str, typer.Option("--engine", help="local, or ray (parse and embed on a Ray cluster: "
+                                        "RAY_ADDRESS, else a local Ray).")] = "local",
     config: ConfigOption = None,
 ) -> None:
     """Index document folders (incremental; safe to re-run and to interrupt)."""
@@ -86,15 +88,17 @@ def ingest(
     from ingest.job import run_ingest
 
     settings = _setup(config, index_dir=index)
+    if engine not in ("local", "ray"):
+        _fail(f"unknown engine {engine!r}: use local or ray")
     if not every:
-        _print_summary(_guard(run_ingest)(settings, paths), json_out)
+        _print_summary(_guard(run_ingest)(settings, paths, engine=engine), json_out)
         return
     from rag.embedding import make_embedder
 
     embedder = make_embedder(settings)  # loaded once for every run
     while True:  # the scheduled job of a deployment: a failed run is reported, the next one still comes
         try:
-            _print_summary(_guard(run_ingest)(settings, paths, embedder=embedder), json_out)
+            _print_summary(_guard(run_ingest)(settings, paths, embedder=embedder, engine=engine), json_out)
         except typer.Exit:
             pass  # the one-line reason is printed; a busy index or a missing folder may be fine next time
         time.sleep(every)
