@@ -161,7 +161,7 @@ class Searcher:
             t1 = time.perf_counter()
             compressed = view.manifest.index_type == "ivfpq" and (readable is None or readable.exact is None)
             # a compressed index's order is approximate: take more candidates, re-score them exactly
-            fetch = max(pool, 4 * k) if compressed else pool
+            fetch = max(pool, self.settings.pq_rescore) if compressed else pool
             if readable is None:
                 scores, ids = view.vectors.search(vectors, fetch)
             elif readable.exact is not None:
