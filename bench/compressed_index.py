@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--pq-bytes", type=int, nargs="+", default=[48])
     parser.add_argument("--candidates", type=int, nargs="+", default=[40],
                         help="PQ candidates re-scored exactly per query")
+    parser.add_argument("--nlist", type=int, default=0,
+                        help="IVF lists (0: the product's 4*sqrt(N); fewer make a 10M run feasible on a small CPU)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     base, questions = real_vectors()
@@ -76,8 +78,11 @@ def main() -> None:
         data = vectors_file(n, base)
         truth = exact_top(data, queries, k)
         started = time.perf_counter()
-        sample = np.asarray(data[np.sort(rng.choice(n, FaissVectorIndex.training_size(n), replace=False))])
-        index = FaissVectorIndex.empty(base.shape[1], "ivfpq", settings, sample, n_vectors=n)
+        lists = args.nlist or FaissVectorIndex.ivf_lists(n)
+        train_n = min(n, max(100_000, 40 * lists))
+        sample = np.asarray(data[np.sort(rng.choice(n, train_n, replace=False))])
+        # n_vectors sized so FaissVectorIndex.empty picks `lists` lists (its rule: 4*sqrt(n_vectors))
+        index = FaissVectorIndex.empty(base.shape[1], "ivfpq", settings, sample, n_vectors=(lists // 4) ** 2)
         for start in range(0, n, 200_000):
             index.add(np.asarray(data[start:start + 200_000]), np.arange(start, min(n, start + 200_000)))
         build_s = time.perf_counter() - started

@@ -44,7 +44,9 @@ def main() -> None:
     parser.add_argument("--queue-s", type=float, default=30, help="how long a question waits for a slot")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     args = parser.parse_args()
-    env = {**os.environ, "RAG_DEVICE": "cpu", "PYTHONPATH": str(REPO)}
+    # the model server allows as many generations at once as the replica sends
+    env = {**os.environ, "RAG_DEVICE": "cpu", "PYTHONPATH": str(REPO),
+           "RAG_MAX_CONCURRENT_GENERATIONS": str(args.slots)}
     server = subprocess.Popen([sys.executable, "-m", "ui.cli", "serve-llm", "--port", "0"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -84,9 +86,11 @@ def run(service, users: int, seconds: float) -> dict:  # type: ignore[no-untyped
             except GeneratorBusyError:
                 with lock:
                     busy += 1
+                time.sleep(1.0)  # a person would try again a moment later
             except (TimeoutError, ConnectionError, RuntimeError):
                 with lock:
                     errors += 1
+                time.sleep(1.0)
             i += 1
 
     threads = [threading.Thread(target=user, args=(n,)) for n in range(users)]

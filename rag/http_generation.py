@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from rag.generation import GenerationParams, GenerationSlots
+from rag.generation import GenerationParams, GenerationSlots, GeneratorBusyError
 from rag.prompt import END_KEY, INSTRUCTION_KEY, RESPONSE_KEY, dolly_prompt
 from rag.settings import ConfigError, Settings
 
@@ -110,6 +110,9 @@ class HttpGenerator:
         try:
             with httpx.Client(timeout=params.timeout_s, trust_env=False) as client, \
                     client.stream("POST", f"{self.url}/completions", json=body) as response:
+                if response.status_code in (429, 503):  # the server's own bound: the same "busy" as ours
+                    raise GeneratorBusyError(f"the generator server at {self.url} is busy (HTTP "
+                                             f"{response.status_code}); try again in a moment")
                 if response.status_code != 200:
                     raise RuntimeError(f"generator server answered HTTP {response.status_code}: "
                                        f"{response.read().decode(errors='replace')[:200]}")

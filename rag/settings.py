@@ -132,6 +132,7 @@ class Settings(BaseSettings):
         default_factory=list, description="Folders admins may index from the web page (and below them).")
     app_db: Path = Field(Path("data/app.sqlite"), description="Feedback and indexing-run history (SQLite).")
     max_question_chars: int = Field(2000, ge=10, description="Longer questions are refused.")
+    log_format: Literal["text", "json"] = Field("text", description="Log lines as text, or as JSON objects.")
     audit_retention_days: float = Field(
         90.0, ge=0, description="The page's audit log (who asked what, which documents were shown) keeps "
         "entries this long; 0 keeps no audit log.")

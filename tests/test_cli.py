@@ -152,3 +152,11 @@ def test_doctor_says_what_to_fix(tmp_path: Path) -> None:
     assert good.returncode == 0, good.stdout
     checks = {c["name"]: c["status"] for c in json.loads(good.stdout)}
     assert checks["index"] == checks["generator"] == checks["embedding model"] == "ok"
+
+
+def test_json_log_lines(tmp_path: Path) -> None:
+    done = rag("ingest", str(SAMPLES / "intranet"), "--index", str(tmp_path / "index"),
+               env_extra={"RAG_LOG_FORMAT": "json"})
+    assert done.returncode == 0
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert lines and all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)

@@ -111,3 +111,32 @@ def test_a_slow_server_gets_a_clear_error_within_the_time_limit(make_settings) -
         generator._slots.release()
     finally:
         server.shutdown()
+
+
+def test_a_busy_server_is_reported_as_busy(make_settings) -> None:  # type: ignore[no-untyped-def]
+    """A real local server answering 429, as `rag serve-llm` does beyond its own bound."""
+    import http.server
+    import threading
+
+    from rag.generation import GeneratorBusyError
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(429)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        generator = HttpGenerator(make_settings(generator_backend="http",
+                                                generator_url=f"http://127.0.0.1:{server.server_port}/v1"))
+        with pytest.raises(GeneratorBusyError, match="busy"):
+            generator.generate("when", GenerationParams(max_new_tokens=5))
+    finally:
+        server.shutdown()

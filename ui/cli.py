@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,13 +35,15 @@ def _principal(groups: list[str] | None) -> "Principal | None":
 
 
 def _setup(config: Path | None, **overrides: object) -> Settings:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("sentence_transformers", "transformers", "faiss", "httpx", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from ui.logs import configure_logging
+
+    configure_logging()
     try:
-        return load_settings(config, **overrides)
+        settings = load_settings(config, **overrides)
     except ValueError as exc:
         _fail(f"invalid configuration: {exc}")
+    configure_logging(settings.log_format)
+    return settings
 
 
 def _fail(message: str, code: int = 2) -> "typer.Exit":

@@ -27,6 +27,7 @@ from rag.types import ADMIN, Principal
 from ui.appdb import AppDB
 from ui.auth import LOCAL_ADMIN, StoredUser, User, load_users, verify
 from ui.jobs import JobBusyError, JobManager, PathNotAllowedError
+from ui.logs import configure_logging
 from ui.render import answer_markup, passage_markup, safe, source_label, text_html
 
 MODES = ["hybrid", "dense", "keyword"]
@@ -71,6 +72,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def app_state(settings_json: str) -> AppState:
     """Built once per process and settings; the models load here, not per session."""
     settings = Settings(**json.loads(settings_json))
+    configure_logging(settings.log_format)
     users = load_users(settings.ui_users_file) if settings.ui_users_file else None
     service = build_service(settings)
     try:
