@@ -148,10 +148,11 @@ class QAService:
         """
         if not hits:
             return 0.0
-        cosine = max((h.dense_score for h in hits if h.dense_score is not None), default=0.0)
+        # keyword-only search has no cosines: the word coverage alone decides then
+        cosine = max((h.dense_score for h in hits if h.dense_score is not None), default=None)
         terms = keyword_terms(question)
         if not terms:
-            return cosine
+            return cosine or 0.0
         view = self.searcher.current()
         presence = view.store.term_presence(terms, [h.chunk_id for h in hits])
         total = max(view.manifest.vectors, 1)
@@ -159,7 +160,7 @@ class QAService:
         weight_sum = sum(max(w, 0.0) for w in weights.values())
         found = sum(max(weights[t], 0.0) for t, (_, present) in presence.items() if present)
         coverage = found / weight_sum if weight_sum > 0 else 0.0
-        return 0.5 * cosine + 0.5 * coverage
+        return coverage if cosine is None else 0.5 * cosine + 0.5 * coverage
 
     def params(self) -> GenerationParams:
         s = self.settings

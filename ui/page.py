@@ -12,7 +12,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -57,7 +57,6 @@ class Turn:
     error: str = ""
     feedback: int | None = None
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -101,8 +100,6 @@ def friendly_error(exc: BaseException, user: User) -> str:
         return f"The answer service is unreachable: {exc}"
     if isinstance(exc, (ConfigError, RagIndexError)):
         return f"The service is not set up correctly: {exc}"
-    if isinstance(exc, ValueError):
-        return f"The question could not be answered: {exc}."
     return f"The question could not be answered: {exc}"
 
 
@@ -193,8 +190,8 @@ def ask_page(state: AppState, user: User) -> None:
         turn.seconds = time.perf_counter() - started
     answer = turn.answer
     outcome = f"error: {turn.error}" if turn.error else "abstained" if answer and answer.abstained else "answered"
-    state.db.audit(user.username, turn.question, standalone, outcome,
-                   [{"path": s.path, "page": s.page, "chunk_id": s.chunk_id} for s in (answer.sources if answer else [])],
+    shown = [{"path": src.path, "page": src.page, "chunk_id": src.chunk_id} for src in (answer.sources if answer else [])]
+    state.db.audit(user.username, turn.question, standalone, outcome, shown,
                    answer.model if answer else "", answer.index_version if answer else 0)
     chat.append(turn)
     st.rerun()  # draw the finished turn with its sources and feedback buttons
