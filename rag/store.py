@@ -155,15 +155,20 @@ class ChunkStore:
         self.conn.executemany("INSERT OR IGNORE INTO document_groups(doc_id, grp) VALUES (?, ?)",
                               [(doc_id, g) for g in groups])
 
+    @staticmethod
+    def _readable_chunks(groups: Sequence[str]) -> str:
+        """SQL selecting the ids of chunks visible at ? (bound twice, after the groups) in documents
+        readable by any of `groups` (bound first)."""
+        return (f"SELECT c.id FROM document_groups g JOIN chunks c ON c.doc_id = g.doc_id WHERE g.grp IN "
+                f"({','.join('?' * len(groups))}) AND c.added_version <= ? AND (c.removed_version IS NULL OR "
+                f"c.removed_version > ?)")
+
     def allowed_chunk_ids(self, version: int, groups: Sequence[str]) -> np.ndarray:
         """Ids of the chunks visible at `version` in documents readable by any of `groups`, ascending."""
         if not groups:
             return np.zeros(0, dtype=np.int64)
-        marks = ",".join("?" * len(groups))
-        rows = self.conn.execute(
-            f"SELECT DISTINCT c.id FROM document_groups g JOIN chunks c ON c.doc_id = g.doc_id "
-            f"WHERE g.grp IN ({marks}) AND c.added_version <= ? AND (c.removed_version IS NULL OR "
-            f"c.removed_version > ?) ORDER BY c.id", (*groups, version, version)).fetchall()
+        rows = self.conn.execute(f"SELECT DISTINCT id FROM ({self._readable_chunks(groups)}) ORDER BY id",
+                                 (*groups, version, version)).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def insert_documents(self, version: int, docs: Sequence[DocumentInput], vectors: np.ndarray) -> int:
@@ -306,12 +311,10 @@ class ChunkStore:
         better matches lie in other documents, the readable ones are found."""
         if not groups:
             return []
-        marks = ",".join("?" * len(groups))
         rows = self.conn.execute(
-            "SELECT rowid, -bm25(chunks_fts, 1.0, 0.5) FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid IN ("
-            f"SELECT c.id FROM document_groups g JOIN chunks c ON c.doc_id = g.doc_id WHERE g.grp IN ({marks}) "
-            "AND c.added_version <= ? AND (c.removed_version IS NULL OR c.removed_version > ?)) "
-            "ORDER BY bm25(chunks_fts, 1.0, 0.5) LIMIT ?", (match, *groups, version, version, k)).fetchall()
+            "SELECT rowid, -bm25(chunks_fts, 1.0, 0.5) FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid IN "
+            f"({self._readable_chunks(groups)}) ORDER BY bm25(chunks_fts, 1.0, 0.5) LIMIT ?",
+            (match, *groups, version, version, k)).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
 
     def match_count(self, match: str) -> int:
@@ -321,7 +324,7 @@ class ChunkStore:
 
     def term_counts(self, terms: Sequence[str]) -> dict[str, int]:
         """How many chunks contain each word, counted by FTS5 itself (same stemming)."""
-        return {t: self.match_count(f'"{t}"') for t in terms}
+        return {t: count for t, (count, _) in self.term_presence(terms, []).items()}
 
     def term_presence(self, terms: Sequence[str], ids: Sequence[int]) -> dict[str, tuple[int, bool]]:
         """For each word: (chunks containing it, any version; whether one of `ids` contains it), by FTS5."""
