@@ -161,7 +161,7 @@ class Searcher:
             t1 = time.perf_counter()
             compressed = view.manifest.index_type == "ivfpq" and (readable is None or readable.exact is None)
             # a compressed index's order is approximate: take more candidates, re-score them exactly
-            fetch = max(pool, self.settings.pq_rescore) if compressed else pool
+            fetch = max(pool, self._pq_candidates(view)) if compressed else pool
             if readable is None:
                 scores, ids = view.vectors.search(vectors, fetch)
             elif readable.exact is not None:
@@ -208,6 +208,10 @@ class Searcher:
         for result in results:
             result.timings_ms = dict(per_query)
         return results
+
+    def _pq_candidates(self, view: IndexView) -> int:
+        """Candidates to re-score: PQ ranks worse as the index grows, so more of them (bench/compressed_index.py)."""
+        return self.settings.pq_rescore or min(2000, max(200, view.manifest.vectors // 10_000))
 
     @staticmethod
     def _rescore(view: IndexView, query: np.ndarray, row: list[tuple[int, float]]) -> list[tuple[int, float]]:

@@ -56,8 +56,9 @@ class Settings(BaseSettings):
         "memory instead of 4 per dimension); the dense candidates are then re-scored exactly from the stored "
         "embeddings.")
     pq_bytes: int = Field(48, ge=1, description="Bytes per vector in the IVF-PQ index (must divide the dimension).")
-    pq_rescore: int = Field(200, ge=1, description="IVF-PQ candidates re-scored exactly per query (recall@10 at "
-                            "1M: 0.77 with 40, 0.95 with 100, 0.985 with 200; bench/compressed_index.py).")
+    pq_rescore: int = Field(0, ge=0, description="IVF-PQ candidates re-scored exactly per query; 0: one per "
+                            "10,000 vectors, at least 200, at most 2,000 (recall@10 0.985 at 1M with 200, 0.98 "
+                            "at 10M with 1,000; bench/compressed_index.py).")
     search_mode: Literal["dense", "keyword", "hybrid"] = Field("hybrid")
     search_candidates: int = Field(50, ge=1, le=10_000, description="Candidates per side before fusion.")
     keyword_max_df: float = Field(
