@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -76,14 +79,34 @@ def test_busy_bound_applies_to_the_http_backend(server: str, make_settings) -> N
     assert time.monotonic() - started < 30
 
 
+class _Quiet(http.server.BaseHTTPRequestHandler):
+    """A stand-in completions server's handler base: reads the request, logs nothing."""
+
+    def read_request(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def generator_on(handler: type[http.server.BaseHTTPRequestHandler], make_settings) -> Iterator[HttpGenerator]:  # type: ignore[no-untyped-def]
+    """An HTTP generator pointed at a real local server running `handler`."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield HttpGenerator(make_settings(generator_backend="http",
+                                          generator_url=f"http://127.0.0.1:{server.server_port}/v1"))
+    finally:
+        server.shutdown()
+
+
 def test_a_slow_server_gets_a_clear_error_within_the_time_limit(make_settings) -> None:  # type: ignore[no-untyped-def]
     """A real (deliberately slow) local server that drips one token every 0.3 s, forever."""
-    import http.server
-    import threading
 
-    class Drip(http.server.BaseHTTPRequestHandler):
+    class Drip(_Quiet):
         def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-            self.rfile.read(int(self.headers["Content-Length"]))
+            self.read_request()
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
@@ -95,48 +118,26 @@ def test_a_slow_server_gets_a_clear_error_within_the_time_limit(make_settings) -
             except (BrokenPipeError, ConnectionResetError):
                 pass
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Drip)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        generator = HttpGenerator(make_settings(generator_backend="http",
-                                                generator_url=f"http://127.0.0.1:{server.server_port}/v1"))
+    with generator_on(Drip, make_settings) as generator:
         started = time.monotonic()
         with pytest.raises(TimeoutError, match="within 1 s"):
             generator.generate("when", GenerationParams(max_new_tokens=500, timeout_s=1.0))
         assert time.monotonic() - started < 2.5
         generator._slots.acquire()  # the slot was given back: taking it again is not "busy"
         generator._slots.release()
-    finally:
-        server.shutdown()
 
 
 def test_a_busy_server_is_reported_as_busy(make_settings) -> None:  # type: ignore[no-untyped-def]
     """A real local server answering 429, as `rag serve-llm` does beyond its own bound."""
-    import http.server
-    import threading
-
     from rag.generation import GeneratorBusyError
 
-    class Busy(http.server.BaseHTTPRequestHandler):
+    class Busy(_Quiet):
         def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-            self.rfile.read(int(self.headers["Content-Length"]))
+            self.read_request()
             self.send_response(429)
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"{}")
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        generator = HttpGenerator(make_settings(generator_backend="http",
-                                                generator_url=f"http://127.0.0.1:{server.server_port}/v1"))
-        with pytest.raises(GeneratorBusyError, match="busy"):
-            generator.generate("when", GenerationParams(max_new_tokens=5))
-    finally:
-        server.shutdown()
+    with generator_on(Busy, make_settings) as generator, pytest.raises(GeneratorBusyError, match="busy"):
+        generator.generate("when", GenerationParams(max_new_tokens=5))
