@@ -324,7 +324,7 @@ class ChunkStore:
 
     def term_counts(self, terms: Sequence[str]) -> dict[str, int]:
         """How many chunks contain each word, counted by FTS5 itself (same stemming)."""
-        return {t: count for t, (count, _) in self.term_presence(terms, []).items()}
+        return {t: self.match_count(f'"{t}"') for t in terms}  # count(*) alone: FTS5 need not visit the rows
 
     def term_presence(self, terms: Sequence[str], ids: Sequence[int]) -> dict[str, tuple[int, bool]]:
         """For each word: (chunks containing it, any version; whether one of `ids` contains it), by FTS5."""

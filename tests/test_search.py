@@ -105,3 +105,12 @@ def test_a_compressed_index_is_rescored_exactly(make_settings, embedder, tmp_pat
         for h in hits:  # scores are the exact cosines, not PQ approximations
             assert h.dense_score == pytest.approx(float(vectors[chunk_ids[h.path]] @ query), abs=1e-4)
     assert found_total / 20 >= 0.8
+
+
+def test_the_fast_question_path_embeds_exactly_like_encode(embedder) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    questions = ["When is lunch served?", "x", "a long question about parental leave " * 40]
+    fast = embedder.embed_batch(questions)  # up to SMALL_BATCH texts skip encode()
+    slow = embedder.model.encode(questions, normalize_embeddings=True, convert_to_numpy=True)
+    assert fast.dtype == np.float32 and np.allclose(fast, slow, atol=1e-6)
