@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,33 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return load_settings(**overrides)
 
     return make
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_page(url: str, process: "subprocess.Popen[bytes]", timeout_s: float = 60) -> None:
+    """Return once the Streamlit page at `url` answers its health check; fail if `process` dies or time runs out."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the page at {url} did not start (exit code {process.poll()})")
+        time.sleep(0.5)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,15 +15,9 @@ import pytest
 
 from ingest.job import run_ingest
 from rag.settings import load_settings
-from tests.conftest import REPO, SAMPLES
+from tests.conftest import SAMPLES, free_port, wait_for_page
 
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +46,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, embedder, model_cache: Path
                                 "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=base)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((base / "server.log").read_text()) from None
-                time.sleep(0.5)
+        try:
+            wait_for_page(url, process)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}:\n{(base / 'server.log').read_text()}") from None
         yield url, root
     finally:
         process.terminate()

@@ -7,17 +7,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO, SAMPLES
+from tests.conftest import REPO, SAMPLES, free_port, wait_for_page
 from ui.auth import add_user
 
 COMPOSE = REPO / "docker-compose.yml"
@@ -78,18 +75,23 @@ def test_the_image_installs_from_requirements_and_downloads_no_model() -> None:
     assert 'CMD ["rag", "ui", "--host", "0.0.0.0", "--port", "8501"]' in dockerfile
 
 
+def with_defaults(text: str) -> str:
+    """Compose's `${VAR:-default}` replaced by its default."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", text)
+
+
 def container_env(service: dict, data: Path) -> dict[str, str]:
     """The service's environment with its container paths moved under `data` and defaults filled in."""
     env = {}
     for key, value in service["environment"].items():
-        value = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
+        value = with_defaults(str(value))
         env[key] = value.replace("/data/", f"{data}/").replace("/etc/rag/", f"{data}/etc/").replace(
             "/documents", str(data / "documents"))
     return env
 
 
 def command(service: dict, data: Path) -> list[str]:
-    args = [re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", a) for a in service["command"]]
+    args = [with_defaults(a) for a in service["command"]]
     return [str(Path(sys.executable).with_name(args[0])), *(a.replace("/documents", str(data / "documents"))
                                                             for a in args[1:])]
 
@@ -107,23 +109,13 @@ def test_the_services_commands_work_here(compose: dict, tmp_path: Path, model_ca
     ui = compose["services"]["ui"]
     env = {**base, **container_env(ui, tmp_path), "RAG_MODEL_CACHE_DIR": str(model_cache)}
     add_user(Path(env["RAG_UI_USERS_FILE"]), "ada", "correct horse", roles=["user", "admin"])
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     # the container binds 0.0.0.0; here loopback is enough to prove the command starts and serves
     args = [a if a != "0.0.0.0" else "127.0.0.1" for a in command(ui, tmp_path)]
     args[args.index("--port") + 1] = str(port)
     server = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "the ui command did not start"
-                time.sleep(0.5)
+        wait_for_page(f"http://127.0.0.1:{port}", server)
     finally:
         server.terminate()
         server.wait(10)
