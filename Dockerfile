@@ -31,7 +31,8 @@ RUN pip install --no-cache-dir ${PIP_ARGS} -r requirements.txt \
 COPY rag/ rag/
 COPY ingest/ ingest/
 COPY ui/ ui/
-COPY .streamlit/ .streamlit/
+# only the configuration: secrets.toml (OIDC) is mounted at run time, never baked into the image
+COPY .streamlit/config.toml .streamlit/config.toml
 RUN pip install --no-cache-dir --no-deps --no-build-isolation ${PIP_ARGS} -e . \
  && useradd --uid 10001 --create-home rag \
  && mkdir -p /data/index /data/app /data/model-cache \

@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 from pathlib import Path
 
-from ingest.walk import is_under
+from rag.text import printable
 
 log = logging.getLogger(__name__)
 
 ACL_FILE = ".rag-acl"
+MAX_ACL_BYTES = 64 * 1024
 _GROUP = re.compile(r"^[\w.@-]{1,128}$")
 
 
@@ -35,40 +37,71 @@ def parse_acl(text: str, source: str = ACL_FILE) -> tuple[str, ...]:
 
 
 class AclResolver:
-    """Groups for file paths under the ingest roots; each folder's `.rag-acl` is read once per run."""
+    """Groups for file paths; each folder's `.rag-acl` is read once per resolver (one ingest run).
 
-    def __init__(self, roots: list[Path], configured: dict[Path, list[str]]) -> None:
-        self.roots = [str(r) for r in roots]
-        # longest first: the most specific configured folder wins
-        self.configured = sorted(((str(Path(p).expanduser().resolve()), tuple(sorted(set(g))))
-                                  for p, g in configured.items()), key=lambda item: -len(item[0]))
+    A document's groups are a function of its real path alone: `.rag-acl` files are looked for in its
+    folder and every folder above it up to the file-system root, and the configured roots match on the
+    whole path, so the same file gets the same groups whichever folder a run was given (the parent, a
+    subfolder, the page's job or the Ray engine). The deepest rule wins: a `.rag-acl` file, or else a
+    configured root, in the nearest folder that has one.
+    """
+
+    def __init__(self, configured: dict[Path, list[str]]) -> None:
+        self.configured = {str(Path(p).expanduser().resolve()): tuple(sorted(set(g))) for p, g in configured.items()}
         self._folders: dict[str, tuple[str, ...] | None] = {}
+        self._problems: dict[str, str] = {}
 
     def groups_for(self, path: str) -> tuple[str, ...]:
         """Who may read the file at `path` (empty: admins only)."""
-        from_file = self._from_files(os.path.dirname(path))
-        if from_file is not None:
-            return from_file
-        for folder, groups in self.configured:
-            if is_under(path, [Path(folder)]):
-                return groups
-        return ()
+        groups = self._rule(os.path.dirname(path))
+        return () if groups is None else groups
 
-    def _from_files(self, folder: str) -> tuple[str, ...] | None:
+    def problems(self) -> list[tuple[str, str]]:
+        """(path, reason) of every `.rag-acl` file that could not be used: its folder is admins-only."""
+        return sorted(self._problems.items())
+
+    def _rule(self, folder: str) -> tuple[str, ...] | None:
         if folder in self._folders:
             return self._folders[folder]
-        acl = os.path.join(folder, ACL_FILE)
-        result: tuple[str, ...] | None
-        if os.path.lexists(acl):
-            try:
-                result = parse_acl(Path(acl).read_text(encoding="utf-8"), acl)
-            except (OSError, ValueError, UnicodeDecodeError) as exc:
-                # fail closed: a permission file that cannot be read opens nothing
-                log.warning("%s cannot be used (%s): its folder is visible to admins only", acl, exc)
-                result = ()
-        elif folder in self.roots or os.path.dirname(folder) == folder:
-            result = None  # nothing above an ingest root is consulted
-        else:
-            result = self._from_files(os.path.dirname(folder))
+        result = self._read(os.path.join(folder, ACL_FILE))
+        if result is None:
+            result = self.configured.get(folder)
+        if result is None:
+            parent = os.path.dirname(folder)
+            result = None if parent == folder else self._rule(parent)
         self._folders[folder] = result
         return result
+
+    def _read(self, acl: str) -> tuple[str, ...] | None:
+        """The groups in `acl`, None when there is none, () (closed) when it cannot be used."""
+        try:
+            st = os.lstat(acl)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return self._refuse(acl, f"cannot be checked ({exc.strerror or exc})")
+        if not stat.S_ISREG(st.st_mode):
+            return self._refuse(acl, "is not a regular file (a link, FIFO or device)")
+        try:
+            # no link followed, no blocking on a FIFO swapped in after the lstat, a bounded read
+            fd = os.open(acl, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    return self._refuse(acl, "is not a regular file (a link, FIFO or device)")
+                data = f.read(MAX_ACL_BYTES + 1)
+        except OSError as exc:
+            return self._refuse(acl, f"cannot be read ({exc.strerror or exc})")
+        if len(data) > MAX_ACL_BYTES:
+            return self._refuse(acl, f"is larger than {MAX_ACL_BYTES // 1024} KiB")
+        try:
+            return parse_acl(data.decode("utf-8"), os.path.basename(acl))
+        except (ValueError, UnicodeDecodeError) as exc:
+            return self._refuse(acl, f"is not valid ({exc})")
+
+    def _refuse(self, acl: str, reason: str) -> tuple[str, ...]:
+        # fail closed: a permission file that cannot be used opens nothing
+        message = f"permission file {reason}: its folder is visible to admins only until it is fixed"
+        if acl not in self._problems:
+            log.warning("%s: %s", printable(acl), message)
+        self._problems[acl] = message
+        return ()

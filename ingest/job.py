@@ -43,6 +43,7 @@ class IngestSummary:
     files_removed: int = 0
     files_failed: list[FailedFile] = field(default_factory=list)
     files_skipped: int = 0
+    files_excluded: int = 0  # removed by an admin: left out until the removal is undone
     chunks_added: int = 0
     chunks_embedded: int = 0  # chunks_added minus those whose text (and so vector) was already stored
     chunks_removed: int = 0
@@ -114,14 +115,16 @@ class _Batch:
 
 def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | None = None,
                progress: bool | None = None, on_progress: ProgressCallback | None = None,
-               engine: Literal["local", "ray"] = "local") -> IngestSummary:
+               engine: Literal["local", "ray"] = "local",
+               after_scan: Callable[[], None] | None = None) -> IngestSummary:
     """Bring the index in `settings.index_dir` up to date with the files under `paths`.
 
     `progress`: a terminal progress bar (None: when stderr is a terminal); `on_progress`: called with
     (files done, files in total, chunks added) as files are committed, e.g. by the web page's job.
     `engine`: "local" parses in sandboxed processes here and embeds in this process; "ray" parses and
     embeds on a Ray cluster (ingest/ray_engine.py) while this process decides what changed, commits and
-    publishes, exactly as the local engine does.
+    publishes, exactly as the local engine does. `after_scan`: called once the folders are scanned and
+    before any file is parsed (tests use it to change the files in between, as an attacker would).
 
     Safe to re-run and to kill: unchanged files are skipped by size and modification time (then by
     content hash), each batch is one transaction, and the new version is published atomically at
@@ -134,9 +137,10 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
     summary = IngestSummary()
     max_bytes = int(settings.max_file_mb * 2**20)
 
-    acl = AclResolver(roots, settings.acl_roots)
+    acl = AclResolver(settings.acl_roots)
     with IndexWriter.open(settings, embedder.model_id) as writer:
         live = writer.live_documents()
+        excluded = [Path(e.path) for e in writer.exclusions()]
         tasks: list[tuple[Task, FoundFile]] = []
         seen_keys: set[bytes] = set()
         stale: list[int] = []  # live documents whose file is gone or now refused
@@ -146,6 +150,9 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
                     summary.files_failed.append(FailedFile(display_path(item.path), item.reason))
                 else:
                     summary.files_skipped += 1
+                continue
+            if excluded and is_under(item.path, excluded):
+                summary.files_excluded += 1  # like a vanished file: a stored copy goes below
                 continue
             summary.files_seen += 1
             key = item.path_key
@@ -162,7 +169,7 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
                 summary.files_unchanged += 1
                 _update_groups(summary, writer, stored, acl.groups_for(item.path))
                 continue
-            tasks.append((Task(item.path, item.extension, stored.content_hash if stored else None), item))
+            tasks.append((Task.of(item, stored.content_hash if stored else None), item))
         for key, stored in live.items():
             if key not in seen_keys and is_under(os.fsdecode(key), roots):
                 stale.append(stored.doc_id)
@@ -171,6 +178,8 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
             _, removed = writer.write_batch([], np.zeros((0, 0), dtype=np.float32), stale)
             summary.chunks_removed += removed
 
+        if after_scan is not None:
+            after_scan()
         bar = _Progress(summary.files_seen, progress, on_progress)
         bar.update(files=summary.files_unchanged)
         found_by_path = {task.path: found for task, found in tasks}
@@ -227,6 +236,7 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
                 bar.close()
         else:
             bar.close()
+        summary.files_failed.extend(FailedFile(display_path(path), error) for path, error in acl.problems())
         if dim is None and writer.published is None:
             dim = embedder.dim  # a first run that added nothing still publishes an empty index
         report = writer.publish(dim)
@@ -278,13 +288,15 @@ class RemovalSummary:
     version: int = 0
 
 
-def remove_paths(settings: Settings, paths: list[str], model_id: str) -> RemovalSummary:
+def remove_paths(settings: Settings, paths: list[str], model_id: str, by: str = "") -> RemovalSummary:
     """Take the documents at or under `paths` (as stored) out of the index, publishing a new version.
 
-    The files themselves are untouched: a later ingest of a folder holding them adds them back.
+    The files themselves are untouched; the removal sticks: later ingest runs leave these paths out
+    until `restore_paths` undoes it (a scheduled run must not bring back what an admin removed).
     """
     summary = RemovalSummary()
     with IndexWriter.open(settings, model_id) as writer:
+        writer.exclude(paths, by)
         doomed = [doc.doc_id for key, doc in writer.live_documents().items()
                   if any(is_under(os.fsdecode(key), [Path(p)]) for p in paths)]
         if doomed:
@@ -292,3 +304,10 @@ def remove_paths(settings: Settings, paths: list[str], model_id: str) -> Removal
             _, summary.chunks_removed = writer.write_batch([], np.zeros((0, 0), dtype=np.float32), doomed)
         summary.version = writer.publish(None).version
     return summary
+
+
+def restore_paths(settings: Settings, paths: list[str], model_id: str) -> int:
+    """Undo removals: the next ingest of a folder holding these paths indexes them again. How many
+    removals were undone."""
+    with IndexWriter.open(settings, model_id) as writer:
+        return writer.include(paths)

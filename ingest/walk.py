@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -24,6 +25,9 @@ class FoundFile:
     path: str  # str with surrogate escapes: opens any name the file system holds
     size: int
     mtime_ns: int
+    root: str = ""  # the (resolved) root it was found under
+    dev: int = 0  # identity at scan time: what is parsed must be this very file (open_verified)
+    ino: int = 0
 
     @property
     def path_key(self) -> bytes:
@@ -45,6 +49,50 @@ class Skipped:
     path: str
     reason: str
     is_failure: bool  # reported in files_failed (a link out of the roots, an unreadable folder)
+
+
+class FileChangedError(OSError):
+    """The file at a scanned path is no longer the file the scan saw (swapped for a link or another file)."""
+
+
+def open_verified(root: str, path: str, dev: int, ino: int) -> int:
+    """A read-only descriptor of the regular file the scan saw at `path`, or FileChangedError/OSError.
+
+    Every folder from `root` down and the file itself are opened relative to their parent's descriptor
+    with O_NOFOLLOW, so a link swapped in anywhere below the root after the scan (for the file or any
+    folder above it) is refused instead of followed; O_NONBLOCK keeps a FIFO swapped in from blocking;
+    the device and inode must still be the scanned ones. The caller owns the descriptor.
+    """
+    rel = os.path.relpath(path, root)
+    parts = rel.split(os.sep)
+    if rel.startswith(os.pardir) or os.path.isabs(rel) or not parts or parts[-1] in ("", ".", os.pardir):
+        raise FileChangedError(f"{display_path(path)} is not under {display_path(root)}")
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+    folder = os.open(root, flags | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            try:
+                child = os.open(part, flags | os.O_DIRECTORY, dir_fd=folder)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise FileChangedError("a folder above it was replaced by a link or a file after the "
+                                           "scan; not read") from exc
+                raise
+            os.close(folder)
+            folder = child
+        try:
+            fd = os.open(parts[-1], flags | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=folder)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise FileChangedError("replaced by a symbolic link after the scan; not read") from exc
+            raise
+    finally:
+        os.close(folder)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (dev, ino):
+        os.close(fd)
+        raise FileChangedError("replaced by another file after the scan; not read (indexed at the next run)")
+    return fd
 
 
 def display_path(path: str) -> str:
@@ -110,7 +158,7 @@ def walk(roots: list[Path]) -> Iterator[FoundFile | Skipped]:
                 if stat.S_ISDIR(st.st_mode):
                     subdirs.append(entry.path)
                 elif stat.S_ISREG(st.st_mode):
-                    found = FoundFile(entry.path, st.st_size, st.st_mtime_ns)
+                    found = FoundFile(entry.path, st.st_size, st.st_mtime_ns, str(root), st.st_dev, st.st_ino)
                     if found.extension in SUPPORTED_EXTENSIONS:
                         yield found
                     else:

@@ -1,18 +1,26 @@
 """Sandboxed parser processes: read, hash, parse and chunk one file at a time.
 
-Each worker is a fresh interpreter (no torch, no inherited state) with an address-space limit, fed
-tasks as JSON lines on stdin and answering JSON lines on stdout. The parent enforces a wall-clock
-limit per file and replaces a worker that overran, crashed or ran out of memory, so one hostile
-file costs at most its time limit and never stops the job. JSON, not pickle, crosses the pipe.
+Each worker is a fresh interpreter (no torch, no inherited state, a scrubbed environment) confined by
+ingest/sandbox.py (no network, no writable path, reads only of its code and model, resource limits),
+fed tasks as JSON lines on stdin and answering JSON lines on stdout. It never opens a document by
+path: the parent opens the file the scan saw (`open_verified`: no link followed, same device and
+inode) and hands the worker that descriptor over a Unix socket, so a file swapped for a link between
+the scan and the parse is refused, not read. The parent enforces a wall-clock limit per file and
+replaces a worker that overran, crashed or ran out of memory, so one hostile file costs at most its
+time limit and never stops the job. JSON, not pickle, crosses the pipe.
 """
 
 from __future__ import annotations
 
+import array
 import hashlib
 import json
+import logging
 import os
 import queue
+import resource
 import select
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +28,13 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from ingest.sandbox import SandboxReport, confine, limit_resources, scrubbed_environment
+from ingest.walk import FileChangedError, FoundFile, open_verified
+
+log = logging.getLogger(__name__)
+# CPU seconds a worker may use in all before it is retired and replaced (a backstop to the wall clock)
+CPU_BUDGET_FACTOR = 20
 
 
 @dataclass(frozen=True)
@@ -38,11 +53,23 @@ class WorkerConfig:
 
 @dataclass(frozen=True)
 class Task:
-    """Parse `path` unless its content hash equals `known_hash`."""
+    """Parse the file the scan found at `path` (under `root`, with that device and inode) unless its
+    content hash equals `known_hash`."""
 
     path: str
     extension: str
     known_hash: str | None = None
+    root: str = ""
+    dev: int = 0
+    ino: int = 0
+
+    @classmethod
+    def of(cls, found: FoundFile, known_hash: str | None = None) -> "Task":
+        return cls(found.path, found.extension, known_hash, found.root, found.dev, found.ino)
+
+    def open(self) -> int:
+        """The verified descriptor of the scanned file (see `open_verified`)."""
+        return open_verified(self.root, self.path, self.dev, self.ino)
 
 
 @dataclass
@@ -55,14 +82,19 @@ class Outcome:
     content_hash: str = ""
     title: str = ""
     chunks: list[tuple[str, int | None]] = field(default_factory=list)
+    cpu_s: float = 0.0  # the worker's CPU time so far
+
+
+def cpu_budget(config: WorkerConfig, timeout_s: float) -> int:
+    return int(max(600.0, CPU_BUDGET_FACTOR * timeout_s))
 
 
 # -- the worker process ------------------------------------------------------------------------------
-def _handle(task: Task, config: WorkerConfig, chunker: object) -> Outcome:
+def _handle(task: Task, config: WorkerConfig, chunker: object, fd: int) -> Outcome:
     from ingest.parsers import Limits, ParseError, parser_for
 
     try:
-        with open(task.path, "rb") as f:
+        with os.fdopen(fd, "rb") as f:
             data = f.read(config.max_file_bytes + 1)
     except OSError as exc:
         return Outcome(False, f"cannot read: {exc.strerror or exc}")
@@ -91,25 +123,36 @@ def _handle(task: Task, config: WorkerConfig, chunker: object) -> Outcome:
     return Outcome(True, content_hash=digest, title=title, chunks=chunks)
 
 
-def worker_main() -> None:
-    """Entry point of a worker process (``python -m ingest.worker``)."""
-    import resource
+def _receive_fd(channel: socket.socket) -> int:
+    _, fds, _, _ = socket.recv_fds(channel, 1, 1)
+    if not fds:
+        raise EOFError("the parent closed the descriptor channel")
+    return fds[0]
 
-    config = WorkerConfig(**json.loads(sys.stdin.readline()))
-    resource.setrlimit(resource.RLIMIT_AS, (config.memory_bytes, config.memory_bytes))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+def worker_main() -> None:
+    """Entry point of a worker process (``python -m ingest.worker FD``, FD: the descriptor channel)."""
+    channel = socket.socket(fileno=int(sys.argv[1]))
+    first = json.loads(sys.stdin.readline())
+    config, cpu_seconds = WorkerConfig(**first["config"]), int(first["cpu_seconds"])
+    report = confine(config.model_folder)  # first: one thread so far, so every later thread is held too
     from ingest.chunking import Chunker
 
     chunker = Chunker(Path(config.model_folder), config.chunk_tokens, config.overlap_tokens, config.max_tokens)
+    chunker.split("warm up")  # the tokenizer starts its threads before the process limit below
+    limit_resources(config.memory_bytes, cpu_seconds)
     out = sys.stdout
-    out.write('{"ready": true}\n')
+    out.write(json.dumps({"ready": True, "sandbox": asdict(report)}) + "\n")
     out.flush()
     for line in sys.stdin:
         task = Task(**json.loads(line))
+        fd = _receive_fd(channel)
         try:
-            outcome = _handle(task, config, chunker)
+            outcome = _handle(task, config, chunker, fd)
         except Exception as exc:  # a parser bug: reported for this file, the worker lives on
             outcome = Outcome(False, f"parser error {type(exc).__name__}: {exc}"[:500])
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        outcome.cpu_s = usage.ru_utime + usage.ru_stime
         out.write(json.dumps(asdict(outcome)) + "\n")
         out.flush()
 
@@ -118,21 +161,27 @@ def worker_main() -> None:
 class _Worker:
     """One worker subprocess with a line reader that honours deadlines."""
 
-    def __init__(self, config: WorkerConfig, start_timeout: float) -> None:
-        env = dict(os.environ, TOKENIZERS_PARALLELISM="false", RAYON_NUM_THREADS="1", OMP_NUM_THREADS="1",
-                   PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ingest.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, env=env, close_fds=True,
-        )
+    def __init__(self, config: WorkerConfig, start_timeout: float, cpu_seconds: int) -> None:
+        self.channel, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ingest.worker", str(child.fileno())], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=scrubbed_environment(sys.path),
+                close_fds=True, pass_fds=(child.fileno(),), cwd="/",
+            )
+        finally:
+            child.close()
+        self.cpu_seconds = cpu_seconds
+        self.cpu_used = 0.0
         self._buffer = b""
         assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(asdict(config)) + "\n").encode())
+        self.proc.stdin.write((json.dumps({"config": asdict(config), "cpu_seconds": cpu_seconds}) + "\n").encode())
         self.proc.stdin.flush()
         ready = self.read_line(start_timeout)
         if ready is None:
             code = self.stop()
             raise RuntimeError(f"parser process failed to start (exit code {code})")
+        self.sandbox = SandboxReport(**json.loads(ready).get("sandbox", {}))
 
     def read_line(self, timeout: float) -> str | None:
         """The next line, or None on timeout or exit."""
@@ -153,22 +202,33 @@ class _Worker:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line.decode()
 
-    def run(self, task: Task, timeout: float) -> Outcome | None:
-        """The outcome, or None if the worker overran or died (the caller replaces it)."""
+    def run(self, task: Task, fd: int, timeout: float) -> Outcome | None:
+        """The outcome for the file open at `fd` (closed here), or None if the worker overran or died
+        (the caller replaces it)."""
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write((json.dumps(asdict(task)) + "\n").encode())
             self.proc.stdin.flush()
-        except BrokenPipeError:
+            socket.send_fds(self.channel, [b"f"], [fd])
+        except (BrokenPipeError, ConnectionError):
             return None
+        finally:
+            os.close(fd)
         line = self.read_line(timeout)
         if line is None:
             return None
         data = json.loads(line)
         data["chunks"] = [tuple(c) for c in data["chunks"]]
-        return Outcome(**data)
+        outcome = Outcome(**data)
+        self.cpu_used = outcome.cpu_s
+        return outcome
+
+    def spent(self, timeout: float) -> bool:
+        """Too little CPU budget left for another file at its time limit: replace before the next."""
+        return self.cpu_used + timeout >= self.cpu_seconds
 
     def stop(self) -> int | None:
+        self.channel.close()
         self.proc.kill()
         try:
             return self.proc.wait(5)
@@ -185,15 +245,35 @@ class ParserPool:
         self.timeout_s = timeout_s
 
     def _new_worker(self) -> _Worker:
-        return _Worker(self.config, start_timeout=max(60.0, self.timeout_s))
+        worker = _Worker(self.config, start_timeout=max(60.0, self.timeout_s),
+                         cpu_seconds=cpu_budget(self.config, self.timeout_s))
+        if worker.sandbox.missing:
+            log.warning("parser sandbox incomplete on this host: %s (the other limits still hold; see "
+                        "docs/security.md)", "; ".join(worker.sandbox.missing))
+        return worker
 
     def _serve(self, tasks: "queue.Queue[Task | None]", results: "queue.Queue[tuple[Task, Outcome] | BaseException]") -> None:
         worker: _Worker | None = None
         try:
             while (task := tasks.get()) is not None:
+                try:
+                    fd = task.open()
+                except FileChangedError as exc:
+                    results.put((task, Outcome(False, str(exc))))
+                    continue
+                except OSError as exc:
+                    results.put((task, Outcome(False, f"cannot read: {exc.strerror or exc}")))
+                    continue
+                if worker is not None and worker.spent(self.timeout_s):
+                    worker.stop()
+                    worker = None
                 if worker is None:
-                    worker = self._new_worker()
-                outcome = worker.run(task, self.timeout_s)
+                    try:
+                        worker = self._new_worker()
+                    except BaseException:
+                        os.close(fd)
+                        raise
+                outcome = worker.run(task, fd, self.timeout_s)
                 if outcome is None:
                     code = worker.proc.poll()
                     worker.stop()

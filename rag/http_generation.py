@@ -56,6 +56,51 @@ def check_endpoint(url: str, allow_public: bool) -> None:
             "RAG_ALLOW_PUBLIC_ENDPOINT=true if this is really intended")
 
 
+class _OnPremBackend:
+    """httpcore's socket backend, refusing a connection whose peer is outside the on-prem networks.
+
+    The URL is checked at start-up, but a name can resolve elsewhere later (DNS rebinding, a changed
+    record): this checks the address each connection actually reached, before a byte is sent.
+    """
+
+    def __init__(self) -> None:
+        import httpcore
+
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: object = None) -> object:
+        import httpcore
+
+        stream = self._backend.connect_tcp(host, port, timeout=timeout, local_address=local_address,
+                                           socket_options=socket_options)
+        sock = stream.get_extra_info("socket")
+        peer = sock.getpeername()[0] if sock is not None else ""
+        if not peer or not _private(peer):
+            stream.close()
+            raise httpcore.ConnectError(
+                f"{host} now resolves to {peer or 'an unknown address'}, outside loopback and private networks: "
+                "refused, nothing was sent (set RAG_ALLOW_PUBLIC_ENDPOINT=true if this is really intended)")
+        return stream
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: object = None) -> object:
+        return self._backend.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def on_prem_transport() -> "httpx.HTTPTransport":
+    """An httpx transport whose every connection is checked by `_OnPremBackend`."""
+    import httpcore
+    import httpx
+
+    transport = httpx.HTTPTransport(trust_env=False)
+    # httpx does not expose httpcore's network backend; the pool it built is replaced by one with ours
+    transport._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(), network_backend=_OnPremBackend())
+    return transport
+
+
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host.split("%", 1)[0])
@@ -78,6 +123,7 @@ class HttpGenerator:
         self.context_window = settings.generator_context_tokens
         self.device = "remote"
         self._slots = GenerationSlots(settings)
+        self._headers = {"Authorization": f"Bearer {settings.generator_api_key}"} if settings.generator_api_key else {}
 
     def warm_up(self) -> None:
         """Nothing to load locally."""
@@ -108,11 +154,16 @@ class HttpGenerator:
         # trust_env=False: no proxy from the environment may carry the request elsewhere
         deadline = time.monotonic() + params.timeout_s  # in total: a server dripping tokens may not hold a slot
         try:
-            with httpx.Client(timeout=params.timeout_s, trust_env=False) as client, \
+            transport = None if self.settings.allow_public_endpoint else on_prem_transport()
+            with httpx.Client(timeout=params.timeout_s, trust_env=False, transport=transport,
+                              headers=self._headers) as client, \
                     client.stream("POST", f"{self.url}/completions", json=body) as response:
                 if response.status_code in (429, 503):  # the server's own bound: the same "busy" as ours
                     raise GeneratorBusyError(f"the generator server at {self.url} is busy (HTTP "
                                              f"{response.status_code}); try again in a moment")
+                if response.status_code == 401:
+                    raise ConfigError(f"the generator server at {self.url} refused the request (HTTP 401): set "
+                                      "RAG_GENERATOR_API_KEY to its token")
                 if response.status_code != 200:
                     raise RuntimeError(f"generator server answered HTTP {response.status_code}: "
                                        f"{response.read().decode(errors='replace')[:200]}")

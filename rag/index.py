@@ -32,7 +32,7 @@ from filelock import FileLock, Timeout
 
 from rag.settings import Settings
 from rag.embedding import Embedder
-from rag.store import ChunkStore, StoredDocument, connect, text_hash
+from rag.store import ChunkStore, Exclusion, StoredDocument, connect, text_hash
 from rag.types import DocumentInput
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,24 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def private_dir(path: Path) -> None:
+    """Create `path` (and its parents) if needed and make it the owner's alone (0700): it holds document
+    text, vectors or questions, whatever umask the process was started with."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+
+
+def private_files(*paths: Path) -> None:
+    """Make existing files the owner's alone (0600)."""
+    for path in paths:
+        if path.exists():
+            os.chmod(path, 0o600)
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write, fsync, rename over `path`, fsync the folder: readers see the old bytes or the new ones."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -184,6 +198,7 @@ class FaissVectorIndex:
         tmp = path.with_name(f".{path.name}.tmp")
         faiss.write_index(self.index, str(tmp))
         with open(tmp, "rb+") as f:
+            os.fchmod(f.fileno(), 0o600)
             os.fsync(f.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
@@ -279,7 +294,7 @@ class IndexWriter:
     @classmethod
     @contextmanager
     def open(cls, settings: Settings, model_id: str) -> Iterator[IndexWriter]:
-        settings.index_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.index_dir)
         writer = cls(settings, model_id)
         try:
             writer._lock.acquire(timeout=settings.lock_timeout_s)
@@ -357,6 +372,22 @@ class IndexWriter:
     def touch(self, doc_id: int, size: int, mtime_ns: int) -> None:
         with self.conn:
             self.store.touch_document(doc_id, size, mtime_ns)
+
+    def exclusions(self) -> list[Exclusion]:
+        """The paths admins removed, which this run must leave out."""
+        return self.store.exclusions()
+
+    def exclude(self, paths: list[str], by: str) -> None:
+        """Record removed paths, so later runs leave them out (committed at once)."""
+        assert self.conn is not None
+        with self.conn:
+            self.store.add_exclusions(paths, by, time.time())
+
+    def include(self, paths: list[str]) -> int:
+        """Undo removals: the next ingest run of a folder holding them adds them back."""
+        assert self.conn is not None
+        with self.conn:
+            return self.store.remove_exclusions(paths)
 
     def set_groups(self, doc_id: int, groups: tuple[str, ...]) -> None:
         """Change who may read a document. Applies at the next search, published or not: the stamp

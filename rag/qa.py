@@ -137,9 +137,9 @@ class QAService:
             hits = self.reranker.rerank_batch([question], [hits])[0]
             timings["rerank"] = (time.perf_counter() - t0) * 1000
         hits = hits[:n]
-        return Retrieved(merge_neighbours(hits), self.relevance(question, hits), timings, result.version)
+        return Retrieved(merge_neighbours(hits), self.relevance(question, hits, principal), timings, result.version)
 
-    def relevance(self, question: str, hits: list[Hit]) -> float:
+    def relevance(self, question: str, hits: list[Hit], principal: Principal | None = None) -> float:
         """How likely the passages answer the question, 0-1: the mean of the best cosine similarity and
         the share of the question's words (weighted by rarity, IDF) that the passages contain.
 
@@ -153,9 +153,9 @@ class QAService:
         terms = keyword_terms(question)
         if not terms:
             return cosine or 0.0
-        view = self.searcher.current()
-        presence = view.store.term_presence(terms, [h.chunk_id for h in hits])
-        total = max(view.manifest.vectors, 1)
+        # word rarity over what the asker may read: never a signal from documents they cannot see
+        total, presence = self.searcher.term_statistics(terms, [h.chunk_id for h in hits], principal)
+        total = max(total, 1)
         weights = {t: float(np.log((total + 1) / (count + 0.5))) for t, (count, _) in presence.items()}
         weight_sum = sum(max(w, 0.0) for w in weights.values())
         found = sum(max(weights[t], 0.0) for t, (_, present) in presence.items() if present)

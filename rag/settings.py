@@ -29,7 +29,7 @@ SUPPORTED_EXTENSIONS: tuple[str, ...] = (
 class Settings(BaseSettings):
     """Everything the service and the ingest job can be configured with."""
 
-    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_default=True, frozen=True)
 
     index_dir: Path = Field(Path("data/index"), description="Folder holding the index (SQLite + FAISS files).")
     embedding_model: str = Field(
@@ -78,6 +78,10 @@ class Settings(BaseSettings):
         "(vLLM, TGI, llama.cpp's server, `rag serve-llm`).")
     generator_url: str = Field("", description="Base URL of the completions server, e.g. http://10.0.0.5:8000/v1.")
     generator_remote_model: str = Field("", description="Model name the server expects (vLLM: the served name).")
+    generator_api_key: str = Field("", description="Bearer token for the completions server (vLLM's --api-key, "
+                                   "`rag serve-llm`'s RAG_LLM_SERVER_TOKEN).")
+    llm_server_token: str = Field("", description="`rag serve-llm` requires this bearer token when set (and when "
+                                  "it listens beyond loopback).")
     generator_context_tokens: int = Field(2048, ge=256, description="The remote model's window, in tokens.")
     allow_public_endpoint: bool = Field(
         False, description="Allow a generator URL outside loopback and private networks (questions and "
@@ -131,6 +135,9 @@ class Settings(BaseSettings):
     ui_oidc_admin_group: str = Field("rag-admins", description="OIDC group claim value that makes a user admin.")
     ui_allowed_roots: list[Path] = Field(
         default_factory=list, description="Folders admins may index from the web page (and below them).")
+    ui_allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host names staff use to reach the page (multi-user mode); other Host "
+        "headers are refused (DNS rebinding). Empty: this machine's names and loopback.")
     app_db: Path = Field(Path("data/app.sqlite"), description="Feedback and indexing-run history (SQLite).")
     max_question_chars: int = Field(2000, ge=10, description="Longer questions are refused.")
     log_format: Literal["text", "json"] = Field("text", description="Log lines as text, or as JSON objects.")
@@ -166,28 +173,23 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = _CONFIG_FILE.get("path")
-        if config_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
-        return tuple(sources)
-
-
-# The config file is chosen by the entry point; pydantic-settings builds sources from the class,
-# so the chosen path is handed over here for the duration of one `load_settings` call.
-_CONFIG_FILE: dict[str, Path | None] = {}
+        # the TOML file is named in the class's own model_config (see load_settings): no shared state
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings: overrides (None values ignored) > RAG_* environment > TOML file > defaults.
 
-    Raises a ValueError that names the bad field when the configuration is invalid, so a
-    misconfiguration fails at start-up rather than halfway through a job.
+    Call it once, at the entry point, and pass the (immutable) result down. Raises a ValueError that
+    names the bad field when the configuration is invalid, so a misconfiguration fails at start-up
+    rather than halfway through a job.
     """
     if config_file is not None and not config_file.is_file():
         raise ValueError(f"config file {config_file} not found")
-    _CONFIG_FILE["path"] = config_file
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    finally:
-        _CONFIG_FILE.clear()
+    cls: type[Settings] = Settings
+    if config_file is not None:
+        # pydantic-settings reads the TOML path from the class, so each call gets a class of its own:
+        # concurrent calls (the page's sessions) can never see each other's file, or lose theirs
+        cls = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config_file},
+                                             "__module__": __name__})
+    return cls(**{k: v for k, v in overrides.items() if v is not None})

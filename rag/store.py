@@ -9,6 +9,7 @@ Embeddings are stored too, so the FAISS file can always be rebuilt without re-em
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,13 @@ CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 CREATE INDEX IF NOT EXISTS chunks_text_hash ON chunks(text_hash);
 CREATE INDEX IF NOT EXISTS chunks_added ON chunks(added_version);
 CREATE INDEX IF NOT EXISTS chunks_removed ON chunks(removed_version);
+-- Paths an admin removed from the index: ingest runs leave them out until the removal is undone.
+CREATE TABLE IF NOT EXISTS exclusions (
+    path_key BLOB PRIMARY KEY,
+    path TEXT NOT NULL,
+    excluded_by TEXT NOT NULL,
+    created REAL NOT NULL
+);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     text, title, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
 );
@@ -79,6 +87,15 @@ class StoredDocument:
     mtime_ns: int
     content_hash: str
     groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A document or folder an admin removed: ingest runs leave it out until the removal is undone."""
+
+    path: str
+    excluded_by: str
+    created: float
 
 
 @dataclass(frozen=True)
@@ -112,6 +129,7 @@ def connect(index_dir: Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
     else:
         conn = sqlite3.connect(path, check_same_thread=False)
+        os.chmod(path, 0o600)  # every document's text: the owner's alone
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed batch survives power loss as well as kill -9.
         conn.execute("PRAGMA synchronous=FULL")
@@ -148,6 +166,22 @@ class ChunkStore:
         )
         return {bytes(r[0]): StoredDocument(r[1], r[2], r[3], r[4], tuple(r[5].split("\n")) if r[5] else ())
                 for r in rows}
+
+    def exclusions(self) -> list[Exclusion]:
+        """Every removed path, oldest first (none for an index made before removals stuck)."""
+        try:
+            rows = self.conn.execute("SELECT path, excluded_by, created FROM exclusions ORDER BY created").fetchall()
+        except sqlite3.OperationalError:  # an older index, opened read-only: no table yet
+            return []
+        return [Exclusion(r[0], r[1], r[2]) for r in rows]
+
+    def add_exclusions(self, paths: Sequence[str], by: str, now: float) -> None:
+        self.conn.executemany("INSERT OR REPLACE INTO exclusions(path_key, path, excluded_by, created) VALUES "
+                              "(?, ?, ?, ?)", [(os.fsencode(p), p, by, now) for p in paths])
+
+    def remove_exclusions(self, paths: Sequence[str]) -> int:
+        return sum(self.conn.execute("DELETE FROM exclusions WHERE path_key = ?", (os.fsencode(p),)).rowcount
+                   for p in paths)
 
     def set_groups(self, doc_id: int, groups: Sequence[str]) -> None:
         """Replace who may read a document (no re-embedding: chunks and vectors stay as they are)."""
@@ -322,18 +356,36 @@ class ChunkStore:
         return int(self.conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
                                      (match,)).fetchone()[0])
 
-    def term_counts(self, terms: Sequence[str]) -> dict[str, int]:
-        """How many chunks contain each word, counted by FTS5 itself (same stemming)."""
-        return {t: self.match_count(f'"{t}"') for t in terms}  # count(*) alone: FTS5 need not visit the rows
+    def _term_scope(self, version: int | None, groups: Sequence[str] | None) -> tuple[str, tuple]:
+        """SQL (and its parameters) restricting an FTS5 count to the chunks `groups` may read at `version`;
+        nothing for an unrestricted count (admins)."""
+        if groups is None:
+            return "", ()
+        if not groups:
+            return " AND 0", ()
+        return f" AND rowid IN ({self._readable_chunks(groups)})", (*groups, version, version)
 
-    def term_presence(self, terms: Sequence[str], ids: Sequence[int]) -> dict[str, tuple[int, bool]]:
-        """For each word: (chunks containing it, any version; whether one of `ids` contains it), by FTS5."""
+    def term_counts(self, terms: Sequence[str], version: int | None = None,
+                    groups: Sequence[str] | None = None) -> dict[str, int]:
+        """How many chunks contain each word, counted by FTS5 itself (same stemming); with `groups`, only
+        among the chunks those groups may read at `version`, so no statistic reflects unreadable text."""
+        if groups is None:  # count(*) alone: FTS5 need not visit the rows
+            return {t: self.match_count(f'"{t}"') for t in terms}
+        scope, params = self._term_scope(version, groups)
+        return {t: int(self.conn.execute(f"SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?{scope}",
+                                          (f'"{t}"', *params)).fetchone()[0]) for t in terms}
+
+    def term_presence(self, terms: Sequence[str], ids: Sequence[int], version: int | None = None,
+                      groups: Sequence[str] | None = None) -> dict[str, tuple[int, bool]]:
+        """For each word: (chunks containing it; whether one of `ids` contains it), by FTS5. Counted over
+        every chunk row, or with `groups` over the chunks those groups may read at `version`."""
         marks = ",".join("?" * len(ids)) or "NULL"
+        scope, params = self._term_scope(version, groups)
         out = {}
         for term in terms:
             count, present = self.conn.execute(
-                f"SELECT count(*), coalesce(max(rowid IN ({marks})), 0) FROM chunks_fts WHERE chunks_fts MATCH ?",
-                (*ids, f'"{term}"')).fetchone()
+                f"SELECT count(*), coalesce(max(rowid IN ({marks})), 0) FROM chunks_fts WHERE chunks_fts MATCH ?"
+                f"{scope}", (*ids, f'"{term}"', *params)).fetchone()
             out[term] = (int(count), bool(present))
         return out
 

@@ -42,6 +42,20 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     return make
 
 
+def task_for(path: Path) -> "Task":
+    """A parse task for one file, as the ingest job's scan makes it (root, device and inode included)."""
+    import os
+
+    from ingest.worker import Task
+
+    try:
+        st = os.stat(path, follow_symlinks=False)
+        dev, ino = st.st_dev, st.st_ino
+    except FileNotFoundError:
+        dev = ino = 0
+    return Task(str(path), path.suffix.lower(), None, str(path.parent), dev, ino)
+
+
 def free_port() -> int:
     """A free TCP port on loopback."""
     import socket

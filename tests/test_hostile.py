@@ -10,9 +10,10 @@ import pytest
 
 from ingest.job import run_ingest
 from ingest.walk import Skipped, resolve_roots, walk
-from ingest.worker import ParserPool, Task, WorkerConfig
+from ingest.worker import ParserPool, WorkerConfig
 from rag.embedding import default_embedding_folder
 from tests import docgen
+from tests.conftest import task_for
 
 
 def build_hostile_folder(root: Path) -> dict[str, str]:
@@ -109,7 +110,7 @@ def test_slow_parse_is_stopped_and_the_worker_replaced(tmp_path: Path) -> None:
     small.write_text("still indexed after a timeout")
     pool = ParserPool(_config(), workers=1, timeout_s=1.0)
     started = time.monotonic()
-    outcomes = {Path(t.path).name: o for t, o in pool.map_unordered([Task(str(big), ".csv"), Task(str(small), ".txt")])}
+    outcomes = {Path(t.path).name: o for t, o in pool.map_unordered([task_for(big), task_for(small)])}
     assert "longer than 1 s" in outcomes["big.csv"].error
     assert outcomes["small.txt"].ok and outcomes["small.txt"].chunks[0][0] == "still indexed after a timeout"
     assert time.monotonic() - started < 60
@@ -119,13 +120,13 @@ def test_memory_limit_is_reported(tmp_path: Path) -> None:
     big = tmp_path / "big.txt"
     big.write_text(("word " * 100 + "\n\n") * 120_000)  # 60 MB of text: decoding and cleaning it needs > 256 MiB
     pool = ParserPool(_config(memory_bytes=256 * 2**20, max_file_bytes=2**27), workers=1, timeout_s=60.0)
-    [(_, outcome)] = list(pool.map_unordered([Task(str(big), ".txt")]))
+    [(_, outcome)] = list(pool.map_unordered([task_for(big)]))
     assert not outcome.ok and ("memory" in outcome.error or "crashed" in outcome.error), outcome.error
 
 
 def test_vanished_file_is_reported(tmp_path: Path) -> None:
     pool = ParserPool(_config(), workers=1, timeout_s=30.0)
-    [(_, outcome)] = list(pool.map_unordered([Task(str(tmp_path / "gone.txt"), ".txt")]))
+    [(_, outcome)] = list(pool.map_unordered([task_for(tmp_path / "gone.txt")]))
     assert outcome.error.startswith("cannot read: No such file")
 
 

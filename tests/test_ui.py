@@ -44,11 +44,20 @@ def app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_cache: Path) -> C
                 "RAG_MAX_NEW_TOKENS": "30"}
         for key, value in {**base, **env}.items():
             monkeypatch.setenv(key, value)
+        # what `rag ui` passes in single-user mode; the page refuses that mode on any other address
+        from streamlit import config
+
+        config.set_option("server.address", "127.0.0.1")
         at = AppTest.from_file(APP, default_timeout=180)
         at.run()
         return at
 
     return make
+
+
+def shown_errors(at: AppTest) -> list[str]:
+    """The error messages of the conversation (shown as escaped text, not Markdown)."""
+    return [h.value for h in at.get("html") if "rag-error" in h.value]
 
 
 def ask(at: AppTest, question: str) -> AppTest:
@@ -105,7 +114,7 @@ def test_follow_up_rewrite() -> None:
 
 def test_clear_messages_instead_of_stack_traces(app, sample_index: Path, tmp_path: Path) -> None:
     empty = ask(app(RAG_INDEX_DIR=str(tmp_path / "nothing-indexed-yet")), LUNCH)
-    assert any("No documents have been indexed yet" in w.value for w in empty.warning)
+    assert any("No documents have been indexed yet" in e for e in shown_errors(empty))
 
     missing = app(RAG_INDEX_DIR=str(sample_index), RAG_GENERATOR_MODEL=str(tmp_path / "dolly-v2-7b"))
     assert not missing.exception
@@ -124,7 +133,7 @@ def test_a_busy_generator_is_reported(app, sample_index: Path) -> None:
         ask(at, LUNCH)
     finally:
         slots.release()
-    assert any("busy" in w.value for w in at.warning)
+    assert any("busy" in e for e in shown_errors(at))
 
 
 def test_answers_are_text_never_markup() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -57,6 +58,18 @@ FEEDBACK_COLUMNS = ("created", "username", "question", "answer", "sources", "rat
                     "index_version")
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A cell that a spreadsheet shows as text, never runs as a formula (OWASP CSV injection): a text
+    starting with = + - @, tab or a line break (or their full-width forms) gets a leading apostrophe.
+    Numbers stay numbers."""
+    if isinstance(value, str) and value.lstrip(" ").startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 @dataclass(frozen=True)
 class Run:
     """One indexing or removal run started from the page."""
@@ -76,11 +89,14 @@ class AppDB:
     """Thread-safe access (one connection, one lock) shared by every session of the page."""
 
     def __init__(self, path: Path, audit_retention_days: float = 90.0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from rag.index import private_dir
+
+        private_dir(path.parent)  # everyone's questions: the service's alone
         self.path = path
         self.audit_retention_s = audit_retention_days * 86400
         self._purged = 0.0
         self._conn = sqlite3.connect(path, check_same_thread=False)
+        os.chmod(path, 0o600)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(SCHEMA)
         self._lock = threading.Lock()
@@ -125,7 +141,8 @@ class AppDB:
         with self._lock:
             rows = self._conn.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY id").fetchall()
         for row in rows:
-            writer.writerow((time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(row[0])), *row[1:]))
+            writer.writerow((time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(row[0])),
+                             *(spreadsheet_safe(v) for v in row[1:])))
         return out.getvalue()
 
     def feedback_count(self) -> int:

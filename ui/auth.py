@@ -14,6 +14,11 @@ write it:
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +59,28 @@ def hash_password(password: str) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(12)).decode()
 
 
+def group_list(value: object, what: str) -> tuple[str, ...]:
+    """`value` as groups: a list of names. A string is refused, never split into one group per letter."""
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(g, str) and g.strip() for g in value):
+        raise ConfigError(f"{what}: groups must be a list of names (e.g. [hr, finance]), got {type(value).__name__} "
+                          f"{str(value)[:60]!r}")
+    return tuple(g.strip() for g in value)
+
+
+def oidc_user(claims: "Mapping[str, object]", admin_group: str, now: float) -> User | None:
+    """The user an identity provider's claims describe; None once the token's `exp` has passed (sign in
+    again, so removed users and changed groups apply); ConfigError for a `groups` claim that is not a list."""
+    expires = claims.get("exp")
+    if isinstance(expires, (int, float)) and now >= expires:
+        return None
+    groups = group_list(claims.get("groups"), "the identity provider's groups claim")
+    roles = ("user", "admin") if admin_group in groups else ("user",)
+    name = str(claims.get("email") or claims.get("sub") or "unknown")
+    return User(name, str(claims.get("name") or name), roles, groups)
+
+
 def load_users(path: Path) -> dict[str, StoredUser]:
     """Read and check the users file; a broken file is a start-up error, never an open door."""
     if not path.is_file():
@@ -69,13 +96,16 @@ def load_users(path: Path) -> dict[str, StoredUser]:
         if not hashed.startswith(("$2a$", "$2b$", "$2y$")):
             raise ConfigError(f"users file {path}: the password of {username!r} is not a bcrypt hash: set it "
                               f"with `rag user add {username} --users-file {path}`")
-        roles = tuple(entry.get("roles") or ["user"])
+        raw_roles = entry.get("roles") or ["user"]
+        if not isinstance(raw_roles, list):  # a string would be one role per letter
+            raise ConfigError(f"users file {path}: the roles of {username!r} must be a list (e.g. [admin])")
+        roles = tuple(str(r) for r in raw_roles)
         unknown = set(roles) - set(ROLES)
         if unknown:
             raise ConfigError(f"users file {path}: {username!r} has unknown roles {sorted(unknown)} (known: {ROLES})")
-        users[str(username)] = StoredUser(
-            User(str(username), str(entry.get("name") or username), roles, tuple(entry.get("groups") or ())),
-            hashed.encode())
+        groups = group_list(entry.get("groups"), f"users file {path}, user {username!r}")
+        users[str(username)] = StoredUser(User(str(username), str(entry.get("name") or username), roles, groups),
+                                          hashed.encode())
     if not users:
         raise ConfigError(f"users file {path} has no users: add one with `rag user add NAME --users-file {path}`")
     return users
@@ -106,6 +136,75 @@ def add_user(path: Path, username: str, password: str, name: str = "", roles: li
                            "groups": groups or []}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=True), encoding="utf-8")
-    tmp.chmod(0o600)
+    tmp.unlink(missing_ok=True)
+    # created private: the hashes are never readable by others, not even for a moment
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), "w",
+                   encoding="utf-8") as f:
+        f.write(yaml.safe_dump(data, sort_keys=True))
     tmp.replace(path)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine's loopback only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ThrottledError(RuntimeError):
+    """Too many failed sign-ins for this user name or from this address: wait before the next try."""
+
+
+class LoginThrottle:
+    """Process-wide sign-in throttling, shared by every session of the page.
+
+    Failures are counted per user name and per client address, so a script opening a new session
+    (a new websocket) per guess gains nothing. After `free` failures each further try must wait
+    `base_s * 2**(n - free)` seconds (at most `max_s`), refused at once rather than slept on, so no
+    server thread is held. At most `concurrent` bcrypt checks run at once: a flood of guesses queues
+    behind them instead of taking every core from the people asking questions.
+    """
+
+    def __init__(self, free: int = 5, base_s: float = 1.0, max_s: float = 300.0, concurrent: int = 2,
+                 clock: "Callable[[], float]" = time.monotonic) -> None:
+        self.free, self.base_s, self.max_s = free, base_s, max_s
+        self._clock = clock
+        self._failures: dict[str, tuple[int, float]] = {}  # key -> (failures, time of the last one)
+        self._lock = threading.Lock()
+        self._checks = threading.BoundedSemaphore(concurrent)
+
+    def _wait(self, key: str, now: float) -> float:
+        count, last = self._failures.get(key, (0, 0.0))
+        if count < self.free:
+            return 0.0
+        return max(0.0, last + min(self.max_s, self.base_s * 2 ** (count - self.free)) - now)
+
+    def verify(self, users: dict[str, StoredUser], username: str, password: str, address: str) -> User | None:
+        """The user when the password matches; None when it does not; ThrottledError while throttled."""
+        keys = (f"user:{username.lower()}", f"addr:{address}")
+        with self._lock:
+            now = self._clock()
+            wait = max(self._wait(k, now) for k in keys)
+            if wait > 0:
+                raise ThrottledError(f"too many failed sign-ins: wait {wait:.0f} s before trying again")
+        if not self._checks.acquire(timeout=10):
+            raise ThrottledError("the server is busy checking sign-ins: try again in a moment")
+        try:
+            user = verify(users, username, password)
+        finally:
+            self._checks.release()
+        with self._lock:
+            for key in keys:
+                if user is not None:
+                    self._failures.pop(key, None)
+                else:
+                    count, _ = self._failures.get(key, (0, 0.0))
+                    self._failures[key] = (count + 1, self._clock())
+            if len(self._failures) > 100_000:  # bounded memory under a flood of fresh names
+                oldest = sorted(self._failures, key=lambda k: self._failures[k][1])[:50_000]
+                for key in oldest:
+                    del self._failures[key]
+        return user

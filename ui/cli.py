@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from rag.settings import Settings, load_settings
+from rag.text import printable
 
 if TYPE_CHECKING:
     from ingest.job import IngestSummary
@@ -116,7 +117,7 @@ def _print_summary(summary: "IngestSummary", json_out: bool) -> None:
         f"version {summary.version}, {summary.seconds:.1f} s"
     )
     for failed in summary.files_failed:
-        typer.echo(f"  failed: {failed.path}: {failed.error}")
+        typer.echo(printable(f"  failed: {failed.path}: {failed.error}"))
 
 
 def _inputs(text: str | None, file: Path | None, what: str) -> list[str]:
@@ -168,7 +169,7 @@ def search(
         for rank, hit in enumerate(result.hits, start=1):
             where = f"{hit.path}" + (f" p.{hit.page}" if hit.page is not None else "")
             snippet = " ".join(hit.text.split())[:200]
-            typer.echo(f"{rank}. [{hit.score:.3f}] {where}\n   {snippet}")
+            typer.echo(f"{rank}. [{hit.score:.3f}] {printable(where)}\n   {printable(snippet)}")
 
 
 @app.command()
@@ -225,7 +226,7 @@ def ask(
                     if isinstance(item, Answer):
                         answer = item
                     elif not json_out:
-                        typer.echo(item, nl=False)
+                        typer.echo(printable(item, keep_lines=True), nl=False)
             except GeneratorBusyError as exc:
                 _fail(str(exc), code=3)
         assert answer is not None
@@ -235,7 +236,7 @@ def ask(
         typer.echo("")
         for source in answer.sources:
             where = source.path + (f" p.{source.page}" if source.page is not None else "")
-            typer.echo(f"  [{source.number}]{'*' if source.cited else ' '} {where}")
+            typer.echo(f"  [{source.number}]{'*' if source.cited else ' '} {printable(where)}")
         unsupported = [s.sentence for s in answer.support if not s.supported]
         if unsupported:
             typer.echo(f"  not supported by the passages: {len(unsupported)} sentence(s)")
@@ -253,7 +254,7 @@ def serve_llm(
 
     settings = _setup(config)
     generator = _guard(TransformersGenerator)(settings)
-    serve(generator, host, port)
+    _guard(serve)(generator, host, port, settings.llm_server_token)
 
 
 @app.command("eval")
@@ -292,15 +293,24 @@ STREAMLIT_FLAGS = (
 )
 
 
-def is_loopback(host: str) -> bool:
-    import ipaddress
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+
+def allowed_hosts(settings: Settings, host: str, multi_user: bool) -> list[str]:
+    """The Host names the page's websocket accepts (Streamlit's server.allowedHosts): DNS rebinding, a
+    web page that points its own name at this server, is refused. Single-user: loopback names only."""
+    if not multi_user:
+        return list(LOOPBACK_NAMES)
+    if settings.ui_allowed_hosts:
+        return list(settings.ui_allowed_hosts)
+    import socket
+
+    names = {socket.gethostname(), socket.getfqdn(), *LOOPBACK_NAMES}
+    if host not in ("0.0.0.0", "::"):
+        names.add(host)
+    typer.echo(f"warning: RAG_UI_ALLOWED_HOSTS is not set; the page answers only at {', '.join(sorted(names))} "
+               "(set it to the names staff use, e.g. '[\"qa.example.org\"]')", err=True)
+    return sorted(names)
 
 
 @app.command()
@@ -314,6 +324,8 @@ def ui(
     """Start the web page (Streamlit): staff ask, admins index."""
     import os
 
+    from ui.auth import is_loopback
+
     settings = _setup(config, index_dir=index)
     if settings.ui_users_file:
         from ui.auth import load_users
@@ -326,8 +338,9 @@ def ui(
               f"configure RAG_UI_USERS_FILE (see `rag user add`) or RAG_UI_OIDC")
     typer.echo(f"{'multi-user' if multi_user else 'single-user mode'}: http://{host}:{port}", err=True)
     script = Path(__file__).with_name("app.py")
+    hosts = [f"--server.allowedHosts={name}" for name in allowed_hosts(settings, host, multi_user)]
     command = [sys.executable, "-m", "streamlit", "run", str(script), f"--server.address={host}",
-               f"--server.port={port}", *STREAMLIT_FLAGS, "--"]
+               f"--server.port={port}", *STREAMLIT_FLAGS, *hosts, "--"]
     if config:
         command += ["--config", str(config)]
     if index:
@@ -387,6 +400,9 @@ def user_add(
 
 def main() -> None:
     """Console-script entry point."""
+    import os
+
+    os.umask(0o077)  # everything this process writes (index, app database, users file) is private
     app()
 
 

@@ -113,6 +113,19 @@ def check_index(settings: Settings) -> list[Check]:
     return out
 
 
+def check_private(path: Path) -> list[Check]:
+    """A secret file (OIDC cookie secret, password hashes) readable by others is a warning with the fix."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return []
+    if mode & 0o077:
+        return [Check("secrets", "warn", f"{path.resolve()} is readable by other users (mode {oct(mode & 0o777)}): "
+                                         f"whoever reads it can forge sign-ins or guess passwords offline; "
+                                         f"run `chmod 600 {path}`")]
+    return []
+
+
 def check_access(settings: Settings) -> list[Check]:
     out = []
     if settings.ui_users_file:
@@ -133,6 +146,11 @@ def check_access(settings: Settings) -> list[Check]:
     for root in settings.acl_roots:
         if not Path(root).is_dir():
             out.append(Check("permissions", "warn", f"{root} (RAG_ACL_ROOTS) is not a folder"))
+    secrets = [Path(".streamlit/secrets.toml"), Path.home() / ".streamlit" / "secrets.toml"]
+    if settings.ui_users_file:
+        secrets.append(settings.ui_users_file)
+    for path in secrets:
+        out.extend(check_private(path))
     config = Path(".streamlit/config.toml")
     if config.is_file() and tomllib.loads(config.read_text()).get("browser", {}).get("gatherUsageStats") is not False:
         out.append(Check("streamlit", "fail", f"{config.resolve()}: set [browser] gatherUsageStats = false"))

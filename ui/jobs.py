@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.job import IngestSummary, remove_paths, run_ingest
+from ingest.job import IngestSummary, remove_paths, restore_paths, run_ingest
 from rag.embedding import Embedder
 from rag.index import RagIndexError
 from rag.settings import ConfigError, Settings
@@ -50,6 +50,24 @@ def allowed_path(text: str, roots: list[Path]) -> Path:
     if not resolved.exists():
         raise PathNotAllowedError(f"{resolved} does not exist")
     return resolved
+
+
+def removable_path(text: str, roots: list[Path]) -> str:
+    """The absolute path of a document or folder to remove, if it lies under the allowed roots (the
+    file need not exist any more: removing what was deleted from disk is normal)."""
+    text = text.strip()
+    if not text or ".." in Path(text).parts or not os.path.isabs(text):
+        raise PathNotAllowedError("enter the absolute path of an indexed document or folder (no '..')")
+    if not roots:
+        raise PathNotAllowedError("no folders may be changed from the page: set RAG_UI_ALLOWED_ROOTS "
+                                  "(e.g. '[\"/srv/documents\"]') and restart")
+    path = os.path.normpath(text)
+    resolved = Path(os.path.realpath(path))  # a link may not lead out of the roots
+    if not any(Path(path).is_relative_to(root) and (resolved == root or resolved.is_relative_to(root))
+               for root in roots):
+        raise PathNotAllowedError(f"{text} is outside the folders the page may change "
+                                  f"({', '.join(map(str, roots))}; RAG_UI_ALLOWED_ROOTS)")
+    return path
 
 
 @dataclass
@@ -93,11 +111,15 @@ class JobManager:
         return self._start(username, "ingest", [str(path)])
 
     def start_removal(self, path: str, username: str) -> Job:
-        """Take a document, or every document under a folder, out of the index in the background."""
-        text = path.strip()
-        if not text or ".." in Path(text).parts or not os.path.isabs(text):
-            raise PathNotAllowedError("enter the absolute path of an indexed document or folder (no '..')")
-        return self._start(username, "remove", [os.path.normpath(text)])
+        """Take a document, or every document under a folder, out of the index in the background; the
+        removal sticks (later ingest runs leave it out) until `restore` undoes it."""
+        return self._start(username, "remove", [removable_path(path, self.settings.ui_allowed_roots)])
+
+    def restore(self, path: str) -> int:
+        """Undo a removal (checked against the allowed roots like any removal); the next indexing run of
+        its folder adds it back. How many removals were undone."""
+        return restore_paths(self.settings, [removable_path(path, self.settings.ui_allowed_roots)],
+                             self.embedder.model_id)
 
     def _start(self, username: str, kind: str, paths: list[str]) -> Job:
         with self._lock:
@@ -121,7 +143,7 @@ class JobManager:
                                                     embedder=self.embedder, progress=False, on_progress=progress)
                 job.summary = summary.to_dict()
             else:
-                removed = remove_paths(self.settings, job.paths, self.embedder.model_id)
+                removed = remove_paths(self.settings, job.paths, self.embedder.model_id, job.username)
                 job.summary = {"documents_removed": removed.documents_removed,
                                "chunks_removed": removed.chunks_removed, "version": removed.version}
         except (RagIndexError, ConfigError, OSError, ValueError) as exc:

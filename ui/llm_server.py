@@ -6,22 +6,62 @@ vLLM; also what the HTTP backend's tests talk to. Binds to loopback unless told 
 
 from __future__ import annotations
 
+import hmac
 import itertools
 import json
 import logging
+import math
+import socket
+import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from rag.generation import GenerationParams, GeneratorBusyError, TransformersGenerator
+from rag.settings import ConfigError
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
+MAX_TOKENS = 4096
+SOCKET_TIMEOUT_S = 30.0  # a client that stops sending (or reading) loses its connection, not a thread
 
 
-def make_handler(generator: TransformersGenerator) -> type[BaseHTTPRequestHandler]:
+class BadRequest(ValueError):
+    """A request this server will not run; the message says which field is wrong."""
+
+
+def parse_request(body: bytes) -> tuple[str, int, float, bool]:
+    """(prompt, max_tokens, temperature, stream) of a completions request, each checked."""
+    try:
+        request = json.loads(body)
+    except ValueError as exc:
+        raise BadRequest(f"the body is not JSON ({exc})") from exc
+    if not isinstance(request, dict) or not isinstance(request.get("prompt"), str):
+        raise BadRequest("'prompt' (a string) is required")
+    max_tokens = request.get("max_tokens", 200)
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS:
+        raise BadRequest(f"'max_tokens' must be an integer from 1 to {MAX_TOKENS}")
+    temperature = request.get("temperature", 0.0)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or \
+            not math.isfinite(temperature) or not 0 <= temperature <= 2:
+        raise BadRequest("'temperature' must be a number from 0 to 2")
+    return request["prompt"], max_tokens, float(temperature), bool(request.get("stream"))
+
+
+def make_handler(generator: TransformersGenerator, token: str = "") -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = SOCKET_TIMEOUT_S
+
+        def _authorized(self) -> bool:
+            if not token:
+                return True
+            given = self.headers.get("Authorization", "")
+            if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return True
+            self.close_connection = True
+            self._json(401, {"error": {"message": "missing or wrong bearer token"}})
+            return False
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
             log.info("%s %s", self.address_string(), format % args)
@@ -35,28 +75,36 @@ def make_handler(generator: TransformersGenerator) -> type[BaseHTTPRequestHandle
             self.wfile.write(data)
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            if not self._authorized():
+                return
             if self.path.rstrip("/") == "/v1/models":
                 self._json(200, {"object": "list", "data": [{"id": generator.model_id, "object": "model"}]})
             else:
                 self._json(404, {"error": {"message": "not found"}})
 
         def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            if not self._authorized():
+                return
             if self.path.rstrip("/") != "/v1/completions":
                 self._json(404, {"error": {"message": "not found"}})
                 return
-            length = int(self.headers.get("Content-Length") or 0)
+            raw_length = self.headers.get("Content-Length", "")
+            if not raw_length.isdigit():  # absent, negative or not a number: never "read until closed"
+                self.close_connection = True
+                self._json(411 if not raw_length else 400, {"error": {"message": "a Content-Length is required"}})
+                return
+            length = int(raw_length)
             if length > MAX_BODY:
+                self.close_connection = True
                 self._json(413, {"error": {"message": f"request larger than {MAX_BODY} bytes"}})
                 return
             try:
-                request = json.loads(self.rfile.read(length))
-                prompt = str(request["prompt"])
-                params = GenerationParams(max_new_tokens=min(int(request.get("max_tokens", 200)), 4096),
-                                          temperature=float(request.get("temperature", 0.0)),
-                                          timeout_s=generator.settings.generation_timeout_s)
-            except (ValueError, KeyError, TypeError) as exc:
+                prompt, max_tokens, temperature, stream = parse_request(self.rfile.read(length))
+            except BadRequest as exc:
                 self._json(400, {"error": {"message": f"bad request: {exc}"}})
                 return
+            params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature,
+                                      timeout_s=generator.settings.generation_timeout_s)
             ident = f"cmpl-{uuid.uuid4().hex[:12]}"
             try:
                 pieces = generator.stream(prompt, params)
@@ -64,7 +112,7 @@ def make_handler(generator: TransformersGenerator) -> type[BaseHTTPRequestHandle
             except GeneratorBusyError as exc:
                 self._json(429, {"error": {"message": str(exc)}})
                 return
-            if not request.get("stream"):
+            if not stream:
                 text = (first or "") + "".join(pieces)
                 self._json(200, {"id": ident, "object": "text_completion", "created": int(time.time()),
                                  "model": generator.model_id,
@@ -87,10 +135,48 @@ def make_handler(generator: TransformersGenerator) -> type[BaseHTTPRequestHandle
     return Handler
 
 
-def serve(generator: TransformersGenerator, host: str, port: int) -> None:
+class BoundedServer(ThreadingHTTPServer):
+    """A threading server with at most `max_connections` connections at once; more get a 503 at once."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 max_connections: int = 32) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def make_server(generator: TransformersGenerator, host: str, port: int, token: str = "",
+                max_connections: int = 32) -> BoundedServer:
+    """The server (not yet serving); refuses to listen beyond loopback without a token."""
+    from ui.auth import is_loopback
+
+    if not token and not is_loopback(host):
+        raise ConfigError(f"serving on {host} beyond loopback needs a token: set RAG_LLM_SERVER_TOKEN (and "
+                          "RAG_GENERATOR_API_KEY to the same value on the clients)")
+    return BoundedServer((host, port), make_handler(generator, token), max_connections)
+
+
+def serve(generator: TransformersGenerator, host: str, port: int, token: str = "") -> None:
     """Serve until interrupted."""
+    server = make_server(generator, host, port, token)
     generator.warm_up()
-    server = ThreadingHTTPServer((host, port), make_handler(generator))
     log.info("serving %s on http://%s:%d/v1", generator.model_id, host, server.server_address[1])
     print(f"serving {generator.model_id} on http://{host}:{server.server_address[1]}/v1", flush=True)
     try:

@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from rag.text import printable
+
 NOISY = ("sentence_transformers", "transformers", "faiss", "httpx", "filelock", "ray")
 
 
@@ -23,11 +25,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """Text log lines with control characters (from file or zip-member names) escaped: one record, one
+    line, and no escape sequence reaches the terminal."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return printable(super().formatMessage(record))  # the traceback after it keeps its lines
+
+
 def configure_logging(fmt: str = "text", level: int = logging.INFO) -> None:
     """Send log records to stderr as text or JSON lines; quieten the libraries that chatter."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                         TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

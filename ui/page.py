@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,7 +26,8 @@ from rag.followup import standalone_question
 from rag.settings import ConfigError, Settings, load_settings
 from rag.types import ADMIN, Principal
 from ui.appdb import AppDB
-from ui.auth import LOCAL_ADMIN, StoredUser, User, load_users, verify
+from ui.auth import (LOCAL_ADMIN, LoginThrottle, StoredUser, ThrottledError, User, is_loopback, load_users,
+                     oidc_user)
 from ui.jobs import JobBusyError, JobManager, PathNotAllowedError
 from ui.logs import configure_logging
 from ui.render import answer_markup, passage_markup, safe, source_label, text_html
@@ -33,7 +35,6 @@ from ui.render import answer_markup, passage_markup, safe, source_label, text_ht
 MODES = ["hybrid", "dense", "keyword"]
 # A local file: a Material or emoji icon would make the browser fetch it from Google's servers.
 ICON = Path(__file__).with_name("icon.png")
-MAX_LOGIN_FAILURES = 5
 
 
 @dataclass
@@ -45,6 +46,7 @@ class AppState:
     db: AppDB
     jobs: JobManager
     users: dict[str, StoredUser] | None
+    throttle: LoginThrottle
 
 
 @dataclass
@@ -61,10 +63,19 @@ class Turn:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ui/app.py")
-    parser.add_argument("--config", type=Path)
+    parser.add_argument("--config", type=Path, default=os.environ.get("RAG_CONFIG") or None)
     parser.add_argument("--index", type=Path)
     args, _ = parser.parse_known_args(argv)
     return args
+
+
+@st.cache_resource(show_spinner=False)
+def process_settings(argv: tuple[str, ...], environment: tuple[tuple[str, str], ...]) -> Settings:
+    """The settings, built once per process from the command line `rag ui` gave the script and the RAG_*
+    environment (the key: what they are built from); every session gets this same immutable object, so
+    no session can see another's half-built configuration."""
+    args = parse_args(list(argv))
+    return load_settings(args.config, index_dir=args.index)
 
 
 @st.cache_resource(show_spinner="Loading the index and the models…")
@@ -79,7 +90,8 @@ def app_state(settings_json: str) -> AppState:
     except IndexNotFoundError:
         pass  # an empty index is a normal first state: the page says so, admins can index
     db = AppDB(settings.app_db, settings.audit_retention_days)
-    return AppState(settings, service, db, JobManager(settings, service.searcher.embedder, db), users)
+    return AppState(settings, service, db, JobManager(settings, service.searcher.embedder, db), users,
+                    LoginThrottle())
 
 
 def principal(user: User) -> Principal:
@@ -88,19 +100,27 @@ def principal(user: User) -> Principal:
 
 
 def friendly_error(exc: BaseException, user: User) -> str:
-    """One sentence for the person at the page: what happened and what to do."""
+    """One sentence for the person at the page: what happened and what to do. Details (index paths,
+    the generator's address, its error text) are for admins only."""
+    detail = f" ({exc})" if user.is_admin else ""
     if isinstance(exc, IndexNotFoundError):
         where = "the Index page" if user.is_admin else "an administrator"
         return f"No documents have been indexed yet: ask {where} to index a folder."
     if isinstance(exc, GeneratorBusyError):
         return "The model is busy answering other questions: try again in a moment."
     if isinstance(exc, TimeoutError):
-        return f"The model took too long to answer: {exc}. Try a shorter question or fewer passages."
+        return f"The model took too long to answer{detail}. Try a shorter question or fewer passages."
     if isinstance(exc, ConnectionError):
-        return f"The answer service is unreachable: {exc}"
+        return f"The answer service is unreachable{detail}: try again later or tell an administrator."
     if isinstance(exc, (ConfigError, RagIndexError)):
-        return f"The service is not set up correctly: {exc}"
-    return f"The question could not be answered: {exc}"
+        return f"The service is not set up correctly{detail}: tell an administrator."
+    if isinstance(exc, ValueError):  # the question itself (too long): the user's to fix
+        return f"The question could not be answered: {exc}"
+    return f"The question could not be answered{detail}."
+
+
+def client_address() -> str:
+    return str(getattr(st.context, "ip_address", None) or "unknown")
 
 
 # -- sign-in -------------------------------------------------------------------------------------------
@@ -112,10 +132,15 @@ def current_user(state: AppState) -> User:
             st.title("Document Q&A")
             st.button("Sign in with single sign-on", on_click=st.login)
             st.stop()
-        groups = tuple(st.user.get("groups") or ())
-        roles = ("user", "admin") if s.ui_oidc_admin_group in groups else ("user",)
-        name = str(st.user.get("email") or st.user.get("sub") or "unknown")
-        return User(name, str(st.user.get("name") or name), roles, groups)
+        try:
+            oidc = oidc_user(st.user.to_dict(), s.ui_oidc_admin_group, time.time())
+        except ConfigError as exc:
+            st.error(f"Sign-in refused: {exc}. Ask an administrator to fix the identity provider's settings.")
+            st.stop()
+        if oidc is None:  # the identity token expired: sign in again, so group changes apply
+            st.logout()
+            st.stop()
+        return oidc
     if state.users is None:
         return LOCAL_ADMIN
     user = st.session_state.get("user")
@@ -127,15 +152,14 @@ def current_user(state: AppState) -> User:
         password = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Sign in")
     if submitted:
-        failures = st.session_state.get("login_failures", 0)
-        if failures >= MAX_LOGIN_FAILURES:
-            time.sleep(2.0)  # slows a password-guessing script down; bcrypt's cost does the rest
-        signed_in = verify(state.users, username.strip(), password)
+        try:
+            signed_in = state.throttle.verify(state.users, username.strip(), password, client_address())
+        except ThrottledError as exc:
+            st.error(f"Sign-in refused: {exc}.")
+            st.stop()
         if signed_in is not None:
             st.session_state.user = signed_in
-            st.session_state.login_failures = 0
             st.rerun()
-        st.session_state.login_failures = failures + 1
         st.error("Unknown user name or wrong password.")
     st.stop()
 
@@ -204,7 +228,7 @@ def show_turn(state: AppState, user: User, i: int, turn: Turn) -> None:
         if turn.standalone != turn.question:
             st.caption(f"Searched for: {safe(turn.standalone)}")
         if turn.error or turn.answer is None:
-            st.warning(turn.error or "No answer.")
+            st.html(f'<div class="rag-error">{text_html(turn.error or "No answer.")}</div>')  # text, never Markdown
             return
         answer = turn.answer
         st.html(answer_markup(answer))
@@ -334,6 +358,20 @@ def documents_page(state: AppState, user: User) -> None:
                 st.success("Removal started: see the Index page for its progress.")
             except (PathNotAllowedError, JobBusyError) as exc:
                 st.error(str(exc))
+    exclusions = view.store.exclusions()
+    if exclusions:
+        st.subheader("Removed from the index")
+        st.caption("Indexing runs leave these out until the removal is undone.")
+        for i, removed in enumerate(exclusions):
+            left, right = st.columns([6, 1], vertical_alignment="center")
+            left.text(f"{removed.path} (by {removed.excluded_by or 'unknown'}, "
+                      f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(removed.created))})")
+            if right.button("Undo", key=f"undo-{i}"):
+                try:
+                    state.jobs.restore(removed.path)
+                    st.success(f"{removed.path} will be indexed again at the next run of its folder.")
+                except (PathNotAllowedError, RagIndexError) as exc:
+                    st.error(str(exc))
     st.subheader("Feedback and audit log")
     left, right = st.columns(2)
     left.download_button(f"Export feedback as CSV ({state.db.feedback_count()} entries)", state.db.feedback_csv(),
@@ -364,15 +402,41 @@ def pages_for(user: User) -> list[PageSpec]:
     return [ASK, *ADMIN_PAGES] if user.is_admin else [ASK]
 
 
+def request_host() -> str | None:
+    """The host name the browser used to reach the page (None where there is no HTTP request: tests)."""
+    host = st.context.headers.get("Host") if st.context.headers else None
+    if not host:
+        return None
+    return host.rsplit(":", 1)[0].strip("[]") if not host.endswith("]") else host.strip("[]")
+
+
+def refuse_unsafe_single_user(settings: Settings) -> None:
+    """Single-user mode makes whoever reaches the page its admin: only on loopback, only under a loopback
+    name. Checked here on every run, whoever started Streamlit and however (not only by `rag ui`)."""
+    if settings.ui_users_file or settings.ui_oidc:
+        return
+    address = str(st.get_option("server.address") or "")
+    if not is_loopback(address):
+        st.error("No users are configured, and this page is served on "
+                 f"{address or 'every network interface'}: single-user mode is only allowed on 127.0.0.1. "
+                 "Configure RAG_UI_USERS_FILE or RAG_UI_OIDC, or start it with `rag ui`.")
+        st.stop()
+    host = request_host()
+    if host is not None and not is_loopback(host):  # DNS rebinding: another site's name pointed at us
+        st.error("This page only answers at localhost in single-user mode.")
+        st.stop()
+
+
 def main(argv: list[str]) -> None:
     st.set_page_config(page_title="Document Q&A", page_icon=str(ICON), layout="wide")
-    args = parse_args(argv)
     try:
-        settings = load_settings(args.config, index_dir=args.index)
+        settings = process_settings(tuple(argv), tuple(sorted((k, v) for k, v in os.environ.items()
+                                                              if k.startswith("RAG_"))))
         state = app_state(settings.model_dump_json())
     except (ConfigError, ValueError) as exc:
         st.error(f"The service cannot start: {exc}")
         st.stop()
+    refuse_unsafe_single_user(state.settings)
     user = current_user(state)
     with st.sidebar:
         if state.users is None and not state.settings.ui_oidc:
