@@ -11,7 +11,7 @@ import importlib.util
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -91,9 +91,19 @@ class ModelLocation:
         return Path(self.gguf_file).stem if self.gguf_file else self.folder.name
 
 
+MAX_ANSWER_LINES = 12
+_NGRAM = 3
+# answer openers and trailers small models add around the content ("The answer is:", a trailing "Output")
+_FILLER_START = re.compile(r"^\s*(?:(?:the\s+)?(?:answer|response|output|reply)(?:\s+is)?\s*[:\-–]\s*|"
+                           r"(?:sure|certainly|of course)[,!.]\s*|(?:answer|response|output)\s*$)", re.IGNORECASE)
+_FILLER_END = re.compile(r"(?:\s*\b(?:output|answer|response|input|instruction|context)\s*:?\s*)+$", re.IGNORECASE)
+
+
 def repetition_cut(text: str) -> int | None:
-    """Where to cut an answer that started looping: the start of a finished line (or sentence) that
-    already appeared twice, or None. Small models repeat themselves instead of stopping."""
+    """Where to cut an answer that started looping, or None. Small models repeat themselves instead of
+    stopping: a finished line or sentence that already appeared; a run of words (a 3-gram) met a third
+    time, across lines ("The answer is 1. The answer is 2. The answer is 3."), cut before its second
+    appearance; or more than MAX_ANSWER_LINES lines."""
     units = [m for m in re.finditer(r"[^\n.!?]*[.!?\n]", text)]
     seen: dict[str, int] = {}
     for match in units:
@@ -103,7 +113,77 @@ def repetition_cut(text: str) -> int | None:
         seen[key] = seen.get(key, 0) + 1
         if seen[key] == 2:
             return match.start()
+    words = list(re.finditer(r"\w+", text.lower()))
+    grams: dict[tuple[str, ...], list[int]] = {}
+    for i in range(len(words) - _NGRAM + 1):
+        gram = tuple(w.group() for w in words[i:i + _NGRAM])
+        starts = grams.setdefault(gram, [])
+        if starts and words[i].start() < starts[-1] + 1:
+            continue
+        starts.append(words[i].start())
+        if len(starts) == 3:
+            cut = starts[1]
+            line_start = text.rfind("\n", 0, cut) + 1
+            sentence = max(text.rfind(". ", 0, cut), text.rfind("? ", 0, cut), text.rfind("! ", 0, cut))
+            return max(line_start, sentence + 2 if sentence >= 0 else 0) or cut
+    lines = [m.start() for m in re.finditer(r"\n", text)]
+    if len(lines) >= MAX_ANSWER_LINES:
+        return lines[MAX_ANSWER_LINES - 1]
     return None
+
+
+# Dolly's keys end a response; a model not trained on the format tends to open a new section
+STOP_STRINGS = (END_KEY, INSTRUCTION_KEY, RESPONSE_KEY, "\n###", "\nInput:", "\nOutput:")
+
+
+def cut_at_stops(pieces: Iterable[str], stops: Sequence[str] = STOP_STRINGS) -> Iterator[str]:
+    """The pieces up to the first stop string or loop (`repetition_cut`), matched on the decoded text so it
+    works for every tokenizer and backend; ends early, and the caller then stops generating."""
+    text = ""
+    for piece in pieces:
+        text += piece
+        cut = min((text.find(s) for s in stops if s in text), default=-1)
+        if cut < 0:
+            cut = repetition_cut(text)
+            cut = -1 if cut is None else cut
+        if cut >= 0:
+            emitted = len(text) - len(piece)  # a stop string the tokenizer split: emit up to it
+            if cut > emitted:
+                yield text[emitted:cut]
+            return
+        yield piece
+
+
+def _same_openings_cut(text: str) -> str:
+    """`text` up to the first sentence that opens with the same three words as an earlier one ("The answer
+    is 1. The answer is 2."), and without a trailing fragment of one or two words (a stream cut there)."""
+    sentences = re.split(r"(?<=[.!?])\s+", text.strip())
+    openings: set[tuple[str, ...]] = set()
+    kept: list[str] = []
+    for sentence in sentences:
+        opening = tuple(re.findall(r"\w+", sentence.lower())[:3])
+        if len(opening) == 3 and opening in openings:
+            break
+        openings.add(opening)
+        kept.append(sentence)
+    if len(kept) > 1 and not re.search(r"[.!?\]]$", kept[-1]) and len(kept[-1].split()) < 3:
+        kept.pop()
+    return " ".join(kept)
+
+
+def clean_answer(text: str) -> str:
+    """The answer without loops, filler openers ("The answer is:") and trailing role words ("Output")."""
+    cut = repetition_cut(text)
+    if cut is not None:
+        text = text[:cut]
+    if "\n" not in text.strip():
+        text = _same_openings_cut(text)
+    previous = None
+    while previous != text:
+        previous = text
+        text = _FILLER_START.sub("", text, count=1).strip()
+        text = _FILLER_END.sub("", text).strip()
+    return text
 
 
 def resolve_generator_model(settings: Settings) -> ModelLocation:
@@ -136,6 +216,8 @@ class TransformersGenerator:
     def __init__(self, settings: Settings) -> None:
         self.location = resolve_generator_model(settings)
         self.model_id = self.location.name
+        # the embedded 135M model: the page and the CLI say so, and auto mode leads with quotes
+        self.is_demo = not settings.generator_model
         self.settings = settings
         self._slots = GenerationSlots(settings)
         self._lock = threading.Lock()
@@ -265,8 +347,6 @@ class TransformersGenerator:
         vocab = tokenizer.get_vocab()
         if END_KEY in vocab:
             eos.append(vocab[END_KEY])
-        # Dolly's keys end a response; a model not trained on the format tends to open a new section
-        stops = [END_KEY, INSTRUCTION_KEY, RESPONSE_KEY, "\n###", "\nInput:", "\nOutput:"]
         kwargs: dict[str, Any] = dict(
             **inputs, streamer=streamer, max_new_tokens=params.max_new_tokens, max_time=params.timeout_s,
             eos_token_id=eos or None, pad_token_id=tokenizer.pad_token_id or (eos[0] if eos else None),
@@ -285,25 +365,17 @@ class TransformersGenerator:
 
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
-        text = ""
-        stopped_early = False
-        # stop strings (and loops) are matched here on the decoded text, which works for every tokenizer
-        for piece in streamer:
-            text += piece
-            cut = min((text.find(s) for s in stops if s in text), default=-1)
-            if cut < 0:
-                cut = repetition_cut(text) or -1
-            if cut >= 0:
-                # a stop string the tokenizer split: emit up to it and stop reading
-                emitted = len(text) - len(piece)
-                if cut > emitted:
-                    yield text[emitted:cut]
-                stopped_early = True
-                break
-            yield piece
-        if stopped_early:
+        exhausted = False
+
+        def pieces() -> Iterator[str]:
+            nonlocal exhausted
+            yield from streamer
+            exhausted = True
+
+        yield from cut_at_stops(pieces())
+        if not exhausted:  # stopped at a stop string or a loop: generate() ends after this token
             stop_requested.set()
-            for _ in streamer:  # generate() ends after this token: drain what it still sends
+            for _ in streamer:  # drain what it still sends
                 pass
         worker.join(params.timeout_s + 30)
         if errors:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from rag.generation import GenerationParams, GenerationSlots, GeneratorBusyError
+from rag.generation import GenerationParams, GenerationSlots, GeneratorBusyError, cut_at_stops
 from rag.prompt import END_KEY, INSTRUCTION_KEY, RESPONSE_KEY, dolly_prompt
 from rag.settings import ConfigError, Settings
 
@@ -142,7 +142,7 @@ class HttpGenerator:
 
     def stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
         """Yield completion text pieces (server-sent events); raises GeneratorBusyError beyond the bound."""
-        return self._slots.stream(self._stream(prompt, params))
+        return self._slots.stream(cut_at_stops(self._stream(prompt, params)))
 
     def _stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
         import httpx

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     prompt_format: Literal["auto", "dolly", "chat"] = Field(
         "auto", description="dolly: Dolly's closed-QA format; chat: the model's chat template; auto: dolly "
         "(the measured better one for the default model so far).")
+    answer_mode: Literal["generative", "extractive", "auto"] = Field(
+        "auto", description="generative: the model's answer; extractive: the passage sentence that answers the "
+        "question, quoted; auto: the model's answer when every sentence of it is backed by the passages, else "
+        "the quote (the embedded demo model: the quote first).")
+    quote_passages: int = Field(2, ge=0, le=20, description="Passages beyond those given to the model that a "
+                                "quote may come from.")
     max_new_tokens: int = Field(200, ge=1, le=4096)
     temperature: float = Field(0.0, ge=0, le=2, description="0 means greedy decoding.")
     generation_timeout_s: float = Field(60.0, gt=0)
@@ -102,9 +108,13 @@ class Settings(BaseSettings):
         1, ge=1, le=50, description="Passages given to the model. 1 suits the embedded 135M default (it drifts "
         "with more); use 3-5 with a real model such as Dolly.")
     abstain_threshold: float = Field(
-        0.30, ge=-1, le=1, description="Abstain when the passages' relevance (the mean of their best cosine "
-        "similarity to the question and the IDF-weighted share of the question's words they contain) is below "
-        "this; tuned on the dev sets, see docs/benchmarks.md.")
+        0.35, ge=-1, le=1, description="Abstain when the passages' relevance (cosine similarity, and the rarity-"
+        "weighted share of the question's words in the passages and in their best sentence) is below this; tuned "
+        "on the samples' near-miss questions and the dev sets, see docs/benchmarks.md.")
+    confident_threshold: float = Field(
+        0.49, ge=-1, le=1, description="Between abstain_threshold and this, the documents may not answer the "
+        "question: the closest passage is quoted under that warning and no model answer is written (answer_mode "
+        "auto and extractive).")
     reranker_model: str = Field(
         "", description="A local cross-encoder folder (e.g. bge-reranker-base) to re-rank the retrieved "
         "candidates; empty: no re-ranking.")

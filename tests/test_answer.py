@@ -83,8 +83,10 @@ def test_dolly_model_stops_at_end_token(make_settings, tmp_path: Path) -> None:
     assert stopper.generate(prompt, GenerationParams(max_new_tokens=20)) == ""
 
     talker = TransformersGenerator(make_settings(generator_model=str(tiny_dolly(tmp_path / "yes", "yes"))))
-    answer = talker.generate(prompt, GenerationParams(max_new_tokens=5))
-    assert answer.split() == ["yes"] * 5  # the same model, not trained to stop, runs to max_new_tokens
+    answer = talker.generate(prompt, GenerationParams(max_new_tokens=3))
+    assert answer.split() == ["yes"] * 3  # the same model, not trained to stop, runs to max_new_tokens
+    looping = talker.generate(prompt, GenerationParams(max_new_tokens=12))
+    assert set(looping.split()) == {"yes"} and len(looping.split()) < 12  # until the loop cut stops it
 
 
 def test_a_looping_answer_is_cut_at_its_first_repeat() -> None:
@@ -106,9 +108,13 @@ def test_busy_generator_says_so(make_settings, tmp_path: Path) -> None:
     assert generator.generate("when is lunch", GenerationParams(max_new_tokens=2)) == "yes yes"
 
 
-def test_generation_stops_at_its_time_limit(make_settings, tmp_path: Path) -> None:
+def test_generation_stops_at_its_time_limit(make_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
+    import rag.generation
+
+    # this model says "yes" forever: the loop cut would stop it long before the time limit is tested
+    monkeypatch.setattr(rag.generation, "repetition_cut", lambda text: None)
     generator = TransformersGenerator(make_settings(generator_model=str(tiny_dolly(tmp_path / "m", "yes"))))
     generator.warm_up()
     full = generator.generate("when is lunch", GenerationParams(max_new_tokens=300))

@@ -111,8 +111,8 @@ def test_a_slow_server_gets_a_clear_error_within_the_time_limit(make_settings) -
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
             try:
-                for _ in range(100):
-                    self.wfile.write(b'data: {"choices": [{"text": "yes "}]}\n\n')
+                for i in range(100):  # distinct words: a repeated one would be cut as a loop first
+                    self.wfile.write(b'data: {"choices": [{"text": "word%d "}]}\n\n' % i)
                     self.wfile.flush()
                     time.sleep(0.3)
             except (BrokenPipeError, ConnectionResetError):

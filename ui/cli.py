@@ -234,12 +234,60 @@ def ask(
             typer.echo(json.dumps(_answer_dict(answer), ensure_ascii=False))
             continue
         typer.echo("")
+        if answer.mode == "extractive" and answer.generated and streamed_model_text(settings):
+            typer.echo(printable(answer.answer, keep_lines=True))  # the quote replaces the model's text above
+        if answer.note:
+            typer.echo(f"  note: {answer.note}")
         for source in answer.sources:
             where = source.path + (f" p.{source.page}" if source.page is not None else "")
             typer.echo(f"  [{source.number}]{'*' if source.cited else ' '} {printable(where)}")
-        unsupported = [s.sentence for s in answer.support if not s.supported]
-        if unsupported:
-            typer.echo(f"  not supported by the passages: {len(unsupported)} sentence(s)")
+        for s in answer.support:
+            if not s.supported:
+                typer.echo(printable(f"  not supported by the passages: \"{s.sentence}\" ({s.reason})"))
+
+
+def streamed_model_text(settings: Settings) -> bool:
+    """Whether `rag ask` printed the model's text as it came (auto mode with a real model)."""
+    return settings.answer_mode == "auto" and bool(settings.generator_model or settings.generator_backend == "http")
+
+
+@app.command()
+def check(
+    statement: Annotated[Optional[str], typer.Argument(help="The statement to check.")] = None,
+    statements: Annotated[Optional[Path], typer.Option("--statements", help="File with one statement per line.")] = None,
+    index: IndexOption = None,
+    json_out: JsonOption = False,
+    as_group: GroupsOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check a statement against the indexed documents, sentence by sentence (no model is run)."""
+    from rag.qa import QAService
+    from rag.search import build_searcher
+
+    texts = _inputs(statement, statements, "statement")
+    settings = _setup(config, index_dir=index)
+    with _guarded():
+        searcher = build_searcher(settings)
+        searcher.warm_up()
+        service = QAService(searcher, None, settings)  # type: ignore[arg-type]  # checking runs no generator
+        results = service.check_statements(texts, _principal(as_group))
+    for result in results:
+        sentences = []
+        for s in result.sentences:
+            src = result.source_of(s)
+            sentences.append({"sentence": s.sentence, "supported": s.supported, "evidence": s.evidence,
+                              "source": {"path": src.path, "title": src.title, "page": src.page} if src else None,
+                              "reason": s.reason})
+        if json_out:
+            typer.echo(json.dumps({"statement": result.statement, "sentences": sentences}, ensure_ascii=False))
+            continue
+        for s in sentences:
+            mark = "supported" if s["supported"] else "NOT supported"
+            typer.echo(printable(f"{mark}: {s['sentence']}"))
+            if s["supported"] and s["source"]:
+                typer.echo(printable(f"  evidence: \"{s['evidence']}\" ({s['source']['path']})"))
+            elif s["reason"]:
+                typer.echo(printable(f"  why: {s['reason']}"))
 
 
 @app.command("serve-llm")
@@ -259,7 +307,9 @@ def serve_llm(
 
 @app.command("eval")
 def eval_(
-    dataset: Annotated[Path, typer.Argument(help="Folder with corpus.jsonl and queries.jsonl.")],
+    dataset: Annotated[Path, typer.Argument(help="Folder with corpus.jsonl and queries.jsonl, or a golden "
+                                            "questions file (samples/questions.jsonl).")],
+    index: IndexOption = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Use the first N questions.")] = None,
     workdir: Annotated[Optional[Path], typer.Option("--workdir", help="Keep the index here (reused when present).")] = None,
     answers: Annotated[int, typer.Option("--answers", min=0, help="Also answer the first N questions.")] = 0,
@@ -267,9 +317,17 @@ def eval_(
     config: ConfigOption = None,
 ) -> None:
     """Measure retrieval (and answers) on a QA dataset, indexed into a temporary index."""
-    from ui.evaluate import run_eval
+    from ui.evaluate import run_eval, run_questions
 
-    settings = _setup(config)
+    settings = _setup(config, index_dir=index)
+    if dataset.is_file():
+        golden = _guard(run_questions)(settings, dataset, index)
+        if json_out:
+            typer.echo(json.dumps(golden))
+            return
+        for key, value in golden.items():
+            typer.echo(f"{key}: {value}")
+        return
     report = _guard(run_eval)(settings, dataset, limit, workdir, answers)
     if json_out:
         typer.echo(json.dumps(report))

@@ -60,6 +60,12 @@ def check_generator(settings: Settings) -> list[Check]:
     except ConfigError as exc:
         return [Check("generator", "fail", str(exc))]
     where = location.folder / location.gguf_file if location.gguf_file else location.folder
+    if not settings.generator_model:
+        return [Check("generator", "warn", f"the embedded demo model ({location.name}) is small and often wrong: "
+                                           "answers lead with quoted passages. For real answers set "
+                                           "RAG_GENERATOR_MODEL to a local instruction model folder (e.g. "
+                                           "dolly-v2-3b, see README) or RAG_GENERATOR_BACKEND=http with a vLLM "
+                                           "server")]
     return [Check("generator", "ok", f"local model {where}")]
 
 

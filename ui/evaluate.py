@@ -14,10 +14,12 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from ingest.job import run_ingest
-from rag.metrics import best_f1_em, mrr_at, ndcg_at, percentile, recall_at, yes_no
-from rag.qa import QAService, build_service
+from rag.followup import standalone_question
+from rag.metrics import best_f1_em, mrr_at, ndcg_at, normalize_answer, percentile, recall_at, yes_no
+from rag.qa import Answer, QAService, build_service
 from rag.search import SearchMode, build_searcher
 from rag.settings import Settings
+from rag.types import Principal
 
 MODES: tuple[SearchMode, ...] = ("dense", "keyword", "hybrid")
 CHUNKS_PER_QUERY = 40  # enough chunks to see 10 distinct documents
@@ -89,18 +91,57 @@ def _score(prediction: str, query: dict) -> tuple[float, float]:
     return best_f1_em(prediction, references)
 
 
+def mode_scores(answer: Answer, query: dict) -> dict[str, tuple[float, float]]:
+    """(token F1, contains the gold answer) of the model's answer, the quote and what auto mode showed;
+    for a yes/no question both are whether the answer says yes or no correctly."""
+    references = query.get("answers") or [query["answer"]]
+    out = {}
+    for mode, text in (("generative", model_text(answer)), ("extractive", answer.quote),
+                       ("auto", "" if answer.abstained else answer.answer)):
+        if not text or answer.abstained:
+            out[mode] = (0.0, 0.0)
+            continue
+        f1 = _score(text, query)[0]
+        yes_no_question = str(query["answer"]).lower() in ("yes", "no")
+        out[mode] = (f1, f1 if yes_no_question else float(any(_contains(text, r) for r in references)))
+    return out
+
+
+def evaluate_answer_modes(service: QAService, queries: list[dict]) -> dict[str, float]:
+    """Mean F1 and containment per answer mode (generative, extractive, auto) over `queries`, one service
+    run each; and how many were abstained or hedged."""
+    rows: dict[str, list[tuple[float, float]]] = {"generative": [], "extractive": [], "auto": []}
+    abstained = hedged = 0
+    for query in queries:
+        answer = service.ask(query["question"])
+        abstained += answer.abstained
+        hedged += answer.hedged
+        for mode, scores in mode_scores(answer, query).items():
+            rows[mode].append(scores)
+    n = max(1, len(queries))
+    report: dict[str, float] = {"questions": len(queries), "abstained": round(abstained / n, 4),
+                                "hedged": round(hedged / n, 4)}
+    for mode, values in rows.items():
+        report[f"{mode}_f1"] = round(sum(v[0] for v in values) / n, 4)
+        report[f"{mode}_contains"] = round(sum(v[1] for v in values) / n, 4)
+    return report
+
+
 def evaluate_answers(service: QAService, queries: list[dict], corpus: dict[str, dict]) -> dict[str, float]:
     """Answer F1/EM through the whole service, abstention rate and latency, plus two bounds for the model:
     the gold document as the only context (best case) and no context at all (what it knows alone)."""
     g = service.generator
     params = service.params()
     full, gold, none, latencies, abstained = [], [], [], [], 0
+    by_mode: dict[str, list[tuple[float, float]]] = {"generative": [], "extractive": [], "auto": []}
     for query in queries:
         started = time.perf_counter()
         answer = service.ask(query["question"])
         latencies.append((time.perf_counter() - started) * 1000)
         abstained += answer.abstained
         full.append(_score("" if answer.abstained else answer.answer, query))
+        for mode, scores in mode_scores(answer, query).items():
+            by_mode[mode].append(scores)
         doc = corpus[str(query["gold_ids"][0])]
         room = g.context_window - params.max_new_tokens - g.count_tokens(g.render(query["question"], "")) - 16
         context = "[1] " + g.truncate(f"{doc.get('title', '')}\n\n{doc['text']}", max(room, 32))
@@ -116,8 +157,88 @@ def evaluate_answers(service: QAService, queries: list[dict], corpus: dict[str, 
         "abstention_rate": round(abstained / n, 4),
         "gold_context_f1": mean(gold, 0), "gold_context_exact_match": mean(gold, 1),
         "no_context_f1": mean(none, 0), "no_context_exact_match": mean(none, 1),
+        **{f"{mode}_{name}": mean(rows, i) for mode, rows in by_mode.items()
+           for i, name in ((0, "f1"), (1, "contains"))},
         "latency_ms_p50": round(percentile(latencies, 50), 1), "latency_ms_p95": round(percentile(latencies, 95), 1),
     }
+
+
+def _contains(prediction: str, expected: str) -> bool:
+    """Whether the answer holds the expected answer (normalized as SQuAD does, numbers as digits)."""
+    from rag.support import _spell_out
+
+    return normalize_answer(_spell_out(expected)) in normalize_answer(_spell_out(prediction))
+
+
+def model_text(answer: Answer) -> str:
+    """The model's own answer, whether it was shown or replaced by a quote."""
+    return answer.generated or (answer.answer if answer.mode == "generative" else "")
+
+
+def evaluate_questions(service: QAService, questions: list[dict], principal: Principal | None = None) -> dict[str, object]:
+    """A golden question set (samples/questions.jsonl): source accuracy (the first cited source is the
+    expected document, and page/slide/sheet where given), answer accuracy (the shown answer contains the
+    expected one) for the shown, the model's and the quoted answer, abstention both ways, and support-flag
+    accuracy (the model's answer is marked supported exactly when it holds the expected answer).
+    A question with `follows` is asked as the page would ask it after the one it follows."""
+    standalone: dict[str, str] = {}
+    rows = []
+    for q in questions:
+        history = [standalone[q["follows"]]] if q.get("follows") in standalone else []
+        text = standalone_question(history, q["question"]) if history else q["question"]
+        standalone[q["id"]] = text
+        answer = service.ask(text, principal=principal)
+        row: dict[str, object] = {"id": q["id"], "answerable": q.get("answer") is not None,
+                                  "abstained": answer.abstained, "mode": answer.mode,
+                                  "declined": answer.abstained or answer.hedged}
+        if q.get("answer") is not None:
+            cited = next((s for s in answer.sources if s.cited), answer.sources[0] if answer.sources else None)
+            page_ok = q.get("page") is None or (cited is not None and cited.page == q["page"])
+            row["source_ok"] = bool(cited and cited.path.endswith(q["path"]) and page_ok)
+            row["shown_ok"] = not answer.abstained and _contains(answer.answer, q["answer"])
+            generated = model_text(answer)
+            row["model_ok"] = bool(generated) and _contains(generated, q["answer"])
+            row["quote_ok"] = bool(answer.quote) and _contains(answer.quote, q["answer"])
+            if generated:
+                marks = answer.generated_support or answer.support
+                row["flags_ok"] = all(m.supported for m in marks) == row["model_ok"]
+        rows.append(row)
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+    flagged = [r for r in answerable if "flags_ok" in r]
+
+    def share(items: list[dict], key: str) -> float:
+        return round(sum(bool(r.get(key)) for r in items) / len(items), 4) if items else 0.0
+
+    return {
+        "questions": len(rows), "answerable": len(answerable), "unanswerable": len(unanswerable),
+        "source_accuracy": share(answerable, "source_ok"),
+        "answer_accuracy": share(answerable, "shown_ok"),
+        "answer_accuracy_model": share(answerable, "model_ok"),
+        "answer_accuracy_quote": share(answerable, "quote_ok"),
+        "abstained_unanswerable": share(unanswerable, "abstained"),
+        "abstained_answerable": share(answerable, "abstained"),
+        # abstained, or quoted the closest passage under "the documents may not answer this"
+        "declined_unanswerable": share(unanswerable, "declined"),
+        "declined_answerable": share(answerable, "declined"),
+        "support_flag_accuracy": share(flagged, "flags_ok"),
+        "model": service.generator.model_id,
+        "failures": [r["id"] for r in rows if (r["answerable"] and (r["abstained"] or not r.get("source_ok")))
+                     or (not r["answerable"] and not r["abstained"])],
+    }
+
+
+def run_questions(settings: Settings, path: Path, index: Path | None = None) -> dict[str, object]:
+    """`rag eval QUESTIONS.jsonl`: the golden set against `index`, or against a fresh index of the folder
+    the questions file lies in (its `path` fields are relative to that folder)."""
+    with open(path, encoding="utf-8") as f:
+        questions = [json.loads(line) for line in f if line.strip()]
+    with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
+        if index is None:
+            settings = settings.model_copy(update={"index_dir": Path(tmp) / "index"})
+            run_ingest(settings, [path.resolve().parent], progress=False)
+        service = build_service(settings)
+        return evaluate_questions(service, questions)
 
 
 def run_eval(settings: Settings, dataset: Path, limit: int | None = None, workdir: Path | None = None,

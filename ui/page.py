@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -231,10 +231,18 @@ def show_turn(state: AppState, user: User, i: int, turn: Turn) -> None:
             st.html(f'<div class="rag-error">{text_html(turn.error or "No answer.")}</div>')  # text, never Markdown
             return
         answer = turn.answer
+        if answer.note:  # a quote instead of the model's answer, a hedge, the demo model: said plainly, above
+            st.warning(safe(answer.note), icon=":material/info:")
         st.html(answer_markup(answer))
-        unsupported = sum(not s.supported for s in answer.support)
-        if unsupported:
-            st.caption(f"{unsupported} sentence(s) marked: no passage supports them; check the sources.")
+        for mark in answer.support:
+            if not mark.supported:
+                st.caption(f"Marked: \u201c{safe(mark.sentence)}\u201d \u2014 {safe(mark.reason)}.")
+        if answer.generated:
+            if st.toggle("Show the model's own answer", key=f"model-answer-{i}"):
+                st.html(answer_markup(replace(answer, answer=answer.generated, support=answer.generated_support)))
+                for mark in answer.generated_support:
+                    if not mark.supported:
+                        st.caption(f"Not backed: \u201c{safe(mark.sentence)}\u201d \u2014 {safe(mark.reason)}.")
         st.caption(f"{answer.model} · index version {answer.index_version} · {turn.seconds:.1f} s")
         for source in answer.sources:
             with st.expander(source_label(source), expanded=source.cited or len(answer.sources) == 1):
