@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rag.qa import Source, check_support, evidence_sentences  # noqa: E402
-from rag.support import STOPWORDS, extract_facts  # noqa: E402
+from rag.support import STOPWORDS  # noqa: E402
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 TRUE_KINDS = ("verbatim", "reordered", "synonyms")

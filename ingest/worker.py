@@ -12,7 +12,6 @@ time limit and never stops the job. JSON, not pickle, crosses the pipe.
 
 from __future__ import annotations
 
-import array
 import hashlib
 import json
 import logging

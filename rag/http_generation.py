@@ -11,11 +11,15 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from rag.generation import GenerationParams, GenerationSlots, GeneratorBusyError, cut_at_stops
 from rag.prompt import END_KEY, INSTRUCTION_KEY, RESPONSE_KEY, dolly_prompt
 from rag.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    import httpx
 
 STOPS = [END_KEY, INSTRUCTION_KEY, RESPONSE_KEY]
 CHARS_PER_TOKEN = 3  # conservative: English runs ~4 characters a token, so the window is never overrun

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from rag.embedding import SentenceTransformerEmbedder
 from rag.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from ingest.worker import Task
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
@@ -40,6 +43,29 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return load_settings(**overrides)
 
     return make
+
+
+@pytest.fixture()
+def page_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_cache: Path) -> Callable[..., None]:
+    """Configure the page through RAG_* variables, as `rag ui` would (a small model budget for speed)."""
+
+    def set_env(**env: str) -> None:
+        base = {"RAG_DEVICE": "cpu", "RAG_MODEL_CACHE_DIR": str(model_cache), "RAG_APP_DB": str(tmp_path / "app.sqlite"),
+                "RAG_MAX_NEW_TOKENS": "30"}
+        for key, value in {**base, **env}.items():
+            monkeypatch.setenv(key, value)
+
+    return set_env
+
+
+@pytest.fixture()
+def served_on() -> Iterator[Callable[[str], None]]:
+    """Set the address the page believes it is served on (what `rag ui` passes as --server.address)."""
+    from streamlit import config
+
+    before = config.get_option("server.address")
+    yield lambda address: config.set_option("server.address", address)
+    config.set_option("server.address", before)
 
 
 def task_for(path: Path) -> "Task":

@@ -9,7 +9,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from rag.generation import GenerationParams, GeneratorBusyError, TransformersGenerator
 from rag.qa import Answer, sentence_spans, SentenceSupport

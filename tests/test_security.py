@@ -17,12 +17,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
 from ingest.acl import AclResolver
@@ -146,29 +145,6 @@ def test_settings_from_a_file_hold_under_concurrent_loads(tmp_path: Path) -> Non
     for t in threads:
         t.join(120)
     assert not wrong, wrong[:3]
-
-
-@pytest.fixture()
-def page_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_cache: Path) -> Callable[..., None]:
-    def set_env(**env: str) -> None:
-        base = {"RAG_DEVICE": "cpu", "RAG_MODEL_CACHE_DIR": str(model_cache), "RAG_APP_DB": str(tmp_path / "app.sqlite"),
-                "RAG_MAX_NEW_TOKENS": "20"}
-        for key, value in {**base, **env}.items():
-            monkeypatch.setenv(key, value)
-
-    return set_env
-
-
-@pytest.fixture()
-def served_on(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
-    """Set the address the page believes it is served on (what `rag ui` passes as --server.address)."""
-    before = st_config.get_option("server.address")
-
-    def set_address(address: str) -> None:
-        st_config.set_option("server.address", address)
-
-    yield set_address
-    st_config.set_option("server.address", before)
 
 
 def run_page() -> AppTest:

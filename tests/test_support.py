@@ -171,3 +171,29 @@ def test_rag_check(settings: Settings, tmp_path: Path) -> None:
                                                      "Lunch costs 65 EUR.", "Parental leave is 16 weeks."]
     assert [line["sentences"][0]["supported"] for line in lines] == [True, False, True]
     assert "65 EUR" in lines[1]["sentences"][0]["reason"]
+
+
+def test_the_perturbation_set_meets_its_targets(embedder) -> None:  # type: ignore[no-untyped-def]
+    """Statements from ../shared/eval passages, true and perturbed (bench/support_flags.py), checked by the
+    product's own check: >= 95% of number, date and name perturbations flagged, <= 5% of true ones."""
+    from bench.support_flags import FALSE_KINDS, TRUE_KINDS, evaluate, statements
+
+    for name in ("boolq-dev", "narrativeqa-dev"):
+        report = evaluate(list(statements(name, 30, seed=1)), embedder, 0.55)
+        for kind in TRUE_KINDS:
+            assert report[kind]["flagged"] <= 0.05, (name, kind, report[kind])
+        for kind in ("number", "date", "name"):
+            if report.get(kind, {}).get("statements", 0) >= 10:
+                assert report[kind]["flagged"] >= 0.95, (name, kind, report[kind])
+        assert set(report) <= {*TRUE_KINDS, *FALSE_KINDS}
+
+
+def test_a_yes_no_question_gets_a_verdict_only_when_the_quote_says_so(settings: Settings, embedder) -> None:  # type: ignore[no-untyped-def]
+    def quoted(question: str) -> str:
+        return ask(settings, embedder, question, "(unused)", answer_mode="extractive").answer
+
+    assert quoted("Is parking free for employees?").startswith("Yes. Parking in the underground garage is free")
+    assert quoted("Is harassment tolerated?").startswith("No. Harassment and discrimination")
+    # the quote holds every word but does not say it, or says something else: no verdict, the quote alone
+    assert quoted("Is parking free for visitors?").startswith("Parking in the underground garage")
+    assert quoted("Is lunch free?").startswith("Lunch is served")

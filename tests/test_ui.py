@@ -36,18 +36,12 @@ def sample_index(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:  #
 
 
 @pytest.fixture()
-def app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_cache: Path) -> Callable[..., AppTest]:
+def app(page_env: Callable[..., None], served_on: Callable[[str], None]) -> Callable[..., AppTest]:
     """An AppTest of ui/app.py configured through RAG_* variables, as `rag ui` would be."""
 
     def make(**env: str) -> AppTest:
-        base = {"RAG_DEVICE": "cpu", "RAG_MODEL_CACHE_DIR": str(model_cache), "RAG_APP_DB": str(tmp_path / "app.sqlite"),
-                "RAG_MAX_NEW_TOKENS": "30"}
-        for key, value in {**base, **env}.items():
-            monkeypatch.setenv(key, value)
-        # what `rag ui` passes in single-user mode; the page refuses that mode on any other address
-        from streamlit import config
-
-        config.set_option("server.address", "127.0.0.1")
+        page_env(**env)
+        served_on("127.0.0.1")  # what `rag ui` passes in single-user mode; the page refuses any other address
         at = AppTest.from_file(APP, default_timeout=180)
         at.run()
         return at
