@@ -84,7 +84,8 @@ class Outcome:
     cpu_s: float = 0.0  # the worker's CPU time so far
 
 
-def cpu_budget(config: WorkerConfig, timeout_s: float) -> int:
+def cpu_budget(timeout_s: float) -> int:
+    """CPU seconds a worker may use in all: many files at their time limit, never one parse unbounded."""
     return int(max(600.0, CPU_BUDGET_FACTOR * timeout_s))
 
 
@@ -245,7 +246,7 @@ class ParserPool:
 
     def _new_worker(self) -> _Worker:
         worker = _Worker(self.config, start_timeout=max(60.0, self.timeout_s),
-                         cpu_seconds=cpu_budget(self.config, self.timeout_s))
+                         cpu_seconds=cpu_budget(self.timeout_s))
         if worker.sandbox.missing:
             log.warning("parser sandbox incomplete on this host: %s (the other limits still hold; see "
                         "docs/security.md)", "; ".join(worker.sandbox.missing))
