@@ -191,7 +191,7 @@ class SentenceTransformerEmbedder:
         import torch
 
         model = self.model
-        features = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in model.tokenize(texts).items()}
+        features = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in model.preprocess(texts).items()}
         with torch.inference_mode():
             vectors = torch.nn.functional.normalize(model(features)["sentence_embedding"].float(), dim=1)
         return np.ascontiguousarray(vectors.cpu().numpy(), dtype=np.float32)
