@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -202,4 +202,19 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         # concurrent calls (the page's sessions) can never see each other's file, or lose theirs
         cls = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config_file},
                                              "__module__": __name__})
-    return cls(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ValueError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """A pydantic error as one line a person can act on: which setting, what was given, what is allowed
+    (pydantic's own text ends with a link to a website, useless on an air-gapped host)."""
+    parts = []
+    for error in exc.errors():
+        name = ".".join(str(p) for p in error.get("loc", ())) or "settings"
+        given = error.get("input")
+        shown = f" {given!r}" if isinstance(given, (str, int, float, bool)) else ""
+        parts.append(f"{name} (RAG_{name.upper()}){shown}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts)

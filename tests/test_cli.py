@@ -163,3 +163,9 @@ def test_json_log_lines(tmp_path: Path) -> None:
     assert done.returncode == 0
     lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert lines and all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)
+
+
+def test_a_bad_setting_is_one_line_naming_it_and_the_allowed_values(sample_index: Path) -> None:
+    done = rag("search", "lunch", "--mode", "hybird", "--index", str(sample_index))
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "search_mode" in done.stderr and "'hybrid'" in done.stderr and "http" not in done.stderr
