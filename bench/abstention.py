@@ -23,10 +23,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest.job import run_ingest  # noqa: E402
-from rag.followup import standalone_question  # noqa: E402
 from rag.qa import build_service  # noqa: E402
 from rag.settings import load_settings  # noqa: E402
-from ui.evaluate import load_dataset, write_corpus  # noqa: E402
+from ui.evaluate import load_dataset, standalone_questions, write_corpus  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SETS = ("narrativeqa-dev", "boolq-dev")
@@ -43,13 +42,9 @@ def relevance(index: Path, questions: list[str]) -> np.ndarray:
 def sample_questions() -> tuple[list[str], list[str]]:
     """(answerable, unanswerable) golden questions, follow-ups rewritten as the page does."""
     rows = [json.loads(line) for line in (REPO / "samples" / "questions.jsonl").read_text().splitlines() if line]
-    asked: dict[str, str] = {}
-    answerable, unanswerable = [], []
-    for q in rows:
-        text = standalone_question([asked[q["follows"]]], q["question"]) if q.get("follows") else q["question"]
-        asked[q["id"]] = text
-        (answerable if q.get("answer") is not None else unanswerable).append(text)
-    return answerable, unanswerable
+    asked = standalone_questions(rows)
+    return ([asked[q["id"]] for q in rows if q.get("answer") is not None],
+            [asked[q["id"]] for q in rows if q.get("answer") is None])
 
 
 def main() -> None:

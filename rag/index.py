@@ -104,13 +104,6 @@ def private_dir(path: Path) -> None:
     os.chmod(path, 0o700)
 
 
-def private_files(*paths: Path) -> None:
-    """Make existing files the owner's alone (0600)."""
-    for path in paths:
-        if path.exists():
-            os.chmod(path, 0o600)
-
-
 def atomic_write(path: Path, data: bytes) -> None:
     """Write, fsync, rename over `path`, fsync the folder: readers see the old bytes or the new ones."""
     tmp = path.with_name(f".{path.name}.tmp")

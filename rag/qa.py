@@ -18,7 +18,7 @@ from rag.prompt import pack_prompt
 from rag.rerank import Reranker, make_reranker
 from rag.search import Searcher, SearchMode, build_searcher, keyword_terms
 from rag.settings import Settings
-from rag.support import check_facts, content_words, extract_facts, missing_identifier, stem, subject_missing
+from rag.support import check_facts, content_words, extract_facts, missing_identifier, stem, stems, subject_missing
 from rag.types import Hit, Principal
 
 NOT_FOUND = "I could not find this in the indexed documents."
@@ -136,14 +136,13 @@ def sentence_coverage(weights: dict[str, float], texts: Sequence[str]) -> float:
     best = 0.0
     for text in texts:
         sentences = evidence_sentences(text)
-        stems = [{stem(w) for w in _WORDS.findall(s)} for s in sentences]
+        per_sentence = [stems(s) for s in sentences]
         for i in range(len(sentences)):
-            window = set().union(*stems[max(0, i - 1):i + 2])
+            window = set().union(*per_sentence[max(0, i - 1):i + 2])
             best = max(best, sum(w for t, w in weights.items() if stem(t) in window))
     return best
 
 
-_WORDS = re.compile(r"\w+")
 _LINE_BREAK = re.compile(r"\n(?!\s*\n|\s*(?:\(?\d{1,2}[.)]|[-*•])\s)")
 
 
@@ -268,9 +267,7 @@ class QAService:
             timings.update(generate=0.0, total=(time.perf_counter() - started) * 1000)
             yield quote.text
             sources, quote = self._attach(sources, quote, retrieved.more)
-            for number in {int(n) for n in _CITATION.findall(quote.text)}:
-                if 1 <= number <= len(sources):
-                    sources[number - 1].cited = True
+            _mark_cited(sources, quote.text)
             yield Answer(question, quote.text, False, sources, self.check_support(quote.text, sources), g.model_id,
                          _rounded(timings), round(retrieved.relevance, 4), retrieved.index_version, "extractive",
                          note=UNSURE_NOTE + (f" {DEMO_NOTE}" if demo else ""), quote=quote.text, hedged=True)
@@ -306,9 +303,7 @@ class QAService:
             if answer_mode == "auto" and text and not backed:
                 note = ("The model's answer was not backed by the documents: the passage that answers it is "
                         "quoted instead.") + (f" {DEMO_NOTE}" if demo else "")
-        for number in {int(n) for n in _CITATION.findall(shown)}:
-            if 1 <= number <= len(sources):
-                sources[number - 1].cited = True
+        _mark_cited(sources, shown)
         timings["total"] = (time.perf_counter() - started) * 1000
         yield Answer(question, shown, False, sources, support, g.model_id, _rounded(timings),
                      round(retrieved.relevance, 4), retrieved.index_version, used, generated, generated_support, note,
@@ -359,7 +354,7 @@ class QAService:
         # every word of the statement in one clause of the quote: "free for employees; visitors register"
         # does not say parking is free for visitors, though it holds all three words
         words = {stem(w) for w in content_words(statement)}
-        clauses = [{stem(w) for w in _WORDS.findall(c)} for c in re.split(r"[;:,(]|\s[-–]\s", quoted)]
+        clauses = [stems(c) for c in re.split(r"[;:,(]|\s[-–]\s", quoted)]
         if not words or max(len(words & clause) / len(words) for clause in clauses) < VERDICT_CLAUSE_SHARE:
             return ""
         if mark.supported:
@@ -392,10 +387,15 @@ def check_support(answer: str, sources: Sequence[Source], embedder: Embedder,
     least `threshold`, or most of its content words); and that sentence does not differ from
     it in negation. The evidence is that one sentence, never a list marker or a whole passage.
     """
-    spans = [(a, b, answer[a:b]) for a, b in sentence_spans(answer)]
-    spans = [(a, b, raw) for a, b, raw in spans if content_words(_CITATION.sub("", raw))
-             or extract_facts(_CITATION.sub("", raw)).quantities]
-    claims = [" ".join(_CITED.sub("", raw).split()) for _, _, raw in spans]
+    spans, claims, claim_facts_list = [], [], []
+    for a, b in sentence_spans(answer):
+        raw = answer[a:b]
+        claim = " ".join(_CITED.sub("", raw).split())
+        facts = extract_facts(claim)
+        if content_words(claim) or facts.quantities:  # "The answer is 1." is checked; "Yes." is not
+            spans.append((a, b, raw))
+            claims.append(claim)
+            claim_facts_list.append(facts)
     evidence = [(src.number, sent) for src in sources for sent in evidence_sentences(src.text)]
     if not claims:
         return []
@@ -407,11 +407,10 @@ def check_support(answer: str, sources: Sequence[Source], embedder: Embedder,
     facts_by_source = {src.number: extract_facts(src.text, evidence=True) for src in sources}
     evidence_facts = [extract_facts(e, evidence=True) for _, e in evidence]
     out = []
-    for row, ((start, end, raw), claim) in enumerate(zip(spans, claims)):
+    for row, ((start, end, raw), claim, claim_facts) in enumerate(zip(spans, claims, claim_facts_list)):
         cited = {int(n) for n in _CITATION.findall(raw)} & set(facts_by_source)
         pool = [src for src in sources if not cited or src.number in cited]
         allowed = [i for i, (number, _) in enumerate(evidence) if number in {s.number for s in pool}]
-        claim_facts = extract_facts(claim)
         words = content_words(claim) or {claim.lower()}
         best, best_rank, best_overlap = allowed[0] if allowed else 0, -1.0, 0.0
         for i in allowed:
@@ -421,10 +420,9 @@ def check_support(answer: str, sources: Sequence[Source], embedder: Embedder,
             if rank > best_rank:
                 best, best_rank, best_overlap = i, rank, overlap
         score = float(similarity[row, best]) if allowed else 0.0
-        window = [evidence_facts[i] for i in (best,)
-                  if 0 <= i < len(evidence) and evidence[i][0] == evidence[best][0]]
+        # numbers and times must be in the evidence sentence itself, not merely somewhere in the passage
         reason = check_facts(claim_facts, [s.text for s in pool], [facts_by_source[s.number] for s in pool],
-                             window if allowed else None).missing
+                             [evidence_facts[best]] if allowed else None).missing
         if not reason and (missing := subject_missing(claim, [s.text for s in pool])):
             reason = f"the passages never mention {missing!r}"
         if not reason and score < threshold and best_overlap < 0.75:
@@ -437,6 +435,13 @@ def check_support(answer: str, sources: Sequence[Source], embedder: Embedder,
                                    evidence[best][0] if allowed else None,
                                    evidence[best][1] if supported else "", start, end, reason))
     return out
+
+
+def _mark_cited(sources: list[Source], text: str) -> None:
+    """Mark the sources `text` cites as [n]."""
+    for number in {int(n) for n in _CITATION.findall(text)}:
+        if 1 <= number <= len(sources):
+            sources[number - 1].cited = True
 
 
 def _rounded(timings: dict[str, float]) -> dict[str, float]:

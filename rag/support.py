@@ -87,7 +87,7 @@ def _norm_number(text: str) -> float | None:
         return None
 
 
-def _spell_out(text: str) -> str:
+def spell_out(text: str) -> str:
     """Number words as digits ("twenty-five" -> "25", "third" -> "3"), so both forms compare equal."""
 
     def digits(m: re.Match[str]) -> str:
@@ -131,7 +131,7 @@ def extract_facts(text: str, evidence: bool = False) -> Facts:
     layout, not content, and so are left out."""
     if evidence:
         text = _PAGE_REF.sub(" ", _LIST_MARKER.sub(" ", text))
-    text = _spell_out(text)
+    text = spell_out(text)
     facts = Facts(negated=bool(_NEGATION.search(text)))
     taken: list[tuple[int, int]] = []
     for m in _TIME.finditer(text):
@@ -252,6 +252,11 @@ def stem(word: str) -> str:
     return word
 
 
+def stems(text: str) -> set[str]:
+    """The stems of every word in `text`."""
+    return {stem(w) for w in _WORD.findall(text)}
+
+
 def subject_missing(claim: str, passages: Sequence[str]) -> str:
     """The claim's subject ("Contractors" in "Contractors get 25 days", "gym" in "The gym is open") when no
     passage has any word of it in any form, else "". A claim about someone or something the passages never
@@ -266,7 +271,7 @@ def subject_missing(claim: str, passages: Sequence[str]) -> str:
         run.append(token)
     if not run:
         return ""
-    known = {stem(w) for p in passages for w in _WORD.findall(p)}
+    known = set().union(*(stems(p) for p in passages))
     return "" if any(stem(w) in known for w in run) else " ".join(run)
 
 

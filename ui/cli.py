@@ -219,6 +219,7 @@ def ask(
         service.warm_up()
     for text in questions:
         answer = None
+        streamed = ""
         # guarded while streaming too: a bad prompt budget surfaces mid-answer, not at the call
         with _guarded():
             try:
@@ -226,6 +227,7 @@ def ask(
                     if isinstance(item, Answer):
                         answer = item
                     elif not json_out:
+                        streamed += item
                         typer.echo(printable(item, keep_lines=True), nl=False)
             except GeneratorBusyError as exc:
                 _fail(str(exc), code=3)
@@ -234,8 +236,8 @@ def ask(
             typer.echo(json.dumps(_answer_dict(answer), ensure_ascii=False))
             continue
         typer.echo("")
-        if answer.mode == "extractive" and answer.generated and streamed_model_text(settings):
-            typer.echo(printable(answer.answer, keep_lines=True))  # the quote replaces the model's text above
+        if streamed.strip() != answer.answer.strip():  # a quote replaces the model's text printed above
+            typer.echo(printable(answer.answer, keep_lines=True))
         if answer.note:
             typer.echo(f"  note: {answer.note}")
         for source in answer.sources:
@@ -244,11 +246,6 @@ def ask(
         for s in answer.support:
             if not s.supported:
                 typer.echo(printable(f"  not supported by the passages: \"{s.sentence}\" ({s.reason})"))
-
-
-def streamed_model_text(settings: Settings) -> bool:
-    """Whether `rag ask` printed the model's text as it came (auto mode with a real model)."""
-    return settings.answer_mode == "auto" and bool(settings.generator_model or settings.generator_backend == "http")
 
 
 @app.command()

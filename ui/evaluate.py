@@ -165,14 +165,24 @@ def evaluate_answers(service: QAService, queries: list[dict], corpus: dict[str, 
 
 def _contains(prediction: str, expected: str) -> bool:
     """Whether the answer holds the expected answer (normalized as SQuAD does, numbers as digits)."""
-    from rag.support import _spell_out
+    from rag.support import spell_out
 
-    return normalize_answer(_spell_out(expected)) in normalize_answer(_spell_out(prediction))
+    return normalize_answer(spell_out(expected)) in normalize_answer(spell_out(prediction))
 
 
 def model_text(answer: Answer) -> str:
     """The model's own answer, whether it was shown or replaced by a quote."""
     return answer.generated or (answer.answer if answer.mode == "generative" else "")
+
+
+def standalone_questions(questions: list[dict]) -> dict[str, str]:
+    """Each golden question as the page would search it: one with `follows` rewritten with the question
+    it follows (itself rewritten first), the others as they are."""
+    asked: dict[str, str] = {}
+    for q in questions:
+        previous = asked.get(q.get("follows") or "")
+        asked[q["id"]] = standalone_question([previous], q["question"]) if previous else q["question"]
+    return asked
 
 
 def evaluate_questions(service: QAService, questions: list[dict], principal: Principal | None = None) -> dict[str, object]:
@@ -181,13 +191,10 @@ def evaluate_questions(service: QAService, questions: list[dict], principal: Pri
     expected one) for the shown, the model's and the quoted answer, abstention both ways, and support-flag
     accuracy (the model's answer is marked supported exactly when it holds the expected answer).
     A question with `follows` is asked as the page would ask it after the one it follows."""
-    standalone: dict[str, str] = {}
+    asked = standalone_questions(questions)
     rows = []
     for q in questions:
-        history = [standalone[q["follows"]]] if q.get("follows") in standalone else []
-        text = standalone_question(history, q["question"]) if history else q["question"]
-        standalone[q["id"]] = text
-        answer = service.ask(text, principal=principal)
+        answer = service.ask(asked[q["id"]], principal=principal)
         row: dict[str, object] = {"id": q["id"], "answerable": q.get("answer") is not None,
                                   "abstained": answer.abstained, "mode": answer.mode,
                                   "declined": answer.abstained or answer.hedged}

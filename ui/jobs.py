@@ -27,6 +27,16 @@ class JobBusyError(RuntimeError):
     """Another indexing job is running."""
 
 
+def _require_roots(roots: list[Path], what: str) -> None:
+    if not roots:
+        raise PathNotAllowedError(f"no folders may be {what} from the page: set RAG_UI_ALLOWED_ROOTS "
+                                  "(e.g. '[\"/srv/documents\"]') and restart")
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or path.is_relative_to(root)
+
+
 def allowed_path(text: str, roots: list[Path]) -> Path:
     """The absolute, resolved path for `text` if it lies under one of `roots`; else PathNotAllowedError.
 
@@ -34,9 +44,7 @@ def allowed_path(text: str, roots: list[Path]) -> Path:
     most likely probing, and a clear refusal beats a surprising success.
     """
     text = text.strip()
-    if not roots:
-        raise PathNotAllowedError("no folders may be indexed from the page: set RAG_UI_ALLOWED_ROOTS "
-                                  "(e.g. '[\"/srv/documents\"]') and restart")
+    _require_roots(roots, "indexed")
     if not text:
         raise PathNotAllowedError("enter a folder path")
     if ".." in Path(text).parts:
@@ -45,7 +53,7 @@ def allowed_path(text: str, roots: list[Path]) -> Path:
     if not path.is_absolute():
         path = roots[0] / path  # relative to the first allowed root
     resolved = path.resolve()  # symbolic links resolved: a link may not lead out of the roots
-    if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+    if not any(_inside(resolved, root) for root in roots):
         raise PathNotAllowedError(f"{text} is outside the allowed folders ({', '.join(map(str, roots))})")
     if not resolved.exists():
         raise PathNotAllowedError(f"{resolved} does not exist")
@@ -58,13 +66,10 @@ def removable_path(text: str, roots: list[Path]) -> str:
     text = text.strip()
     if not text or ".." in Path(text).parts or not os.path.isabs(text):
         raise PathNotAllowedError("enter the absolute path of an indexed document or folder (no '..')")
-    if not roots:
-        raise PathNotAllowedError("no folders may be changed from the page: set RAG_UI_ALLOWED_ROOTS "
-                                  "(e.g. '[\"/srv/documents\"]') and restart")
+    _require_roots(roots, "changed")
     path = os.path.normpath(text)
     resolved = Path(os.path.realpath(path))  # a link may not lead out of the roots
-    if not any(Path(path).is_relative_to(root) and (resolved == root or resolved.is_relative_to(root))
-               for root in roots):
+    if not any(_inside(Path(path), root) and _inside(resolved, root) for root in roots):
         raise PathNotAllowedError(f"{text} is outside the folders the page may change "
                                   f"({', '.join(map(str, roots))}; RAG_UI_ALLOWED_ROOTS)")
     return path

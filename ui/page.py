@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import streamlit as st
 
@@ -413,9 +414,7 @@ def pages_for(user: User) -> list[PageSpec]:
 def request_host() -> str | None:
     """The host name the browser used to reach the page (None where there is no HTTP request: tests)."""
     host = st.context.headers.get("Host") if st.context.headers else None
-    if not host:
-        return None
-    return host.rsplit(":", 1)[0].strip("[]") if not host.endswith("]") else host.strip("[]")
+    return urlsplit(f"//{host}").hostname if host else None  # "[::1]:8501" -> "::1", "localhost:8501" -> "localhost"
 
 
 def refuse_unsafe_single_user(settings: Settings) -> None:
