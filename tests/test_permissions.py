@@ -88,9 +88,22 @@ def test_answers_and_sources_respect_permissions(searcher: Searcher, model_cache
     for probe in ["What is the salary band for senior engineers?", f"What does {HR_MARK} say?",
                   "Was the merger with Globex approved?"]:
         answer = service.ask(probe, principal=SALES)
-        shown = answer.answer + " ".join(s.text for s in answer.sources) + " ".join(s.evidence for s in answer.support)
+        shown = " ".join([answer.answer, answer.quote, answer.generated, *(s.text for s in answer.sources),
+                          *(s.evidence for s in answer.support), *(s.evidence for s in answer.generated_support)])
         assert HR_MARK not in shown and BOARD_MARK not in shown and "7 percent" not in shown, answer
     assert HR_MARK in " ".join(s.text for s in service.ask("salary band for senior engineers", principal=HR).sources)
+
+
+def test_rag_check_only_reads_what_the_asker_may_read(searcher: Searcher) -> None:
+    """A salesperson probing with `rag check --as-group sales` learns nothing from HR's documents: the
+    statement is checked against sales-readable passages only, and no HR text comes back as evidence."""
+    service = QAService(searcher, None, searcher.settings)  # type: ignore[arg-type]  # checking runs no model
+    [probe] = service.check_statements([f"The salary band for senior engineers rises by 7 percent ({HR_MARK})."], SALES)
+    assert not any(s.supported for s in probe.sentences)
+    assert all("hr" not in Path(src.path).parts for src in probe.sources)
+    assert HR_MARK not in " ".join([*(s.evidence for s in probe.sentences), *(src.text for src in probe.sources)])
+    [allowed] = service.check_statements(["The salary band for senior engineers rises by 7 percent."], HR)
+    assert allowed.sentences[0].supported
 
 
 def test_a_few_readable_documents_are_found_among_many_unreadable(embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
