@@ -17,9 +17,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -35,6 +36,9 @@ from tests.conftest import REPO, SAMPLES, free_port, wait_for_page
 from ui.appdb import AppDB
 from ui.auth import LoginThrottle, ThrottledError, add_user, load_users, oidc_user
 from ui.jobs import JobManager, PathNotAllowedError
+
+if TYPE_CHECKING:
+    from ui.llm_server import BoundedServer
 
 SECRET = "SALARYSECRET7Q"
 APP = str(REPO / "ui" / "app.py")
@@ -431,17 +435,24 @@ class _EchoGenerator:
 
 
 @contextmanager
-def llm_server(token: str = "", max_connections: int = 32) -> Iterator[int]:
+def llm_server(token: str = "", max_connections: int = 32) -> Iterator[BoundedServer]:
     from ui.llm_server import make_server
 
     server = make_server(_EchoGenerator(), "127.0.0.1", 0, token, max_connections)  # type: ignore[arg-type]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield server.server_address[1]
+        yield server
     finally:
         server.shutdown()
         server.server_close()
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
 
 
 def raw_request(port: int, head: str, body: bytes = b"", timeout: float = 10) -> int:
@@ -457,7 +468,8 @@ def post(port: int, body: dict | str, headers: str = "") -> int:
 
 
 def test_serve_llm_refuses_bad_requests() -> None:
-    with llm_server() as port:
+    with llm_server() as server:
+        port = server.server_address[1]
         assert raw_request(port, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n") == 400
         assert raw_request(port, "POST /v1/completions HTTP/1.1\r\nHost: x\r\n\r\n") == 411
         assert post(port, {"prompt": "hi", "max_tokens": -5}) == 400
@@ -467,12 +479,14 @@ def test_serve_llm_refuses_bad_requests() -> None:
 
 
 def test_serve_llm_bounds_connections_and_requires_its_token() -> None:
-    with llm_server(token="s3cret", max_connections=2) as port:
+    with llm_server(token="s3cret", max_connections=2) as server:
+        port = server.server_address[1]
         assert post(port, {"prompt": "hi"}) == 401
         assert post(port, {"prompt": "hi"}, "Authorization: Bearer wrong\r\n") == 401
         assert post(port, {"prompt": "hi"}, "Authorization: Bearer s3cret\r\n") == 200
+        wait_for(lambda: server.active_connections == 0)  # the finished clients' slots are back
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]  # clients that never send
-        time.sleep(0.3)
+        wait_for(lambda: server.active_connections == 2)
         try:
             assert raw_request(port, "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n") == 503
         finally:
@@ -490,7 +504,8 @@ def test_the_http_generator_checks_the_address_it_actually_reached(monkeypatch: 
     from rag.generation import GenerationParams
 
     received: list[str] = []
-    with llm_server() as port:
+    with llm_server() as server:
+        port = server.server_address[1]
         settings = make_settings(generator_backend="http", generator_url=f"http://127.0.0.1:{port}/v1")
         generator = http_generation.HttpGenerator(settings)  # the start-up check passes: loopback
         real = http_generation._private

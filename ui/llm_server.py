@@ -144,6 +144,15 @@ class BoundedServer(ThreadingHTTPServer):
                  max_connections: int = 32) -> None:
         super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._max_connections = max_connections
+        self._active = 0
+        self._count_lock = threading.Lock()
+
+    @property
+    def active_connections(self) -> int:
+        """Connections being served now (for health output and for tests that must not race the release)."""
+        with self._count_lock:
+            return self._active
 
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         if not self._slots.acquire(blocking=False):
@@ -153,12 +162,16 @@ class BoundedServer(ThreadingHTTPServer):
                 pass
             self.shutdown_request(request)
             return
+        with self._count_lock:
+            self._active += 1
         super().process_request(request, client_address)
 
     def process_request_thread(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         try:
             super().process_request_thread(request, client_address)
         finally:
+            with self._count_lock:
+                self._active -= 1
             self._slots.release()
 
 
