@@ -50,6 +50,35 @@ class RagIndexError(RuntimeError):
 class IndexNotFoundError(RagIndexError):
     """No published index in the folder."""
 
+    def __init__(self, folder: Path) -> None:
+        super().__init__(f"no index in {folder}")
+        self.folder = folder
+
+
+def find_indexes(near: list[Path], depth: int = 2, budget: int = 500) -> list[Path]:
+    """Published indexes in and below the `near` folders (at most `depth` levels down, `budget` folders in
+    all, so a folder beside / or a huge share costs little), for a message that says where the index is when
+    the configured folder has none. Hidden folders are not searched."""
+    found: dict[Path, None] = {}
+    for root in near:
+        level = [root.resolve()]
+        for _ in range(depth + 1):
+            below = []
+            for folder in level:
+                budget -= 1
+                if budget < 0:
+                    break
+                if (folder / MANIFEST).is_file():
+                    found[folder.resolve()] = None
+                    continue
+                try:
+                    below += sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+                except OSError:
+                    pass
+            level = below
+    cwd = Path.cwd().resolve()
+    return [p.relative_to(cwd) if p.is_relative_to(cwd) else p for p in found]
+
 
 class ModelMismatchError(RagIndexError):
     """The index was built with another embedding model than the configured one."""
@@ -495,9 +524,7 @@ class IndexReader:
         """Load the published version if it changed since the last call (a stat, when it has not)."""
         stamp = self._manifest_stamp()
         if stamp is None:
-            raise IndexNotFoundError(
-                f"no index in {self.dir}: build one with `rag ingest FOLDER --index {self.dir}`"
-            )
+            raise IndexNotFoundError(self.dir)
         if stamp == self._stamp:
             return False
         with self._lock:

@@ -19,7 +19,7 @@ from rag.rerank import Reranker, make_reranker
 from rag.search import Searcher, SearchMode, build_searcher, keyword_terms
 from rag.settings import Settings
 from rag.support import check_facts, content_words, extract_facts, missing_identifier, stem, stems, subject_missing
-from rag.types import Hit, Principal
+from rag.types import Hit, Principal, page_unit
 
 NOT_FOUND = "I could not find this in the indexed documents."
 UNSURE_NOTE = "The documents may not answer this question; this is the closest passage."
@@ -46,6 +46,7 @@ class Source:
     text: str
     cited: bool = False
     chunk_ids: tuple[int, ...] = ()  # every chunk in the passage (neighbours merged into one)
+    unit: str = "page"  # what `page` counts in this format: page, slide or sheet
 
 
 @dataclass
@@ -375,7 +376,7 @@ class QAService:
     @staticmethod
     def _source(number: int, hit: Hit) -> Source:
         return Source(number, hit.chunk_id, hit.path, hit.title, hit.page, hit.score, hit.text,
-                      chunk_ids=(hit.chunk_id, *hit.merged_ids))
+                      chunk_ids=(hit.chunk_id, *hit.merged_ids), unit=page_unit(hit.path))
 
 
 def check_support(answer: str, sources: Sequence[Source], embedder: Embedder,

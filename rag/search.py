@@ -98,11 +98,12 @@ class Searcher:
         self._readable: OrderedDict[tuple, _Readable] = OrderedDict()
         self._readable_lock = threading.Lock()
 
-    def warm_up(self) -> None:
-        """Load the index and the embedding model now, so the first query is not the slow one."""
+    def warm_up(self, mode: SearchMode | None = None) -> None:
+        """Load the index, and the embedding model when `mode` (default: the configured one) needs it, now,
+        so the first query is not the slow one. Keyword search never loads the model."""
         self.current()
         warm = getattr(self.embedder, "warm_up", None)
-        if warm is not None:
+        if warm is not None and (mode or self.settings.search_mode) != "keyword":
             warm()
 
     def current(self) -> IndexView:

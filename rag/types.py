@@ -6,6 +6,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
+# What a numbered part of a document is called, by format (the parsers number slides and sheets as pages).
+PAGE_UNITS = {".pptx": "slide", ".xlsx": "sheet"}
+
+
+def page_unit(path: str) -> str:
+    """"page", "slide" or "sheet": the word for a chunk's `page` number in this file's format."""
+    dot = path.rfind(".")
+    return PAGE_UNITS.get(path[dot:].lower(), "page") if dot >= 0 else "page"
+
+
 @dataclass(frozen=True)
 class ChunkInput:
     """A piece of a document ready to embed and store."""

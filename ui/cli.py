@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -13,19 +16,33 @@ import typer
 
 from rag.settings import Settings, load_settings
 from rag.text import printable
+from rag.types import page_unit
 
 if TYPE_CHECKING:
     from ingest.job import IngestSummary
+    from rag.types import Hit
     from rag.types import Principal
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Private question answering over your organization's documents.")
 
-ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="TOML settings file.", envvar="RAG_CONFIG")]
-IndexOption = Annotated[Optional[Path], typer.Option("--index", help="Index folder [env RAG_INDEX_DIR; default ./data/index].")]
+ConfigOption = Annotated[Optional[Path], typer.Option("--config", metavar="FILE", help="TOML settings file.",
+                                                      envvar="RAG_CONFIG")]
+IndexOption = Annotated[Optional[Path], typer.Option("--index", metavar="DIR", help="Index folder (default: $RAG_INDEX_DIR, else data/index).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 GroupsOption = Annotated[Optional[list[str]], typer.Option(
-    "--as-group", help="Answer as a user in this group (repeat for several); default: as an admin, who reads all.")]
+    "--as-group", metavar="GROUP", help="Answer as a user in this group (repeat for several); default: as an admin, who reads all.")]
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+class Mode(str, Enum):
+    dense = "dense"
+    keyword = "keyword"
+    hybrid = "hybrid"
 
 
 def _principal(groups: list[str] | None) -> "Principal | None":
@@ -35,16 +52,34 @@ def _principal(groups: list[str] | None) -> "Principal | None":
     return Principal.member_of(groups) if groups else None
 
 
-def _setup(config: Path | None, **overrides: object) -> Settings:
+def _setup(ctx: typer.Context, config: Path | None, level: int = logging.WARNING, **overrides: object) -> Settings:
+    """The settings, built once for the command; log lines at `level` and above (INFO with -v)."""
     from ui.logs import configure_logging
 
-    configure_logging()
+    if isinstance(ctx.obj, CliOptions) and ctx.obj.verbose:
+        level = min(level, logging.INFO)
+    configure_logging(level=level)
     try:
         settings = load_settings(config, **overrides)
     except ValueError as exc:
         _fail(f"invalid configuration: {exc}")
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, level)
     return settings
+
+
+@dataclass(frozen=True)
+class CliOptions:
+    """The options every command shares (given before or after the command's name)."""
+
+    verbose: bool = False
+
+
+@app.callback()
+def _options(ctx: typer.Context,
+             verbose: Annotated[bool, typer.Option("-v", "--verbose",
+                                                   help="Show progress log lines (INFO), not only warnings.")] = False
+             ) -> None:
+    ctx.obj = CliOptions(verbose=verbose)  # inherited by the command's own context
 
 
 def _fail(message: str, code: int = 2) -> "typer.Exit":
@@ -55,11 +90,15 @@ def _fail(message: str, code: int = 2) -> "typer.Exit":
 @contextmanager
 def _guarded() -> Iterator[None]:
     """Turn expected errors into a one-line message and exit code 2 (no stack trace)."""
-    from rag.index import RagIndexError
+    from rag.index import IndexNotFoundError, RagIndexError
     from rag.settings import ConfigError
 
     try:
         yield
+    except IndexNotFoundError as exc:
+        from ui.doctor import missing_index_advice
+
+        _fail(f"{exc}; {missing_index_advice(exc.folder)}")
     except (RagIndexError, ConfigError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
 
@@ -76,31 +115,34 @@ def _guard(fn):  # type: ignore[no-untyped-def]
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Folders to index.")],
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(metavar="FOLDER", hidden=True)],
     index: IndexOption = None,
     json_out: JsonOption = False,
-    every: Annotated[float, typer.Option("--every", min=0, help="Re-run every N seconds (0: once).")] = 0,
-    engine: Annotated[str, typer.Option("--engine", help="local, or ray (parse and embed on a Ray cluster: "
-                                        "RAY_ADDRESS, else a local Ray).")] = "local",
+    every: Annotated[float, typer.Option("--every", min=0, metavar="SECONDS",
+                                         help="Re-run every N seconds (0: once).")] = 0,
+    engine: Annotated[Engine, typer.Option("--engine", metavar="ENGINE", help="local, or ray (parse and embed on a Ray cluster: "
+                                        "RAY_ADDRESS, else a local Ray).")] = Engine.local,
     config: ConfigOption = None,
 ) -> None:
-    """Index document folders (incremental; safe to re-run and to interrupt)."""
+    """Index document folders (incremental; safe to re-run and to interrupt).
+
+    Indexes the documents in each FOLDER (and below) into the index folder; unchanged files are skipped."""
     import time
 
     from ingest.job import run_ingest
 
-    settings = _setup(config, index_dir=index)
-    if engine not in ("local", "ray"):
-        _fail(f"unknown engine {engine!r}: use local or ray")
+    # a scheduled run is a service: its log lines say what each run did
+    settings = _setup(ctx, config, logging.INFO if every else logging.WARNING, index_dir=index)
     if not every:
-        _print_summary(_guard(run_ingest)(settings, paths, engine=engine), json_out)
+        _print_summary(_guard(run_ingest)(settings, paths, engine=engine.value), json_out)
         return
     from rag.embedding import make_embedder
 
     embedder = make_embedder(settings)  # loaded once for every run
     while True:  # the scheduled job of a deployment: a failed run is reported, the next one still comes
         try:
-            _print_summary(_guard(run_ingest)(settings, paths, embedder=embedder, engine=engine), json_out)
+            _print_summary(_guard(run_ingest)(settings, paths, embedder=embedder, engine=engine.value), json_out)
         except typer.Exit:
             pass  # the one-line reason is printed; a busy index or a missing folder may be fine next time
         time.sleep(every)
@@ -133,30 +175,39 @@ def _inputs(text: str | None, file: Path | None, what: str) -> list[str]:
     return [line.strip() for line in lines if line.strip()]
 
 
-def _hit_dict(hit: object) -> dict[str, object]:
-    return {"chunk_id": hit.chunk_id, "path": hit.path, "page": hit.page,  # type: ignore[attr-defined]
-            "score": round(hit.score, 6), "title": hit.title, "text": hit.text}  # type: ignore[attr-defined]
+def _hit_dict(hit: "Hit") -> dict[str, object]:
+    return {"chunk_id": hit.chunk_id, "path": hit.path, "page": hit.page, "unit": page_unit(hit.path),
+            "score": round(hit.score, 6), "title": hit.title, "text": hit.text}
 
+
+def _where(path: str, page: int | None) -> str:
+    """`path, slide 4`: the unit the format has (page, slide, sheet)."""
+    return printable(path + (f", {page_unit(path)} {page}" if page is not None else ""))
 
 
 @app.command()
 def search(
-    query: Annotated[Optional[str], typer.Argument(help="What to search for.")] = None,
-    queries: Annotated[Optional[Path], typer.Option("--queries", help="File with one query per line.")] = None,
-    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Chunks to return.")] = 5,
-    mode: Annotated[Optional[str], typer.Option("--mode", help="dense, keyword or hybrid [default: hybrid].")] = None,
+    ctx: typer.Context,
+    query: Annotated[Optional[str], typer.Argument(metavar="QUERY", hidden=True)] = None,
+    queries: Annotated[Optional[Path], typer.Option("--queries", metavar="FILE",
+                                                    help="File with one query per line.")] = None,
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, metavar="N", help="Chunks to return.")] = 5,
+    mode: Annotated[Optional[Mode], typer.Option("--mode", metavar="MODE", help="dense, keyword or hybrid (default: "
+                                                "$RAG_SEARCH_MODE, else hybrid); keyword loads no model.")] = None,
     index: IndexOption = None,
     json_out: JsonOption = False,
     as_group: GroupsOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Find the chunks that best match a query (or each line of --queries)."""
+    """Find the chunks that best match a query (or each line of --queries).
+
+    Prints the best chunks for QUERY, best first, with their file and page (slide, sheet)."""
     from rag.search import build_searcher
 
     texts = _inputs(query, queries, "query")
-    settings = _setup(config, index_dir=index, search_mode=mode)
+    settings = _setup(ctx, config, index_dir=index, search_mode=mode.value if mode else None)
     searcher = build_searcher(settings)
-    _guard(searcher.warm_up)()
+    _guard(searcher.warm_up)(settings.search_mode)
     results = []
     for start in range(0, len(texts), 64):
         results.extend(_guard(searcher.search_batch)(texts[start:start + 64], k, None, _principal(as_group)))
@@ -167,17 +218,16 @@ def search(
             continue
         typer.echo(f"# {result.query}  ({result.timings_ms.get('total', 0):.1f} ms)")
         for rank, hit in enumerate(result.hits, start=1):
-            where = f"{hit.path}" + (f" p.{hit.page}" if hit.page is not None else "")
             snippet = " ".join(hit.text.split())[:200]
-            typer.echo(f"{rank}. [{hit.score:.3f}] {printable(where)}\n   {printable(snippet)}")
+            typer.echo(f"{rank}. [{hit.score:.3f}] {_where(hit.path, hit.page)}\n   {printable(snippet)}")
 
 
 @app.command()
-def status(index: IndexOption = None, json_out: JsonOption = False, config: ConfigOption = None) -> None:
+def status(ctx: typer.Context, index: IndexOption = None, json_out: JsonOption = False, config: ConfigOption = None) -> None:
     """Show what the index holds and which model built it."""
     from rag.index import IndexReader
 
-    settings = _setup(config, index_dir=index)
+    settings = _setup(ctx, config, index_dir=index)
     reader = IndexReader(settings)
     _guard(reader.refresh)()
     assert reader.view is not None
@@ -201,19 +251,23 @@ def _answer_dict(answer: object) -> dict[str, object]:
 
 @app.command()
 def ask(
-    question: Annotated[Optional[str], typer.Argument(help="The question.")] = None,
-    queries: Annotated[Optional[Path], typer.Option("--queries", help="File with one question per line.")] = None,
+    ctx: typer.Context,
+    question: Annotated[Optional[str], typer.Argument(metavar="QUESTION", hidden=True)] = None,
+    queries: Annotated[Optional[Path], typer.Option("--queries", metavar="FILE",
+                                                    help="File with one question per line.")] = None,
     index: IndexOption = None,
     json_out: JsonOption = False,
     as_group: GroupsOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Answer a question from the indexed documents with the local model, citing its sources."""
+    """Answer a question from the indexed documents with the local model, citing its sources.
+
+    Answers QUESTION; sentences no passage supports are listed with the reason."""
     from rag.generation import GeneratorBusyError
     from rag.qa import Answer, build_service
 
     questions = _inputs(question, queries, "question")
-    settings = _setup(config, index_dir=index)
+    settings = _setup(ctx, config, index_dir=index)
     with _guarded():
         service = build_service(settings)
         service.warm_up()
@@ -241,8 +295,7 @@ def ask(
         if answer.note:
             typer.echo(f"  note: {answer.note}")
         for source in answer.sources:
-            where = source.path + (f" p.{source.page}" if source.page is not None else "")
-            typer.echo(f"  [{source.number}]{'*' if source.cited else ' '} {printable(where)}")
+            typer.echo(f"  [{source.number}]{'*' if source.cited else ' '} {_where(source.path, source.page)}")
         for s in answer.support:
             if not s.supported:
                 typer.echo(printable(f"  not supported by the passages: \"{s.sentence}\" ({s.reason})"))
@@ -250,19 +303,23 @@ def ask(
 
 @app.command()
 def check(
-    statement: Annotated[Optional[str], typer.Argument(help="The statement to check.")] = None,
-    statements: Annotated[Optional[Path], typer.Option("--statements", help="File with one statement per line.")] = None,
+    ctx: typer.Context,
+    statement: Annotated[Optional[str], typer.Argument(metavar="STATEMENT", hidden=True)] = None,
+    statements: Annotated[Optional[Path], typer.Option("--statements", metavar="FILE",
+                                                       help="File with one statement per line.")] = None,
     index: IndexOption = None,
     json_out: JsonOption = False,
     as_group: GroupsOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Check a statement against the indexed documents, sentence by sentence (no model is run)."""
+    """Check a statement against the indexed documents, sentence by sentence (no model is run).
+
+    Says for each sentence of STATEMENT whether a passage supports it, and which."""
     from rag.qa import QAService
     from rag.search import build_searcher
 
     texts = _inputs(statement, statements, "statement")
-    settings = _setup(config, index_dir=index)
+    settings = _setup(ctx, config, index_dir=index)
     with _guarded():
         searcher = build_searcher(settings)
         searcher.warm_up()
@@ -273,7 +330,8 @@ def check(
         for s in result.sentences:
             src = result.source_of(s)
             sentences.append({"sentence": s.sentence, "supported": s.supported, "evidence": s.evidence,
-                              "source": {"path": src.path, "title": src.title, "page": src.page} if src else None,
+                              "source": {"path": src.path, "title": src.title, "page": src.page,
+                                         "unit": page_unit(src.path)} if src else None,
                               "reason": s.reason})
         if json_out:
             typer.echo(json.dumps({"statement": result.statement, "sentences": sentences}, ensure_ascii=False))
@@ -282,41 +340,48 @@ def check(
             mark = "supported" if s["supported"] else "NOT supported"
             typer.echo(printable(f"{mark}: {s['sentence']}"))
             if s["supported"] and s["source"]:
-                typer.echo(printable(f"  evidence: \"{s['evidence']}\" ({s['source']['path']})"))
+                source = s["source"]
+                typer.echo(printable(f"  evidence: \"{s['evidence']}\"") + f" ({_where(source['path'], source['page'])})")
             elif s["reason"]:
                 typer.echo(printable(f"  why: {s['reason']}"))
 
 
 @app.command("serve-llm")
 def serve_llm(
-    host: Annotated[str, typer.Option("--host", help="Address to bind (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0 picks a free one).")] = 8001,
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", metavar="ADDRESS", help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, metavar="N", help="Port (0 picks a free one).")] = 8001,
     config: ConfigOption = None,
 ) -> None:
     """Serve the local generator on an OpenAI-compatible /v1/completions endpoint."""
     from rag.generation import TransformersGenerator
     from ui.llm_server import serve
 
-    settings = _setup(config)
+    settings = _setup(ctx, config, logging.INFO)  # a server: its access lines are the record
     generator = _guard(TransformersGenerator)(settings)
     _guard(serve)(generator, host, port, settings.llm_server_token)
 
 
 @app.command("eval")
 def eval_(
-    dataset: Annotated[Path, typer.Argument(help="Folder with corpus.jsonl and queries.jsonl, or a golden "
-                                            "questions file (samples/questions.jsonl).")],
+    ctx: typer.Context,
+    dataset: Annotated[Path, typer.Argument(metavar="DATASET", hidden=True)],
     index: IndexOption = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Use the first N questions.")] = None,
-    workdir: Annotated[Optional[Path], typer.Option("--workdir", help="Keep the index here (reused when present).")] = None,
-    answers: Annotated[int, typer.Option("--answers", min=0, help="Also answer the first N questions.")] = 0,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, metavar="N", help="Use the first N questions.")] = None,
+    workdir: Annotated[Optional[Path], typer.Option("--workdir", metavar="DIR",
+                                                    help="Keep the index here (reused when present).")] = None,
+    answers: Annotated[int, typer.Option("--answers", min=0, metavar="N",
+                                         help="Also answer the first N questions.")] = 0,
     json_out: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Measure retrieval (and answers) on a QA dataset, indexed into a temporary index."""
+    """Measure retrieval (and answers) on a QA dataset, indexed into a temporary index.
+
+    DATASET is a folder with corpus.jsonl and queries.jsonl, or a golden questions file
+    (samples/questions.jsonl)."""
     from ui.evaluate import run_eval, run_questions
 
-    settings = _setup(config, index_dir=index)
+    settings = _setup(ctx, config, index_dir=index)
     if dataset.is_file():
         golden = _guard(run_questions)(settings, dataset, index)
         if json_out:
@@ -370,10 +435,11 @@ def allowed_hosts(settings: Settings, host: str, multi_user: bool) -> list[str]:
 
 @app.command()
 def ui(
+    ctx: typer.Context,
     index: IndexOption = None,
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve the page on.")] = 8501,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, metavar="N", help="Port to serve the page on.")] = 8501,
     host: Annotated[Optional[str], typer.Option(
-        "--host", help="Address to bind; 127.0.0.1 unless users or single sign-on are configured.")] = None,
+        "--host", metavar="ADDRESS", help="Address to bind; 127.0.0.1 unless users or single sign-on are configured.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Start the web page (Streamlit): staff ask, admins index."""
@@ -381,7 +447,7 @@ def ui(
 
     from ui.auth import is_loopback
 
-    settings = _setup(config, index_dir=index)
+    settings = _setup(ctx, config, logging.INFO, index_dir=index)
     if settings.ui_users_file:
         from ui.auth import load_users
 
@@ -407,13 +473,13 @@ def ui(
 
 
 @app.command()
-def doctor(index: IndexOption = None, json_out: JsonOption = False, config: ConfigOption = None) -> None:
+def doctor(ctx: typer.Context, index: IndexOption = None, json_out: JsonOption = False, config: ConfigOption = None) -> None:
     """Check the installation (models, GPU, index, users, config) and say what to fix; exit 1 on a failure."""
     from dataclasses import asdict
 
     from ui.doctor import run_checks
 
-    checks = run_checks(_setup(config, index_dir=index))
+    checks = run_checks(_setup(ctx, config, index_dir=index))
     if json_out:
         typer.echo(json.dumps([asdict(c) for c in checks]))
     else:
@@ -428,18 +494,22 @@ app.add_typer(user_app, name="user")
 
 @user_app.command("add")
 def user_add(
-    username: Annotated[str, typer.Argument(help="Login name.")],
-    users_file: Annotated[Optional[Path], typer.Option("--users-file", help="Users file [env RAG_UI_USERS_FILE].")] = None,
-    name: Annotated[str, typer.Option("--name", help="Display name.")] = "",
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(metavar="USERNAME", hidden=True)],
+    users_file: Annotated[Optional[Path], typer.Option("--users-file", metavar="FILE",
+                                                       help="Users file (default: $RAG_UI_USERS_FILE).")] = None,
+    name: Annotated[str, typer.Option("--name", metavar="TEXT", help="Display name.")] = "",
     admin: Annotated[bool, typer.Option("--admin", help="Give the admin role.")] = False,
-    group: Annotated[Optional[list[str]], typer.Option("--group", help="A group (repeat for several).")] = None,
+    group: Annotated[Optional[list[str]], typer.Option("--group", metavar="GROUP", help="A group (repeat for several).")] = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Add or replace a user; only a bcrypt hash of the password is stored."""
+    """Add or replace a user; only a bcrypt hash of the password is stored.
+
+    USERNAME is the login name; the password is asked for (or read with --password-stdin)."""
     from ui.auth import add_user
 
-    settings = _setup(config)
+    settings = _setup(ctx, config)
     path = users_file or settings.ui_users_file
     if path is None:
         _fail("give --users-file or set RAG_UI_USERS_FILE")
@@ -458,7 +528,30 @@ def main() -> None:
     import os
 
     os.umask(0o077)  # everything this process writes (index, app database, users file) is private
-    app()
+    args = sys.argv[1:]
+    if "--" in args:
+        head, tail = args[:args.index("--")], args[args.index("--"):]
+    else:
+        head, tail = args, []
+    # -v works anywhere on the line (`rag search x -v`), not only before the command
+    flags = [a for a in head if a in ("-v", "--verbose")]
+    args = flags[:1] + [a for a in head if a not in ("-v", "--verbose")] + tail
+    try:
+        code = app(args, prog_name="rag", standalone_mode=False)
+    except typer.BadParameter as exc:
+        # one line naming the option and what it accepts: no usage dump, no library wording
+        message = exc.format_message().replace("Value error, ", "").rstrip(".")
+        command = exc.ctx.command_path if exc.ctx else "rag"
+        typer.echo(f"error: {message} (see `{command} --help`)", err=True)
+        code = 2
+    except typer.TyperException as exc:  # unknown option, missing argument, ...
+        command = getattr(getattr(exc, "ctx", None), "command_path", "rag")
+        typer.echo(f"error: {exc.format_message()} (see `{command} --help`)", err=True)
+        code = 2
+    except typer.Abort:
+        typer.echo("", err=True)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

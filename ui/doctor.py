@@ -84,6 +84,19 @@ def check_gpu(settings: Settings) -> list[Check]:
     return [Check("gpu", "ok", "no GPU: embedding, search and generation run on the CPU")]
 
 
+def missing_index_advice(folder: Path) -> str:
+    """What to do when `folder` holds no index: it holds documents (a common mix-up), or indexes are nearby."""
+    from rag.index import find_indexes
+
+    if folder.is_dir() and any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir()):
+        return (f"{folder} holds documents, not an index: index them with `rag ingest {folder} --index "
+                f"data/index` and pass --index data/index (an index is a folder of its own)")
+    found = [str(p) for p in find_indexes([Path.cwd(), folder.parent])]
+    if found:
+        return f"indexes found here: {', '.join(found)} (pass one with --index, or set RAG_INDEX_DIR)"
+    return f"build one with `rag ingest FOLDER --index {folder}`"
+
+
 def check_index(settings: Settings) -> list[Check]:
     from rag.embedding import model_fingerprint, resolve_embedding_folder
     from rag.index import IndexNotFoundError, IndexReader
@@ -92,7 +105,7 @@ def check_index(settings: Settings) -> list[Check]:
     try:
         reader.refresh()
     except IndexNotFoundError as exc:
-        return [Check("index", "warn", str(exc))]
+        return [Check("index", "warn", f"{exc}: {missing_index_advice(exc.folder)}")]
     except Exception as exc:  # a broken manifest or FAISS file: reported, not raised
         return [Check("index", "fail", f"{settings.index_dir} cannot be read ({exc}): re-run `rag ingest`, or "
                                        f"move the folder away and index again")]
