@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_INDEX := data/demo-index
+PORT ?= 8501
 
 .PHONY: demo test test-all bench venv clean
 
@@ -18,10 +19,11 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 # Indexes the samples, then serves the page on http://localhost:8501 (single-user, 127.0.0.1) until Ctrl-C.
+# The page may index samples/ unless RAG_UI_ALLOWED_ROOTS is set (a JSON list of folders): yours is kept.
 demo: $(STAMP)
 	$(BIN)/rag ingest samples --index $(DEMO_INDEX)
 	$(BIN)/rag ask "When is lunch served in the cafeteria?" --index $(DEMO_INDEX)
-	RAG_UI_ALLOWED_ROOTS='["$(CURDIR)/samples"]' $(BIN)/rag ui --index $(DEMO_INDEX) --port 8501
+	RAG_UI_ALLOWED_ROOTS="$${RAG_UI_ALLOWED_ROOTS:-[\"$(CURDIR)/samples\"]}" $(BIN)/rag ui --index $(DEMO_INDEX) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

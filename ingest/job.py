@@ -58,7 +58,18 @@ class IngestSummary:
         return data
 
 
-ProgressCallback = Callable[[int, int, int], None]  # (files done, files in total, chunks added)
+@dataclass(frozen=True)
+class IngestProgress:
+    """Where a run is, for a display: scanning (files found so far), indexing (done of total), publishing."""
+
+    phase: Literal["scanning", "indexing", "publishing"]
+    files_seen: int
+    files_done: int = 0
+    chunks: int = 0
+
+
+ProgressCallback = Callable[[IngestProgress], None]
+SCAN_REPORT_EVERY = 200  # files found between two "scanning" reports
 
 
 class _Progress:
@@ -73,14 +84,12 @@ class _Progress:
         self.chunks = 0
         self.started = self.last_log = time.monotonic()
         self.callback = callback
-        if callback is not None:
-            callback(0, total, 0)
+        self._report()
 
     def update(self, files: int = 0, chunks: int = 0) -> None:
         self.done += files
         self.chunks += chunks
-        if self.callback is not None:
-            self.callback(self.done, self.total, self.chunks)
+        self._report()
         self.bar.set_postfix(chunks=self.chunks, refresh=False)
         self.bar.update(files)
         now = time.monotonic()
@@ -90,6 +99,10 @@ class _Progress:
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")
             log.info("ingest: %d/%d files, %d chunks, %.1f files/s, eta %.0f s",
                      self.done, self.total, self.chunks, rate, eta)
+
+    def _report(self) -> None:
+        if self.callback is not None:
+            self.callback(IngestProgress("indexing", self.total, self.done, self.chunks))
 
     def close(self) -> None:
         self.bar.close()
@@ -119,8 +132,9 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
                after_scan: Callable[[], None] | None = None) -> IngestSummary:
     """Bring the index in `settings.index_dir` up to date with the files under `paths`.
 
-    `progress`: a terminal progress bar (None: when stderr is a terminal); `on_progress`: called with
-    (files done, files in total, chunks added) as files are committed, e.g. by the web page's job.
+    `progress`: a terminal progress bar (None: when stderr is a terminal); `on_progress`: called with an
+    `IngestProgress` while the folders are scanned, as files are committed and before publishing, e.g. by
+    the web page's job.
     `engine`: "local" parses in sandboxed processes here and embeds in this process; "ray" parses and
     embeds on a Ray cluster (ingest/ray_engine.py) while this process decides what changed, commits and
     publishes, exactly as the local engine does. `after_scan`: called once the folders are scanned and
@@ -145,6 +159,8 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
         seen_keys: set[bytes] = set()
         stale: list[int] = []  # live documents whose file is gone or now refused
         for item in walk(roots):
+            if on_progress is not None and summary.files_seen % SCAN_REPORT_EVERY == 0:
+                on_progress(IngestProgress("scanning", summary.files_seen))
             if isinstance(item, Skipped):
                 if item.is_failure:
                     summary.files_failed.append(FailedFile(display_path(item.path), item.reason))
@@ -239,6 +255,8 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
         summary.files_failed.extend(FailedFile(display_path(path), error) for path, error in acl.problems())
         if dim is None and writer.published is None:
             dim = embedder.dim  # a first run that added nothing still publishes an empty index
+        if on_progress is not None:
+            on_progress(IngestProgress("publishing", summary.files_seen, summary.files_seen, summary.chunks_added))
         report = writer.publish(dim)
         summary.vectors_total = report.vectors_total
         summary.version = report.version

@@ -569,7 +569,7 @@ def test_a_removed_document_stays_removed_until_restored(make_settings, embedder
     jobs = JobManager(settings, embedder, AppDB(tmp_path / "app.sqlite"))
     for outside in ("/etc/passwd", str(tmp_path / "elsewhere"), str(docs / ".." / "x")):
         with pytest.raises(PathNotAllowedError):
-            jobs.start_removal(outside, "ada")
+            jobs.start_removal([outside], "ada")
 
 
 # -- 16. groups given as a string ---------------------------------------------------------------------------

@@ -204,7 +204,7 @@ def test_admin_jobs_run_one_at_a_time_and_record_their_runs(make_settings, embed
     assert not job.error and job.summary and job.summary["files_indexed"] == 12
     assert job.files_done == job.files_total == 12
 
-    removal = jobs.start_removal(str(docs / "intranet"), "ada")
+    removal = jobs.start_removal([str(docs / "intranet")], "ada")
     while removal.running:
         time.sleep(0.1)
     assert removal.summary and removal.summary["documents_removed"] >= 1 and removal.summary["version"] == 2

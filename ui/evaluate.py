@@ -176,12 +176,17 @@ def model_text(answer: Answer) -> str:
 
 
 def standalone_questions(questions: list[dict]) -> dict[str, str]:
-    """Each golden question as the page would search it: one with `follows` rewritten with the question
-    it follows (itself rewritten first), the others as they are."""
+    """Each golden question as the page would search it: one with `follows` after the questions of its
+    conversation (the chain of `follows`, oldest first), the others as they are."""
+    by_id = {q["id"]: q for q in questions}
     asked: dict[str, str] = {}
     for q in questions:
-        previous = asked.get(q.get("follows") or "")
-        asked[q["id"]] = standalone_question([previous], q["question"]) if previous else q["question"]
+        history: list[str] = []
+        earlier = by_id.get(q.get("follows") or "")
+        while earlier is not None and len(history) < len(questions):
+            history.insert(0, earlier["question"])
+            earlier = by_id.get(earlier.get("follows") or "")
+        asked[q["id"]] = standalone_question(history, q["question"])
     return asked
 
 

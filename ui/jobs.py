@@ -10,9 +10,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.job import IngestSummary, remove_paths, restore_paths, run_ingest
+from ingest.job import IngestProgress, IngestSummary, remove_paths, restore_paths, run_ingest
 from rag.embedding import Embedder
-from rag.index import RagIndexError
+from ingest.walk import is_under
+from rag.index import IndexView, RagIndexError
 from rag.settings import ConfigError, Settings
 from ui.appdb import AppDB
 
@@ -54,7 +55,9 @@ def allowed_path(text: str, roots: list[Path]) -> Path:
         path = roots[0] / path  # relative to the first allowed root
     resolved = path.resolve()  # symbolic links resolved: a link may not lead out of the roots
     if not any(_inside(resolved, root) for root in roots):
-        raise PathNotAllowedError(f"{text} is outside the allowed folders ({', '.join(map(str, roots))})")
+        raise PathNotAllowedError(f"{text} is outside the folders the page may index "
+                                  f"({', '.join(map(str, roots))}): to allow it, add it to the setting "
+                                  f"RAG_UI_ALLOWED_ROOTS and restart the page")
     if not resolved.exists():
         raise PathNotAllowedError(f"{resolved} does not exist")
     return resolved
@@ -71,7 +74,8 @@ def removable_path(text: str, roots: list[Path]) -> str:
     resolved = Path(os.path.realpath(path))  # a link may not lead out of the roots
     if not any(_inside(Path(path), root) and _inside(resolved, root) for root in roots):
         raise PathNotAllowedError(f"{text} is outside the folders the page may change "
-                                  f"({', '.join(map(str, roots))}; RAG_UI_ALLOWED_ROOTS)")
+                                  f"({', '.join(map(str, roots))}): to allow it, add it to the setting "
+                                  f"RAG_UI_ALLOWED_ROOTS and restart the page")
     return path
 
 
@@ -84,8 +88,9 @@ class Job:
     kind: str
     paths: list[str]
     started: float = field(default_factory=time.time)
+    phase: str = "starting"  # then scanning, indexing, publishing (ingest); removing (removal)
     files_done: int = 0
-    files_total: int = 0
+    files_total: int = 0  # files found by the scan so far; final once the phase is indexing
     chunks: int = 0
     finished: float | None = None
     summary: dict | None = None
@@ -115,10 +120,18 @@ class JobManager:
         path = allowed_path(folder, self.settings.ui_allowed_roots)
         return self._start(username, "ingest", [str(path)])
 
-    def start_removal(self, path: str, username: str) -> Job:
-        """Take a document, or every document under a folder, out of the index in the background; the
-        removal sticks (later ingest runs leave it out) until `restore` undoes it."""
-        return self._start(username, "remove", [removable_path(path, self.settings.ui_allowed_roots)])
+    def start_removal(self, paths: list[str], username: str) -> Job:
+        """Take documents, or every document under folders, out of the index in the background (each path
+        checked against the allowed roots); the removal sticks (later ingest runs leave them out) until
+        `restore` undoes it."""
+        return self._start(username, "remove", [removable_path(p, self.settings.ui_allowed_roots) for p in paths])
+
+    def indexed_under(self, paths: list[str], view: IndexView) -> int:
+        """How many documents of `view` lie at or under `paths` (checked against the allowed roots): a
+        removal that would match nothing is a typo to report, not a job to run."""
+        checked = [Path(removable_path(p, self.settings.ui_allowed_roots)) for p in paths]
+        live = view.store.live_documents(view.manifest.version)
+        return sum(1 for key in live if is_under(os.fsdecode(key), checked))
 
     def restore(self, path: str) -> int:
         """Undo a removal (checked against the allowed roots like any removal); the next indexing run of
@@ -139,8 +152,9 @@ class JobManager:
         return job
 
     def _run(self, job: Job) -> None:
-        def progress(done: int, total: int, chunks: int) -> None:
-            job.files_done, job.files_total, job.chunks = done, total, chunks
+        def progress(report: IngestProgress) -> None:
+            job.phase, job.files_total, job.files_done, job.chunks = (report.phase, report.files_seen,
+                                                                      report.files_done, report.chunks)
 
         try:
             if job.kind == "ingest":
@@ -148,6 +162,7 @@ class JobManager:
                                                     embedder=self.embedder, progress=False, on_progress=progress)
                 job.summary = summary.to_dict()
             else:
+                job.phase = "removing"
                 removed = remove_paths(self.settings, job.paths, self.embedder.model_id, job.username)
                 job.summary = {"documents_removed": removed.documents_removed,
                                "chunks_removed": removed.chunks_removed, "version": removed.version}

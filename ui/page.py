@@ -29,7 +29,7 @@ from rag.types import ADMIN, Principal
 from ui.appdb import AppDB
 from ui.auth import (LOCAL_ADMIN, LoginThrottle, StoredUser, ThrottledError, User, is_loopback, load_users,
                      oidc_user)
-from ui.jobs import JobBusyError, JobManager, PathNotAllowedError
+from ui.jobs import Job, JobBusyError, JobManager, PathNotAllowedError
 from ui.logs import configure_logging
 from ui.render import answer_markup, passage_markup, safe, source_label, text_html
 
@@ -105,8 +105,9 @@ def friendly_error(exc: BaseException, user: User) -> str:
     the generator's address, its error text) are for admins only."""
     detail = f" ({exc})" if user.is_admin else ""
     if isinstance(exc, IndexNotFoundError):
-        where = "the Index page" if user.is_admin else "an administrator"
-        return f"No documents have been indexed yet: ask {where} to index a folder."
+        if user.is_admin:
+            return "No documents have been indexed yet: choose \u201cIndex a folder\u201d in the menu and index one."
+        return "No documents have been indexed yet: ask an administrator to index your team's documents."
     if isinstance(exc, GeneratorBusyError):
         return "The model is busy answering other questions: try again in a moment."
     if isinstance(exc, TimeoutError):
@@ -192,7 +193,7 @@ def ask_page(state: AppState, user: User) -> None:
     question = st.chat_input("Ask a question about your documents", max_chars=s.max_question_chars)
     if not question or not question.strip():
         return
-    standalone = standalone_question([t.standalone for t in chat], question)
+    standalone = standalone_question([t.question for t in chat], question)
     turn = Turn(question.strip(), standalone)
     with st.chat_message("user"):
         st.markdown(safe(turn.question))
@@ -294,20 +295,35 @@ def index_page(state: AppState, user: User) -> None:
             state.jobs.start_ingest(folder, user.username)
         except (PathNotAllowedError, JobBusyError) as exc:
             st.error(str(exc))
-    job_panel(state)
-    runs_table(state)
+    job_panel(state, runs=True)
 
 
 @st.fragment(run_every=1.0)
-def job_panel(state: AppState) -> None:
-    """The current or last job, redrawn every second while the rest of the page stays put."""
+def job_panel(state: AppState, runs: bool = False) -> None:
+    """The current or last job, and with `runs` the table of last runs, redrawn every second while the rest
+    of the page stays put (so the table shows a run as done when it ends, without a reload)."""
     job = state.jobs.current
-    if job is None:
-        return
+    if job is not None:
+        job_status(job)
+        seen_running = f"job-{job.run_id}-running"
+        if job.running:
+            st.session_state[seen_running] = True
+        elif st.session_state.pop(seen_running, False):
+            st.rerun()  # it just ended: the rest of the page (documents, removals) shows the new version
+    if runs:
+        runs_table(state)
+
+
+def job_status(job: Job) -> None:
     what = f"{'Indexing' if job.kind == 'ingest' else 'Removing'} {', '.join(job.paths)}"
     if job.running:
-        total = job.files_total or "?"
-        st.progress(job.fraction, text=f"{what}: {job.files_done}/{total} files, {job.chunks} chunks")
+        if job.phase in ("starting", "scanning"):
+            st.progress(0.0, text=f"{what}: looking for files, {job.files_total} found so far")
+        elif job.phase == "indexing":
+            st.progress(job.fraction, text=f"{what}: {job.files_done} of {job.files_total} files, "
+                                           f"{job.chunks} chunks added")
+        else:
+            st.progress(1.0, text=f"{what}: {'publishing the new index version' if job.phase == 'publishing' else 'working'}")
         return
     if job.error:
         st.error(f"{what} failed: {job.error}")
@@ -320,8 +336,11 @@ def job_panel(state: AppState) -> None:
                    f"{len(failed)} failed; index version {summary.get('version')}.")
         if failed:
             st.dataframe(failed, hide_index=True, column_config={"path": "File", "error": "Why it failed"})
+    elif summary.get("documents_removed", 0) == 0:
+        st.warning(f"{what}: no indexed document was at or under this path, so nothing was removed. "
+                   f"Check the path against the list of documents.")
     else:
-        st.success(f"{what}: {summary.get('documents_removed', 0)} documents removed; "
+        st.success(f"{what}: {summary.get('documents_removed', 0)} document(s) removed; "
                    f"index version {summary.get('version')}.")
 
 
@@ -344,29 +363,34 @@ def documents_page(state: AppState, user: User) -> None:
     try:
         view = state.service.searcher.current()
     except IndexNotFoundError:
-        st.info("The index is empty: index a folder first.")
+        st.info("No documents are indexed yet: choose \u201cIndex a folder\u201d in the menu and index one.")
         return
     status = view.status()
-    a, b, c, d = st.columns(4)
+    a, b, c = st.columns(3)
     a.metric("Documents", status["documents"])
     b.metric("Chunks", status["chunks"])
     c.metric("Index version", status["version"])
-    d.metric("Last published", time.strftime("%Y-%m-%d %H:%M", time.localtime(float(status["published_at"]))))
-    st.caption(f"Embedding model {status['embedding_model']} · {status['index_type']} index on {status['device']}")
+    published = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(status["published_at"])))
+    st.caption(f"Last published {published} · embedding model {status['embedding_model']} · "
+               f"{status['index_type']} index on {status['device']}")
     contains = st.text_input("Find documents", placeholder="part of a path or title")
     docs = view.store.list_documents(view.manifest.version, contains)
-    st.dataframe([{**asdict(doc), "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(doc.modified))}
-                  for doc in docs], hide_index=True)
+    table = st.dataframe(
+        [{**asdict(doc), "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(doc.modified))} for doc in docs],
+        hide_index=True, on_select="rerun", selection_mode="multi-row", key="documents-table")
     if len(docs) == 200:
         st.caption("The first 200 matches; narrow the search to see others.")
+    chosen = [docs[i].path for i in table.selection.rows if i < len(docs)]  # type: ignore[union-attr]
+    if chosen:
+        if st.button(f"Remove {len(chosen)} selected document(s) from the index\u2026", key="remove-selected"):
+            confirm_removal(state, user, chosen)
+    else:
+        st.caption("Select documents in the table to remove them from the index.")
     with st.form("remove-form"):
-        target = st.text_input("Remove a document or folder from the index", placeholder="/srv/documents/old")
-        if st.form_submit_button("Remove"):
-            try:
-                state.jobs.start_removal(target, user.username)
-                st.success("Removal started: see the Index page for its progress.")
-            except (PathNotAllowedError, JobBusyError) as exc:
-                st.error(str(exc))
+        target = st.text_input("Or remove a folder (every indexed document under it)", placeholder="/srv/documents/old")
+        if st.form_submit_button("Remove\u2026") and target.strip():
+            confirm_removal(state, user, [target.strip()])
+    job_panel(state)
     exclusions = view.store.exclusions()
     if exclusions:
         st.subheader("Removed from the index")
@@ -387,6 +411,33 @@ def documents_page(state: AppState, user: User) -> None:
                          file_name="feedback.csv", mime="text/csv")
     right.download_button("Export the audit log as CSV", state.db.audit_csv(), file_name="audit.csv",
                           mime="text/csv")
+
+
+@st.dialog("Remove from the index?")
+def confirm_removal(state: AppState, user: User, paths: list[str]) -> None:
+    """Asks before removing; says at once when a path matches nothing (a typo), instead of starting a job."""
+    try:
+        matched = state.jobs.indexed_under(paths, state.service.searcher.current())
+    except (PathNotAllowedError, RagIndexError) as exc:
+        st.error(str(exc))
+        return
+    if matched == 0:
+        st.warning(f"No indexed document is at or under {safe(', '.join(paths))}: nothing to remove. "
+                   "Check the path against the list of documents.")
+        return
+    st.write(f"{matched} document(s) will be taken out of the index and left out of later indexing runs "
+             "until you undo it. The files themselves are not touched.")
+    for path in paths[:10]:
+        st.text(path)
+    if len(paths) > 10:
+        st.caption(f"and {len(paths) - 10} more")
+    if st.button("Remove", type="primary", key="confirm-removal"):
+        try:
+            state.jobs.start_removal(paths, user.username)
+        except (PathNotAllowedError, JobBusyError) as exc:
+            st.error(str(exc))
+            return
+        st.rerun()
 
 
 # -- page ----------------------------------------------------------------------------------------------
