@@ -73,7 +73,8 @@ def test_first_hour_in_a_fresh_clone(tmp_path: Path, model_cache: Path) -> None:
             folder.fill(str(mine))
             page.get_by_role("button", name="Index", exact=True).click()
             page.get_by_text("2 indexed").wait_for(timeout=180_000)
-            page.get_by_text("done", exact=True).first.wait_for(timeout=30_000)  # the runs table, no reload
+            # the runs table says done without a reload (its grid cells are an accessibility layer: attached, not visible)
+            page.locator("td[role=gridcell]", has_text="done").first.wait_for(state="attached", timeout=30_000)
             page.screenshot(path=str(SHOTS / "2-index.png"), full_page=True)
 
             page.get_by_role("link", name="Documents").click()
