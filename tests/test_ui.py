@@ -219,3 +219,49 @@ def test_streamlit_config_keeps_everything_in_house() -> None:
     assert config["browser"]["gatherUsageStats"] is False
     assert config["server"]["enableXsrfProtection"] is True and config["server"]["enableStaticServing"] is False
     assert os.path.isfile(REPO / "ui" / "icon.png")  # the favicon is served by the app, not fetched from Google
+
+
+def test_progress_reports_the_scan_then_each_file_then_publishing(make_settings, embedder, tmp_path: Path) -> None:
+    from ingest.job import IngestProgress
+
+    reports: list[IngestProgress] = []
+    run_ingest(make_settings(), [SAMPLES], embedder=embedder, progress=False, on_progress=reports.append)
+    phases = [r.phase for r in reports]
+    assert phases[0] == "scanning" and phases[-1] == "publishing" and "indexing" in phases
+    indexing = [r for r in reports if r.phase == "indexing"]
+    assert all(r.files_seen == 12 for r in indexing)  # the total is known as soon as indexing starts
+    assert [r.files_done for r in indexing] == sorted(r.files_done for r in indexing) and indexing[-1].files_done == 12
+
+
+def test_removal_is_checked_before_it_starts(make_settings, embedder, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLES / "intranet", docs)
+    settings = make_settings(ui_allowed_roots=[docs])
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    jobs = JobManager(settings, embedder, AppDB(tmp_path / "app.sqlite"))
+    from rag.index import IndexReader
+
+    reader = IndexReader(settings)
+    reader.refresh()
+    view = reader.view
+    assert view is not None
+    assert jobs.indexed_under([str(docs / "cafeteria.html")], view) == 1
+    assert jobs.indexed_under([str(docs)], view) == len(list(docs.iterdir()))
+    assert jobs.indexed_under([str(docs / "cafetria.html")], view) == 0  # a typo: reported, no job
+    with pytest.raises(PathNotAllowedError, match="add it to the setting RAG_UI_ALLOWED_ROOTS"):
+        jobs.indexed_under(["/etc/passwd"], view)
+    with pytest.raises(PathNotAllowedError, match="add it to the setting RAG_UI_ALLOWED_ROOTS"):
+        jobs.start_ingest(str(tmp_path), "ada")
+
+
+def test_the_empty_index_message_says_what_to_do_in_a_users_words() -> None:
+    from rag.index import IndexNotFoundError
+    from ui.auth import LOCAL_ADMIN, User
+    from ui.page import friendly_error
+
+    error = IndexNotFoundError(Path("/srv/index"))
+    assert "choose \u201cIndex a folder\u201d in the menu" in friendly_error(error, LOCAL_ADMIN)
+    staff = User("bob", "Bob", ("user",), ("sales",))
+    assert friendly_error(error, staff) == ("No documents have been indexed yet: ask an administrator to index "
+                                            "your team's documents.")
+    assert "/srv/index" not in friendly_error(error, staff)
