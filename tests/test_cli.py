@@ -191,6 +191,9 @@ def test_a_bad_option_is_one_line_naming_it(args: list[str], expected: list[str]
 
 
 def test_help_texts_show_no_type_placeholders_or_stray_punctuation() -> None:
+    for bare in ([], ["user"]):  # a command group alone shows its help, not a usage error
+        done = rag(*bare)
+        assert done.returncode == 0 and done.stdout.startswith("Usage: rag") and done.stderr == "", done.stderr
     for command in ("ingest", "search", "status", "ask", "check", "serve-llm", "eval", "ui", "doctor", "user add"):
         done = rag(*command.split(), "--help")
         assert done.returncode == 0, done.stderr

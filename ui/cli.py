@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from rag.types import Hit
     from rag.types import Principal
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Private question answering over your organization's documents.")
 
 ConfigOption = Annotated[Optional[Path], typer.Option("--config", metavar="FILE", help="TOML settings file.",
@@ -74,12 +74,20 @@ class CliOptions:
     verbose: bool = False
 
 
-@app.callback()
+def _help_without_command(ctx: typer.Context) -> None:
+    """`rag` or `rag user` alone: the help, on stdout, exit 0 (not a usage error)."""
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+
+
+@app.callback(invoke_without_command=True)
 def _options(ctx: typer.Context,
              verbose: Annotated[bool, typer.Option("-v", "--verbose",
                                                    help="Show progress log lines (INFO), not only warnings.")] = False
              ) -> None:
     ctx.obj = CliOptions(verbose=verbose)  # inherited by the command's own context
+    _help_without_command(ctx)
 
 
 def _fail(message: str, code: int = 2) -> "typer.Exit":
@@ -488,8 +496,13 @@ def doctor(ctx: typer.Context, index: IndexOption = None, json_out: JsonOption =
     raise typer.Exit(1 if any(c.status == "fail" for c in checks) else 0)
 
 
-user_app = typer.Typer(help="Manage the web page's users file.", no_args_is_help=True)
+user_app = typer.Typer(help="Manage the web page's users file.", rich_markup_mode=None)
 app.add_typer(user_app, name="user")
+
+
+@user_app.callback(invoke_without_command=True)
+def _user(ctx: typer.Context) -> None:
+    _help_without_command(ctx)
 
 
 @user_app.command("add")
