@@ -69,7 +69,7 @@ class IngestProgress:
 
 
 ProgressCallback = Callable[[IngestProgress], None]
-SCAN_REPORT_EVERY = 200  # files found between two "scanning" reports
+SCAN_REPORT_EVERY = 200  # folder entries walked between two "scanning" reports
 
 
 class _Progress:
@@ -158,8 +158,8 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
         tasks: list[tuple[Task, FoundFile]] = []
         seen_keys: set[bytes] = set()
         stale: list[int] = []  # live documents whose file is gone or now refused
-        for item in walk(roots):
-            if on_progress is not None and summary.files_seen % SCAN_REPORT_EVERY == 0:
+        for walked, item in enumerate(walk(roots)):
+            if on_progress is not None and walked % SCAN_REPORT_EVERY == 0:
                 on_progress(IngestProgress("scanning", summary.files_seen))
             if isinstance(item, Skipped):
                 if item.is_failure:
@@ -306,6 +306,12 @@ class RemovalSummary:
     version: int = 0
 
 
+def documents_under(live: dict[bytes, StoredDocument], paths: list[str]) -> list[StoredDocument]:
+    """The documents of `live` at or under `paths` (as stored): what a removal of `paths` takes."""
+    folders = [Path(p) for p in paths]
+    return [doc for key, doc in live.items() if is_under(os.fsdecode(key), folders)]
+
+
 def remove_paths(settings: Settings, paths: list[str], model_id: str, by: str = "") -> RemovalSummary:
     """Take the documents at or under `paths` (as stored) out of the index, publishing a new version.
 
@@ -315,8 +321,7 @@ def remove_paths(settings: Settings, paths: list[str], model_id: str, by: str = 
     summary = RemovalSummary()
     with IndexWriter.open(settings, model_id) as writer:
         writer.exclude(paths, by)
-        doomed = [doc.doc_id for key, doc in writer.live_documents().items()
-                  if any(is_under(os.fsdecode(key), [Path(p)]) for p in paths)]
+        doomed = [doc.doc_id for doc in documents_under(writer.live_documents(), paths)]
         if doomed:
             summary.documents_removed = len(doomed)
             _, summary.chunks_removed = writer.write_batch([], np.zeros((0, 0), dtype=np.float32), doomed)

@@ -25,6 +25,8 @@ DUMMY_IT = re.compile(r"\bit(?: is| was)? (?:true|possible|allowed|ok|okay|neces
                       r"forbidden|permitted|normal|common|usual)\b", re.IGNORECASE)
 # After these, "that" starts a clause ("true that the office ..."), it does not point back.
 _CLAUSE_BEFORE_THAT = frozenset("true sure so say said says mean means think know possible such".split())
+# Words that begin a clause after "that" ("that the office is closed", "that we give").
+_CLAUSE_OPENERS = frozenset("the a an my our your their his her its we i you he she they it this there".split())
 _WORD = re.compile(r"\w+(?:'\w+)?")
 # Content words a question may hold before a personal pronoun and still need the earlier question.
 OWN_REFERENT_WORDS = 3
@@ -55,9 +57,6 @@ def refers_back(question: str) -> bool:
                 return True
     return False
 
-
-# Words that begin a clause after "that" ("that the office is closed", "that we give").
-_CLAUSE_OPENERS = frozenset("the a an my our your their his her its we i you he she they it this there".split())
 
 
 def standalone_question(history: Sequence[str], question: str) -> str:

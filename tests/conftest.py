@@ -122,3 +122,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+ASK_BOX = "Ask a question about your documents"
+
+
+def require_chromium() -> Path:
+    """Debian's chromium for Playwright (no browser download): CI fails without it, elsewhere the test skips."""
+    import os
+
+    if not CHROMIUM.is_file():
+        if os.environ.get("RAG_CI"):
+            pytest.fail(f"{CHROMIUM} not found: apt-get install chromium")
+        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
+    return CHROMIUM
+
+
+def browser_ask(page: Any, question: str, timeout_ms: int) -> str:
+    """Ask on the page's chat box (the first visit waits for the models) and wait for the answer's footer
+    line; the last chat message's text."""
+    box = page.get_by_placeholder(ASK_BOX)
+    box.wait_for(timeout=timeout_ms)
+    answers = page.get_by_text("index version").count()
+    box.fill(question)
+    box.press("Enter")
+    page.get_by_text("index version").nth(answers).wait_for(timeout=timeout_ms)
+    return str(page.locator('[data-testid="stChatMessage"]').last.inner_text())
+
+
+def browser_index(page: Any, folder: Path, done_text: str, timeout_ms: int) -> None:
+    """Index `folder` from the "Index a folder" page and wait for the job's summary to say `done_text`."""
+    page.get_by_role("link", name="Index a folder").click()
+    field = page.get_by_label("Folder", exact=True)
+    field.wait_for(timeout=30_000)
+    field.fill(str(folder))
+    page.get_by_role("button", name="Index", exact=True).click()
+    page.get_by_text(done_text).wait_for(timeout=timeout_ms)

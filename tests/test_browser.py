@@ -15,17 +15,12 @@ import pytest
 
 from ingest.job import run_ingest
 from rag.settings import load_settings
-from tests.conftest import SAMPLES, free_port, wait_for_page
-
-CHROMIUM = Path("/usr/bin/chromium")
+from tests.conftest import SAMPLES, browser_ask, browser_index, free_port, require_chromium, wait_for_page
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, embedder, model_cache: Path) -> Iterator[tuple[str, Path]]:  # type: ignore[no-untyped-def]
-    if not CHROMIUM.is_file():
-        if os.environ.get("RAG_CI"):
-            pytest.fail(f"{CHROMIUM} not found: apt-get install chromium")
-        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
+    require_chromium()
     base = tmp_path_factory.mktemp("browser")
     root = base / "shared"
     shutil.copytree(SAMPLES, root / "handbook")
@@ -63,31 +58,20 @@ def test_ask_and_index_in_a_real_browser(server: tuple[str, Path]) -> None:
     url, root = server
     requested: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=str(require_chromium()), args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("request", lambda request: requested.append(request.url))
         page.goto(url)
-        box = page.get_by_placeholder("Ask a question about your documents")
-        box.wait_for(timeout=120_000)  # the first visit loads the models
-        box.fill("When is lunch served in the cafeteria?")
-        box.press("Enter")
-        page.get_by_text("index version 1").wait_for(timeout=120_000)
-        assert "11:30" in page.locator('[data-testid="stChatMessage"]').last.inner_text()
+        assert "11:30" in browser_ask(page, "When is lunch served in the cafeteria?", 120_000)
+        assert page.get_by_text("index version 1").count() == 1
         assert page.get_by_text("cafeteria.html").count() >= 1
-        box.fill("Where do visitors park?")
-        box.press("Enter")
-        page.get_by_text("index version 1").nth(1).wait_for(timeout=120_000)
+        poisoned = browser_ask(page, "Where do visitors park?", 120_000)
         assert page.locator('img[src*="evil"]').count() == 0 and page.locator('a[href*="evil"]').count() == 0
-        assert "evil.example" in page.locator('[data-testid="stChatMessage"]').last.inner_text()  # shown as text
+        assert "evil.example" in poisoned  # shown as text
         shot = os.environ.get("RAG_SCREENSHOT")
         page.screenshot(path=shot or str(Path(root).parent / "answer.png"), full_page=True)
 
-        page.get_by_role("link", name="Index a folder").click()
-        folder = page.get_by_label("Folder", exact=True)
-        folder.wait_for(timeout=30_000)
-        folder.fill(str(root / "new"))
-        page.get_by_role("button", name="Index", exact=True).click()
-        page.get_by_text("1 indexed").wait_for(timeout=120_000)
+        browser_index(page, root / "new", "1 indexed", 120_000)
         page.get_by_role("link", name="Documents").click()
         page.get_by_text("Indexed documents").wait_for(timeout=30_000)
         browser.close()

@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, wait_for_page
-
-CHROMIUM = Path("/usr/bin/chromium")
+from tests.conftest import REPO, browser_ask, browser_index, free_port, require_chromium, wait_for_page
 SHOTS = Path(os.environ.get("RAG_FIRST_HOUR_SHOTS") or REPO / "data" / "first-hour")
 
 
@@ -26,8 +24,7 @@ SHOTS = Path(os.environ.get("RAG_FIRST_HOUR_SHOTS") or REPO / "data" / "first-ho
 def test_first_hour_in_a_fresh_clone(tmp_path: Path, model_cache: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} not found: apt-get install chromium")
+    chromium = require_chromium()
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
     # the clone uses this checkout's virtual environment (installing needs the package registry, which
@@ -54,24 +51,14 @@ def test_first_hour_in_a_fresh_clone(tmp_path: Path, model_cache: Path) -> None:
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}:\n{(tmp_path / 'demo.log').read_text()}") from None
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+            browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(url)
-            box = page.get_by_placeholder("Ask a question about your documents")
-            box.wait_for(timeout=180_000)  # the first visit loads the models
-            box.fill("When is lunch served in the cafeteria?")
-            box.press("Enter")
-            page.get_by_text("index version 1").wait_for(timeout=180_000)
-            assert "11:30" in page.locator('[data-testid="stChatMessage"]').last.inner_text()
+            assert "11:30" in browser_ask(page, "When is lunch served in the cafeteria?", 180_000)
             page.screenshot(path=str(SHOTS / "1-ask.png"), full_page=True)
 
-            page.get_by_role("link", name="Index a folder").click()
-            folder = page.get_by_label("Folder", exact=True)
-            folder.wait_for(timeout=30_000)
+            browser_index(page, mine, "2 indexed", 180_000)
             assert str(mine) in page.get_by_text("Allowed folders").inner_text()
-            folder.fill(str(mine))
-            page.get_by_role("button", name="Index", exact=True).click()
-            page.get_by_text("2 indexed").wait_for(timeout=180_000)
             # the runs table says done without a reload (its grid cells are an accessibility layer: attached, not visible)
             page.locator("td[role=gridcell]", has_text="done").first.wait_for(state="attached", timeout=30_000)
             page.screenshot(path=str(SHOTS / "2-index.png"), full_page=True)

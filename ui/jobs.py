@@ -10,9 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.job import IngestProgress, IngestSummary, remove_paths, restore_paths, run_ingest
+from ingest.job import IngestProgress, IngestSummary, documents_under, remove_paths, restore_paths, run_ingest
 from rag.embedding import Embedder
-from ingest.walk import is_under
 from rag.index import IndexView, RagIndexError
 from rag.settings import ConfigError, Settings
 from ui.appdb import AppDB
@@ -129,9 +128,8 @@ class JobManager:
     def indexed_under(self, paths: list[str], view: IndexView) -> int:
         """How many documents of `view` lie at or under `paths` (checked against the allowed roots): a
         removal that would match nothing is a typo to report, not a job to run."""
-        checked = [Path(removable_path(p, self.settings.ui_allowed_roots)) for p in paths]
-        live = view.store.live_documents(view.manifest.version)
-        return sum(1 for key in live if is_under(os.fsdecode(key), checked))
+        checked = [removable_path(p, self.settings.ui_allowed_roots) for p in paths]
+        return len(documents_under(view.store.live_documents(view.manifest.version), checked))
 
     def restore(self, path: str) -> int:
         """Undo a removal (checked against the allowed roots like any removal); the next indexing run of

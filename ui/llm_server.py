@@ -144,7 +144,6 @@ class BoundedServer(ThreadingHTTPServer):
                  max_connections: int = 32) -> None:
         super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(max_connections)
-        self._max_connections = max_connections
         self._active = 0
         self._count_lock = threading.Lock()
 
