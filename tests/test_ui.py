@@ -265,3 +265,26 @@ def test_the_empty_index_message_says_what_to_do_in_a_users_words() -> None:
     assert friendly_error(error, staff) == ("No documents have been indexed yet: ask an administrator to index "
                                             "your team's documents.")
     assert "/srv/index" not in friendly_error(error, staff)
+
+
+def test_job_messages_show_file_names_from_a_share_as_text() -> None:
+    """A staff member who can write to a share names a folder `![x](https:` with `evil.example/p.png)` below
+    it: the admin who removes or indexes it must see the name, not an image fetched from evil.example."""
+
+    def script() -> None:
+        from ui.jobs import Job
+        from ui.page import job_status
+
+        hostile = "/srv/share/![x](https:/evil.example/p.png)"
+        running = Job(1, "ada", "ingest", [hostile], phase="indexing", files_done=1, files_total=2)
+        done = Job(2, "ada", "remove", [hostile], finished=1.0, summary={"documents_removed": 1, "version": 3})
+        failed = Job(3, "ada", "ingest", [hostile], finished=1.0, error=f"{hostile} cannot be read")
+        for job in (running, done, failed):
+            job_status(job)
+
+    at = AppTest.from_function(script, default_timeout=60).run()
+    assert not at.exception, at.exception
+    shown = [at.success[0].value, at.error[0].value, *(e.proto.text for e in at.get("progress"))]
+    assert len(shown) == 3
+    for text in shown:
+        assert "evil" in text and "![x](" not in text and "](https" not in text, text

@@ -294,7 +294,7 @@ def index_page(state: AppState, user: User) -> None:
         try:
             state.jobs.start_ingest(folder, user.username)
         except (PathNotAllowedError, JobBusyError) as exc:
-            st.error(str(exc))
+            st.error(safe(str(exc)))
     job_panel(state, runs=True)
 
 
@@ -315,7 +315,8 @@ def job_panel(state: AppState, runs: bool = False) -> None:
 
 
 def job_status(job: Job) -> None:
-    what = f"{'Indexing' if job.kind == 'ingest' else 'Removing'} {', '.join(job.paths)}"
+    # paths are file names from a share (anyone who can write there chooses them): literal text, never Markdown
+    what = safe(f"{'Indexing' if job.kind == 'ingest' else 'Removing'} {', '.join(job.paths)}")
     if job.running:
         if job.phase in ("starting", "scanning"):
             st.progress(0.0, text=f"{what}: looking for files, {job.files_total} found so far")
@@ -326,7 +327,7 @@ def job_status(job: Job) -> None:
             st.progress(1.0, text=f"{what}: {'publishing the new index version' if job.phase == 'publishing' else 'working'}")
         return
     if job.error:
-        st.error(f"{what} failed: {job.error}")
+        st.error(f"{what} failed: {safe(job.error)}")
         return
     summary = job.summary or {}
     if job.kind == "ingest":
@@ -402,9 +403,9 @@ def documents_page(state: AppState, user: User) -> None:
             if right.button("Undo", key=f"undo-{i}"):
                 try:
                     state.jobs.restore(removed.path)
-                    st.success(f"{removed.path} will be indexed again at the next run of its folder.")
+                    st.success(f"{safe(removed.path)} will be indexed again at the next run of its folder.")
                 except (PathNotAllowedError, RagIndexError) as exc:
-                    st.error(str(exc))
+                    st.error(safe(str(exc)))
     st.subheader("Feedback and audit log")
     left, right = st.columns(2)
     left.download_button(f"Export feedback as CSV ({state.db.feedback_count()} entries)", state.db.feedback_csv(),
@@ -419,7 +420,7 @@ def confirm_removal(state: AppState, user: User, paths: list[str]) -> None:
     try:
         matched = state.jobs.indexed_under(paths, state.service.searcher.current())
     except (PathNotAllowedError, RagIndexError) as exc:
-        st.error(str(exc))
+        st.error(safe(str(exc)))
         return
     if matched == 0:
         st.warning(f"No indexed document is at or under {safe(', '.join(paths))}: nothing to remove. "
@@ -435,7 +436,7 @@ def confirm_removal(state: AppState, user: User, paths: list[str]) -> None:
         try:
             state.jobs.start_removal(paths, user.username)
         except (PathNotAllowedError, JobBusyError) as exc:
-            st.error(str(exc))
+            st.error(safe(str(exc)))
             return
         st.rerun()
 
