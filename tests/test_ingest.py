@@ -188,20 +188,24 @@ def test_approximate_index_above_threshold(make_settings, embedder, tmp_path: Pa
     consistent(settings.index_dir)
 
 
-def test_unchanged_paragraphs_and_copies_are_not_re_embedded(make_settings, embedder, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_unchanged_paragraphs_and_copies_are_not_re_embedded(make_settings, embedder, tmp_path: Path,
+                                                             engine: str) -> None:
+    """Every engine's chunks go through the one commit path that reuses stored vectors: an edit to one
+    section of a manual embeds that section, on Ray as locally."""
     docs = tmp_path / "docs"
     docs.mkdir()
     paragraphs = [f"Section {i}. " + f"The procedure for workstream {i} requires sign-off by the lead. " * 12
                   for i in range(8)]
     (docs / "manual.txt").write_text("\n\n".join(paragraphs))
     settings = make_settings(chunk_tokens=160, chunk_overlap_tokens=0)
-    first = run_ingest(settings, [docs], embedder=embedder, progress=False)
+    first = run_ingest(settings, [docs], embedder=embedder, progress=False, engine=engine)
     assert first.chunks_embedded == first.chunks_added >= 8
 
     paragraphs[3] = "Section 3. This workstream was cancelled in October and needs no sign-off."
     (docs / "manual.txt").write_text("\n\n".join(paragraphs))
     (docs / "manual-copy.txt").write_text((docs / "manual.txt").read_text())
-    edited = run_ingest(settings, [docs], embedder=embedder, progress=False)
+    edited = run_ingest(settings, [docs], embedder=embedder, progress=False, engine=engine)
     assert edited.files_indexed == 2
     assert edited.chunks_removed == first.chunks_added and edited.chunks_added == edited.vectors_total
     assert edited.chunks_embedded == 1  # only the rewritten section; the copy costs nothing

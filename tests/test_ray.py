@@ -22,9 +22,12 @@ def test_ray_engine_matches_the_local_engine(make_settings, embedder, tmp_path: 
     local_settings = make_settings(index_dir=tmp_path / "local-index")
     by_ray = run_ingest(ray_settings, [docs], embedder=embedder, progress=False, engine="ray")
     local = run_ingest(local_settings, [docs], embedder=embedder, progress=False)
-    for field in ("files_seen", "files_indexed", "chunks_added", "vectors_total", "version"):
-        assert getattr(by_ray, field) == getattr(local, field), field
-    assert [f.path for f in by_ray.files_failed] == [f.path for f in local.files_failed] != []
+    for name, value in local.to_dict().items():
+        if name == "files_failed":
+            assert sorted(f.path for f in by_ray.files_failed) == sorted(f.path for f in local.files_failed) != []
+        elif name != "seconds":
+            assert getattr(by_ray, name) == value, name
+    assert local.chunks_embedded > 0
 
     # same vectors for the same chunks (ids may differ: the order of arrival does)
     a, b = (IndexReader(s) for s in (ray_settings, local_settings))
