@@ -43,8 +43,8 @@ def test_a_plan_parses_what_changed_and_removes_what_is_gone() -> None:
     s = plan.summary
     # the admin's removal counts as excluded and, its stored copy going, as removed
     assert (s.files_seen, s.files_unchanged, s.files_removed, s.files_skipped, s.files_excluded) == (5, 2, 2, 1, 1)
-    assert [f.path for f in s.files_failed] == [str(ROOT / "link"), str(ROOT / "big.pdf")]
-    assert "larger than the 2 MiB limit (RAG_MAX_FILE_MB)" in s.files_failed[1].error
+    assert [f.path for f in s.files_failed] == [str(ROOT / "big.pdf"), str(ROOT / "link")]
+    assert "larger than the 2 MiB limit (RAG_MAX_FILE_MB)" in s.files_failed[0].error
 
 
 def test_scanning_reports_progress_while_it_walks() -> None:
