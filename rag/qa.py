@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rag.extractive import Quote, choose_quotes
-from rag.generation import GenerationParams, TransformersGenerator, clean_answer, make_generator
-from rag.http_generation import HttpGenerator
+from rag.generation import GenerationParams, Generator, clean_answer, make_generator
 from rag.embedding import Embedder
 from rag.passages import collapse_near_duplicates, merge_neighbours
 from rag.prompt import pack_prompt
@@ -158,7 +157,7 @@ def evidence_sentences(text: str) -> list[str]:
 class QAService:
     """Answers questions from the index with a local model; one instance serves many questions."""
 
-    def __init__(self, searcher: Searcher, generator: TransformersGenerator | HttpGenerator,
+    def __init__(self, searcher: Searcher, generator: Generator,
                  settings: Settings, reranker: Reranker | None = None) -> None:
         self.searcher = searcher
         self.generator = generator
@@ -260,7 +259,7 @@ class QAService:
                              g.truncate)
         sources = [self._source(i, h) for i, h in enumerate(packed.passages, start=1)]
         answer_mode = self.settings.answer_mode
-        demo = bool(getattr(g, "is_demo", False))
+        demo = g.is_demo
         quote = self._quote(question, sources, retrieved.more) if answer_mode != "generative" else None
         hedged = answer_mode != "generative" and retrieved.relevance < self.settings.confident_threshold
         if hedged and quote is not None:

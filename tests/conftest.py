@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import faiss
+import numpy as np
 import pytest
 
 from rag.embedding import SentenceTransformerEmbedder
+from rag.index import IndexReader, Manifest
 from rag.settings import Settings, load_settings
+from tests import docgen
 
 if TYPE_CHECKING:
     from ingest.worker import Task
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
+DOLLY_SPECIALS = ["### End", "### Instruction:", "### Response:"]
 
 
 @pytest.fixture(scope="session")
@@ -159,3 +165,145 @@ def browser_index(page: Any, folder: Path, done_text: str, timeout_ms: int) -> N
     field.fill(str(folder))
     page.get_by_role("button", name="Index", exact=True).click()
     page.get_by_text(done_text).wait_for(timeout=timeout_ms)
+
+
+def write_corpus(folder: Path) -> dict[str, str]:
+    """One file per format, each with a distinctive fact; returns {question: expected file name}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    docgen.write_pdf(folder / "kiln.pdf", ["Introduction to the pottery studio.",
+                                           "The ceramic kiln must be unloaded only below 60 degrees Celsius."],
+                     title="Pottery Studio Rules")
+    docgen.write_docx(folder / "garden.docx", ["The rooftop garden tomatoes are watered every Tuesday by the "
+                                               "facilities volunteers."], heading="Rooftop Garden")
+    docgen.write_pptx(folder / "chess.pptx", [("Clubs", "Our social clubs"),
+                                              ("Chess club", "The chess club meets on Thursday evenings in room 5B.")])
+    (folder / "drone.md").write_text("# Drone policy\n\nFlying drones over the parking lot requires a permit "
+                                     "from the security office.\n")
+    (folder / "piano.txt").write_text("The lobby piano is tuned twice a year by an external technician.\n")
+    (folder / "aquarium.rst").write_text("Aquarium\n========\n\nThe office aquarium fish are fed at 9 am by "
+                                         "the reception staff.\n")
+    (folder / "yoga.html").write_text("<html><head><title>Yoga</title><script>x()</script></head><body><nav>menu"
+                                      "</nav><main><p>Yoga classes take place in the basement gym on Monday "
+                                      "mornings.</p></main></body></html>")
+    docgen.write_csv(folder / "bikes.csv", [["Item", "Rule"], ["Bicycles", "Bicycles are parked in the "
+                                                              "courtyard cage with code 4711"]])
+    docgen.write_xlsx(folder / "coffee.xlsx", {"Machines": [["Floor", "Coffee machine"],
+                                                            ["3", "espresso machine descaled every Friday"]]})
+    docgen.write_json(folder / "shuttle.json", {"title": "Shuttle", "schedule": "The airport shuttle bus leaves "
+                                                "the main gate every hour on the half hour."})
+    docgen.write_eml(folder / "sauna.eml", "hr@x.example", "all@x.example", "Sauna closed",
+                     "The company sauna is closed for renovation until the end of January.")
+    return {
+        "When can the kiln be unloaded?": "kiln.pdf",
+        "When are the rooftop tomatoes watered?": "garden.docx",
+        "When does the chess club meet?": "chess.pptx",
+        "Do I need a permit to fly a drone?": "drone.md",
+        "How often is the lobby piano tuned?": "piano.txt",
+        "Who feeds the aquarium fish?": "aquarium.rst",
+        "When are yoga classes?": "yoga.html",
+        "Where do I park my bicycle?": "bikes.csv",
+        "When is the espresso machine descaled?": "coffee.xlsx",
+        "When does the airport shuttle leave?": "shuttle.json",
+        "Is the sauna open?": "sauna.eml",
+    }
+
+
+def consistent(index_dir: Path) -> tuple[int, int]:
+    """Assert the published version's vectors equal its chunk rows, with no duplicate documents."""
+    manifest = Manifest.read(index_dir)
+    assert manifest is not None
+    reader = IndexReader(load_settings(index_dir=index_dir, device="cpu"))
+    reader.refresh()
+    assert reader.store is not None and reader.vectors is not None
+    documents, chunks = reader.store.counts(manifest.version)
+    assert reader.vectors.ntotal == chunks == manifest.vectors
+    conn = sqlite3.connect(index_dir / "chunks.sqlite")
+    v = {"v": manifest.version}
+    visible = "added_version <= :v AND (removed_version IS NULL OR removed_version > :v)"
+    dupes = conn.execute(f"SELECT path_key, count(*) FROM documents WHERE {visible} GROUP BY path_key "
+                         "HAVING count(*) > 1", v).fetchall()
+    assert dupes == []
+    ids = sorted(r[0] for r in conn.execute(f"SELECT id FROM chunks WHERE {visible}", v))
+    index = faiss.read_index(str(index_dir / manifest.vectors_file))
+    stored = np.sort(faiss.vector_to_array(faiss.downcast_index(index).id_map)) if manifest.index_type == "flat" else None
+    if stored is not None:
+        assert stored.tolist() == ids
+    conn.close()
+    return documents, chunks
+
+
+def tiny_dolly(folder: Path, always: str) -> Path:
+    """A random GPT-NeoX with Dolly's special tokens whose greedy output is always the token `always`."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+
+    words = ["[UNK]", "<|endoftext|>", "yes", "no", "lunch", "noon", "when", "is"]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", eos_token="<|endoftext|>",
+                                        pad_token="<|endoftext|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": DOLLY_SPECIALS})
+    config = GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=64, max_position_embeddings=512, eos_token_id=1, bos_token_id=1)
+    torch.manual_seed(0)
+    model = GPTNeoXForCausalLM(config).eval()
+    with torch.no_grad():  # a constant final state h makes the logits W·h: only `always` scores
+        h = torch.randn(32)
+        model.gpt_neox.final_layer_norm.weight.zero_()
+        model.gpt_neox.final_layer_norm.bias.copy_(h)
+        head = model.get_output_embeddings()  # embed_out in transformers 4, lm_head in 5
+        head.weight.zero_()
+        head.weight[tokenizer.convert_tokens_to_ids(always)] = h
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+class ScriptedBackend:
+    """A `Backend` whose "model" writes `text` word by word, `delay_s` apart, until told to stop: for the
+    fast tier's tests of the wrapper's rules (the contract tests also run against the real backends)."""
+
+    chat_template_known = False
+    is_demo = False
+    device = "cpu"
+    context_window = 2048
+
+    def __init__(self, text: str, delay_s: float = 0.0, model_id: str = "scripted") -> None:
+        self.text = text
+        self.delay_s = delay_s
+        self.model_id = model_id
+        self.closed = 0  # produce() generators cleaned up (the wrapper must close every one)
+
+    def warm_up(self) -> None:
+        pass
+
+    def chat_prompt(self, message: str) -> str:
+        raise NotImplementedError
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def truncate(self, text: str, tokens: int) -> str:
+        return " ".join(text.split()[:tokens])
+
+    def produce(self, prompt: str, params: Any, stops: Any, cancel: Any) -> Iterator[str]:
+        import time
+
+        try:
+            for i, word in enumerate(self.text.split(" ")):
+                if cancel.is_set() or i >= params.max_new_tokens:
+                    return
+                if self.delay_s:
+                    time.sleep(self.delay_s)
+                yield word if i == 0 else " " + word
+        finally:
+            self.closed += 1
+
+
+def scripted_generator(text: str, delay_s: float = 0.0, slots: int = 1) -> Any:
+    """A real `Generation` (slots, stops, loop cut, time limit) over a `ScriptedBackend`."""
+    from rag.generation import Generation, GenerationSlots
+    from rag.generation.formats import DollyFormat
+
+    return Generation(ScriptedBackend(text, delay_s), DollyFormat(), GenerationSlots(slots, 0.0))

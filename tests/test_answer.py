@@ -6,20 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from ingest.job import run_ingest
-from rag.generation import GenerationParams, GeneratorBusyError, TransformersGenerator
+from rag.generation import GenerationParams, make_generator
+from rag.generation.transformers_backend import TransformersBackend
 from rag.index import IndexReader
 from rag.prompt import END_KEY, dolly_prompt, pack_prompt
 from rag.qa import NOT_FOUND, QAService, Source
 from rag.search import Searcher
 from rag.settings import ConfigError
 from rag.types import Hit
-from tests.conftest import SAMPLES
-
-DOLLY_SPECIALS = ["### End", "### Instruction:", "### Response:"]
-
+from tests.conftest import SAMPLES, tiny_dolly
 
 def test_dolly_prompt_is_exactly_the_training_format() -> None:
     assert dolly_prompt("Who owns billing?", "[1] Finance owns billing.") == (
@@ -48,41 +45,16 @@ def test_packing_keeps_most_relevant_first_within_the_window() -> None:
         pack_prompt("q?", hits, dolly_prompt, count, context_window=60, max_new_tokens=50, truncate=truncate)
 
 
-def tiny_dolly(folder: Path, always: str) -> Path:
-    """A random GPT-NeoX with Dolly's special tokens whose greedy output is always the token `always`."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
-
-    words = ["[UNK]", "<|endoftext|>", "yes", "no", "lunch", "noon", "when", "is"]
-    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", eos_token="<|endoftext|>",
-                                        pad_token="<|endoftext|>")
-    tokenizer.add_special_tokens({"additional_special_tokens": DOLLY_SPECIALS})
-    config = GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                           intermediate_size=64, max_position_embeddings=512, eos_token_id=1, bos_token_id=1)
-    torch.manual_seed(0)
-    model = GPTNeoXForCausalLM(config).eval()
-    with torch.no_grad():  # a constant final state h makes the logits W·h: only `always` scores
-        h = torch.randn(32)
-        model.gpt_neox.final_layer_norm.weight.zero_()
-        model.gpt_neox.final_layer_norm.bias.copy_(h)
-        head = model.get_output_embeddings()  # embed_out in transformers 4, lm_head in 5
-        head.weight.zero_()
-        head.weight[tokenizer.convert_tokens_to_ids(always)] = h
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return folder
-
 
 def test_dolly_model_stops_at_end_token(make_settings, tmp_path: Path) -> None:
-    stopper = TransformersGenerator(make_settings(generator_model=str(tiny_dolly(tmp_path / "end", END_KEY))))
-    assert stopper.is_dolly and stopper.prompt_format() == "dolly"
+    stopper = make_generator(make_settings(generator_model=str(tiny_dolly(tmp_path / "end", END_KEY))))
+    assert stopper.prompt_format == "dolly"
+    assert TransformersBackend(make_settings(generator_model=str(tmp_path / "end"))).is_dolly
     prompt = stopper.render("when is lunch", "[1] lunch is noon")
     assert prompt.endswith("### Response:\n")
     assert stopper.generate(prompt, GenerationParams(max_new_tokens=20)) == ""
 
-    talker = TransformersGenerator(make_settings(generator_model=str(tiny_dolly(tmp_path / "yes", "yes"))))
+    talker = make_generator(make_settings(generator_model=str(tiny_dolly(tmp_path / "yes", "yes"))))
     answer = talker.generate(prompt, GenerationParams(max_new_tokens=3))
     assert answer.split() == ["yes"] * 3  # the same model, not trained to stop, runs to max_new_tokens
     looping = talker.generate(prompt, GenerationParams(max_new_tokens=12))
@@ -98,41 +70,15 @@ def test_a_looping_answer_is_cut_at_its_first_repeat() -> None:
     assert repetition_cut("Yes. Yes. Yes.") is None  # too short to call a loop
 
 
-def test_busy_generator_says_so(make_settings, tmp_path: Path) -> None:
-    generator = TransformersGenerator(make_settings(generator_model=str(tiny_dolly(tmp_path / "m", "yes")),
-                                                    max_concurrent_generations=1))
-    generator._slots.acquire()  # another question is being answered
-    with pytest.raises(GeneratorBusyError, match="busy"):
-        generator.generate("when is lunch", GenerationParams(max_new_tokens=2))
-    generator._slots.release()
-    assert generator.generate("when is lunch", GenerationParams(max_new_tokens=2)) == "yes yes"
-
-
-def test_generation_stops_at_its_time_limit(make_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import time
-
-    import rag.generation
-
-    # this model says "yes" forever: the loop cut would stop it long before the time limit is tested
-    monkeypatch.setattr(rag.generation, "repetition_cut", lambda text: None)
-    generator = TransformersGenerator(make_settings(generator_model=str(tiny_dolly(tmp_path / "m", "yes"))))
-    generator.warm_up()
-    full = generator.generate("when is lunch", GenerationParams(max_new_tokens=300))
-    started = time.perf_counter()
-    cut = generator.generate("when is lunch", GenerationParams(max_new_tokens=300, timeout_s=0.02))
-    assert len(full.split()) == 300 and 0 < len(cut.split()) < 300
-    assert time.perf_counter() - started < 1.0
-
-
 def test_a_model_name_that_is_not_local_fails_at_once(make_settings, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="huggingface-cli download"):
-        TransformersGenerator(make_settings(generator_model="databricks/dolly-v2-3b"))
+        make_generator(make_settings(generator_model="databricks/dolly-v2-3b"))
     pickled = tmp_path / "pickled"
     pickled.mkdir()
     (pickled / "config.json").write_text("{}")
     (pickled / "pytorch_model.bin").write_bytes(b"")
     with pytest.raises(ConfigError, match="only safetensors or GGUF"):
-        TransformersGenerator(make_settings(generator_model=str(pickled)))
+        make_generator(make_settings(generator_model=str(pickled)))
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +89,7 @@ def sample_service(tmp_path_factory: pytest.TempPathFactory, embedder, model_cac
     settings = load_settings(index_dir=base / "index", model_cache_dir=model_cache, device="cpu",
                              answer_passages=1, max_new_tokens=40)
     run_ingest(settings, [SAMPLES], embedder=embedder, progress=False)
-    return QAService(Searcher(embedder, IndexReader(settings)), TransformersGenerator(settings), settings)
+    return QAService(Searcher(embedder, IndexReader(settings)), make_generator(settings), settings)
 
 
 def test_uncovered_question_abstains_without_sources(sample_service: QAService) -> None:

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.test_ingest import consistent
+from tests.conftest import consistent
 
 RAG = [sys.executable, "-m", "ui.cli"]
 

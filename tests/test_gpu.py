@@ -11,7 +11,7 @@ from ingest.job import run_ingest
 from rag.embedding import SentenceTransformerEmbedder
 from rag.index import IndexReader, faiss_gpu_count
 from rag.search import Searcher
-from tests.test_ingest import write_corpus
+from tests.conftest import write_corpus
 
 
 @pytest.mark.gpu

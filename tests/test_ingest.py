@@ -4,84 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 from pathlib import Path
 
-import faiss
-import numpy as np
 import pytest
 
 from ingest.job import run_ingest
 from rag.embedding import SentenceTransformerEmbedder
 from rag.index import IndexBusyError, IndexReader, IndexWriter, Manifest, ModelMismatchError
 from rag.search import Searcher
-from rag.settings import Settings, load_settings
-from tests import docgen
+from rag.settings import Settings
+from tests.conftest import consistent, write_corpus
 
 
-def write_corpus(folder: Path) -> dict[str, str]:
-    """One file per format, each with a distinctive fact; returns {question: expected file name}."""
-    folder.mkdir(parents=True, exist_ok=True)
-    docgen.write_pdf(folder / "kiln.pdf", ["Introduction to the pottery studio.",
-                                           "The ceramic kiln must be unloaded only below 60 degrees Celsius."],
-                     title="Pottery Studio Rules")
-    docgen.write_docx(folder / "garden.docx", ["The rooftop garden tomatoes are watered every Tuesday by the "
-                                               "facilities volunteers."], heading="Rooftop Garden")
-    docgen.write_pptx(folder / "chess.pptx", [("Clubs", "Our social clubs"),
-                                              ("Chess club", "The chess club meets on Thursday evenings in room 5B.")])
-    (folder / "drone.md").write_text("# Drone policy\n\nFlying drones over the parking lot requires a permit "
-                                     "from the security office.\n")
-    (folder / "piano.txt").write_text("The lobby piano is tuned twice a year by an external technician.\n")
-    (folder / "aquarium.rst").write_text("Aquarium\n========\n\nThe office aquarium fish are fed at 9 am by "
-                                         "the reception staff.\n")
-    (folder / "yoga.html").write_text("<html><head><title>Yoga</title><script>x()</script></head><body><nav>menu"
-                                      "</nav><main><p>Yoga classes take place in the basement gym on Monday "
-                                      "mornings.</p></main></body></html>")
-    docgen.write_csv(folder / "bikes.csv", [["Item", "Rule"], ["Bicycles", "Bicycles are parked in the "
-                                                              "courtyard cage with code 4711"]])
-    docgen.write_xlsx(folder / "coffee.xlsx", {"Machines": [["Floor", "Coffee machine"],
-                                                            ["3", "espresso machine descaled every Friday"]]})
-    docgen.write_json(folder / "shuttle.json", {"title": "Shuttle", "schedule": "The airport shuttle bus leaves "
-                                                "the main gate every hour on the half hour."})
-    docgen.write_eml(folder / "sauna.eml", "hr@x.example", "all@x.example", "Sauna closed",
-                     "The company sauna is closed for renovation until the end of January.")
-    return {
-        "When can the kiln be unloaded?": "kiln.pdf",
-        "When are the rooftop tomatoes watered?": "garden.docx",
-        "When does the chess club meet?": "chess.pptx",
-        "Do I need a permit to fly a drone?": "drone.md",
-        "How often is the lobby piano tuned?": "piano.txt",
-        "Who feeds the aquarium fish?": "aquarium.rst",
-        "When are yoga classes?": "yoga.html",
-        "Where do I park my bicycle?": "bikes.csv",
-        "When is the espresso machine descaled?": "coffee.xlsx",
-        "When does the airport shuttle leave?": "shuttle.json",
-        "Is the sauna open?": "sauna.eml",
-    }
-
-
-def consistent(index_dir: Path) -> tuple[int, int]:
-    """Assert the published version's vectors equal its chunk rows, with no duplicate documents."""
-    manifest = Manifest.read(index_dir)
-    assert manifest is not None
-    reader = IndexReader(load_settings(index_dir=index_dir, device="cpu"))
-    reader.refresh()
-    assert reader.store is not None and reader.vectors is not None
-    documents, chunks = reader.store.counts(manifest.version)
-    assert reader.vectors.ntotal == chunks == manifest.vectors
-    conn = sqlite3.connect(index_dir / "chunks.sqlite")
-    v = {"v": manifest.version}
-    visible = "added_version <= :v AND (removed_version IS NULL OR removed_version > :v)"
-    dupes = conn.execute(f"SELECT path_key, count(*) FROM documents WHERE {visible} GROUP BY path_key "
-                         "HAVING count(*) > 1", v).fetchall()
-    assert dupes == []
-    ids = sorted(r[0] for r in conn.execute(f"SELECT id FROM chunks WHERE {visible}", v))
-    index = faiss.read_index(str(index_dir / manifest.vectors_file))
-    stored = np.sort(faiss.vector_to_array(faiss.downcast_index(index).id_map)) if manifest.index_type == "flat" else None
-    if stored is not None:
-        assert stored.tolist() == ids
-    conn.close()
-    return documents, chunks
 
 
 def test_every_format_is_indexed_and_found(make_settings, embedder: SentenceTransformerEmbedder, tmp_path: Path) -> None:

@@ -87,7 +87,7 @@ def test_cross_encoder_reranks_from_a_local_folder(make_settings, tmp_path: Path
 
 @pytest.fixture(scope="module")
 def copies_service(tmp_path_factory: pytest.TempPathFactory, embedder) -> QAService:  # type: ignore[no-untyped-def]
-    from rag.generation import TransformersGenerator
+    from rag.generation import make_generator
     from rag.settings import load_settings
 
     base = tmp_path_factory.mktemp("copies")
@@ -99,7 +99,7 @@ def copies_service(tmp_path_factory: pytest.TempPathFactory, embedder) -> QAServ
     settings = load_settings(index_dir=base / "index", device="cpu", answer_passages=2)
     run_ingest(settings, [docs], embedder=embedder, progress=False)
     # the generator is never loaded by retrieve()
-    return QAService(Searcher(embedder, IndexReader(settings)), TransformersGenerator(settings), settings)
+    return QAService(Searcher(embedder, IndexReader(settings)), make_generator(settings), settings)
 
 
 def test_the_model_gets_one_copy_of_a_duplicated_passage(copies_service: QAService) -> None:

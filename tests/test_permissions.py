@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ingest.job import run_ingest
-from rag.generation import TransformersGenerator
+from rag.generation import make_generator
 from rag.index import IndexReader
 from rag.qa import QAService
 from rag.search import Searcher
@@ -84,7 +84,7 @@ def test_unknown_permission_is_for_admins_only(searcher: Searcher) -> None:
 
 def test_answers_and_sources_respect_permissions(searcher: Searcher, model_cache: Path) -> None:
     settings = searcher.settings.model_copy(update={"model_cache_dir": model_cache, "max_new_tokens": 30})
-    service = QAService(searcher, TransformersGenerator(settings), settings)
+    service = QAService(searcher, make_generator(settings), settings)
     for probe in ["What is the salary band for senior engineers?", f"What does {HR_MARK} say?",
                   "Was the merger with Globex approved?"]:
         answer = service.ask(probe, principal=SALES)

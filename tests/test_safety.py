@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 
-from rag.generation import GenerationParams, GeneratorBusyError, TransformersGenerator
+from rag.generation import GenerationParams, GeneratorBusyError, make_generator
 from rag.qa import Answer, sentence_spans, SentenceSupport
 from tests.conftest import REPO
-from tests.test_answer import tiny_dolly
+from tests.conftest import tiny_dolly
 from ui.render import answer_markup, safe, text_html
 
 
@@ -45,7 +45,7 @@ def test_the_safety_check_catches_each_rule(tmp_path: Path) -> None:
 
 
 def test_a_flood_gets_busy_errors_quickly_and_the_service_keeps_serving(make_settings, tmp_path: Path) -> None:
-    generator = TransformersGenerator(make_settings(generator_model=str(tiny_dolly(tmp_path / "m", "yes")),
+    generator = make_generator(make_settings(generator_model=str(tiny_dolly(tmp_path / "m", "yes")),
                                                     max_concurrent_generations=2))
     generator.warm_up()
     slow = GenerationParams(max_new_tokens=300)

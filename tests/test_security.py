@@ -38,7 +38,7 @@ from ui.auth import LoginThrottle, ThrottledError, add_user, load_users, oidc_us
 from ui.jobs import JobManager, PathNotAllowedError
 
 if TYPE_CHECKING:
-    from ui.llm_server import BoundedServer
+    from rag.generation.server import BoundedServer
 
 SECRET = "SALARYSECRET7Q"
 APP = str(REPO / "ui" / "app.py")
@@ -424,9 +424,6 @@ class _EchoGenerator:
 
     model_id = "echo"
 
-    class settings:  # noqa: N801 - mirrors Settings' attribute
-        generation_timeout_s = 10.0
-
     def stream(self, prompt: str, params: object) -> Iterator[str]:
         yield "ok"
 
@@ -436,7 +433,7 @@ class _EchoGenerator:
 
 @contextmanager
 def llm_server(token: str = "", max_connections: int = 32) -> Iterator[BoundedServer]:
-    from ui.llm_server import make_server
+    from rag.generation.server import make_server
 
     server = make_server(_EchoGenerator(), "127.0.0.1", 0, token, max_connections)  # type: ignore[arg-type]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -492,7 +489,7 @@ def test_serve_llm_bounds_connections_and_requires_its_token() -> None:
         finally:
             for conn in idle:
                 conn.close()
-    from ui.llm_server import make_server
+    from rag.generation.server import make_server
 
     with pytest.raises(ConfigError, match="RAG_LLM_SERVER_TOKEN"):
         make_server(_EchoGenerator(), "0.0.0.0", 0)  # type: ignore[arg-type]
@@ -500,21 +497,21 @@ def test_serve_llm_bounds_connections_and_requires_its_token() -> None:
 
 def test_the_http_generator_checks_the_address_it_actually_reached(monkeypatch: pytest.MonkeyPatch,
                                                                    make_settings) -> None:
-    import rag.http_generation as http_generation
-    from rag.generation import GenerationParams
+    import rag.generation.http as http_generation
+    from rag.generation import GenerationParams, make_generator
 
     received: list[str] = []
     with llm_server() as server:
         port = server.server_address[1]
         settings = make_settings(generator_backend="http", generator_url=f"http://127.0.0.1:{port}/v1")
-        generator = http_generation.HttpGenerator(settings)  # the start-up check passes: loopback
-        real = http_generation._private
+        generator = make_generator(settings)  # the start-up check passes: loopback
+        real = http_generation.is_private_address
         # the name now leads somewhere else (a changed DNS record): the connection's peer is what counts
-        monkeypatch.setattr(http_generation, "_private", lambda address: received.append(address) or False)
+        monkeypatch.setattr(http_generation, "is_private_address", lambda address: received.append(address) or False)
         with pytest.raises(ConnectionError, match="refused, nothing was sent"):
             list(generator.stream("secret passage", GenerationParams(5, 0.0, 10)))
         assert received == ["127.0.0.1"]
-        monkeypatch.setattr(http_generation, "_private", real)
+        monkeypatch.setattr(http_generation, "is_private_address", real)
         assert "".join(generator.stream("hello", GenerationParams(5, 0.0, 10))) == "ok"
 
 

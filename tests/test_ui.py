@@ -121,7 +121,7 @@ def test_a_busy_generator_is_reported(app, sample_index: Path) -> None:
 
     # the same settings give the process-wide state the page uses (st.cache_resource): take its only slot
     state = app_state(load_settings().model_dump_json())
-    slots = state.service.generator._slots
+    slots = state.service.generator.slots
     slots.acquire()
     try:
         ask(at, LUNCH)

@@ -14,7 +14,6 @@ write it:
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import threading
 import time
@@ -142,16 +141,6 @@ def add_user(path: Path, username: str, password: str, name: str = "", roles: li
                    encoding="utf-8") as f:
         f.write(yaml.safe_dump(data, sort_keys=True))
     tmp.replace(path)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` (a name or an address) is this machine's loopback only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class ThrottledError(RuntimeError):

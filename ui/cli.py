@@ -362,12 +362,12 @@ def serve_llm(
     config: ConfigOption = None,
 ) -> None:
     """Serve the local generator on an OpenAI-compatible /v1/completions endpoint."""
-    from rag.generation import TransformersGenerator
-    from ui.llm_server import serve
+    from rag.generation import make_generator
+    from rag.generation.server import serve
 
     settings = _setup(ctx, config, logging.INFO)  # a server: its access lines are the record
-    generator = _guard(TransformersGenerator)(settings)
-    _guard(serve)(generator, host, port, settings.llm_server_token)
+    generator = _guard(make_generator)(settings, "transformers")  # this is the server an HTTP backend calls
+    _guard(serve)(generator, host, port, settings.llm_server_token, settings.generation_timeout_s)
 
 
 @app.command("eval")
@@ -453,7 +453,7 @@ def ui(
     """Start the web page (Streamlit): staff ask, admins index."""
     import os
 
-    from ui.auth import is_loopback
+    from rag.network import is_loopback
 
     settings = _setup(ctx, config, logging.INFO, index_dir=index)
     if settings.ui_users_file:

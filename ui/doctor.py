@@ -39,14 +39,16 @@ def check_generator(settings: Settings) -> list[Check]:
     if settings.generator_backend == "http":
         import httpx
 
-        from rag.http_generation import HttpGenerator
+        from rag.generation import make_generator
+        from rag.generation.http import HttpBackend
 
         try:
-            generator = HttpGenerator(settings)
+            make_generator(settings)  # start-up's checks: the endpoint stays on-prem, the prompt format fits
+            generator = HttpBackend(settings)
         except ConfigError as exc:
             return [Check("generator", "fail", str(exc))]
         try:
-            with httpx.Client(timeout=3, trust_env=False) as client:
+            with generator.client(3) as client:  # with the token, and only to on-prem addresses
                 response = client.get(f"{generator.url}/models")
             state: Status = "ok" if response.status_code == 200 else "warn"
             return [Check("generator", state, f"{generator.url} answered HTTP {response.status_code}")]

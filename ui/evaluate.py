@@ -275,5 +275,5 @@ def run_eval(settings: Settings, dataset: Path, limit: int | None = None, workdi
             service = build_service(eval_settings)
             report["answers"] = evaluate_answers(service, queries[:answers], {str(d["id"]): d for d in corpus})
             report["answers"]["model"] = service.generator.model_id  # type: ignore[index]
-            report["answers"]["prompt_format"] = service.generator.prompt_format()  # type: ignore[index]
+            report["answers"]["prompt_format"] = service.generator.prompt_format  # type: ignore[index]
     return report

@@ -22,12 +22,13 @@ import streamlit as st
 
 from rag.generation import GenerationParams, GeneratorBusyError
 from rag.index import IndexNotFoundError, RagIndexError
+from rag.network import is_loopback
 from rag.qa import Answer, QAService, build_service
 from rag.followup import standalone_question
 from rag.settings import ConfigError, Settings, load_settings
 from rag.types import ADMIN, Principal
 from ui.appdb import AppDB
-from ui.auth import (LOCAL_ADMIN, LoginThrottle, StoredUser, ThrottledError, User, is_loopback, load_users,
+from ui.auth import (LOCAL_ADMIN, LoginThrottle, StoredUser, ThrottledError, User, load_users,
                      oidc_user)
 from ui.jobs import Job, JobBusyError, JobManager, PathNotAllowedError
 from ui.logs import configure_logging

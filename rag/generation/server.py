@@ -17,7 +17,8 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from rag.generation import GenerationParams, GeneratorBusyError, TransformersGenerator
+from rag.generation.base import GenerationParams, Generator, GeneratorBusyError
+from rag.network import is_loopback
 from rag.settings import ConfigError
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def parse_request(body: bytes) -> tuple[str, int, float, bool]:
     return request["prompt"], max_tokens, float(temperature), bool(request.get("stream"))
 
 
-def make_handler(generator: TransformersGenerator, token: str = "") -> type[BaseHTTPRequestHandler]:
+def make_handler(generator: Generator, timeout_s: float, token: str = "") -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         timeout = SOCKET_TIMEOUT_S
@@ -104,7 +105,7 @@ def make_handler(generator: TransformersGenerator, token: str = "") -> type[Base
                 self._json(400, {"error": {"message": f"bad request: {exc}"}})
                 return
             params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature,
-                                      timeout_s=generator.settings.generation_timeout_s)
+                                      timeout_s=timeout_s)
             ident = f"cmpl-{uuid.uuid4().hex[:12]}"
             try:
                 pieces = generator.stream(prompt, params)
@@ -174,20 +175,18 @@ class BoundedServer(ThreadingHTTPServer):
             self._slots.release()
 
 
-def make_server(generator: TransformersGenerator, host: str, port: int, token: str = "",
-                max_connections: int = 32) -> BoundedServer:
+def make_server(generator: Generator, host: str, port: int, token: str = "", max_connections: int = 32,
+                timeout_s: float = 60.0) -> BoundedServer:
     """The server (not yet serving); refuses to listen beyond loopback without a token."""
-    from ui.auth import is_loopback
-
     if not token and not is_loopback(host):
         raise ConfigError(f"serving on {host} beyond loopback needs a token: set RAG_LLM_SERVER_TOKEN (and "
                           "RAG_GENERATOR_API_KEY to the same value on the clients)")
-    return BoundedServer((host, port), make_handler(generator, token), max_connections)
+    return BoundedServer((host, port), make_handler(generator, timeout_s, token), max_connections)
 
 
-def serve(generator: TransformersGenerator, host: str, port: int, token: str = "") -> None:
+def serve(generator: Generator, host: str, port: int, token: str = "", timeout_s: float = 60.0) -> None:
     """Serve until interrupted."""
-    server = make_server(generator, host, port, token)
+    server = make_server(generator, host, port, token, timeout_s=timeout_s)
     generator.warm_up()
     log.info("serving %s on http://%s:%d/v1", generator.model_id, host, server.server_address[1])
     print(f"serving {generator.model_id} on http://{host}:{server.server_address[1]}/v1", flush=True)

@@ -1,4 +1,5 @@
-"""Generation on an on-prem server speaking the OpenAI-compatible completions API (vLLM, TGI, llama.cpp).
+"""The HTTP backend: an on-prem server speaking the OpenAI-compatible completions API (vLLM, TGI, llama.cpp,
+`rag serve-llm`).
 
 The endpoint must be on loopback or a private network unless settings explicitly allow otherwise, so
 a mistyped URL cannot send questions and documents out of the organization.
@@ -6,37 +7,23 @@ a mistyped URL cannot send questions and documents out of the organization.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from rag.generation import GenerationParams, GenerationSlots, GeneratorBusyError, cut_at_stops
-from rag.prompt import END_KEY, INSTRUCTION_KEY, RESPONSE_KEY, dolly_prompt
+from rag.generation.base import GenerationParams, GeneratorBusyError
+from rag.network import is_ip, is_private_address
 from rag.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
     import httpx
 
-STOPS = [END_KEY, INSTRUCTION_KEY, RESPONSE_KEY]
+MAX_SERVER_STOPS = 4  # OpenAI's API takes at most four stop strings; the wrapper applies all of them anyway
 CHARS_PER_TOKEN = 3  # conservative: English runs ~4 characters a token, so the window is never overrun
-
-
-# Networks an organization's own servers live on. Explicit, because ipaddress's is_private also covers
-# documentation and reserved ranges that are no one's private network.
-ON_PREM_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
-    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "::1/128", "fc00::/7",
-))
-
-
-def _private(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in network for network in ON_PREM_NETWORKS if network.version == ip.version)
 
 
 def check_endpoint(url: str, allow_public: bool) -> None:
@@ -48,11 +35,11 @@ def check_endpoint(url: str, allow_public: bool) -> None:
         return
     host = parts.hostname
     try:
-        addresses = [host] if _is_ip(host) else sorted({i[4][0] for i in socket.getaddrinfo(host, parts.port or 80)})
+        addresses = [host] if is_ip(host) else sorted({i[4][0] for i in socket.getaddrinfo(host, parts.port or 80)})
     except socket.gaierror as exc:
         raise ConfigError(f"generator host {host} does not resolve ({exc.strerror}); use an address on "
                           "your network") from exc
-    public = [a for a in addresses if not _private(a)]
+    public = [a for a in addresses if not is_private_address(a)]
     if public:
         raise ConfigError(
             f"generator URL {url} reaches {', '.join(public)}, outside loopback and private networks: "
@@ -80,7 +67,7 @@ class _OnPremBackend:
                                            socket_options=socket_options)
         sock = stream.get_extra_info("socket")
         peer = sock.getpeername()[0] if sock is not None else ""
-        if not peer or not _private(peer):
+        if not peer or not is_private_address(peer):
             stream.close()
             raise httpcore.ConnectError(
                 f"{host} now resolves to {peer or 'an unknown address'}, outside loopback and private networks: "
@@ -105,38 +92,29 @@ def on_prem_transport() -> "httpx.HTTPTransport":
     return transport
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-        return True
-    except ValueError:
-        return False
+class HttpBackend:
+    """Streams completions from an OpenAI-compatible server; the prompt is sent as text, already rendered."""
 
-
-class HttpGenerator:
-    """Streams completions from an OpenAI-compatible server, in Dolly's prompt format."""
+    chat_template_known = False  # the server applies no template to a completions prompt
+    is_demo = False
+    device = "remote"
 
     def __init__(self, settings: Settings) -> None:
         if not settings.generator_url:
             raise ConfigError("RAG_GENERATOR_BACKEND=http needs RAG_GENERATOR_URL (e.g. http://10.0.0.5:8000/v1)")
         check_endpoint(settings.generator_url, settings.allow_public_endpoint)
-        self.settings = settings
         self.url = settings.generator_url.rstrip("/")
         self.remote_model = settings.generator_remote_model
         self.model_id = f"{self.remote_model or 'remote'}@{urlsplit(self.url).netloc}"
         self.context_window = settings.generator_context_tokens
-        self.device = "remote"
-        self._slots = GenerationSlots(settings)
+        self.allow_public = settings.allow_public_endpoint
         self._headers = {"Authorization": f"Bearer {settings.generator_api_key}"} if settings.generator_api_key else {}
 
     def warm_up(self) -> None:
         """Nothing to load locally."""
 
-    def prompt_format(self) -> str:
-        return "dolly"
-
-    def render(self, instruction: str, context: str) -> str:
-        return dolly_prompt(instruction, context)
+    def chat_prompt(self, message: str) -> str:
+        raise ConfigError("the HTTP backend cannot render a chat template: set RAG_PROMPT_FORMAT=dolly")
 
     def count_tokens(self, text: str) -> int:
         return -(-len(text) // CHARS_PER_TOKEN)
@@ -144,23 +122,27 @@ class HttpGenerator:
     def truncate(self, text: str, tokens: int) -> str:
         return text[: tokens * CHARS_PER_TOKEN]
 
-    def stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
-        """Yield completion text pieces (server-sent events); raises GeneratorBusyError beyond the bound."""
-        return self._slots.stream(cut_at_stops(self._stream(prompt, params)))
+    def client(self, timeout_s: float) -> "httpx.Client":
+        """A client that sends the token and, unless public endpoints are allowed, reaches only on-prem
+        addresses; trust_env=False: no proxy from the environment may carry the request elsewhere."""
+        import httpx
 
-    def _stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
+        transport = None if self.allow_public else on_prem_transport()
+        return httpx.Client(timeout=timeout_s, trust_env=False, transport=transport, headers=self._headers)
+
+    def produce(self, prompt: str, params: GenerationParams, stops: Sequence[str],
+                cancel: threading.Event) -> Generator[str, None, None]:
+        """Completion text pieces (server-sent events); closing this generator closes the connection, which
+        ends the generation on the server. Raises GeneratorBusyError when the server is at its bound."""
         import httpx
 
         body = {"prompt": prompt, "max_tokens": params.max_new_tokens, "temperature": params.temperature,
-                "stream": True, "stop": STOPS}
+                "stream": True, "stop": list(stops[:MAX_SERVER_STOPS])}
         if self.remote_model:
             body["model"] = self.remote_model
-        # trust_env=False: no proxy from the environment may carry the request elsewhere
         deadline = time.monotonic() + params.timeout_s  # in total: a server dripping tokens may not hold a slot
         try:
-            transport = None if self.settings.allow_public_endpoint else on_prem_transport()
-            with httpx.Client(timeout=params.timeout_s, trust_env=False, transport=transport,
-                              headers=self._headers) as client, \
+            with self.client(params.timeout_s) as client, \
                     client.stream("POST", f"{self.url}/completions", json=body) as response:
                 if response.status_code in (429, 503):  # the server's own bound: the same "busy" as ours
                     raise GeneratorBusyError(f"the generator server at {self.url} is busy (HTTP "
@@ -172,6 +154,8 @@ class HttpGenerator:
                     raise RuntimeError(f"generator server answered HTTP {response.status_code}: "
                                        f"{response.read().decode(errors='replace')[:200]}")
                 for line in response.iter_lines():
+                    if cancel.is_set() or time.monotonic() > deadline:
+                        break
                     if not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
@@ -180,13 +164,8 @@ class HttpGenerator:
                     text = json.loads(data)["choices"][0].get("text", "")
                     if text:
                         yield text
-                    if time.monotonic() > deadline:
-                        raise httpx.ReadTimeout("generation time limit")
         except httpx.TimeoutException as exc:
             raise TimeoutError(f"the generator server did not answer within {params.timeout_s:g} s") from exc
         except httpx.TransportError as exc:
             raise ConnectionError(f"the generator server at {self.url} cannot be reached ({exc}): start it, or "
                                   f"check RAG_GENERATOR_URL") from exc
-
-    def generate(self, prompt: str, params: GenerationParams) -> str:
-        return "".join(self.stream(prompt, params))

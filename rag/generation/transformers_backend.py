@@ -1,4 +1,4 @@
-"""Answer generation with a locally hosted model: the `Generator` protocol and the transformers backend.
+"""The in-process backend: any local causal LM through transformers.
 
 Offline by construction: the Hugging Face libraries are switched to offline mode before they are
 imported, a model must be a local folder (safetensors) or a GGUF file, and remote code never runs.
@@ -9,74 +9,22 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
 from rag.embedding import resolve_device, set_offline_mode
-from rag.prompt import END_KEY, INSTRUCTION_KEY, RESPONSE_KEY, dolly_prompt
+from rag.generation.base import GenerationParams
+from rag.prompt import END_KEY
 from rag.settings import ConfigError, Settings
-
-if TYPE_CHECKING:
-    from rag.http_generation import HttpGenerator
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 HOW_TO_PLACE = ("on a connected machine run `huggingface-cli download databricks/dolly-v2-3b --local-dir "
                 "dolly-v2-3b`, copy the folder here and set RAG_GENERATOR_MODEL to it")
-
-
-class GeneratorBusyError(RuntimeError):
-    """All generation slots are taken."""
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    """Per-request generation settings."""
-
-    max_new_tokens: int = 200
-    temperature: float = 0.0
-    timeout_s: float = 60.0
-
-
-class GenerationSlots:
-    """The bound on concurrent generations, shared by every backend: beyond it, a clear "busy" error."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.limit = settings.max_concurrent_generations
-        self.wait_s = settings.generation_queue_s
-        self._semaphore = threading.BoundedSemaphore(self.limit)
-
-    def acquire(self) -> None:
-        """Take a slot, waiting up to `generation_queue_s`; raises GeneratorBusyError when none frees up."""
-        got = self._semaphore.acquire(timeout=self.wait_s) if self.wait_s > 0 else self._semaphore.acquire(False)
-        if not got:
-            raise GeneratorBusyError(
-                f"the answer generator is busy ({self.limit} question(s) at a time); try again in a moment")
-
-    def release(self) -> None:
-        self._semaphore.release()
-
-    def stream(self, pieces: Iterator[str]) -> Iterator[str]:
-        """`pieces` run while holding a slot; the slot is taken before the first piece is asked for."""
-        self.acquire()
-        try:
-            yield from pieces
-        finally:
-            self.release()
-
-
-@runtime_checkable
-class Generator(Protocol):
-    """Streams the completion of a prompt as text pieces."""
-
-    model_id: str
-
-    def stream(self, prompt: str, params: GenerationParams) -> Iterator[str]: ...
 
 
 @dataclass(frozen=True)
@@ -89,101 +37,6 @@ class ModelLocation:
     @property
     def name(self) -> str:
         return Path(self.gguf_file).stem if self.gguf_file else self.folder.name
-
-
-MAX_ANSWER_LINES = 12
-_NGRAM = 3
-# answer openers and trailers small models add around the content ("The answer is:", a trailing "Output")
-_FILLER_START = re.compile(r"^\s*(?:(?:the\s+)?(?:answer|response|output|reply)(?:\s+is)?\s*[:\-–]\s*|"
-                           r"(?:sure|certainly|of course)[,!.]\s*|(?:answer|response|output)\s*$)", re.IGNORECASE)
-_FILLER_END = re.compile(r"(?:\s*\b(?:output|answer|response|input|instruction|context)\s*:?\s*)+$", re.IGNORECASE)
-
-
-def repetition_cut(text: str) -> int | None:
-    """Where to cut an answer that started looping, or None. Small models repeat themselves instead of
-    stopping: a finished line or sentence that already appeared; a run of words (a 3-gram) met a third
-    time, across lines ("The answer is 1. The answer is 2. The answer is 3."), cut before its second
-    appearance; or more than MAX_ANSWER_LINES lines."""
-    units = [m for m in re.finditer(r"[^\n.!?]*[.!?\n]", text)]
-    seen: dict[str, int] = {}
-    for match in units:
-        key = match.group().strip().lower()
-        if len(key) < 8:
-            continue
-        seen[key] = seen.get(key, 0) + 1
-        if seen[key] == 2:
-            return match.start()
-    words = list(re.finditer(r"\w+", text.lower()))
-    grams: dict[tuple[str, ...], list[int]] = {}
-    for i in range(len(words) - _NGRAM + 1):
-        gram = tuple(w.group() for w in words[i:i + _NGRAM])
-        starts = grams.setdefault(gram, [])
-        if starts and words[i].start() < starts[-1] + 1:
-            continue
-        starts.append(words[i].start())
-        if len(starts) == 3:
-            cut = starts[1]
-            line_start = text.rfind("\n", 0, cut) + 1
-            sentence = max(text.rfind(". ", 0, cut), text.rfind("? ", 0, cut), text.rfind("! ", 0, cut))
-            return max(line_start, sentence + 2 if sentence >= 0 else 0) or cut
-    lines = [m.start() for m in re.finditer(r"\n", text)]
-    if len(lines) >= MAX_ANSWER_LINES:
-        return lines[MAX_ANSWER_LINES - 1]
-    return None
-
-
-# Dolly's keys end a response; a model not trained on the format tends to open a new section
-STOP_STRINGS = (END_KEY, INSTRUCTION_KEY, RESPONSE_KEY, "\n###", "\nInput:", "\nOutput:")
-
-
-def cut_at_stops(pieces: Iterable[str], stops: Sequence[str] = STOP_STRINGS) -> Iterator[str]:
-    """The pieces up to the first stop string or loop (`repetition_cut`), matched on the decoded text so it
-    works for every tokenizer and backend; ends early, and the caller then stops generating."""
-    text = ""
-    for piece in pieces:
-        text += piece
-        cut = min((text.find(s) for s in stops if s in text), default=-1)
-        if cut < 0:
-            cut = repetition_cut(text)
-            cut = -1 if cut is None else cut
-        if cut >= 0:
-            emitted = len(text) - len(piece)  # a stop string the tokenizer split: emit up to it
-            if cut > emitted:
-                yield text[emitted:cut]
-            return
-        yield piece
-
-
-def _same_openings_cut(text: str) -> str:
-    """`text` up to the first sentence that opens with the same three words as an earlier one ("The answer
-    is 1. The answer is 2."), and without a trailing fragment of one or two words (a stream cut there)."""
-    sentences = re.split(r"(?<=[.!?])\s+", text.strip())
-    openings: set[tuple[str, ...]] = set()
-    kept: list[str] = []
-    for sentence in sentences:
-        opening = tuple(re.findall(r"\w+", sentence.lower())[:3])
-        if len(opening) == 3 and opening in openings:
-            break
-        openings.add(opening)
-        kept.append(sentence)
-    if len(kept) > 1 and not re.search(r"[.!?\]]$", kept[-1]) and len(kept[-1].split()) < 3:
-        kept.pop()
-    return " ".join(kept)
-
-
-def clean_answer(text: str) -> str:
-    """The answer without loops, filler openers ("The answer is:") and trailing role words ("Output")."""
-    cut = repetition_cut(text)
-    if cut is not None:
-        text = text[:cut]
-    if "\n" not in text.strip():
-        text = _same_openings_cut(text)
-    previous = None
-    while previous != text:
-        previous = text
-        text = _FILLER_START.sub("", text, count=1).strip()
-        text = _FILLER_END.sub("", text).strip()
-    return text
 
 
 def resolve_generator_model(settings: Settings) -> ModelLocation:
@@ -205,7 +58,7 @@ def resolve_generator_model(settings: Settings) -> ModelLocation:
     return ModelLocation(path)
 
 
-class TransformersGenerator:
+class TransformersBackend:
     """Any local causal LM through transformers: bf16 on a GPU (device_map), fp32 on CPU.
 
     A GGUF model is converted to safetensors once into the model cache, so later starts load in about
@@ -219,7 +72,7 @@ class TransformersGenerator:
         # the embedded 135M model: the page and the CLI say so, and auto mode leads with quotes
         self.is_demo = not settings.generator_model
         self.settings = settings
-        self._slots = GenerationSlots(settings)
+        self.chat_template_known = True
         self._lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
@@ -299,19 +152,11 @@ class TransformersGenerator:
                 return min(value, 8192)
         return 2048
 
-    def prompt_format(self) -> str:
-        """Dolly's format unless the settings ask for the chat template (on the sample questions SmolLM2
-        answered in Dolly's format and drifted with its own template; see docs/benchmarks.md)."""
-        chosen = self.settings.prompt_format
-        if chosen == "chat" and not getattr(self.tokenizer, "chat_template", None):
-            raise ConfigError(f"RAG_PROMPT_FORMAT=chat but {self.model_id} has no chat template")
-        return "chat" if chosen == "chat" else "dolly"
-
-    def render(self, instruction: str, context: str) -> str:
-        """The full prompt in the chosen format."""
-        if self.prompt_format() == "dolly":
-            return dolly_prompt(instruction, context)
-        message = f"{context}\n\n{instruction}" if context else instruction
+    def chat_prompt(self, message: str) -> str:
+        """`message` as the user's turn in the model's chat template, ready for the assistant's answer."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ConfigError(f"RAG_PROMPT_FORMAT=chat but {self.model_id} has no chat template: "
+                              "set RAG_PROMPT_FORMAT=dolly")
         return str(self.tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
                                                       add_generation_prompt=True))
 
@@ -323,20 +168,17 @@ class TransformersGenerator:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
     # -- generation -----------------------------------------------------------------------------
-    def stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
-        """Yield the answer in pieces; raises GeneratorBusyError when every slot is taken."""
-        return self._slots.stream(self._stream(prompt, params))
-
-    def _stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
+    def produce(self, prompt: str, params: GenerationParams, stops: Sequence[str],
+                cancel: threading.Event) -> Generator[str, None, None]:
+        """The completion's text pieces; `model.generate` runs in a thread and ends at the end-of-sequence
+        (or Dolly's "### End") token, at the time limit, or after the token when `cancel` is set."""
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-        stop_requested = threading.Event()
-
         class StopWhenAsked(StoppingCriteria):
-            """Ends generation once the reader saw a stop string (checked after every token)."""
+            """Ends generation once the wrapper has what it needs (checked after every token)."""
 
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
-                return stop_requested.is_set()
+                return cancel.is_set()
 
         self.warm_up()
         tokenizer, model = self._tokenizer, self._model
@@ -366,30 +208,14 @@ class TransformersGenerator:
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
         exhausted = False
-
-        def pieces() -> Iterator[str]:
-            nonlocal exhausted
+        try:
             yield from streamer
             exhausted = True
-
-        yield from cut_at_stops(pieces())
-        if not exhausted:  # stopped at a stop string or a loop: generate() ends after this token
-            stop_requested.set()
-            for _ in streamer:  # drain what it still sends
-                pass
-        worker.join(params.timeout_s + 30)
+        finally:
+            if not exhausted:  # stopped early (a stop string, a loop, the consumer gone)
+                cancel.set()  # generate() ends after this token
+                for _ in streamer:  # drain what it still sends
+                    pass
+            worker.join(params.timeout_s + 30)
         if errors:
             raise errors[0]
-
-    def generate(self, prompt: str, params: GenerationParams) -> str:
-        """The whole answer at once."""
-        return "".join(self.stream(prompt, params))
-
-
-def make_generator(settings: Settings) -> TransformersGenerator | HttpGenerator:
-    """The generator the settings ask for: in-process transformers, or an on-prem completions server."""
-    if settings.generator_backend == "http":
-        from rag.http_generation import HttpGenerator
-
-        return HttpGenerator(settings)
-    return TransformersGenerator(settings)

@@ -1,0 +1,113 @@
+"""What every part of generation shares: the request, the errors, the slots and the two Protocols.
+
+`Generator` is what callers use (the QA service, the page, the command line, the generation server);
+`Backend` is what a model runtime implements (it only produces text pieces). `rag.generation.wrapper`
+turns any backend into a generator with one set of rules.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator as PieceGenerator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+class GeneratorBusyError(RuntimeError):
+    """All generation slots are taken."""
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Per-request generation settings."""
+
+    max_new_tokens: int = 200
+    temperature: float = 0.0
+    timeout_s: float = 60.0
+
+
+class GenerationSlots:
+    """The bound on concurrent generations: beyond it, after waiting up to `wait_s`, a clear "busy" error."""
+
+    def __init__(self, limit: int, wait_s: float) -> None:
+        self.limit = limit
+        self.wait_s = wait_s
+        self._semaphore = threading.BoundedSemaphore(limit)
+
+    def acquire(self) -> None:
+        """Take a slot, waiting up to `wait_s`; raises GeneratorBusyError when none frees up."""
+        got = self._semaphore.acquire(timeout=self.wait_s) if self.wait_s > 0 else self._semaphore.acquire(False)
+        if not got:
+            raise GeneratorBusyError(
+                f"the answer generator is busy ({self.limit} question(s) at a time); try again in a moment")
+
+    def release(self) -> None:
+        self._semaphore.release()
+
+    def stream(self, pieces: Iterator[str]) -> Iterator[str]:
+        """`pieces` run while holding a slot; the slot is taken before the first piece is asked for and
+        given back when they end, fail or the consumer closes the stream."""
+        self.acquire()
+        try:
+            yield from pieces
+        finally:
+            self.release()
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A model that completes prompts, as every caller sees it (see `rag.generation.wrapper.Generation`)."""
+
+    model_id: str
+    is_demo: bool  # the embedded 135M model: the page and the CLI say so, and auto mode leads with quotes
+    prompt_format: str  # "dolly" or "chat"
+    slots: GenerationSlots
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def context_window(self) -> int: ...
+
+    def warm_up(self) -> None: ...
+
+    def render(self, instruction: str, context: str) -> str: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def truncate(self, text: str, tokens: int) -> str: ...
+
+    def stream(self, prompt: str, params: GenerationParams) -> Iterator[str]: ...
+
+    def generate(self, prompt: str, params: GenerationParams) -> str: ...
+
+
+class Backend(Protocol):
+    """A model runtime: loads a model and produces the text pieces of a completion, nothing more.
+
+    Slots, stop strings, the loop cut and the time limit are the wrapper's, the same for every backend.
+    `produce` must end soon after `cancel` is set (the wrapper sets it when it has what it needs or the
+    consumer went away) and must honour `params.timeout_s` itself while it waits for a first piece.
+    """
+
+    model_id: str
+    is_demo: bool
+    chat_template_known: bool  # False: the runtime cannot render the model's chat template
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def context_window(self) -> int: ...
+
+    def warm_up(self) -> None: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def truncate(self, text: str, tokens: int) -> str: ...
+
+    def chat_prompt(self, message: str) -> str: ...
+
+    def produce(self, prompt: str, params: GenerationParams, stops: Sequence[str],
+                cancel: threading.Event) -> PieceGenerator[str, None, None]: ...

@@ -1,0 +1,38 @@
+"""Which addresses are this machine's or the organization's: the checks that keep traffic on-prem."""
+
+from __future__ import annotations
+
+import ipaddress
+
+# Networks an organization's own servers live on. Explicit, because ipaddress's is_private also covers
+# documentation and reserved ranges that are no one's private network.
+ON_PREM_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "::1/128", "fc00::/7",
+))
+
+
+def is_private_address(address: str) -> bool:
+    """Whether an IP address is on loopback or one of the on-prem networks."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in ON_PREM_NETWORKS if network.version == ip.version)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine's loopback only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def is_ip(host: str) -> bool:
+    """Whether `host` is an IP address rather than a name."""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+        return True
+    except ValueError:
+        return False
