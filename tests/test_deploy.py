@@ -73,6 +73,15 @@ def test_the_image_installs_from_requirements_and_downloads_no_model() -> None:
     code = "\n".join(line for line in dockerfile.splitlines() if not line.lstrip().startswith("#"))
     assert not re.search(r"huggingface-cli|snapshot_download|curl |wget |git clone", code)
     assert 'CMD ["rag", "ui", "--host", "0.0.0.0", "--port", "8501"]' in dockerfile
+    assert "requirements-dev" not in dockerfile  # the image carries no test tools
+
+
+def test_runtime_requirements_hold_no_test_tools() -> None:
+    runtime = (REPO / "requirements.txt").read_text().lower()
+    for tool in ("pytest", "playwright", "fpdf2", "langchain-community"):
+        assert tool not in runtime, tool
+    dev = (REPO / "requirements-dev.txt").read_text().splitlines()
+    assert "-r requirements.txt" in dev and any(line.startswith("pytest==") for line in dev)
 
 
 def with_defaults(text: str) -> str:
