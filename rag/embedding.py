@@ -24,6 +24,9 @@ class ModelNotFoundError(ConfigError):
     """A configured model folder does not exist or is not a model."""
 
 
+DEFAULT_NAME = "all-MiniLM-L6-v2"  # the packaged default model, whose folder is called "model"
+
+
 @runtime_checkable
 class Embedder(Protocol):
     """Turns texts into L2-normalised float32 vectors (rows in input order)."""
@@ -67,6 +70,12 @@ def resolve_embedding_folder(settings: Settings) -> Path:
             f"copy the folder here and set RAG_EMBEDDING_MODEL to it"
         )
     return folder
+
+
+def embedding_model_id(settings: Settings) -> str:
+    """The configured embedding model's id, as an index records it; loads nothing."""
+    # the packaged default lives in a folder called "model": give it its real name
+    return model_fingerprint(resolve_embedding_folder(settings), None if settings.embedding_model else DEFAULT_NAME)
 
 
 def model_fingerprint(folder: Path, name: str | None = None) -> str:
@@ -122,9 +131,7 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, settings: Settings) -> None:
         self.folder = resolve_embedding_folder(settings)
-        # the packaged default lives in a folder called "model": give it its real name
-        name = "all-MiniLM-L6-v2" if not settings.embedding_model else None
-        self.model_id = model_fingerprint(self.folder, name)
+        self.model_id = embedding_model_id(settings)
         self.batch_size = settings.embed_batch_size  # 0: chosen by device at load time
         self._settings = settings
         self._model: SentenceTransformer | None = None

@@ -4,7 +4,7 @@ A quote cannot invent anything. It is what the service shows when the model's an
 the passages (answer_mode auto), and what it leads with for the small embedded demo model. The sentence
 is chosen by its embedding similarity to the question, the share of the question's words it holds, and
 whether it has what the question asks for ("how many" wants a number, "when" a date or time, "who" a
-name); its neighbour is added when it completes it. Weights tuned on ../shared/eval
+name); its neighbour is added when it completes it. Weights tuned on the NarrativeQA and BoolQ dev sets
 (bench/answer_modes.py, docs/benchmarks.md).
 """
 

@@ -27,7 +27,7 @@ DUMMY_IT = re.compile(r"\bit(?: is| was)? (?:true|possible|allowed|ok|okay|neces
 _CLAUSE_BEFORE_THAT = frozenset("true sure so say said says mean means think know possible such".split())
 # Words that begin a clause after "that" ("that the office is closed", "that we give").
 _CLAUSE_OPENERS = frozenset("the a an my our your their his her its we i you he she they it this there".split())
-_WORD = re.compile(r"\w+(?:'\w+)?")
+_WORD_WITH_APOSTROPHE = re.compile(r"\w+(?:'\w+)?")  # "what's" is one word here
 # Content words a question may hold before a personal pronoun and still need the earlier question.
 OWN_REFERENT_WORDS = 3
 
@@ -36,7 +36,7 @@ def refers_back(question: str) -> bool:
     """True when the question leans on an earlier one; False when it stands on its own."""
     text = question.strip()
     # "IT" (the department) is not "it"
-    words = [w.lower() if not (w.isupper() and len(w) > 1) else "_" + w for w in _WORD.findall(text)]
+    words = [w.lower() if not (w.isupper() and len(w) > 1) else "_" + w for w in _WORD_WITH_APOSTROPHE.findall(text)]
     if not words:
         return False
     if ELLIPTIC.match(text) or len(keyword_terms(text)) <= 1:

@@ -21,11 +21,10 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -88,13 +87,6 @@ class IndexBusyError(RagIndexError):
     """Another ingest run holds the write lock."""
 
 
-@runtime_checkable
-class VectorIndex(Protocol):
-    """Nearest-neighbour search over normalised vectors: (scores, ids), -1 ids for empty slots."""
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
-
-
 @dataclass(frozen=True)
 class Manifest:
     """The published state of an index folder."""
@@ -133,15 +125,26 @@ def private_dir(path: Path) -> None:
     os.chmod(path, 0o700)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write, fsync, rename over `path`, fsync the folder: readers see the old bytes or the new ones."""
+def atomic_replace(path: Path, write: Callable[[Path], None]) -> None:
+    """`write` fills a temporary file beside `path`, which is made the owner's alone, fsync'd and renamed
+    over `path`, and the folder fsync'd: readers see the old file or the new one, never part of one."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as f:
-        f.write(data)
-        f.flush()
+    write(tmp)
+    with open(tmp, "rb+") as f:
+        os.fchmod(f.fileno(), 0o600)
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """`data` as the new content of `path` (see `atomic_replace`)."""
+
+    def write(tmp: Path) -> None:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as f:
+            f.write(data)
+
+    atomic_replace(path, write)
 
 
 def faiss_gpu_count() -> int:
@@ -217,13 +220,7 @@ class FaissVectorIndex:
         """Write durably (the caller renames nothing: the manifest is what publishes it)."""
         import faiss
 
-        tmp = path.with_name(f".{path.name}.tmp")
-        faiss.write_index(self.index, str(tmp))
-        with open(tmp, "rb+") as f:
-            os.fchmod(f.fileno(), 0o600)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        atomic_replace(path, lambda tmp: faiss.write_index(self.index, str(tmp)))
 
     # -- updates --------------------------------------------------------------------------------
     @property
@@ -296,7 +293,7 @@ class PublishReport:
 class IndexWriter:
     """The single writer of an index folder: one per run, holding the folder's write lock.
 
-    Usage: ``with IndexWriter.open(settings, model_id, dim_fn) as w: ...; w.publish()``.
+    Usage: ``with IndexWriter.open(settings, model_id) as w: w.write_batch(...); w.publish(dim)``.
     Batches of documents are committed as single SQLite transactions; `publish` then builds the
     next FAISS file from the previous one plus the committed changes and swaps the manifest.
     A run that dies before publishing leaves its committed batches in place: the next run adopts

@@ -1,4 +1,5 @@
-"""Retrieval and answer metrics, as in ../shared/eval/README.md (SQuAD-style answer normalisation)."""
+"""Retrieval and answer metrics: recall@k and MRR, and SQuAD-style answer F1 and exact match (answers
+normalised as SQuAD's official script does: lower case, no punctuation, no articles, single spaces)."""
 
 from __future__ import annotations
 

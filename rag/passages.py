@@ -7,18 +7,17 @@ of one document that are both retrieved read better, and cost fewer tokens, as o
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import replace
 
 from rag.types import Hit
+from rag.text import WORD
 
-_WORD = re.compile(r"\w+")
 
 
 def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
     """The text's word n-grams, lower-cased (a short text is one shingle of all its words)."""
-    words = _WORD.findall(text.lower())
+    words = WORD.findall(text.lower())
     if len(words) <= n:
         return frozenset([tuple(words)])
     return frozenset(tuple(words[i:i + n]) for i in range(len(words) - n + 1))

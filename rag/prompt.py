@@ -43,6 +43,13 @@ def number_passages(passages: Sequence[str]) -> str:
     return "\n\n".join(f"[{i}] {text}" for i, text in enumerate(passages, start=1))
 
 
+def context_budget(instruction: str, render: Callable[[str, str], str], count_tokens: Callable[[str], int],
+                   context_window: int, max_new_tokens: int) -> int:
+    """Tokens left for the context once the prompt around it and the answer are counted (8 spare: a
+    tokenizer may merge differently at the seams)."""
+    return context_window - max_new_tokens - count_tokens(render(instruction, "")) - 8
+
+
 def pack_prompt(
     question: str,
     hits: Sequence[Hit],
@@ -58,7 +65,7 @@ def pack_prompt(
     are dropped. `render` is the Dolly format or a chat template; `count_tokens` the generator's tokenizer.
     """
     instruction = f"{question}\n\n{CITE_HINT if len(hits) <= 1 else CITE_HINT_MANY}"
-    budget = context_window - max_new_tokens - count_tokens(render(instruction, "")) - 8
+    budget = context_budget(instruction, render, count_tokens, context_window, max_new_tokens)
     if budget <= 0:
         raise ValueError(f"the model's window ({context_window} tokens) leaves no room for context after "
                          f"{max_new_tokens} new tokens: lower max_new_tokens")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -16,6 +15,7 @@ from rag.embedding import Embedder, make_embedder
 from rag.index import ACL_STAMP, FaissVectorIndex, IndexReader, IndexView
 from rag.settings import Settings
 from rag.types import Principal, SearchResult
+from rag.text import WORD
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,11 @@ now of off on once only or other our ours ourselves out over own same she should
 their theirs them themselves then there these they this those through to too under until up very was we
 were what when where which while who whom why will with would you your yours yourself yourselves
 """.split())
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def keyword_terms(text: str) -> list[str]:
     """The query's content words, lower-cased, in order, once each."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+    words = [w for w in WORD.findall(text.lower()) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
     return list(dict.fromkeys(words))
 
 

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rag.search import STOPWORDS as SEARCH_STOPWORDS
+from rag.text import WORD
 
-_WORD = re.compile(r"\w+")
 
 _SMALL = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
           "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
@@ -172,7 +172,7 @@ def extract_facts(text: str, evidence: bool = False) -> Facts:
             value *= 1_000_000
         if before:
             unit = _UNITS[(before.group("sym") or before.group("code")).lower()]
-        near = frozenset(w.lower() for w in _WORD.findall(after)[:4])
+        near = frozenset(w.lower() for w in WORD.findall(after)[:4])
         facts.quantities.append(Quantity(m.group().strip(), frozenset({value}), unit, near))
     for m in _CODE.finditer(text):
         measure = _MEASURE.fullmatch(m.group())
@@ -212,7 +212,7 @@ def check_facts(claim: Facts, passages: Sequence[str], passage_facts: Sequence[F
     in `near` (the evidence sentence and its neighbours; default: all of `passage_facts`), so a number
     that merely occurs somewhere else in a passage does not vouch for the claim."""
     known_text = " ".join(p.lower() for p in passages)
-    known_words = set(_WORD.findall(known_text))
+    known_words = set(WORD.findall(known_text))
     for q in claim.quantities:
         candidates = [p for facts in (passage_facts if near is None else near) for p in facts.quantities
                       if p.values & q.values]
@@ -254,7 +254,7 @@ def stem(word: str) -> str:
 
 def stems(text: str) -> set[str]:
     """The stems of every word in `text`."""
-    return {stem(w) for w in _WORD.findall(text)}
+    return {stem(w) for w in WORD.findall(text)}
 
 
 def subject_missing(claim: str, passages: Sequence[str]) -> str:
@@ -262,7 +262,7 @@ def subject_missing(claim: str, passages: Sequence[str]) -> str:
     passage has any word of it in any form, else "". A claim about someone or something the passages never
     mention is not backed by them, however similar the rest of it reads. The subject is taken as the first
     run of content words, when the sentence opens with it (or with one determiner before it)."""
-    tokens = _WORD.findall(claim)
+    tokens = WORD.findall(claim)
     start = 0 if tokens and tokens[0].lower() not in STOPWORDS else 1
     run: list[str] = []
     for token in tokens[start:]:
@@ -291,4 +291,4 @@ def missing_identifier(question: str, passages: Sequence[str]) -> str:
 
 
 def content_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1}
+    return {w for w in WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1}

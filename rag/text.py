@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+WORD = re.compile(r"\w+")  # a word, for counting and matching (letters, digits and _ in any script)
 # C0 and C1 controls, DEL, and the bidirectional overrides that reorder what a terminal shows
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 

@@ -1,4 +1,5 @@
-"""The `rag` command line: ingest, search, status, ask, eval, ui, user."""
+"""The `rag` command line: ingest, search, status, ask, check, serve-llm, eval, doctor, ui and user (run
+`rag --help` for each one's line)."""
 
 from __future__ import annotations
 

@@ -25,14 +25,13 @@ class Check:
 
 
 def check_embedding(settings: Settings) -> list[Check]:
-    from rag.embedding import model_fingerprint, resolve_embedding_folder
+    from rag.embedding import embedding_model_id, resolve_embedding_folder
 
     try:
         folder = resolve_embedding_folder(settings)
     except ConfigError as exc:
         return [Check("embedding model", "fail", str(exc))]
-    name = "all-MiniLM-L6-v2" if not settings.embedding_model else None
-    return [Check("embedding model", "ok", f"{model_fingerprint(folder, name)} in {folder}")]
+    return [Check("embedding model", "ok", f"{embedding_model_id(settings)} in {folder}")]
 
 
 def check_generator(settings: Settings) -> list[Check]:
@@ -100,7 +99,7 @@ def missing_index_advice(folder: Path) -> str:
 
 
 def check_index(settings: Settings) -> list[Check]:
-    from rag.embedding import model_fingerprint, resolve_embedding_folder
+    from rag.embedding import embedding_model_id
     from rag.index import IndexNotFoundError, IndexReader
 
     reader = IndexReader(settings)
@@ -121,8 +120,7 @@ def check_index(settings: Settings) -> list[Check]:
         out.append(Check("index", "fail", f"{status['vectors']} vectors but {status['chunks']} chunks in version "
                                           f"{status['version']}: run `rag ingest` again to rebuild the vectors"))
     try:
-        folder = resolve_embedding_folder(settings)
-        configured = model_fingerprint(folder, "all-MiniLM-L6-v2" if not settings.embedding_model else None)
+        configured = embedding_model_id(settings)
         if configured != status["embedding_model"]:
             out.append(Check("index model", "fail", f"index built with {status['embedding_model']}, configured "
                                                     f"{configured}: configure the same model or re-index"))

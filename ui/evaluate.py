@@ -16,6 +16,7 @@ from urllib.parse import quote, unquote
 from ingest.job import run_ingest
 from rag.followup import standalone_question
 from rag.metrics import best_f1_em, mrr_at, ndcg_at, normalize_answer, percentile, recall_at, yes_no
+from rag.prompt import context_budget
 from rag.qa import Answer, QAService, build_service
 from rag.search import SearchMode, build_searcher
 from rag.settings import Settings
@@ -143,7 +144,7 @@ def evaluate_answers(service: QAService, queries: list[dict], corpus: dict[str, 
         for mode, scores in mode_scores(answer, query).items():
             by_mode[mode].append(scores)
         doc = corpus[str(query["gold_ids"][0])]
-        room = g.context_window - params.max_new_tokens - g.count_tokens(g.render(query["question"], "")) - 16
+        room = context_budget(query["question"], g.render, g.count_tokens, g.context_window, params.max_new_tokens)
         context = "[1] " + g.truncate(f"{doc.get('title', '')}\n\n{doc['text']}", max(room, 32))
         gold.append(_score(g.generate(g.render(query["question"], context), params), query))
         none.append(_score(g.generate(g.render(query["question"], ""), params), query))
