@@ -7,7 +7,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -72,12 +72,123 @@ def reciprocal_rank_fusion(rankings: list[list[int]], weights: list[float], k: f
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
+Ranked = list[tuple[int, float]]  # (chunk id, score), best first
+
+
+class Fusion(Protocol):
+    """Merges one query's dense and keyword candidates (each best first, cut at `pool`) into one ranking."""
+
+    def fuse(self, dense: Ranked, keyword: Ranked, pool: int) -> Ranked: ...
+
+
+@dataclass(frozen=True)
+class ConvexFusion:
+    """The default: score-level fusion (`convex_fusion`), weight `alpha` on the dense side."""
+
+    alpha: float
+
+    def fuse(self, dense: Ranked, keyword: Ranked, pool: int) -> Ranked:
+        return convex_fusion(dense, keyword, self.alpha, pool)
+
+
+@dataclass(frozen=True)
+class RankFusion:
+    """Reciprocal rank fusion, kept for comparison (bench/ab_ingest_search.py)."""
+
+    alpha: float
+    k: float
+
+    def fuse(self, dense: Ranked, keyword: Ranked, pool: int) -> Ranked:
+        return reciprocal_rank_fusion([[i for i, _ in dense], [i for i, _ in keyword]], [self.alpha, 1 - self.alpha],
+                                      self.k)
+
+
+def make_fusion(settings: Settings) -> Fusion:
+    """The fusion `settings.fusion` names."""
+    if settings.fusion == "rrf":
+        return RankFusion(settings.hybrid_alpha, settings.rrf_k)
+    return ConvexFusion(settings.hybrid_alpha)
+
+
 @dataclass
-class _Readable:
+class Readable:
     """The chunks one set of groups may read, at one version and permission stamp."""
 
     ids: np.ndarray
     exact: FaissVectorIndex | None = None  # their vectors alone, when the main index is approximate
+
+
+class DenseRetriever:
+    """Nearest chunks by embedding: FAISS over the whole index, over what a principal may read (an id
+    selector), or exactly over a small readable set; a compressed (IVF-PQ) index's candidates re-scored
+    from the stored vectors."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def retrieve(self, view: IndexView, vectors: np.ndarray, pool: int, readable: "Readable | None") -> list[Ranked]:
+        compressed = view.manifest.index_type == "ivfpq" and (readable is None or readable.exact is None)
+        # a compressed index's order is approximate: take more candidates, re-score them exactly
+        fetch = max(pool, self.pq_candidates(view)) if compressed else pool
+        if readable is None:
+            scores, ids = view.vectors.search(vectors, fetch)
+        elif readable.exact is not None:
+            scores, ids = readable.exact.search(vectors, pool)
+        else:
+            scores, ids = view.vectors.search(vectors, fetch, readable.ids)
+        rows = [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
+                for row_ids, row_scores in zip(ids, scores)]
+        if compressed:
+            rows = [self.rescore(view, vector, row)[:pool] for vector, row in zip(vectors, rows)]
+        return rows
+
+    def pq_candidates(self, view: IndexView) -> int:
+        """Candidates to re-score: PQ ranks worse as the index grows, so more of them (bench/compressed_index.py)."""
+        return self.settings.pq_rescore or min(2000, max(200, view.manifest.vectors // 10_000))
+
+    @staticmethod
+    def rescore(view: IndexView, query: np.ndarray, row: Ranked) -> Ranked:
+        """Exact cosines for a compressed index's candidates, from the stored embeddings, best first:
+        PQ finds the candidates in a few bytes per vector; the order and the scores come from the real vectors."""
+        if not row:
+            return row
+        ids = [i for i, _ in row]
+        exact = view.store.embeddings(ids, view.manifest.dim) @ query
+        return sorted(zip(ids, (float(x) for x in exact)), key=lambda item: -item[1])
+
+
+class KeywordRetriever:
+    """BM25 over chunk text and title (SQLite FTS5), restricted in SQL to what a principal may read."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def retrieve(self, view: IndexView, queries: list[str], pool: int, readable: "Readable | None",
+                 groups: list[str] | None) -> list[Ranked]:
+        rows: list[Ranked] = []
+        for query in queries:
+            match = self.match(query, view, readable, groups)
+            rows.append(view.store.keyword_search(match, pool, view.manifest.version, groups) if match else [])
+        return rows
+
+    def match(self, query: str, view: IndexView, readable: "Readable | None" = None,
+              groups: list[str] | None = None) -> str | None:
+        """The FTS5 query, without the words so common in this index that they cost more than they rank.
+
+        A word in more than `keyword_max_df` of the chunks is dropped while at least three rarer words
+        remain (it would add thousands of postings to score for little BM25 weight). For a restricted
+        reader the counts are over what they may read: which words are kept must not tell them anything
+        about documents they cannot see.
+        """
+        terms = keyword_terms(query)
+        total = view.manifest.vectors if readable is None else len(readable.ids)
+        if len(terms) <= 3 or total <= self.settings.keyword_prune_above:
+            return keyword_match(terms)
+        limit = self.settings.keyword_max_df * total
+        counts = view.store.term_counts(terms, view.manifest.version, groups)
+        ranked = sorted(terms, key=lambda t: counts[t])
+        kept = ranked[:3] + [t for t in ranked[3:] if counts[t] <= limit]
+        return keyword_match([t for t in terms if t in kept])
 
 
 class Searcher:
@@ -94,7 +205,10 @@ class Searcher:
         self.embedder = embedder
         self.reader = reader
         self.settings = settings or reader.settings
-        self._readable: OrderedDict[tuple, _Readable] = OrderedDict()
+        self.dense = DenseRetriever(self.settings)
+        self.keyword = KeywordRetriever(self.settings)
+        self.fusion = make_fusion(self.settings)
+        self._readable: OrderedDict[tuple, Readable] = OrderedDict()
         self._readable_lock = threading.Lock()
 
     def warm_up(self, mode: SearchMode | None = None) -> None:
@@ -112,7 +226,7 @@ class Searcher:
         assert self.reader.view is not None
         return self.reader.view
 
-    def readable(self, view: IndexView, principal: Principal | None) -> _Readable | None:
+    def readable(self, view: IndexView, principal: Principal | None) -> Readable | None:
         """What `principal` may read (None: everything), cached per version, permission stamp and groups."""
         if principal is None or principal.admin:
             return None
@@ -124,7 +238,7 @@ class Searcher:
                 self._readable.move_to_end(key)
                 return cached
         ids = view.store.allowed_chunk_ids(view.manifest.version, groups)
-        entry = _Readable(ids)
+        entry = Readable(ids)
         if view.manifest.index_type != "flat" and 0 < len(ids) <= self.settings.exact_max_vectors:
             # an IVF search probes the lists nearest the query; a few readable chunks may sit in none of
             # them, so a small readable set is searched exactly, from the stored vectors
@@ -153,43 +267,24 @@ class Searcher:
         n = max(1, len(queries))
         pool = max(k, self.settings.search_candidates) if mode == "hybrid" else k
         timings = {"embed": 0.0, "dense": 0.0, "keyword": 0.0}
-        dense: list[list[tuple[int, float]]] = [[] for _ in queries]
-        keyword: list[list[tuple[int, float]]] = [[] for _ in queries]
+        dense: list[Ranked] = [[] for _ in queries]
+        keyword: list[Ranked] = [[] for _ in queries]
         t0 = time.perf_counter()
         if mode in ("dense", "hybrid"):
             vectors = self.embedder.embed_batch(queries)
             t1 = time.perf_counter()
-            compressed = view.manifest.index_type == "ivfpq" and (readable is None or readable.exact is None)
-            # a compressed index's order is approximate: take more candidates, re-score them exactly
-            fetch = max(pool, self._pq_candidates(view)) if compressed else pool
-            if readable is None:
-                scores, ids = view.vectors.search(vectors, fetch)
-            elif readable.exact is not None:
-                scores, ids = readable.exact.search(vectors, pool)
-            else:
-                scores, ids = view.vectors.search(vectors, fetch, readable.ids)
-            dense = [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
-                     for row_ids, row_scores in zip(ids, scores)]
-            if compressed:
-                dense = [self._rescore(view, vector, row)[:pool] for vector, row in zip(vectors, dense)]
+            dense = self.dense.retrieve(view, vectors, pool, readable)
             timings["embed"], timings["dense"] = t1 - t0, time.perf_counter() - t1
         if mode in ("keyword", "hybrid"):
             # sequential on purpose: run beside the embedding on 2 cores, both slowed down (36.8 ms vs 34)
             t2 = time.perf_counter()
-            for row, query in enumerate(queries):
-                match = self._keyword_match(query, view, readable, groups)
-                if match:
-                    keyword[row] = view.store.keyword_search(match, pool, view.manifest.version, groups)
+            keyword = self.keyword.retrieve(view, queries, pool, readable, groups)
             timings["keyword"] = time.perf_counter() - t2
         t3 = time.perf_counter()
         results = []
-        alpha = self.settings.hybrid_alpha
         for query, dense_row, keyword_row in zip(queries, dense, keyword):
-            if mode == "hybrid" and self.settings.fusion == "convex":
-                ranked = convex_fusion(dense_row, keyword_row, alpha, pool)[:k]
-            elif mode == "hybrid":
-                ranked = reciprocal_rank_fusion([[i for i, _ in dense_row], [i for i, _ in keyword_row]],
-                                                [alpha, 1 - alpha], self.settings.rrf_k)[:k]
+            if mode == "hybrid":
+                ranked = self.fusion.fuse(dense_row, keyword_row, pool)[:k]
             else:
                 ranked = (dense_row or keyword_row)[:k]
             if readable is not None:  # both searches were restricted; this only guards against a bug there
@@ -208,39 +303,6 @@ class Searcher:
         for result in results:
             result.timings_ms = dict(per_query)
         return results
-
-    def _pq_candidates(self, view: IndexView) -> int:
-        """Candidates to re-score: PQ ranks worse as the index grows, so more of them (bench/compressed_index.py)."""
-        return self.settings.pq_rescore or min(2000, max(200, view.manifest.vectors // 10_000))
-
-    @staticmethod
-    def _rescore(view: IndexView, query: np.ndarray, row: list[tuple[int, float]]) -> list[tuple[int, float]]:
-        """Exact cosines for a compressed index's candidates, from the stored embeddings, best first:
-        PQ finds the candidates in a few bytes per vector; the order and the scores come from the real vectors."""
-        if not row:
-            return row
-        ids = [i for i, _ in row]
-        exact = view.store.embeddings(ids, view.manifest.dim) @ query
-        return sorted(zip(ids, (float(x) for x in exact)), key=lambda item: -item[1])
-
-    def _keyword_match(self, query: str, view: IndexView, readable: "_Readable | None" = None,
-                       groups: list[str] | None = None) -> str | None:
-        """The FTS5 query, without the words so common in this index that they cost more than they rank.
-
-        A word in more than `keyword_max_df` of the chunks is dropped while at least three rarer words
-        remain (it would add thousands of postings to score for little BM25 weight). For a restricted
-        reader the counts are over what they may read: which words are kept must not tell them anything
-        about documents they cannot see.
-        """
-        terms = keyword_terms(query)
-        total = view.manifest.vectors if readable is None else len(readable.ids)
-        if len(terms) <= 3 or total <= self.settings.keyword_prune_above:
-            return keyword_match(terms)
-        limit = self.settings.keyword_max_df * total
-        counts = view.store.term_counts(terms, view.manifest.version, groups)
-        ranked = sorted(terms, key=lambda t: counts[t])
-        kept = ranked[:3] + [t for t in ranked[3:] if counts[t] <= limit]
-        return keyword_match([t for t in terms if t in kept])
 
     def term_statistics(self, terms: list[str], ids: list[int],
                         principal: Principal | None = None) -> tuple[int, dict[str, tuple[int, bool]]]:

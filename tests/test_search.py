@@ -8,7 +8,8 @@ import pytest
 
 from ingest.job import run_ingest
 from rag.index import IndexReader
-from rag.search import Searcher, convex_fusion, keyword_match, keyword_terms, reciprocal_rank_fusion
+from rag.search import (ConvexFusion, Fusion, RankFusion, Searcher, convex_fusion, keyword_match, keyword_terms,
+                        reciprocal_rank_fusion)
 
 
 def keyword_query(text: str) -> str | None:
@@ -31,6 +32,18 @@ def test_convex_fusion_keeps_confidence() -> None:
     # a lone keyword match must beat a slightly better dense-only candidate that shares no keyword
     lone = convex_fusion([(1, 0.22), (2, 0.18), (3, 0.1)], [(2, 3.3)], alpha=0.6, pool=3)
     assert lone[0][0] == 2
+
+
+@pytest.mark.parametrize("fusion", [ConvexFusion(0.6), RankFusion(0.6, 60.0)], ids=["convex", "rrf"])
+def test_every_fusion_ranks_each_candidate_once_best_first(fusion: Fusion) -> None:
+    dense = [(1, 0.9), (2, 0.8), (3, 0.5)]
+    keyword = [(3, 9.0), (4, 2.0)]
+    fused = fusion.fuse(dense, keyword, pool=3)
+    ids = [i for i, _ in fused]
+    assert sorted(ids) == [1, 2, 3, 4] and len(set(ids)) == len(ids)
+    assert [s for _, s in fused] == sorted((s for _, s in fused), reverse=True)
+    assert ids[0] in (1, 3)  # the best of one side, or the candidate both sides found
+    assert fusion.fuse([], [], pool=3) == []
 
 
 def test_reciprocal_rank_fusion() -> None:
@@ -64,12 +77,12 @@ def test_common_words_are_pruned_from_keyword_queries_on_large_indexes(make_sett
     run_ingest(settings, [docs], embedder=embedder, progress=False)
     searcher = Searcher(embedder, IndexReader(settings))
     # "project", "update", "team", "review" are in every memo; the three rarest words stay
-    match = searcher._keyword_match("project update team review kiln pottery fridays", searcher.current())
+    match = searcher.keyword.match("project update team review kiln pottery fridays", searcher.current())
     assert match == '"kiln" OR "pottery" OR "fridays"'
     assert searcher.search("project update team review kiln pottery fridays", mode="keyword").hits[0].path.endswith(
         "kiln.txt")
     unpruned = Searcher(embedder, IndexReader(make_settings()))
-    assert unpruned._keyword_match("project update team review kiln", unpruned.current()) == keyword_query("project update team review kiln")
+    assert unpruned.keyword.match("project update team review kiln", unpruned.current()) == keyword_query("project update team review kiln")
 
 
 def test_a_compressed_index_is_rescored_exactly(make_settings, embedder, tmp_path: Path) -> None:
