@@ -31,7 +31,7 @@ from filelock import FileLock, Timeout
 
 from rag.settings import Settings
 from rag.embedding import Embedder
-from rag.store import ChunkStore, Exclusion, StoredDocument, connect, text_hash
+from rag.store import ChunkStore, DocumentInfo, Exclusion, StoredDocument, connect, text_hash
 from rag.types import DocumentInput
 
 log = logging.getLogger(__name__)
@@ -477,11 +477,31 @@ class IndexWriter:
 
 @dataclass(frozen=True)
 class IndexView:
-    """One published version as a searcher sees it; swapped whole, so a search never mixes two versions."""
+    """One published version as a searcher sees it; swapped whole, so a search never mixes two versions.
+
+    Its methods are the read interface the interfaces use (the page, the command line, the API); writes
+    go through `IndexWriter` only.
+    """
 
     manifest: Manifest
     vectors: FaissVectorIndex
     store: ChunkStore
+
+    def list_documents(self, contains: str = "", limit: int = 200) -> list[DocumentInfo]:
+        """This version's documents whose path or title contains `contains`, at most `limit`."""
+        return self.store.list_documents(self.manifest.version, contains, limit)
+
+    def live_documents(self) -> dict[bytes, StoredDocument]:
+        """This version's documents by path key (what a removal would match)."""
+        return self.store.live_documents(self.manifest.version)
+
+    def exclusions(self) -> list[Exclusion]:
+        """The paths admins removed, which ingest runs leave out."""
+        return self.store.exclusions()
+
+    def integrity(self) -> str:
+        """SQLite's quick check of the chunk store: "ok", or what is wrong."""
+        return str(self.store.conn.execute("PRAGMA quick_check").fetchone()[0])
 
     def status(self) -> dict[str, object]:
         """What this version holds and which model built it (for `rag status` and the admin page)."""

@@ -113,7 +113,7 @@ def check_index(settings: Settings) -> list[Check]:
     assert reader.view is not None
     status = reader.view.status()
     out = []
-    integrity = reader.view.store.conn.execute("PRAGMA quick_check").fetchone()[0]
+    integrity = reader.view.integrity()
     if integrity != "ok":
         out.append(Check("index database", "fail", f"SQLite quick_check: {integrity}: restore a backup or re-index"))
     if status["vectors"] != status["chunks"]:

@@ -129,7 +129,7 @@ class JobManager:
         """How many documents of `view` lie at or under `paths` (checked against the allowed roots): a
         removal that would match nothing is a typo to report, not a job to run."""
         checked = [removable_path(p, self.settings.ui_allowed_roots) for p in paths]
-        return len(documents_under(view.store.live_documents(view.manifest.version), checked))
+        return len(documents_under(view.live_documents(), checked))
 
     def restore(self, path: str) -> int:
         """Undo a removal (checked against the allowed roots like any removal); the next indexing run of

@@ -376,7 +376,7 @@ def documents_page(state: AppState, user: User) -> None:
     st.caption(f"Last published {published} · embedding model {status['embedding_model']} · "
                f"{status['index_type']} index on {status['device']}")
     contains = st.text_input("Find documents", placeholder="part of a path or title")
-    docs = view.store.list_documents(view.manifest.version, contains)
+    docs = view.list_documents(contains)
     table = st.dataframe(
         [{**asdict(doc), "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(doc.modified))} for doc in docs],
         hide_index=True, on_select="rerun", selection_mode="multi-row", key="documents-table")
@@ -393,7 +393,7 @@ def documents_page(state: AppState, user: User) -> None:
         if st.form_submit_button("Remove\u2026") and target.strip():
             confirm_removal(state, user, [target.strip()])
     job_panel(state)
-    exclusions = view.store.exclusions()
+    exclusions = view.exclusions()
     if exclusions:
         st.subheader("Removed from the index")
         st.caption("Indexing runs leave these out until the removal is undone.")
