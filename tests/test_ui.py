@@ -80,11 +80,10 @@ def test_a_question_gets_a_streamed_answer_with_sources_and_feedback(app, sample
 
 
 def test_audit_log_keeps_entries_for_the_retention_period(tmp_path: Path) -> None:
-    db = AppDB(tmp_path / "app.sqlite", audit_retention_days=1)
+    now = [1_700_000_000.0]
+    db = AppDB(tmp_path / "app.sqlite", audit_retention_days=1, clock=lambda: now[0])
     db.audit("ada", "old question", "old question", "answered", [])
-    with db._conn:  # an entry from two days ago
-        db._conn.execute("UPDATE audit SET created = created - 2 * 86400")
-    db._purged = 0.0
+    now[0] += 2 * 86400  # two days later
     db.audit("ada", "new question", "new question", "abstained", [])
     assert [r["question"] for r in csv.DictReader(io.StringIO(db.audit_csv()))] == ["new question"]
     off = AppDB(tmp_path / "off.sqlite", audit_retention_days=0)

@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,12 +89,14 @@ class Run:
 class AppDB:
     """Thread-safe access (one connection, one lock) shared by every session of the page."""
 
-    def __init__(self, path: Path, audit_retention_days: float = 90.0) -> None:
+    def __init__(self, path: Path, audit_retention_days: float = 90.0,
+                 clock: Callable[[], float] = time.time) -> None:
         from rag.index import private_dir
 
         private_dir(path.parent)  # everyone's questions: the service's alone
         self.path = path
         self.audit_retention_s = audit_retention_days * 86400
+        self.clock = clock  # a test's stand-in moves time on without waiting
         self._purged = 0.0
         self._conn = sqlite3.connect(path, check_same_thread=False)
         os.chmod(path, 0o600)
@@ -109,7 +112,7 @@ class AppDB:
         with self._lock, self._conn:
             self._conn.execute(
                 f"INSERT INTO feedback({', '.join(FEEDBACK_COLUMNS)}) VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})",
-                (time.time(), username, question, answer, json.dumps(sources), rating, comment.strip(), model,
+                (self.clock(), username, question, answer, json.dumps(sources), rating, comment.strip(), model,
                  index_version))
 
     def feedback_csv(self) -> str:
@@ -121,7 +124,7 @@ class AppDB:
         """Record who asked what and which documents they were shown; entries past the retention go."""
         if self.audit_retention_s <= 0:
             return
-        now = time.time()
+        now = self.clock()
         with self._lock, self._conn:
             self._conn.execute(
                 f"INSERT INTO audit({', '.join(AUDIT_COLUMNS)}) VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})",
