@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_INDEX := data/demo-index
 PORT ?= 8501
 
-.PHONY: demo test test-all bench venv clean
+.PHONY: demo test test-fast bench venv clean
 
 venv: $(STAMP)
 
@@ -28,8 +28,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -m "slow or not slow"
+# The logic tests only (no browser, no Ray, no kill loop, no large index): a quick check while editing.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_vs_langchain.py

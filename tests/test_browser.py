@@ -17,6 +17,8 @@ from ingest.job import run_ingest
 from rag.settings import load_settings
 from tests.conftest import SAMPLES, browser_ask, browser_index, free_port, require_chromium, wait_for_page
 
+pytestmark = pytest.mark.slow  # a real browser against a real page
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, embedder, model_cache: Path) -> Iterator[tuple[str, Path]]:  # type: ignore[no-untyped-def]

@@ -11,7 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import consistent
+
+pytestmark = pytest.mark.slow  # ingest runs killed with SIGKILL, again and again
 
 RAG = [sys.executable, "-m", "ui.cli"]
 

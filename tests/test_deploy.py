@@ -105,6 +105,7 @@ def command(service: dict, data: Path) -> list[str]:
                                                             for a in args[1:])]
 
 
+@pytest.mark.slow  # every compose service's command run here for real
 def test_the_services_commands_work_here(compose: dict, tmp_path: Path, model_cache: Path) -> None:
     shutil.copytree(SAMPLES, tmp_path / "documents")
     base = {**os.environ, "RAG_DEVICE": "cpu"}

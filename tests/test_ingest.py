@@ -122,7 +122,7 @@ def test_approximate_index_above_threshold(make_settings, embedder, tmp_path: Pa
     consistent(settings.index_dir)
 
 
-@pytest.mark.parametrize("engine", ["local", "ray"])
+@pytest.mark.parametrize("engine", ["local", pytest.param("ray", marks=pytest.mark.slow)])
 def test_unchanged_paragraphs_and_copies_are_not_re_embedded(make_settings, embedder, tmp_path: Path,
                                                              engine: str) -> None:
     """Every engine's chunks go through the one commit path that reuses stored vectors: an edit to one

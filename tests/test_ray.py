@@ -7,11 +7,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ingest.job import run_ingest
 from rag.index import IndexReader
 from rag.search import Searcher
 from tests.conftest import SAMPLES
+
+pytestmark = pytest.mark.slow  # a local Ray cluster
 
 
 def test_ray_engine_matches_the_local_engine(make_settings, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

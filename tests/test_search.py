@@ -85,6 +85,7 @@ def test_common_words_are_pruned_from_keyword_queries_on_large_indexes(make_sett
     assert unpruned.keyword.match("project update team review kiln", unpruned.current()) == keyword_query("project update team review kiln")
 
 
+@pytest.mark.slow  # a 12,000-vector IVF-PQ index built and searched
 def test_a_compressed_index_is_rescored_exactly(make_settings, embedder, tmp_path: Path) -> None:
     """12,000 chunks in an IVF-PQ index: the dense results match exact search, with exact cosines."""
     import numpy as np
