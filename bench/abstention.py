@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ingest.job import run_ingest  # noqa: E402
 from rag.qa import build_service  # noqa: E402
 from rag.settings import load_settings  # noqa: E402
-from ui.evaluate import load_dataset, standalone_questions, write_corpus  # noqa: E402
+from ingest.datasets import write_corpus  # noqa: E402
+from rag.evaluation import load_dataset, standalone_questions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SETS = ("narrativeqa-dev", "boolq-dev")

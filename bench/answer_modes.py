@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ingest.job import run_ingest  # noqa: E402
 from rag.qa import build_service  # noqa: E402
 from rag.settings import load_settings  # noqa: E402
-from ui.evaluate import evaluate_answer_modes, evaluate_questions, load_dataset, write_corpus  # noqa: E402
+from ingest.datasets import write_corpus  # noqa: E402
+from rag.evaluation import evaluate_answer_modes, evaluate_questions, load_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "eval"

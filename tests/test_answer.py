@@ -46,6 +46,7 @@ def test_packing_keeps_most_relevant_first_within_the_window() -> None:
 
 
 
+@pytest.mark.slow
 def test_dolly_model_stops_at_end_token(make_settings, tmp_path: Path) -> None:
     stopper = make_generator(make_settings(generator_model=str(tiny_dolly(tmp_path / "end", END_KEY))))
     assert stopper.prompt_format == "dolly"
@@ -92,6 +93,7 @@ def sample_service(tmp_path_factory: pytest.TempPathFactory, embedder, model_cac
     return QAService(Searcher(embedder, IndexReader(settings)), make_generator(settings), settings)
 
 
+@pytest.mark.slow
 def test_uncovered_question_abstains_without_sources(sample_service: QAService) -> None:
     answer = sample_service.ask("What is the capital of Peru?")
     assert answer.abstained and answer.answer == NOT_FOUND and answer.sources == []
@@ -109,6 +111,7 @@ def test_support_marks_sentences_the_passages_do_not_back(sample_service: QAServ
     assert support[0].source == 1 and "11:30" in support[0].evidence
 
 
+@pytest.mark.slow
 def test_default_model_answers_a_one_fact_question(sample_service: QAService) -> None:
     answer = sample_service.ask("When is lunch served in the cafeteria?")
     assert not answer.abstained
@@ -118,6 +121,7 @@ def test_default_model_answers_a_one_fact_question(sample_service: QAService) ->
     assert set(answer.timings_ms) >= {"embed", "search", "generate", "total"}
 
 
+@pytest.mark.slow
 def test_langchain_retriever_and_chain(sample_service: QAService) -> None:
     from langchain_core.runnables import RunnableLambda
 

@@ -55,6 +55,7 @@ def sample_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return index
 
 
+@pytest.mark.slow
 def test_golden_questions_find_the_right_document_first(sample_index: Path, tmp_path: Path) -> None:
     queries = tmp_path / "queries.txt"
     queries.write_text("\n".join(GOLDEN) + "\n")
@@ -69,6 +70,7 @@ def test_golden_questions_find_the_right_document_first(sample_index: Path, tmp_
         assert set(line["timings_ms"]) >= {"embed", "search", "total"}
 
 
+@pytest.mark.slow
 def test_search_modes(sample_index: Path) -> None:
     for mode in ("dense", "keyword", "hybrid"):
         done = rag("search", "parental leave weeks", "--index", str(sample_index), "--json", "--mode", mode)
@@ -78,6 +80,7 @@ def test_search_modes(sample_index: Path) -> None:
     assert bad.returncode == 2 and "'--mode'" in bad.stderr
 
 
+@pytest.mark.slow
 def test_pdf_hit_carries_its_page(sample_index: Path) -> None:
     done = rag("search", "How long is parental leave?", "--index", str(sample_index), "--json", "--k", "1")
     hit = json.loads(done.stdout.strip())["hits"][0]
@@ -108,6 +111,7 @@ def test_errors_are_one_line_with_what_to_do(tmp_path: Path) -> None:
     assert bad_config.returncode == 2 and "invalid configuration" in bad_config.stderr
 
 
+@pytest.mark.slow
 def test_ask_json_lines_in_order(sample_index: Path, model_cache: Path, tmp_path: Path) -> None:
     questions = tmp_path / "questions.txt"
     questions.write_text("When is lunch served in the cafeteria?\nWhat is the capital of Peru?\n")
@@ -145,6 +149,7 @@ def test_ui_refuses_a_public_address_without_users_and_user_add_hashes(tmp_path:
     assert bad.returncode == 2 and "not a bcrypt hash" in bad.stderr
 
 
+@pytest.mark.slow
 def test_doctor_says_what_to_fix(tmp_path: Path) -> None:
     bad = rag("doctor", "--index", str(tmp_path / "none"), env_extra={"RAG_GENERATOR_MODEL": str(tmp_path / "dolly")},
               cwd=tmp_path)
@@ -161,6 +166,7 @@ def test_doctor_says_what_to_fix(tmp_path: Path) -> None:
     assert "RAG_GENERATOR_MODEL" in checks["generator"]["detail"]
 
 
+@pytest.mark.slow
 def test_json_log_lines(tmp_path: Path) -> None:
     done = rag("-v", "ingest", str(SAMPLES / "intranet"), "--index", str(tmp_path / "index"),
                env_extra={"RAG_LOG_FORMAT": "json"})
@@ -190,6 +196,7 @@ def test_a_bad_option_is_one_line_naming_it(args: list[str], expected: list[str]
         assert text in done.stderr
 
 
+@pytest.mark.slow
 def test_help_texts_show_no_type_placeholders_or_stray_punctuation() -> None:
     for bare in ([], ["user"]):  # a command group alone shows its help, not a usage error
         done = rag(*bare)
@@ -219,6 +226,7 @@ def imported(stderr: str) -> set[str]:
     return {line.split("|")[-1].strip().split(".")[0] for line in stderr.splitlines() if line.startswith("import time:")}
 
 
+@pytest.mark.slow
 def test_keyword_search_and_status_load_no_model(sample_index: Path) -> None:
     for args in (["search", "parental leave", "--mode", "keyword", "--json"], ["status", "--json"]):
         done = rag(*args, "--index", str(sample_index), python=("-X", "importtime"))
@@ -230,6 +238,7 @@ def test_keyword_search_and_status_load_no_model(sample_index: Path) -> None:
     assert "torch" in imported(dense.stderr)
 
 
+@pytest.mark.slow
 def test_the_terminal_shows_warnings_by_default_and_progress_with_v(sample_index: Path) -> None:
     quiet = rag("search", "lunch", "--index", str(sample_index))
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
@@ -238,6 +247,7 @@ def test_the_terminal_shows_warnings_by_default_and_progress_with_v(sample_index
         assert loud.returncode == 0 and "INFO rag.index: index version 1 loaded" in loud.stderr
 
 
+@pytest.mark.slow
 def test_slides_and_sheets_are_called_so(sample_index: Path) -> None:
     done = rag("search", "Where do I pick up my badge on the first day?", "--index", str(sample_index), "--json",
                "--k", "1")

@@ -158,6 +158,7 @@ class _Drip(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow  # real servers in subprocesses
 class TestHttpBackend(GeneratorContract):
     @pytest.fixture(scope="class")
     def yes_server(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

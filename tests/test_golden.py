@@ -12,9 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, SAMPLES
 
 
+@pytest.mark.slow
 def test_golden_questions(tmp_path: Path, model_cache: Path) -> None:
     env = {**os.environ, "RAG_DEVICE": "cpu", "RAG_MODEL_CACHE_DIR": str(model_cache), "RAG_MAX_NEW_TOKENS": "32"}
     done = subprocess.run([sys.executable, "-m", "ui.cli", "eval", str(SAMPLES / "questions.jsonl"), "--json"],

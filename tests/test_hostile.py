@@ -57,6 +57,7 @@ def build_hostile_folder(root: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_hostile_folder(make_settings, embedder, tmp_path: Path) -> None:
     root = tmp_path / "share"
     expected = build_hostile_folder(root)

@@ -22,6 +22,7 @@ def test_outside_connections_are_blocked() -> None:
         socket.create_connection(("203.0.113.1", 443), timeout=1)
 
 
+@pytest.mark.slow
 def test_loading_ingesting_searching_and_answering_attempt_no_connection(
         tmp_path: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     attempts: list[object] = []

@@ -82,6 +82,7 @@ def test_unknown_permission_is_for_admins_only(searcher: Searcher) -> None:
         assert BOARD_MARK not in texts(searcher, "Globex merger", user, "hybrid")
 
 
+@pytest.mark.slow
 def test_answers_and_sources_respect_permissions(searcher: Searcher, model_cache: Path) -> None:
     settings = searcher.settings.model_copy(update={"model_cache_dir": model_cache, "max_new_tokens": 30})
     service = QAService(searcher, make_generator(settings), settings)
@@ -106,6 +107,7 @@ def test_rag_check_only_reads_what_the_asker_may_read(searcher: Searcher) -> Non
     assert allowed.sentences[0].supported
 
 
+@pytest.mark.slow
 def test_a_few_readable_documents_are_found_among_many_unreadable(embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     docs = tmp_path / "docs"
     for i in range(300):  # the crowd: closer to the question than anything the user may read

@@ -128,6 +128,7 @@ def test_groups_are_the_same_whatever_folder_is_ingested(make_settings, embedder
 
 
 # -- 3. the settings race that made an anonymous session the admin -------------------------------------
+@pytest.mark.slow
 def test_settings_from_a_file_hold_under_concurrent_loads(tmp_path: Path) -> None:
     users = tmp_path / "users.yaml"
     config = write(tmp_path / "rag.toml", f'ui_users_file = "{users}"\n')
@@ -157,6 +158,7 @@ def run_page() -> AppTest:
     return at
 
 
+@pytest.mark.slow
 def test_concurrent_sessions_with_a_toml_only_configuration_never_see_admin_content(
         page_env, served_on, tmp_path: Path, sample_index: Path) -> None:
     users = tmp_path / "users.yaml"
@@ -253,6 +255,7 @@ def sign_in(at: AppTest, username: str, password: str) -> AppTest:
     return at
 
 
+@pytest.mark.slow
 def test_fifty_guesses_from_fresh_sessions_are_slowed_and_signed_in_users_still_get_answers(
         page_env, served_on, tmp_path: Path, sample_index: Path) -> None:
     users = tmp_path / "users.yaml"
@@ -375,6 +378,7 @@ def test_csv_exports_never_start_a_cell_with_a_formula(tmp_path: Path, payload: 
 
 
 # -- 10. file modes ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_index_app_database_and_users_file_are_private(tmp_path: Path, model_cache: Path) -> None:
     docs = write(tmp_path / "docs" / "a.txt", "Private text.").parent
     env = {**os.environ, "RAG_DEVICE": "cpu", "RAG_MODEL_CACHE_DIR": str(model_cache)}
@@ -535,6 +539,7 @@ def test_error_details_are_for_admins_and_shown_as_text(page_env, served_on, tmp
 
 
 # -- 14. control characters in names ----------------------------------------------------------------------
+@pytest.mark.slow
 def test_control_characters_in_file_names_never_reach_the_terminal(tmp_path: Path, model_cache: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()

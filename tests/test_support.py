@@ -153,6 +153,7 @@ def rag(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_rag_check(settings: Settings, tmp_path: Path) -> None:
     done = rag("check", "Contractors get 25 days of vacation. Hotels in London are reimbursed up to 220 EUR per "
                "night.", "--index", str(settings.index_dir), "--json")
@@ -173,6 +174,7 @@ def test_rag_check(settings: Settings, tmp_path: Path) -> None:
     assert "65 EUR" in lines[1]["sentences"][0]["reason"]
 
 
+@pytest.mark.slow
 def test_the_perturbation_set_meets_its_targets(embedder) -> None:  # type: ignore[no-untyped-def]
     """Statements from ../shared/eval passages, true and perturbed (bench/support_flags.py), checked by the
     product's own check: >= 95% of number, date and name perturbations flagged, <= 5% of true ones."""

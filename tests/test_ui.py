@@ -60,6 +60,7 @@ def ask(at: AppTest, question: str) -> AppTest:
     return at
 
 
+@pytest.mark.slow
 def test_a_question_gets_a_streamed_answer_with_sources_and_feedback(app, sample_index: Path, tmp_path: Path) -> None:
     at = app(RAG_INDEX_DIR=str(sample_index))
     ask(at, LUNCH)
@@ -91,6 +92,7 @@ def test_audit_log_keeps_entries_for_the_retention_period(tmp_path: Path) -> Non
     assert len(off.audit_csv().splitlines()) == 1  # the header only
 
 
+@pytest.mark.slow
 def test_a_follow_up_is_searched_with_the_question_it_refers_to(app, sample_index: Path) -> None:
     at = ask(app(RAG_INDEX_DIR=str(sample_index)), "How many vacation days do new employees get?")
     ask(at, "Can they carry them over?")

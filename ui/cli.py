@@ -388,7 +388,7 @@ def eval_(
 
     DATASET is a folder with corpus.jsonl and queries.jsonl, or a golden questions file
     (samples/questions.jsonl)."""
-    from ui.evaluate import run_eval, run_questions
+    from ingest.datasets import run_eval, run_questions
 
     settings = _setup(ctx, config, index_dir=index)
     if dataset.is_file():

@@ -1,23 +1,21 @@
-"""`rag eval DATASET_DIR`: index a QA dataset into a temporary index and measure retrieval (and answers).
+"""Evaluation of retrieval and answers over an index: what `rag eval` and the benchmarks report.
 
-The dataset format is ../shared/eval/README.md's: corpus.jsonl ({id, title, text}) and queries.jsonl
-({id, question, gold_ids, answer, answers?}). Each corpus entry becomes one file, `<id>.txt`, holding
-its title and text, so it goes through the same parsing, chunking and embedding as any document.
+A QA dataset is a folder with corpus.jsonl ({id, title, text}) and queries.jsonl ({id, question,
+gold_ids, answer, answers?}); a golden question set is a JSON-lines file of {id, question, answer,
+document, page, follows?}. Indexing a dataset is ingest's (`ingest.datasets`); this module only reads.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
-from ingest.job import run_ingest
 from rag.followup import standalone_question
 from rag.metrics import best_f1_em, mrr_at, ndcg_at, normalize_answer, percentile, recall_at, yes_no
 from rag.prompt import context_budget
-from rag.qa import Answer, QAService, build_service
+from rag.qa import Answer, QAService
 from rag.search import SearchMode, build_searcher
 from rag.settings import Settings
 from rag.types import Principal
@@ -37,15 +35,6 @@ def load_dataset(folder: Path, limit: int | None = None) -> tuple[list[dict], li
 
     corpus, queries = read("corpus.jsonl"), read("queries.jsonl")
     return corpus, queries[:limit] if limit else queries
-
-
-def write_corpus(corpus: list[dict], folder: Path) -> None:
-    """One `<id>.txt` per entry (the id percent-encoded so any id is a safe file name)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for entry in corpus:
-        title = entry.get("title") or ""
-        (folder / f"{quote(str(entry['id']), safe='')}.txt").write_text(
-            f"{title}\n\n{entry['text']}" if title else entry["text"], encoding="utf-8")
 
 
 def doc_id(path: str) -> str:
@@ -239,42 +228,3 @@ def evaluate_questions(service: QAService, questions: list[dict], principal: Pri
         "failures": [r["id"] for r in rows if (r["answerable"] and (r["abstained"] or not r.get("source_ok")))
                      or (not r["answerable"] and not r["abstained"])],
     }
-
-
-def run_questions(settings: Settings, path: Path, index: Path | None = None) -> dict[str, object]:
-    """`rag eval QUESTIONS.jsonl`: the golden set against `index`, or against a fresh index of the folder
-    the questions file lies in (its `path` fields are relative to that folder)."""
-    with open(path, encoding="utf-8") as f:
-        questions = [json.loads(line) for line in f if line.strip()]
-    with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
-        if index is None:
-            settings = settings.model_copy(update={"index_dir": Path(tmp) / "index"})
-            run_ingest(settings, [path.resolve().parent], progress=False)
-        service = build_service(settings)
-        return evaluate_questions(service, questions)
-
-
-def run_eval(settings: Settings, dataset: Path, limit: int | None = None, workdir: Path | None = None,
-             answers: int = 0) -> dict[str, object]:
-    """Index `dataset` into a temporary index (or `workdir`), measure retrieval, and answers for the
-    first `answers` questions (generation is slow on a CPU)."""
-    corpus, queries = load_dataset(dataset, limit)
-    with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
-        base = workdir or Path(tmp)
-        docs = base / "docs"
-        if not docs.is_dir():
-            write_corpus(corpus, docs)
-        eval_settings = settings.model_copy(update={"index_dir": base / "index"})
-        summary = run_ingest(eval_settings, [docs], progress=False)
-        retrieval = evaluate_retrieval(eval_settings, queries)
-        report: dict[str, object] = {
-            "dataset": dataset.name, "documents": len(corpus), "queries": len(queries),
-            "chunks": summary.vectors_total, "ingest_seconds": round(summary.seconds, 1),
-            "files_failed": len(summary.files_failed), "retrieval": retrieval,
-        }
-        if answers:
-            service = build_service(eval_settings)
-            report["answers"] = evaluate_answers(service, queries[:answers], {str(d["id"]): d for d in corpus})
-            report["answers"]["model"] = service.generator.model_id  # type: ignore[index]
-            report["answers"]["prompt_format"] = service.generator.prompt_format  # type: ignore[index]
-    return report
