@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
@@ -34,9 +35,12 @@ def embedder() -> SentenceTransformerEmbedder:
 
 
 @pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One model cache for the run, so the default GGUF generator is converted once."""
-    return tmp_path_factory.mktemp("model-cache")
+def model_cache() -> Path:
+    """One model cache kept between runs (beside the virtual environment), so the default GGUF generator
+    is converted once, not in every run; RAG_TEST_MODEL_CACHE moves it."""
+    folder = Path(os.environ.get("RAG_TEST_MODEL_CACHE", REPO / ".venv" / "test-model-cache"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture()

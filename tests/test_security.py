@@ -186,6 +186,7 @@ def test_concurrent_sessions_with_a_toml_only_configuration_never_see_admin_cont
         assert not any("Single-user" in i.value for i in at.sidebar.info)
 
 
+@pytest.mark.slow  # the page loads the models
 def test_single_user_mode_is_refused_beyond_loopback(page_env, served_on, sample_index: Path) -> None:
     page_env(RAG_INDEX_DIR=str(sample_index))
     served_on("0.0.0.0")

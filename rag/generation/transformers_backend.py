@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import os
+import shutil
 import threading
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -108,14 +110,20 @@ class TransformersBackend:
                 log.info("converting %s to safetensors (once) in %s", gguf, cached)
                 tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf, local_files_only=True)
                 model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf, local_files_only=True)
-                tmp = cached.with_name(cached.name + ".tmp")
+                # per process: two services starting at once on a shared cache must not write into one folder
+                tmp = cached.with_name(f"{cached.name}.tmp{os.getpid()}")
                 # the weights are de-quantised fp32 now; the GGUF marker only blocks saving them
                 model.hf_quantizer = None
                 if hasattr(model.config, "quantization_config"):
                     del model.config.quantization_config
                 model.save_pretrained(str(tmp), safe_serialization=True)
                 tokenizer.save_pretrained(str(tmp))
-                tmp.rename(cached)
+                try:
+                    tmp.rename(cached)
+                except OSError:  # another process published the same conversion first: use it
+                    if not (cached / "config.json").is_file():
+                        raise
+                    shutil.rmtree(tmp, ignore_errors=True)
             folder = cached
         kwargs: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False, "use_safetensors": True}
         if device == "cuda":
