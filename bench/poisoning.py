@@ -19,7 +19,7 @@ from pathlib import Path
 from ingest.job import run_ingest
 from rag.qa import build_service
 from rag.settings import load_settings
-from ui.render import answer_markup, text_html
+from ui.web.render import answer_markup, text_html
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 MARKER = "PWNED-7731"

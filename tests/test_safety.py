@@ -14,7 +14,7 @@ from rag.generation import GenerationParams, GeneratorBusyError, make_generator
 from rag.qa import Answer, sentence_spans, SentenceSupport
 from tests.conftest import REPO
 from tests.conftest import tiny_dolly
-from ui.render import answer_markup, safe, text_html
+from ui.web.render import answer_markup, safe, text_html
 
 
 def test_the_repository_passes_the_safety_check() -> None:

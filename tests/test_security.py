@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from rag.generation.server import BoundedServer
 
 SECRET = "SALARYSECRET7Q"
-APP = str(REPO / "ui" / "app.py")
+APP = str(REPO / "ui" / "web" / "app.py")
 
 
 def write(path: Path, text: str) -> Path:
@@ -523,7 +523,7 @@ def test_the_http_generator_checks_the_address_it_actually_reached(monkeypatch: 
 # -- 13. error texts: text, not Markdown; details for admins only --------------------------------------
 def test_error_details_are_for_admins_and_shown_as_text(page_env, served_on, tmp_path: Path, sample_index: Path) -> None:
     from ui.auth import User
-    from ui.page import friendly_error
+    from ui.web.page import friendly_error
 
     exc = ConnectionError("the generator server at http://10.0.0.5:8000/v1 cannot be reached ([x](http://evil))")
     staff, admin = User("bob", "Bob"), User("ada", "Ada", ("user", "admin"))

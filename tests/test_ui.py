@@ -22,9 +22,9 @@ from tests.conftest import REPO, SAMPLES
 from ui.appdb import AppDB
 from ui.auth import add_user, load_users, verify
 from ui.jobs import JobBusyError, JobManager, PathNotAllowedError, allowed_path
-from ui.render import answer_markup, safe
+from ui.web.render import answer_markup, safe
 
-APP = str(REPO / "ui" / "app.py")
+APP = str(REPO / "ui" / "web" / "app.py")
 LUNCH = "When is lunch served in the cafeteria?"
 
 
@@ -37,7 +37,7 @@ def sample_index(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:  #
 
 @pytest.fixture()
 def app(page_env: Callable[..., None], served_on: Callable[[str], None]) -> Callable[..., AppTest]:
-    """An AppTest of ui/app.py configured through RAG_* variables, as `rag ui` would be."""
+    """An AppTest of ui/web/app.py configured through RAG_* variables, as `rag ui` would be."""
 
     def make(**env: str) -> AppTest:
         page_env(**env)
@@ -118,7 +118,7 @@ def test_clear_messages_instead_of_stack_traces(app, sample_index: Path, tmp_pat
 
 def test_a_busy_generator_is_reported(app, sample_index: Path) -> None:
     at = app(RAG_INDEX_DIR=str(sample_index), RAG_MAX_CONCURRENT_GENERATIONS="1")
-    from ui.page import app_state
+    from ui.web.page import app_state
 
     # the same settings give the process-wide state the page uses (st.cache_resource): take its only slot
     state = app_state(load_settings().model_dump_json())
@@ -169,7 +169,7 @@ def test_sign_in_and_roles(app, sample_index: Path, tmp_path: Path) -> None:
     at.button[0].click().run()
     assert at.chat_input and any("Bob User" in c.value for c in at.sidebar.caption)
 
-    from ui.page import pages_for
+    from ui.web.page import pages_for
 
     assert [p.title for p in pages_for(at.session_state["user"])] == ["Ask"]
     ada = verify(load_users(tmp_path / "users.yaml"), "ada", "correct horse")
@@ -219,7 +219,7 @@ def test_streamlit_config_keeps_everything_in_house() -> None:
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
     assert config["browser"]["gatherUsageStats"] is False
     assert config["server"]["enableXsrfProtection"] is True and config["server"]["enableStaticServing"] is False
-    assert os.path.isfile(REPO / "ui" / "icon.png")  # the favicon is served by the app, not fetched from Google
+    assert os.path.isfile(REPO / "ui" / "web" / "icon.png")  # the favicon is served by the app, not fetched from Google
 
 
 def test_progress_reports_the_scan_then_each_file_then_publishing(make_settings, embedder, tmp_path: Path) -> None:
@@ -258,7 +258,7 @@ def test_removal_is_checked_before_it_starts(make_settings, embedder, tmp_path: 
 def test_the_empty_index_message_says_what_to_do_in_a_users_words() -> None:
     from rag.index import IndexNotFoundError
     from ui.auth import LOCAL_ADMIN, User
-    from ui.page import friendly_error
+    from ui.web.page import friendly_error
 
     error = IndexNotFoundError(Path("/srv/index"))
     assert "choose \u201cIndex a folder\u201d in the menu" in friendly_error(error, LOCAL_ADMIN)
@@ -274,7 +274,7 @@ def test_job_messages_show_file_names_from_a_share_as_text() -> None:
 
     def script() -> None:
         from ui.jobs import Job
-        from ui.page import job_status
+        from ui.web.page import job_status
 
         hostile = "/srv/share/![x](https:/evil.example/p.png)"
         running = Job(1, "ada", "ingest", [hostile], phase="indexing", files_done=1, files_total=2)

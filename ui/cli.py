@@ -467,7 +467,7 @@ def ui(
         _fail(f"without users the page is single-user and binds to 127.0.0.1 only (asked for {host}): "
               f"configure RAG_UI_USERS_FILE (see `rag user add`) or RAG_UI_OIDC")
     typer.echo(f"{'multi-user' if multi_user else 'single-user mode'}: http://{host}:{port}", err=True)
-    script = Path(__file__).with_name("app.py")
+    script = Path(__file__).with_name("web") / "app.py"
     hosts = [f"--server.allowedHosts={name}" for name in allowed_hosts(settings, host, multi_user)]
     command = [sys.executable, "-m", "streamlit", "run", str(script), f"--server.address={host}",
                f"--server.port={port}", *STREAMLIT_FLAGS, *hosts, "--"]

@@ -1,6 +1,6 @@
 """The web page: staff ask questions, admins index folders. A thin Streamlit layer over rag/ and ingest/.
 
-`ui/app.py` is the script Streamlit runs (`rag ui` starts it: `streamlit run ui/app.py -- [--config FILE]
+`ui/web/app.py` is the script Streamlit runs (`rag ui` starts it: `streamlit run ui/web/app.py -- [--config FILE]
 [--index DIR]`); the page lives here, in an importable module, so its process-wide state is one object. The models, the index
 reader, the feedback database and the job manager are built once per process (`st.cache_resource`) and
 shared by every session; each session only holds its conversation.
@@ -32,7 +32,7 @@ from ui.auth import (LOCAL_ADMIN, LoginThrottle, StoredUser, ThrottledError, Use
                      oidc_user)
 from ui.jobs import Job, JobBusyError, JobManager, PathNotAllowedError
 from ui.logs import configure_logging
-from ui.render import answer_markup, passage_markup, safe, source_label, text_html
+from ui.web.render import answer_markup, passage_markup, safe, source_label, text_html
 
 MODES = ["hybrid", "dense", "keyword"]
 # A local file: a Material or emoji icon would make the browser fetch it from Google's servers.
@@ -64,7 +64,7 @@ class Turn:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="ui/app.py")
+    parser = argparse.ArgumentParser(prog="ui/web/app.py")
     parser.add_argument("--config", type=Path, default=os.environ.get("RAG_CONFIG") or None)
     parser.add_argument("--index", type=Path)
     args, _ = parser.parse_known_args(argv)
