@@ -74,6 +74,10 @@ class Committer:
         self._replaced: list[int] = []
         self._chunks = 0
 
+    def use(self, embedder: Embedder, commit_chunks: int) -> None:
+        """Embed with the engine's embedder, in the engine's batch size, from now on."""
+        self.embedder, self.commit_chunks = embedder, commit_chunks
+
     def add(self, planned: PlannedFile, outcome: Outcome) -> None:
         """One parsed file: failed (its stored copy goes), unchanged by content (touched) or new text."""
         found, stored, summary = planned.found, planned.stored, self.summary

@@ -20,9 +20,13 @@ EngineName = Literal["local", "ray"]
 
 
 class ParseEngine(Protocol):
-    """Parses tasks (in any order) and embeds texts; used as a context manager around one run."""
+    """Parses tasks (in any order) and embeds texts; used as a context manager around one run.
+
+    `commit_chunks`: how many chunks the run commits (and so embeds) at a time with this engine.
+    """
 
     embedder: Embedder
+    commit_chunks: int
 
     def parse(self, tasks: list[Task]) -> Iterator[tuple[Task, Outcome]]: ...
 
@@ -40,6 +44,7 @@ class LocalEngine:
         self.workers = settings.parse_workers
         self.timeout_s = settings.parse_timeout_s
         self.embedder = embedder
+        self.commit_chunks = settings.commit_chunks
 
     def parse(self, tasks: list[Task]) -> Iterator[tuple[Task, Outcome]]:
         return ParserPool(self.config, self.workers, self.timeout_s).map_unordered(tasks)

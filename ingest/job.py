@@ -66,7 +66,7 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
             if plan.parse:
                 planned = {p.task.path: p for p in plan.parse}
                 with make_engine(engine, worker_config(settings), settings, embedder) as parser:
-                    committer.embedder = parser.embedder
+                    committer.use(parser.embedder, parser.commit_chunks)
                     for task, outcome in parser.parse([p.task for p in plan.parse]):
                         committer.add(planned[task.path], outcome)
                     committer.flush()

@@ -91,6 +91,7 @@ class RayEngine:
         self.model_id = model_id
         self._started_here = False
         self.embedder: RayEmbedder
+        self.commit_chunks = settings.commit_chunks
 
     def __enter__(self) -> "RayEngine":
         import ray
@@ -109,6 +110,9 @@ class RayEngine:
                 raise RuntimeError(f"the Ray cluster's embedding model is {remote_id}, this index's is "
                                    f"{self.model_id}: give every node the same model folder")
             self.embedder = RayEmbedder(ActorPool(actors), remote_id)
+            # small commits keep every embedding actor busy while the parsers go on (one commit of
+            # `commit_chunks` at the end of a small run left them idle through all the parsing)
+            self.commit_chunks = min(self.settings.commit_chunks, EMBED_BATCH * len(actors))
         except BaseException:
             self._stop()
             raise
