@@ -95,15 +95,15 @@ def model_fingerprint(folder: Path, name: str | None = None) -> str:
     return f"{name or folder.name}@{digest.hexdigest()[:12]}"
 
 
-def resolve_device(settings: Settings) -> str:
-    """'cuda' when asked for or when auto-detected, else 'cpu'."""
-    if settings.device == "cpu":
+def resolve_device(device: str) -> str:
+    """'cuda' when asked for (RAG_DEVICE) or when auto-detected, else 'cpu'."""
+    if device == "cpu":
         return "cpu"
     import torch
 
     if torch.cuda.is_available():
         return "cuda"
-    if settings.device == "cuda":
+    if device == "cuda":
         raise ConfigError(
             "RAG_DEVICE=cuda but torch sees no CUDA GPU: check the driver (nvidia-smi) and that the CUDA build "
             "of torch is installed, or set RAG_DEVICE=auto"
@@ -164,7 +164,7 @@ class SentenceTransformerEmbedder:
 
         hf_logging.disable_progress_bar()
 
-        device = resolve_device(self._settings)
+        device = resolve_device(self._settings.device)
         model = SentenceTransformer(str(self.folder), device=device, local_files_only=True,
                                     trust_remote_code=False)
         if device == "cuda":

@@ -55,7 +55,7 @@ class CrossEncoderReranker:
                     set_offline_mode()
                     from sentence_transformers import CrossEncoder
 
-                    self._model = CrossEncoder(str(self.folder), device=resolve_device(self._settings),
+                    self._model = CrossEncoder(str(self.folder), device=resolve_device(self._settings.device),
                                                local_files_only=True, trust_remote_code=False)
                     log.info("reranker %s loaded", self.model_id)
         return self._model

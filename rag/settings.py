@@ -6,6 +6,7 @@ variables prefixed ``RAG_`` (``RAG_INDEX_DIR``), an optional TOML config file, a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,8 +27,28 @@ SUPPORTED_EXTENSIONS: tuple[str, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class GenerationSettings:
+    """The generation section: everything `rag.generation` reads, and nothing else."""
+
+    backend: Literal["transformers", "http"]
+    model: str
+    model_cache_dir: Path
+    device: Literal["auto", "cpu", "cuda"]
+    load_in_8bit: bool
+    url: str
+    remote_model: str
+    api_key: str
+    context_tokens: int
+    allow_public_endpoint: bool
+    prompt_format: Literal["auto", "dolly", "chat"]
+    max_concurrent: int
+    queue_s: float
+
+
 class Settings(BaseSettings):
-    """Everything the service and the ingest job can be configured with."""
+    """Everything the service and the ingest job can be configured with: one flat set of names (each a
+    RAG_* variable), read by a component through its section (`Settings.generation`)."""
 
     model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_default=True, frozen=True)
 
@@ -154,6 +175,17 @@ class Settings(BaseSettings):
     audit_retention_days: float = Field(
         90.0, ge=0, description="The page's audit log (who asked what, which documents were shown) keeps "
         "entries this long; 0 keeps no audit log.")
+
+    @property
+    def generation(self) -> GenerationSettings:
+        """The generation section."""
+        return GenerationSettings(
+            backend=self.generator_backend, model=self.generator_model, model_cache_dir=self.model_cache_dir,
+            device=self.device, load_in_8bit=self.load_in_8bit, url=self.generator_url,
+            remote_model=self.generator_remote_model, api_key=self.generator_api_key,
+            context_tokens=self.generator_context_tokens, allow_public_endpoint=self.allow_public_endpoint,
+            prompt_format=self.prompt_format, max_concurrent=self.max_concurrent_generations,
+            queue_s=self.generation_queue_s)
 
     @field_validator("index_dir", "app_db")
     @classmethod

@@ -6,6 +6,7 @@ import os
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -311,3 +312,20 @@ def scripted_generator(text: str, delay_s: float = 0.0, slots: int = 1) -> Any:
     from rag.generation.formats import DollyFormat
 
     return Generation(ScriptedBackend(text, delay_s), DollyFormat(), GenerationSlots(slots, 0.0))
+
+
+@contextmanager
+def generator_on(handler: Any, make_settings) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    """An HTTP generator pointed at a real local server on loopback running `handler`."""
+    import http.server
+    import threading
+
+    from rag.generation import make_generator
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield make_generator(make_settings(generator_backend="http",
+                                          generator_url=f"http://127.0.0.1:{server.server_port}/v1"))
+    finally:
+        server.shutdown()

@@ -50,7 +50,7 @@ def test_packing_keeps_most_relevant_first_within_the_window() -> None:
 def test_dolly_model_stops_at_end_token(make_settings, tmp_path: Path) -> None:
     stopper = make_generator(make_settings(generator_model=str(tiny_dolly(tmp_path / "end", END_KEY))))
     assert stopper.prompt_format == "dolly"
-    assert TransformersBackend(make_settings(generator_model=str(tmp_path / "end"))).is_dolly
+    assert TransformersBackend(make_settings(generator_model=str(tmp_path / "end")).generation).is_dolly
     prompt = stopper.render("when is lunch", "[1] lunch is noon")
     assert prompt.endswith("### Response:\n")
     assert stopper.generate(prompt, GenerationParams(max_new_tokens=20)) == ""

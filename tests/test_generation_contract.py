@@ -10,7 +10,6 @@ import http.server
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,9 +17,14 @@ from pathlib import Path
 import pytest
 
 import rag.generation.cleanup
-from rag.generation import GenerationParams, Generator, GeneratorBusyError, make_generator
+from rag.generation import (
+    GenerationParams,
+    Generator,
+    GeneratorBusyError,
+    make_generator,
+)
 from rag.prompt import END_KEY
-from tests.conftest import REPO, scripted_generator, tiny_dolly
+from tests.conftest import REPO, generator_on, scripted_generator, tiny_dolly
 
 PROMPT_ARGS = ("when is lunch", "[1] lunch is noon")
 
@@ -178,10 +182,5 @@ class TestHttpBackend(GeneratorContract):
 
     @pytest.fixture()
     def endless(self, make_settings) -> Iterator[Generator]:  # type: ignore[no-untyped-def]
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Drip)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            yield make_generator(make_settings(generator_backend="http",
-                                               generator_url=f"http://127.0.0.1:{server.server_port}/v1"))
-        finally:
-            server.shutdown()
+        with generator_on(_Drip, make_settings) as generator:
+            yield generator

@@ -4,17 +4,14 @@ the server's busy and silent answers, no chat template."""
 from __future__ import annotations
 
 import http.server
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
-from rag.generation import GenerationParams
-from rag.generation import Generator, make_generator
+from rag.generation import GenerationParams, make_generator
 from rag.generation.http import check_endpoint
 from rag.settings import ConfigError
+from tests.conftest import generator_on
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8000/v1", "http://10.1.2.3:8000/v1", "http://192.168.0.7/v1",
@@ -46,18 +43,6 @@ class _Quiet(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
-
-
-@contextmanager
-def generator_on(handler: type[http.server.BaseHTTPRequestHandler], make_settings) -> Iterator[Generator]:  # type: ignore[no-untyped-def]
-    """An HTTP generator pointed at a real local server running `handler`."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield make_generator(make_settings(generator_backend="http",
-                                          generator_url=f"http://127.0.0.1:{server.server_port}/v1"))
-    finally:
-        server.shutdown()
 
 
 def test_a_silent_server_gets_a_clear_error_within_the_time_limit(make_settings) -> None:  # type: ignore[no-untyped-def]

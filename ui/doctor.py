@@ -43,7 +43,7 @@ def check_generator(settings: Settings) -> list[Check]:
 
         try:
             make_generator(settings)  # start-up's checks: the endpoint stays on-prem, the prompt format fits
-            generator = HttpBackend(settings)
+            generator = HttpBackend(settings.generation)
         except ConfigError as exc:
             return [Check("generator", "fail", str(exc))]
         try:
@@ -57,7 +57,7 @@ def check_generator(settings: Settings) -> list[Check]:
     from rag.generation import resolve_generator_model
 
     try:
-        location = resolve_generator_model(settings)
+        location = resolve_generator_model(settings.generation)
     except ConfigError as exc:
         return [Check("generator", "fail", str(exc))]
     where = location.folder / location.gguf_file if location.gguf_file else location.folder

@@ -17,16 +17,16 @@ from rag.generation.cleanup import STOP_STRINGS, clean_answer, cut_at_stops, rep
 from rag.generation.formats import make_prompt_format
 from rag.generation.transformers_backend import ModelLocation, resolve_generator_model
 from rag.generation.wrapper import Generation
-from rag.settings import Settings
+from rag.settings import GenerationSettings, Settings
 
 __all__ = ["Backend", "GenerationParams", "GenerationSlots", "Generator", "GeneratorBusyError", "STOP_STRINGS",
            "clean_answer", "cut_at_stops", "repetition_cut", "ModelLocation", "resolve_generator_model",
            "Generation", "make_backend", "make_generator"]
 
 
-def make_backend(settings: Settings, kind: Literal["transformers", "http"] | None = None) -> Backend:
+def make_backend(settings: GenerationSettings, kind: Literal["transformers", "http"] | None = None) -> Backend:
     """The backend the settings name (or `kind`): in-process transformers, or an on-prem completions server."""
-    if (kind or settings.generator_backend) == "http":
+    if (kind or settings.backend) == "http":
         from rag.generation.http import HttpBackend
 
         return HttpBackend(settings)
@@ -38,6 +38,7 @@ def make_backend(settings: Settings, kind: Literal["transformers", "http"] | Non
 def make_generator(settings: Settings, kind: Literal["transformers", "http"] | None = None) -> Generator:
     """A generator over the configured backend, with the configured prompt format and slots; a format the
     backend cannot render fails here, at start-up, with the fix."""
-    backend = make_backend(settings, kind)
-    return Generation(backend, make_prompt_format(settings, backend),
-                      GenerationSlots(settings.max_concurrent_generations, settings.generation_queue_s))
+    section = settings.generation
+    backend = make_backend(section, kind)
+    return Generation(backend, make_prompt_format(section, backend),
+                      GenerationSlots(section.max_concurrent, section.queue_s))

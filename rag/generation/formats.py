@@ -7,7 +7,7 @@ from typing import Protocol
 from rag.generation.base import Backend
 from rag.generation.cleanup import STOP_STRINGS
 from rag.prompt import dolly_prompt
-from rag.settings import ConfigError, Settings
+from rag.settings import ConfigError, GenerationSettings
 
 
 class PromptFormat(Protocol):
@@ -43,13 +43,13 @@ class ChatTemplateFormat:
         return self.backend.chat_prompt(f"{context}\n\n{instruction}" if context else instruction)
 
 
-def make_prompt_format(settings: Settings, backend: Backend) -> PromptFormat:
+def make_prompt_format(settings: GenerationSettings, backend: Backend) -> PromptFormat:
     """Dolly's format unless the settings ask for the chat template (on the sample questions SmolLM2
     answered in Dolly's format and drifted with its own template; see docs/benchmarks.md)."""
     if settings.prompt_format != "chat":
         return DollyFormat()
     if not backend.chat_template_known:
-        raise ConfigError(f"RAG_PROMPT_FORMAT=chat, but the {settings.generator_backend} backend cannot render "
+        raise ConfigError(f"RAG_PROMPT_FORMAT=chat, but the {settings.backend} backend cannot render "
                           f"{backend.model_id}'s chat template (a completions endpoint takes the prompt as text): "
                           "set RAG_PROMPT_FORMAT=dolly")
     return ChatTemplateFormat(backend)

