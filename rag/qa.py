@@ -11,11 +11,12 @@ import numpy as np
 
 from rag.extractive import Quote, choose_quotes
 from rag.generation import GenerationParams, Generator, clean_answer, make_generator
-from rag.embedding import Embedder
+from rag.embedding import Embedder, make_embedder
+from rag.index import IndexReader
 from rag.passages import collapse_near_duplicates, merge_neighbours
 from rag.prompt import pack_prompt
 from rag.rerank import Reranker, make_reranker
-from rag.search import Searcher, SearchMode, build_searcher, keyword_terms
+from rag.search import Searcher, SearchMode, keyword_terms
 from rag.settings import Settings
 from rag.support import check_facts, content_words, extract_facts, missing_identifier, stem, stems, subject_missing
 from rag.types import Hit, Principal, page_unit
@@ -158,8 +159,10 @@ class QAService:
     """Answers questions from the index with a local model; one instance serves many questions."""
 
     def __init__(self, searcher: Searcher, generator: Generator,
-                 settings: Settings, reranker: Reranker | None = None) -> None:
+                 settings: Settings, reranker: Reranker | None = None, embedder: Embedder | None = None) -> None:
         self.searcher = searcher
+        # quotes and support marks compare sentences with the model the index was searched with
+        self.embedder = embedder or searcher.embedder
         self.generator = generator
         self.settings = settings
         self.reranker = reranker
@@ -333,7 +336,7 @@ class QAService:
         """The passage sentence(s) that answer `question`, verbatim, ending with their citation."""
         candidates = [(src.number, evidence_sentences(src.text)) for src in sources]
         candidates += [(len(sources) + i, evidence_sentences(h.text)) for i, h in enumerate(more, start=1)]
-        [quote] = choose_quotes([question], [candidates], self.searcher.embedder)
+        [quote] = choose_quotes([question], [candidates], self.embedder)
         if quote is None:
             return None
         verdict = self._verdict(question, quote.text)
@@ -348,7 +351,7 @@ class QAService:
             return ""
         statement = question[match.end():].strip().rstrip("?").strip()
         source = Source(1, 0, "", "", None, 1.0, quoted)
-        [mark] = check_support(statement, [source], self.searcher.embedder, self.settings.support_threshold)[:1] or [None]
+        [mark] = check_support(statement, [source], self.embedder, self.settings.support_threshold)[:1] or [None]
         if mark is None:
             return ""
         # every word of the statement in one clause of the quote: "free for employees; visitors register"
@@ -370,7 +373,7 @@ class QAService:
 
     def check_support(self, answer: str, sources: list[Source]) -> list[SentenceSupport]:
         """Per-sentence support of `answer` by `sources` (see `check_support`)."""
-        return check_support(answer, sources, self.searcher.embedder, self.settings.support_threshold)
+        return check_support(answer, sources, self.embedder, self.settings.support_threshold)
 
     @staticmethod
     def _source(number: int, hit: Hit) -> Source:
@@ -450,4 +453,6 @@ def _rounded(timings: dict[str, float]) -> dict[str, float]:
 
 def build_service(settings: Settings) -> QAService:
     """The QA service over `settings.index_dir` with the configured models (loaded lazily)."""
-    return QAService(build_searcher(settings), make_generator(settings), settings, make_reranker(settings))
+    embedder = make_embedder(settings)
+    return QAService(Searcher(embedder, IndexReader(settings), settings), make_generator(settings), settings,
+                     make_reranker(settings), embedder)

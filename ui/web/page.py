@@ -92,7 +92,7 @@ def app_state(settings_json: str) -> AppState:
     except IndexNotFoundError:
         pass  # an empty index is a normal first state: the page says so, admins can index
     db = AppDB(settings.app_db, settings.audit_retention_days)
-    return AppState(settings, service, db, JobManager(settings, service.searcher.embedder, db), users,
+    return AppState(settings, service, db, JobManager(settings, service.embedder, db), users,
                     LoginThrottle())
 
 
