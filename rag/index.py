@@ -31,7 +31,7 @@ from filelock import FileLock, Timeout
 
 from rag.settings import Settings
 from rag.embedding import Embedder
-from rag.store import ChunkStore, DocumentInfo, Exclusion, StoredDocument, connect, text_hash
+from rag.store import ChunkStore, DocumentInfo, Exclusion, StoredDocument, StoreReader, connect, text_hash
 from rag.types import DocumentInput
 
 log = logging.getLogger(__name__)
@@ -485,7 +485,7 @@ class IndexView:
 
     manifest: Manifest
     vectors: FaissVectorIndex
-    store: ChunkStore
+    store: StoreReader
 
     def list_documents(self, contains: str = "", limit: int = 200) -> list[DocumentInfo]:
         """This version's documents whose path or title contains `contains`, at most `limit`."""
@@ -501,7 +501,7 @@ class IndexView:
 
     def integrity(self) -> str:
         """SQLite's quick check of the chunk store: "ok", or what is wrong."""
-        return str(self.store.conn.execute("PRAGMA quick_check").fetchone()[0])
+        return self.store.integrity()
 
     def status(self) -> dict[str, object]:
         """What this version holds and which model built it (for `rag status` and the admin page)."""

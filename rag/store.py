@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -138,11 +139,47 @@ def connect(index_dir: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+class StoreReader(Protocol):
+    """What a published version's readers (the searcher, the page, the API) may do with the chunk store;
+    the writes are `ChunkStore`'s other methods, called only by `IndexWriter`."""
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def live_documents(self, version: int) -> dict[bytes, StoredDocument]: ...
+
+    def exclusions(self) -> list[Exclusion]: ...
+
+    def allowed_chunk_ids(self, version: int, groups: Sequence[str]) -> np.ndarray: ...
+
+    def embeddings(self, ids: Sequence[int], dim: int) -> np.ndarray: ...
+
+    def list_documents(self, version: int, contains: str = "", limit: int = 200) -> list[DocumentInfo]: ...
+
+    def counts(self, version: int) -> tuple[int, int]: ...
+
+    def keyword_search(self, match: str, k: int, version: int,
+                       groups: Sequence[str] | None = None) -> list[tuple[int, float]]: ...
+
+    def term_counts(self, terms: Sequence[str], version: int | None = None,
+                    groups: Sequence[str] | None = None) -> dict[str, int]: ...
+
+    def term_presence(self, terms: Sequence[str], ids: Sequence[int], version: int | None = None,
+                      groups: Sequence[str] | None = None) -> dict[str, tuple[int, bool]]: ...
+
+    def fetch_hits(self, ids: Sequence[int], scores: Sequence[float]) -> list[Hit]: ...
+
+    def integrity(self) -> str: ...
+
+
 class ChunkStore:
-    """Typed access to the SQLite file. Writes happen only through `IndexWriter`."""
+    """Typed access to the SQLite file: the `StoreReader` methods, and the writes `IndexWriter` makes."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+
+    def integrity(self) -> str:
+        """SQLite's quick check: "ok", or what is wrong."""
+        return str(self.conn.execute("PRAGMA quick_check").fetchone()[0])
 
     # -- metadata -------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
