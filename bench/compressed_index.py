@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.ann_recall import derived, real_vectors
-from rag.index import FaissVectorIndex
-from rag.settings import load_settings
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository's packages
+
+from bench.ann_recall import derived, real_vectors  # noqa: E402
+from rag.index import FaissVectorIndex  # noqa: E402
+from rag.settings import load_settings  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 
