@@ -11,7 +11,6 @@ import logging
 import sys
 import time
 
-import numpy as np
 from tqdm import tqdm
 
 from ingest.plan import FailedFile, IngestProgress, IngestSummary, PlannedFile, ProgressCallback
@@ -116,8 +115,7 @@ class Committer:
     def remove(self, doc_ids: list[int]) -> None:
         """Take documents out in one transaction now (stale ones, before any parsing)."""
         if doc_ids:
-            _, removed = self.writer.write_batch([], np.zeros((0, 0), dtype=np.float32), doc_ids)
-            self.summary.chunks_removed += removed
+            self.summary.chunks_removed += self.writer.remove(doc_ids)
 
     def flush(self) -> None:
         if not self._docs and not self._replaced:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from ingest.acl import AclResolver
 from ingest.commit import Committer, Progress
@@ -22,7 +19,6 @@ from rag.index import IndexWriter
 from rag.settings import Settings
 from rag.store import StoredDocument
 
-log = logging.getLogger(__name__)
 __all__ = ["FailedFile", "IngestProgress", "IngestSummary", "ProgressCallback", "run_ingest", "remove_paths",
            "restore_paths", "documents_under"]
 
@@ -125,7 +121,7 @@ def remove_paths(settings: Settings, paths: list[str], model_id: str, by: str = 
         doomed = [doc.doc_id for doc in documents_under(writer.live_documents(), paths)]
         if doomed:
             summary.documents_removed = len(doomed)
-            _, summary.chunks_removed = writer.write_batch([], np.zeros((0, 0), dtype=np.float32), doomed)
+            summary.chunks_removed = writer.remove(doomed)
         summary.version = writer.publish(None).version
     return summary
 

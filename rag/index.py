@@ -369,6 +369,10 @@ class IndexWriter:
             added = self.store.insert_documents(self.version, add, vectors)
         return added, removed
 
+    def remove(self, doc_ids: list[int]) -> int:
+        """Retire documents in one transaction; how many chunks went with them."""
+        return self.write_batch([], np.zeros((0, 0), dtype=np.float32), doc_ids)[1]
+
     def embed_reusing(self, embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, int]:
         """Vectors for `texts`, embedding only texts not already stored (or repeated in the batch).
 

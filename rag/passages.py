@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from rag.types import Hit
 from rag.text import WORD
-
+from rag.types import Hit
 
 
 def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:

@@ -11,12 +11,11 @@ import numpy as np
 
 from rag.extractive import Quote, choose_quotes
 from rag.generation import GenerationParams, Generator, clean_answer, make_generator
-from rag.embedding import Embedder, make_embedder
-from rag.index import IndexReader
+from rag.embedding import Embedder
 from rag.passages import collapse_near_duplicates, merge_neighbours
 from rag.prompt import pack_prompt
 from rag.rerank import Reranker, make_reranker
-from rag.search import Searcher, SearchMode, keyword_terms
+from rag.search import Searcher, SearchMode, build_searcher, keyword_terms
 from rag.settings import Settings
 from rag.support import check_facts, content_words, extract_facts, missing_identifier, stem, stems, subject_missing
 from rag.types import Hit, Principal, page_unit
@@ -453,6 +452,4 @@ def _rounded(timings: dict[str, float]) -> dict[str, float]:
 
 def build_service(settings: Settings) -> QAService:
     """The QA service over `settings.index_dir` with the configured models (loaded lazily)."""
-    embedder = make_embedder(settings)
-    return QAService(Searcher(embedder, IndexReader(settings), settings), make_generator(settings), settings,
-                     make_reranker(settings), embedder)
+    return QAService(build_searcher(settings), make_generator(settings), settings, make_reranker(settings))
