@@ -41,7 +41,7 @@ def real_vectors() -> tuple[np.ndarray, np.ndarray]:
             questions.extend(json.loads(line)["question"] for line in f)
     rng = np.random.default_rng(1)
     questions = [questions[i] for i in rng.choice(len(questions), 1000, replace=False)]
-    embedder = SentenceTransformerEmbedder(load_settings(device="cpu"))
+    embedder = SentenceTransformerEmbedder(load_settings(device="cpu").embedding)
     p, q = embedder.embed_batch(passages), embedder.embed_batch(questions)
     CACHE.parent.mkdir(parents=True, exist_ok=True)
     np.savez(CACHE, passages=p, questions=q)
@@ -81,13 +81,13 @@ def main() -> None:
     for n in args.sizes:
         data = derived(n, base, rng)
         ids = np.arange(n, dtype=np.int64)
-        flat = FaissVectorIndex.empty(dim, "flat", settings)
+        flat = FaissVectorIndex.empty(dim, "flat", settings.index)
         flat.add(data, ids)
         _, truth = flat.search(queries, args.k)
         flat_ms = median_latency_ms(flat, queries, args.k)
         started = time.perf_counter()
         sample = data[rng.choice(n, FaissVectorIndex.training_size(n), replace=False)]
-        ivf = FaissVectorIndex.empty(dim, "ivf", settings, sample, n_vectors=n)
+        ivf = FaissVectorIndex.empty(dim, "ivf", settings.index, sample, n_vectors=n)
         ivf.add(data, ids)
         build_s = time.perf_counter() - started
         for nprobe in args.nprobe:

@@ -85,7 +85,7 @@ def main() -> None:
         train_n = min(n, max(100_000, 40 * lists))
         sample = np.asarray(data[np.sort(rng.choice(n, train_n, replace=False))])
         # n_vectors sized so FaissVectorIndex.empty picks `lists` lists (its rule: 4*sqrt(n_vectors))
-        index = FaissVectorIndex.empty(base.shape[1], "ivfpq", settings, sample, n_vectors=(lists // 4) ** 2)
+        index = FaissVectorIndex.empty(base.shape[1], "ivfpq", settings.index, sample, n_vectors=(lists // 4) ** 2)
         for start in range(0, n, 200_000):
             index.add(np.asarray(data[start:start + 200_000]), np.arange(start, min(n, start + 200_000)))
         build_s = time.perf_counter() - started

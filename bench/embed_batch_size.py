@@ -24,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     with open(SHARED / "boolq-dev" / "corpus.jsonl") as f:
         texts = [json.loads(line)["text"][:1000] for line, _ in zip(f, range(args.texts))]
-    embedder = SentenceTransformerEmbedder(load_settings(device=args.device))
+    embedder = SentenceTransformerEmbedder(load_settings(device=args.device).embedding)
     embedder.warm_up()
     best: dict[int, float] = {}
     for _ in range(args.rounds):

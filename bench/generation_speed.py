@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=64)
     args = parser.parse_args()
-    generator = make_generator(load_settings())
+    generator = make_generator(load_settings().generation)
     started = time.perf_counter()
     generator.warm_up()
     load_s = time.perf_counter() - started

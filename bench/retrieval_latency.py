@@ -53,7 +53,7 @@ def build(index_dir: Path, n: int, embedder: SentenceTransformerEmbedder) -> tup
     texts = [f"{texts_in[a][: len(texts_in[a]) // 2]} {texts_in[b][len(texts_in[b]) // 2:]}" for a, b in zip(a_idx, b_idx)]
     shutil.rmtree(index_dir, ignore_errors=True)
     settings = load_settings(index_dir=index_dir, device="cpu")
-    with IndexWriter.open(settings, embedder.model_id) as writer:
+    with IndexWriter.open(settings.index, embedder.model_id) as writer:
         for start in range(0, n, 10_000):
             docs = [DocumentInput(path_key=f"/bench/doc-{d}.txt".encode(), path=f"/bench/doc-{d}.txt", title=f"doc {d}",
                                   size=1, mtime_ns=1, content_hash=str(d),
@@ -81,12 +81,12 @@ def main() -> None:
     with open(SHARED / "boolq-dev" / "queries.jsonl") as f:
         questions = [json.loads(line)["question"] for line, _ in zip(f, range(args.queries))]
     settings = load_settings(index_dir=REPO / "bench" / "out" / f"latency-{args.chunks}", device="cpu")
-    embedder = SentenceTransformerEmbedder(settings)
+    embedder = SentenceTransformerEmbedder(settings.embedding)
     embedder.warm_up()
     started = time.perf_counter()
     texts, vectors = build(settings.index_dir, args.chunks, embedder)
     print(f"built {args.chunks} chunks in {time.perf_counter() - started:.0f} s", flush=True)
-    searcher = Searcher(embedder, IndexReader(settings))
+    searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
     searcher.warm_up()
     for q in questions[:10]:
         searcher.search(q, 5)

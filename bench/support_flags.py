@@ -235,7 +235,7 @@ def main() -> None:
     from rag.settings import load_settings
 
     settings = load_settings(device="cpu")
-    embedder = make_embedder(settings)
+    embedder = make_embedder(settings.embedding)
     threshold = settings.support_threshold if args.threshold is None else args.threshold
     report = {}
     for name in ("boolq-dev", "narrativeqa-dev"):

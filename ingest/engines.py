@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 
 from ingest.worker import Outcome, ParserPool, Task, WorkerConfig
 from rag.embedding import Embedder
-from rag.settings import Settings
+from rag.settings import EmbeddingSettings, IngestSettings
 
 EngineName = Literal["local", "ray"]
 
@@ -39,7 +39,7 @@ class ParseEngine(Protocol):
 class LocalEngine:
     """Sandboxed parser processes on this machine (ingest/worker.py); the embedder runs in this process."""
 
-    def __init__(self, config: WorkerConfig, settings: Settings, embedder: Embedder) -> None:
+    def __init__(self, config: WorkerConfig, settings: IngestSettings, embedder: Embedder) -> None:
         self.config = config
         self.workers = settings.parse_workers
         self.timeout_s = settings.parse_timeout_s
@@ -57,13 +57,14 @@ class LocalEngine:
         return None
 
 
-def make_engine(name: EngineName, config: WorkerConfig, settings: Settings, embedder: Embedder) -> ParseEngine:
-    """The engine `rag ingest --engine` names; `embedder` is the local one (the Ray engine embeds with
-    the same model on its cluster and checks that the model ids agree)."""
+def make_engine(name: EngineName, config: WorkerConfig, settings: IngestSettings, embedding: EmbeddingSettings,
+                embedder: Embedder) -> ParseEngine:
+    """The engine `rag ingest --engine` names; `embedder` is the local one (the Ray engine loads the
+    `embedding` model on its cluster and checks that the model ids agree)."""
     if name == "ray":
         from ingest.ray_engine import RayEngine
 
-        return RayEngine(config, settings, embedder.model_id)
+        return RayEngine(config, settings, embedding, embedder.model_id)
     if name == "local":
         return LocalEngine(config, settings, embedder)
     raise ValueError(f"unknown ingest engine {name!r}: use 'local' or 'ray'")

@@ -16,7 +16,7 @@ from ingest.walk import display_path, is_under, resolve_roots, walk
 from ingest.worker import WorkerConfig
 from rag.embedding import Embedder, make_embedder, model_max_tokens, resolve_embedding_folder
 from rag.index import IndexWriter
-from rag.settings import Settings
+from rag.settings import EmbeddingSettings, IndexSettings, IngestSettings, Settings
 from rag.store import StoredDocument
 
 __all__ = ["FailedFile", "IngestProgress", "IngestSummary", "ProgressCallback", "run_ingest", "remove_paths",
@@ -26,7 +26,7 @@ __all__ = ["FailedFile", "IngestProgress", "IngestSummary", "ProgressCallback", 
 def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | None = None,
                progress: bool | None = None, on_progress: ProgressCallback | None = None,
                engine: EngineName = "local", after_scan: Callable[[], None] | None = None) -> IngestSummary:
-    """Bring the index in `settings.index_dir` up to date with the files under `paths`.
+    """Bring the configured index up to date with the files under `paths`.
 
     `progress`: a terminal progress bar (None: when stderr is a terminal); `on_progress`: called with an
     `IngestProgress` while the folders are scanned, as files are committed and before publishing, e.g. by
@@ -43,15 +43,16 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
     """
     started = time.perf_counter()
     roots = resolve_roots(paths)
-    embedder = embedder or make_embedder(settings)  # lazy: the Ray engine never loads it here
-    acl = AclResolver(settings.acl_roots)
-    with IndexWriter.open(settings, embedder.model_id) as writer:
+    embedder = embedder or make_embedder(settings.embedding)  # lazy: the Ray engine never loads it here
+    job = settings.ingest
+    acl = AclResolver(job.acl_roots)
+    with IndexWriter.open(settings.index, embedder.model_id) as writer:
         excluded = [Path(e.path) for e in writer.exclusions()]
         plan = plan_changes(walk(roots), roots, writer.live_documents(), excluded, acl.groups_for,
-                            settings.max_file_mb, on_progress)
+                            job.max_file_mb, on_progress)
         summary = plan.summary
         bar = Progress(summary.files_seen, progress, on_progress)
-        committer = Committer(writer, embedder, summary, bar, settings.commit_chunks)
+        committer = Committer(writer, embedder, summary, bar, job.commit_chunks)
         try:
             for change in plan.group_changes:
                 committer.set_groups(change.doc_id, change.groups)
@@ -61,7 +62,8 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
             bar.update(files=summary.files_unchanged)
             if plan.parse:
                 planned = {p.task.path: p for p in plan.parse}
-                with make_engine(engine, worker_config(settings), settings, embedder) as parser:
+                config = worker_config(job, settings.embedding)
+                with make_engine(engine, config, job, settings.embedding, embedder) as parser:
                     committer.use(parser.embedder, parser.commit_chunks)
                     for task, outcome in parser.parse([p.task for p in plan.parse]):
                         committer.add(planned[task.path], outcome)
@@ -81,9 +83,9 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
     return summary
 
 
-def worker_config(settings: Settings) -> WorkerConfig:
+def worker_config(settings: IngestSettings, embedding: EmbeddingSettings) -> WorkerConfig:
     """What every parser process is told: the chunking model and the limits."""
-    model_folder = resolve_embedding_folder(settings)
+    model_folder = resolve_embedding_folder(embedding)
     return WorkerConfig(
         model_folder=str(model_folder), chunk_tokens=settings.chunk_tokens,
         overlap_tokens=settings.chunk_overlap_tokens,
@@ -109,7 +111,7 @@ def documents_under(live: dict[bytes, StoredDocument], paths: list[str]) -> list
     return [doc for key, doc in live.items() if is_under(os.fsdecode(key), folders)]
 
 
-def remove_paths(settings: Settings, paths: list[str], model_id: str, by: str = "") -> RemovalSummary:
+def remove_paths(settings: IndexSettings, paths: list[str], model_id: str, by: str = "") -> RemovalSummary:
     """Take the documents at or under `paths` (as stored) out of the index, publishing a new version.
 
     The files themselves are untouched; the removal sticks: later ingest runs leave these paths out
@@ -126,7 +128,7 @@ def remove_paths(settings: Settings, paths: list[str], model_id: str, by: str = 
     return summary
 
 
-def restore_paths(settings: Settings, paths: list[str], model_id: str) -> int:
+def restore_paths(settings: IndexSettings, paths: list[str], model_id: str) -> int:
     """Undo removals: the next ingest of a folder holding these paths indexes them again. How many
     removals were undone."""
     with IndexWriter.open(settings, model_id) as writer:

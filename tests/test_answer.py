@@ -48,14 +48,14 @@ def test_packing_keeps_most_relevant_first_within_the_window() -> None:
 
 @pytest.mark.slow
 def test_dolly_model_stops_at_end_token(make_settings, tmp_path: Path) -> None:
-    stopper = make_generator(make_settings(generator_model=str(tiny_dolly(tmp_path / "end", END_KEY))))
+    stopper = make_generator(make_settings(generator_model=str(tiny_dolly(tmp_path / "end", END_KEY))).generation)
     assert stopper.prompt_format == "dolly"
     assert TransformersBackend(make_settings(generator_model=str(tmp_path / "end")).generation).is_dolly
     prompt = stopper.render("when is lunch", "[1] lunch is noon")
     assert prompt.endswith("### Response:\n")
     assert stopper.generate(prompt, GenerationParams(max_new_tokens=20)) == ""
 
-    talker = make_generator(make_settings(generator_model=str(tiny_dolly(tmp_path / "yes", "yes"))))
+    talker = make_generator(make_settings(generator_model=str(tiny_dolly(tmp_path / "yes", "yes"))).generation)
     answer = talker.generate(prompt, GenerationParams(max_new_tokens=3))
     assert answer.split() == ["yes"] * 3  # the same model, not trained to stop, runs to max_new_tokens
     looping = talker.generate(prompt, GenerationParams(max_new_tokens=12))
@@ -73,13 +73,13 @@ def test_a_looping_answer_is_cut_at_its_first_repeat() -> None:
 
 def test_a_model_name_that_is_not_local_fails_at_once(make_settings, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="huggingface-cli download"):
-        make_generator(make_settings(generator_model="databricks/dolly-v2-3b"))
+        make_generator(make_settings(generator_model="databricks/dolly-v2-3b").generation)
     pickled = tmp_path / "pickled"
     pickled.mkdir()
     (pickled / "config.json").write_text("{}")
     (pickled / "pytorch_model.bin").write_bytes(b"")
     with pytest.raises(ConfigError, match="only safetensors or GGUF"):
-        make_generator(make_settings(generator_model=str(pickled)))
+        make_generator(make_settings(generator_model=str(pickled)).generation)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def sample_service(tmp_path_factory: pytest.TempPathFactory, embedder, model_cac
     settings = load_settings(index_dir=base / "index", model_cache_dir=model_cache, device="cpu",
                              answer_passages=1, max_new_tokens=40)
     run_ingest(settings, [SAMPLES], embedder=embedder, progress=False)
-    return QAService(Searcher(embedder, IndexReader(settings)), make_generator(settings), settings)
+    return QAService(Searcher(embedder, IndexReader(settings.index), settings.search), make_generator(settings.generation), settings.answers)
 
 
 @pytest.mark.slow

@@ -107,7 +107,7 @@ class TestTransformersBackend(GeneratorContract):
     def make(self, make_settings, tmp_path: Path) -> Callable[[str], Generator]:  # type: ignore[no-untyped-def]
         def make(always: str) -> Generator:
             model = tiny_dolly(tmp_path / always.replace(" ", "_").replace("#", "h"), always)
-            return make_generator(make_settings(generator_model=str(model), max_concurrent_generations=1))
+            return make_generator(make_settings(generator_model=str(model), max_concurrent_generations=1).generation)
         return make
 
     @pytest.fixture()
@@ -174,11 +174,11 @@ class TestHttpBackend(GeneratorContract):
 
     @pytest.fixture()
     def talker(self, yes_server: str, make_settings) -> Generator:  # type: ignore[no-untyped-def]
-        return make_generator(make_settings(generator_backend="http", generator_url=yes_server))
+        return make_generator(make_settings(generator_backend="http", generator_url=yes_server).generation)
 
     @pytest.fixture()
     def ender(self, end_server: str, make_settings) -> Generator:  # type: ignore[no-untyped-def]
-        return make_generator(make_settings(generator_backend="http", generator_url=end_server))
+        return make_generator(make_settings(generator_backend="http", generator_url=end_server).generation)
 
     @pytest.fixture()
     def endless(self, make_settings) -> Iterator[Generator]:  # type: ignore[no-untyped-def]

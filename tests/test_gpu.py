@@ -18,7 +18,7 @@ from tests.conftest import write_corpus
 def test_ingest_and_search_on_the_gpu(make_settings, embedder, tmp_path: Path) -> None:
     questions = write_corpus(tmp_path / "docs")
     settings = make_settings(device="cuda")
-    gpu_embedder = SentenceTransformerEmbedder(settings)
+    gpu_embedder = SentenceTransformerEmbedder(settings.embedding)
     gpu_embedder.warm_up()
     assert gpu_embedder.device == "cuda" and gpu_embedder.batch_size == 128
     assert gpu_embedder.model_id == embedder.model_id  # same model, same index
@@ -26,7 +26,7 @@ def test_ingest_and_search_on_the_gpu(make_settings, embedder, tmp_path: Path) -
     agreement = np.sum(gpu_embedder.embed_batch(texts) * embedder.embed_batch(texts), axis=1)
     assert agreement.min() > 0.999  # fp16 on the GPU, fp32 on the CPU: the same vectors for search
     run_ingest(settings, [tmp_path / "docs"], embedder=gpu_embedder, progress=False)
-    searcher = Searcher(gpu_embedder, IndexReader(settings))
+    searcher = Searcher(gpu_embedder, IndexReader(settings.index), settings.search)
     for result in searcher.search_batch(texts, k=3):
         assert Path(result.hits[0].path).name == questions[result.query]
     if faiss_gpu_count():

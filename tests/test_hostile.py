@@ -75,7 +75,7 @@ def test_hostile_folder(make_settings, embedder, tmp_path: Path) -> None:
     from rag.index import IndexReader
     from rag.search import Searcher
 
-    searcher = Searcher(embedder, IndexReader(settings))
+    searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
     hit = searcher.search("Kündigungsfrist Quartalsende", k=1).hits[0]
     assert hit.path.endswith("cp1252.txt") and "Kündigungsfrist" in hit.text
     hit = searcher.search("espresso", k=1).hits[0]

@@ -65,7 +65,7 @@ def test_a_silent_server_gets_a_clear_error_within_the_time_limit(make_settings)
 def test_a_chat_template_on_the_http_backend_fails_at_start_up(make_settings) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match="RAG_PROMPT_FORMAT=dolly"):
         make_generator(make_settings(generator_backend="http", generator_url="http://127.0.0.1:9/v1",
-                                     prompt_format="chat"))
+                                     prompt_format="chat").generation)
 
 
 def test_a_busy_server_is_reported_as_busy(make_settings) -> None:  # type: ignore[no-untyped-def]

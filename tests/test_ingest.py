@@ -25,7 +25,7 @@ def test_every_format_is_indexed_and_found(make_settings, embedder: SentenceTran
     assert summary.files_failed == []
     assert summary.files_indexed == summary.files_seen == 11
     assert summary.vectors_total == summary.chunks_added > 0
-    searcher = Searcher(embedder, IndexReader(settings))
+    searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
     results = searcher.search_batch(list(questions), k=3)
     for result in results:
         assert Path(result.hits[0].path).name == questions[result.query], result
@@ -56,7 +56,7 @@ def test_reruns_are_incremental(make_settings, embedder: SentenceTransformerEmbe
     assert changed.version == first.version + 1
     assert consistent(settings.index_dir) == (11, first.chunks_added)
 
-    searcher = Searcher(embedder, IndexReader(settings))
+    searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
     assert Path(searcher.search("what is the guest wifi called", k=1).hits[0].path).name == "new.txt"
     hits = searcher.search("drone permit parking lot security office", k=20).hits
     assert all(Path(h.path).name != "drone.md" for h in hits)
@@ -74,7 +74,7 @@ def index_one_file(make_settings, embedder, tmp_path: Path, text: str) -> tuple[
 
 def test_long_running_reader_picks_up_new_version(make_settings, embedder, tmp_path: Path) -> None:
     docs, settings = index_one_file(make_settings, embedder, tmp_path, "The fire assembly point is the north car park.\n")
-    searcher = Searcher(embedder, IndexReader(settings))
+    searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
     assert searcher.search("fire assembly point", k=5).hits[0].path.endswith("a.txt")
     (docs / "b.txt").write_text("The quarterly town hall is streamed from the auditorium.\n")
     run_ingest(settings, [docs], embedder=embedder, progress=False)
@@ -88,9 +88,9 @@ def test_index_refuses_another_model(make_settings, embedder, tmp_path: Path) ->
     shutil.copytree(embedder.folder, other, symlinks=True)
     (other / "config.json").write_text((other / "config.json").read_text().replace("}", ', "note": "x"}', 1))
     other_settings = make_settings(embedding_model=str(other))
-    other_embedder = SentenceTransformerEmbedder(other_settings)
+    other_embedder = SentenceTransformerEmbedder(other_settings.embedding)
     with pytest.raises(ModelMismatchError, match="built with embedding model all-MiniLM-L6-v2"):
-        Searcher(other_embedder, IndexReader(other_settings)).search("hello")
+        Searcher(other_embedder, IndexReader(other_settings.index), other_settings.search).search("hello")
     with pytest.raises(ModelMismatchError):
         run_ingest(other_settings, [docs], embedder=other_embedder, progress=False)
 
@@ -99,7 +99,7 @@ def test_second_writer_is_refused(make_settings, embedder, tmp_path: Path) -> No
     docs = tmp_path / "docs"
     docs.mkdir()
     settings = make_settings()
-    with IndexWriter.open(settings, embedder.model_id):
+    with IndexWriter.open(settings.index, embedder.model_id):
         with pytest.raises(IndexBusyError, match="another ingest run"):
             run_ingest(settings, [docs], embedder=embedder, progress=False)
 
@@ -113,7 +113,7 @@ def test_approximate_index_above_threshold(make_settings, embedder, tmp_path: Pa
     summary = run_ingest(settings, [docs], embedder=embedder, progress=False)
     manifest = Manifest.read(settings.index_dir)
     assert manifest is not None and manifest.index_type == "ivf" and summary.vectors_total == manifest.vectors
-    searcher = Searcher(embedder, IndexReader(settings))
+    searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
     for result in searcher.search_batch(list(questions), k=3):
         assert Path(result.hits[0].path).name == questions[result.query]
     (docs / "filler0.txt").unlink()
@@ -144,5 +144,5 @@ def test_unchanged_paragraphs_and_copies_are_not_re_embedded(make_settings, embe
     assert edited.chunks_removed == first.chunks_added and edited.chunks_added == edited.vectors_total
     assert edited.chunks_embedded == 1  # only the rewritten section; the copy costs nothing
     consistent(settings.index_dir)
-    hit = Searcher(embedder, IndexReader(settings)).search("which workstream was cancelled", k=1).hits[0]
+    hit = Searcher(embedder, IndexReader(settings.index), settings.search).search("which workstream was cancelled", k=1).hits[0]
     assert "cancelled in October" in hit.text

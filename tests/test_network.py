@@ -49,7 +49,7 @@ def test_loading_ingesting_searching_and_answering_attempt_no_connection(
     attempts.clear()
     settings = load_settings(index_dir=tmp_path / "index", device="cpu", model_cache_dir=model_cache,
                              max_new_tokens=8)
-    embedder = SentenceTransformerEmbedder(settings)  # a fresh load, not the session's model
+    embedder = SentenceTransformerEmbedder(settings.embedding)  # a fresh load, not the session's model
     embedder.warm_up()
     summary = run_ingest(settings, [SAMPLES], embedder=embedder, progress=False)
     service = build_service(settings)

@@ -71,8 +71,8 @@ def tiny_cross_encoder(folder: Path) -> Path:
 
 def test_cross_encoder_reranks_from_a_local_folder(make_settings, tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="huggingface-cli download"):
-        CrossEncoderReranker(make_settings(reranker_model=str(tmp_path / "missing")))
-    reranker = CrossEncoderReranker(make_settings(reranker_model=str(tiny_cross_encoder(tmp_path / "ce"))))
+        CrossEncoderReranker(make_settings(reranker_model=str(tmp_path / "missing")).rerank)
+    reranker = CrossEncoderReranker(make_settings(reranker_model=str(tiny_cross_encoder(tmp_path / "ce"))).rerank)
     candidates = [hit(i, text, f"/d/{i}.txt") for i, text in
                   enumerate(["lunch is noon", "parking is free", "when is parking", "noon noon lunch"], start=1)]
     ranked = reranker.rerank("when is lunch", candidates)
@@ -99,7 +99,7 @@ def copies_service(tmp_path_factory: pytest.TempPathFactory, embedder) -> QAServ
     settings = load_settings(index_dir=base / "index", device="cpu", answer_passages=2)
     run_ingest(settings, [docs], embedder=embedder, progress=False)
     # the generator is never loaded by retrieve()
-    return QAService(Searcher(embedder, IndexReader(settings)), make_generator(settings), settings)
+    return QAService(Searcher(embedder, IndexReader(settings.index), settings.search), make_generator(settings.generation), settings.answers)
 
 
 def test_the_model_gets_one_copy_of_a_duplicated_passage(copies_service: QAService) -> None:

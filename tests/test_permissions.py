@@ -54,10 +54,14 @@ def settings_for(corpus: Path, index: Path, **extra: object) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def searcher(corpus: Path, embedder, tmp_path_factory: pytest.TempPathFactory) -> Searcher:  # type: ignore[no-untyped-def]
-    settings = settings_for(corpus, tmp_path_factory.mktemp("acl-index") / "index")
-    run_ingest(settings, [corpus], embedder=embedder, progress=False)
-    return Searcher(embedder, IndexReader(settings), settings)
+def acl_settings(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return settings_for(corpus, tmp_path_factory.mktemp("acl-index") / "index")
+
+
+@pytest.fixture(scope="module")
+def searcher(acl_settings: Settings, corpus: Path, embedder) -> Searcher:  # type: ignore[no-untyped-def]
+    run_ingest(acl_settings, [corpus], embedder=embedder, progress=False)
+    return Searcher(embedder, IndexReader(acl_settings.index), acl_settings.search)
 
 
 def texts(searcher: Searcher, query: str, principal: Principal | None, mode: str) -> str:
@@ -83,9 +87,10 @@ def test_unknown_permission_is_for_admins_only(searcher: Searcher) -> None:
 
 
 @pytest.mark.slow
-def test_answers_and_sources_respect_permissions(searcher: Searcher, model_cache: Path) -> None:
-    settings = searcher.settings.model_copy(update={"model_cache_dir": model_cache, "max_new_tokens": 30})
-    service = QAService(searcher, make_generator(settings), settings)
+def test_answers_and_sources_respect_permissions(searcher: Searcher, acl_settings: Settings,
+                                                 model_cache: Path) -> None:
+    settings = acl_settings.model_copy(update={"model_cache_dir": model_cache, "max_new_tokens": 30})
+    service = QAService(searcher, make_generator(settings.generation), settings.answers)
     for probe in ["What is the salary band for senior engineers?", f"What does {HR_MARK} say?",
                   "Was the merger with Globex approved?"]:
         answer = service.ask(probe, principal=SALES)
@@ -95,10 +100,10 @@ def test_answers_and_sources_respect_permissions(searcher: Searcher, model_cache
     assert HR_MARK in " ".join(s.text for s in service.ask("salary band for senior engineers", principal=HR).sources)
 
 
-def test_rag_check_only_reads_what_the_asker_may_read(searcher: Searcher) -> None:
+def test_rag_check_only_reads_what_the_asker_may_read(searcher: Searcher, acl_settings: Settings) -> None:
     """A salesperson probing with `rag check --as-group sales` learns nothing from HR's documents: the
     statement is checked against sales-readable passages only, and no HR text comes back as evidence."""
-    service = QAService(searcher, None, searcher.settings)  # type: ignore[arg-type]  # checking runs no model
+    service = QAService(searcher, None, acl_settings.answers)  # type: ignore[arg-type]  # checking runs no model
     [probe] = service.check_statements([f"The salary band for senior engineers rises by 7 percent ({HR_MARK})."], SALES)
     assert not any(s.supported for s in probe.sentences)
     assert all("hr" not in Path(src.path).parts for src in probe.sources)
@@ -122,7 +127,7 @@ def test_a_few_readable_documents_are_found_among_many_unreadable(embedder, tmp_
     for index_type, extra in (("flat", {}), ("ivf", {"exact_max_vectors": 100, "ivf_nprobe": 1})):
         settings = load_settings(index_dir=tmp_path / f"index-{index_type}", device="cpu", **extra)
         run_ingest(settings, [docs], embedder=embedder, progress=False)
-        searcher = Searcher(embedder, IndexReader(settings), settings)
+        searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
         question = "How fast are travel expenses reimbursed?"
         top = searcher.search(question, 50, "hybrid").hits
         assert not any("/sales/" in h.path for h in top)  # filtering after the top 50 would leave nothing
@@ -138,7 +143,7 @@ def test_a_few_readable_documents_are_found_among_many_unreadable(embedder, tmp_
 def test_changing_a_folders_groups_needs_no_re_embedding(corpus: Path, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings = settings_for(corpus, tmp_path / "index")
     run_ingest(settings, [corpus], embedder=embedder, progress=False)
-    searcher = Searcher(embedder, IndexReader(settings), settings)
+    searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
     assert SALES_MARK in texts(searcher, "Acme deal", SALES, "hybrid")
     acl = corpus / "sales" / ".rag-acl"
     before = acl.read_text()

@@ -45,5 +45,5 @@ def test_ray_engine_matches_the_local_engine(make_settings, embedder, tmp_path: 
     (docs / "intranet" / "cafeteria.html").unlink()
     again = run_ingest(ray_settings, [docs], embedder=embedder, progress=False, engine="ray")
     assert again.files_indexed == 0 and again.files_removed == 1 and again.version == 2
-    hits = Searcher(embedder, IndexReader(ray_settings)).search("How do I connect to the VPN?", 1).hits
+    hits = Searcher(embedder, IndexReader(ray_settings.index), ray_settings.search).search("How do I connect to the VPN?", 1).hits
     assert hits[0].path.endswith("it-handbook.docx")

@@ -46,7 +46,7 @@ def test_the_safety_check_catches_each_rule(tmp_path: Path) -> None:
 
 def test_a_flood_gets_busy_errors_quickly_and_the_service_keeps_serving(make_settings, tmp_path: Path) -> None:
     generator = make_generator(make_settings(generator_model=str(tiny_dolly(tmp_path / "m", "yes")),
-                                                    max_concurrent_generations=2))
+                                                    max_concurrent_generations=2).generation)
     generator.warm_up()
     slow = GenerationParams(max_new_tokens=300)
     outcomes: list[tuple[str, float]] = []

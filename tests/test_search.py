@@ -57,7 +57,7 @@ def test_keyword_search_sees_only_the_published_version(make_settings, embedder,
     (docs / "a.txt").write_text("The zeppelin hangar opens at dawn.\n")
     settings = make_settings()
     run_ingest(settings, [docs], embedder=embedder, progress=False)
-    searcher = Searcher(embedder, IndexReader(settings))
+    searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
     assert searcher.search("zeppelin", mode="keyword").hits[0].path.endswith("a.txt")
     (docs / "a.txt").write_text("The airship hangar opens at dusk.\n")
     run_ingest(settings, [docs], embedder=embedder, progress=False)
@@ -75,13 +75,13 @@ def test_common_words_are_pruned_from_keyword_queries_on_large_indexes(make_sett
     (docs / "kiln.txt").write_text("The kiln in the pottery studio is fired on Fridays.\n")
     settings = make_settings(keyword_prune_above=0, keyword_max_df=0.2)
     run_ingest(settings, [docs], embedder=embedder, progress=False)
-    searcher = Searcher(embedder, IndexReader(settings))
+    searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
     # "project", "update", "team", "review" are in every memo; the three rarest words stay
     match = searcher.keyword.match("project update team review kiln pottery fridays", searcher.current())
     assert match == '"kiln" OR "pottery" OR "fridays"'
     assert searcher.search("project update team review kiln pottery fridays", mode="keyword").hits[0].path.endswith(
         "kiln.txt")
-    unpruned = Searcher(embedder, IndexReader(make_settings()))
+    unpruned = Searcher(embedder, IndexReader(make_settings().index), make_settings().search)
     assert unpruned.keyword.match("project update team review kiln", unpruned.current()) == keyword_query("project update team review kiln")
 
 
@@ -104,10 +104,10 @@ def test_a_compressed_index_is_rescored_exactly(make_settings, embedder, tmp_pat
     settings = make_settings(exact_max_vectors=100, compressed_min_vectors=1_000, ivf_nprobe=64)
     docs = [DocumentInput(path_key=f"/d/{i}.txt".encode(), path=f"/d/{i}.txt", title="t", size=1, mtime_ns=1,
                           content_hash=str(i), chunks=(ChunkInput(f"chunk {i}", 0),)) for i in range(12_000)]
-    with IndexWriter.open(settings, embedder.model_id) as writer:
+    with IndexWriter.open(settings.index, embedder.model_id) as writer:
         writer.write_batch(docs, vectors.astype(np.float32), [])
         writer.publish(vectors.shape[1])
-    searcher = Searcher(embedder, IndexReader(settings), settings)
+    searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
     assert searcher.current().manifest.index_type == "ivfpq"
     chunk_ids = {f"/d/{i}.txt": i for i in range(12_000)}
     found_total = 0

@@ -57,7 +57,7 @@ def indexed_text(settings: Settings) -> str:
 
 
 def groups_by_name(settings: Settings, model_id: str) -> dict[str, tuple[str, ...]]:
-    with IndexWriter.open(settings, model_id) as writer:
+    with IndexWriter.open(settings.index, model_id) as writer:
         return {Path(os.fsdecode(k)).name: d.groups for k, d in writer.live_documents().items()}
 
 
@@ -214,7 +214,7 @@ def test_streamlit_secrets_are_neither_committed_nor_baked_into_the_image(tmp_pa
 
 
 def test_doctor_warns_about_a_readable_secrets_file(tmp_path: Path) -> None:
-    from ui.doctor import check_private
+    from ui.cli.doctor import check_private
 
     secrets = write(tmp_path / "secrets.toml", '[auth]\ncookie_secret = "x"\n')
     secrets.chmod(0o644)
@@ -415,8 +415,8 @@ def test_unreadable_documents_do_not_change_another_groups_relevance(make_settin
     for name, folders in (("without", [public]), ("with", [public, hr])):
         settings = make_settings(index_dir=tmp_path / name, acl_roots={public: ["everyone"]}, keyword_prune_above=0)
         run_ingest(settings, folders, embedder=embedder, progress=False)
-        searcher = Searcher(embedder, IndexReader(settings), settings)
-        service = QAService(searcher, None, settings)  # type: ignore[arg-type]  # relevance needs no generator
+        searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
+        service = QAService(searcher, None, settings.answers)  # type: ignore[arg-type]  # relevance needs no generator
         retrieved = service.retrieve(question, 2, "hybrid", staff)
         long_query = searcher.search("lunch cafeteria zorbium budget parking served", 2, "keyword", staff)
         seen.append((retrieved.relevance, [h.path for h in retrieved.hits], [h.path for h in long_query.hits]))
@@ -509,7 +509,7 @@ def test_the_http_generator_checks_the_address_it_actually_reached(monkeypatch: 
     with llm_server() as server:
         port = server.server_address[1]
         settings = make_settings(generator_backend="http", generator_url=f"http://127.0.0.1:{port}/v1")
-        generator = make_generator(settings)  # the start-up check passes: loopback
+        generator = make_generator(settings.generation)  # the start-up check passes: loopback
         real = http_generation.is_private_address
         # the name now leads somewhere else (a changed DNS record): the connection's peer is what counts
         monkeypatch.setattr(http_generation, "is_private_address", lambda address: received.append(address) or False)
@@ -563,10 +563,10 @@ def test_a_removed_document_stays_removed_until_restored(make_settings, embedder
     gone = write(docs / "old-policy.txt", "The old travel policy.")
     settings = make_settings(ui_allowed_roots=[docs])
     run_ingest(settings, [docs], embedder=embedder, progress=False)
-    remove_paths(settings, [str(gone)], embedder.model_id, "ada")
+    remove_paths(settings.index, [str(gone)], embedder.model_id, "ada")
     summary = run_ingest(settings, [docs], embedder=embedder, progress=False)  # the scheduled run
     assert summary.files_excluded == 1 and set(groups_by_name(settings, embedder.model_id)) == {"keep.txt"}
-    assert restore_paths(settings, [str(gone)], embedder.model_id) == 1
+    assert restore_paths(settings.index, [str(gone)], embedder.model_id) == 1
     run_ingest(settings, [docs], embedder=embedder, progress=False)
     assert set(groups_by_name(settings, embedder.model_id)) == {"keep.txt", "old-policy.txt"}
     jobs = JobManager(settings, embedder, AppDB(tmp_path / "app.sqlite"))

@@ -61,7 +61,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, embedder) -> Settings:  #
 
 def ask(settings: Settings, embedder, question: str, text: str, **overrides: object):  # type: ignore[no-untyped-def]
     s = settings.model_copy(update=overrides)
-    service = QAService(Searcher(embedder, IndexReader(s), s), RiggedGenerator(text), s)  # type: ignore[arg-type]
+    service = QAService(Searcher(embedder, IndexReader(s.index), s.search), RiggedGenerator(text), s.answers)  # type: ignore[arg-type]
     return service.ask(question)
 
 

@@ -242,7 +242,7 @@ def test_removal_is_checked_before_it_starts(make_settings, embedder, tmp_path: 
     jobs = JobManager(settings, embedder, AppDB(tmp_path / "app.sqlite"))
     from rag.index import IndexReader
 
-    reader = IndexReader(settings)
+    reader = IndexReader(settings.index)
     reader.refresh()
     view = reader.view
     assert view is not None

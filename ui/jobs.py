@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ class JobBusyError(RuntimeError):
     """Another indexing job is running."""
 
 
-def _require_roots(roots: list[Path], what: str) -> None:
+def _require_roots(roots: Sequence[Path], what: str) -> None:
     if not roots:
         raise PathNotAllowedError(f"no folders may be {what} from the page: set RAG_UI_ALLOWED_ROOTS "
                                   "(e.g. '[\"/srv/documents\"]') and restart")
@@ -37,7 +38,7 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or path.is_relative_to(root)
 
 
-def allowed_path(text: str, roots: list[Path]) -> Path:
+def allowed_path(text: str, roots: Sequence[Path]) -> Path:
     """The absolute, resolved path for `text` if it lies under one of `roots`; else PathNotAllowedError.
 
     `..` is refused outright, even where it would resolve inside a root: an admin who types it is
@@ -62,7 +63,7 @@ def allowed_path(text: str, roots: list[Path]) -> Path:
     return resolved
 
 
-def removable_path(text: str, roots: list[Path]) -> str:
+def removable_path(text: str, roots: Sequence[Path]) -> str:
     """The absolute path of a document or folder to remove, if it lies under the allowed roots (the
     file need not exist any more: removing what was deleted from disk is normal)."""
     text = text.strip()
@@ -116,25 +117,25 @@ class JobManager:
 
     def start_ingest(self, folder: str, username: str) -> Job:
         """Index `folder` (checked against the allowed roots) in the background."""
-        path = allowed_path(folder, self.settings.ui_allowed_roots)
+        path = allowed_path(folder, self.settings.page.allowed_roots)
         return self._start(username, "ingest", [str(path)])
 
     def start_removal(self, paths: list[str], username: str) -> Job:
         """Take documents, or every document under folders, out of the index in the background (each path
         checked against the allowed roots); the removal sticks (later ingest runs leave them out) until
         `restore` undoes it."""
-        return self._start(username, "remove", [removable_path(p, self.settings.ui_allowed_roots) for p in paths])
+        return self._start(username, "remove", [removable_path(p, self.settings.page.allowed_roots) for p in paths])
 
     def indexed_under(self, paths: list[str], view: IndexView) -> int:
         """How many documents of `view` lie at or under `paths` (checked against the allowed roots): a
         removal that would match nothing is a typo to report, not a job to run."""
-        checked = [removable_path(p, self.settings.ui_allowed_roots) for p in paths]
+        checked = [removable_path(p, self.settings.page.allowed_roots) for p in paths]
         return len(documents_under(view.live_documents(), checked))
 
     def restore(self, path: str) -> int:
         """Undo a removal (checked against the allowed roots like any removal); the next indexing run of
         its folder adds it back. How many removals were undone."""
-        return restore_paths(self.settings, [removable_path(path, self.settings.ui_allowed_roots)],
+        return restore_paths(self.settings.index, [removable_path(path, self.settings.page.allowed_roots)],
                              self.embedder.model_id)
 
     def _start(self, username: str, kind: str, paths: list[str]) -> Job:
@@ -161,7 +162,7 @@ class JobManager:
                 job.summary = summary.to_dict()
             else:
                 job.phase = "removing"
-                removed = remove_paths(self.settings, job.paths, self.embedder.model_id, job.username)
+                removed = remove_paths(self.settings.index, job.paths, self.embedder.model_id, job.username)
                 job.summary = {"documents_removed": removed.documents_removed,
                                "chunks_removed": removed.chunks_removed, "version": removed.version}
         except (RagIndexError, ConfigError, OSError, ValueError) as exc:

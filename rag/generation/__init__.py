@@ -17,7 +17,7 @@ from rag.generation.cleanup import STOP_STRINGS, clean_answer, cut_at_stops, rep
 from rag.generation.formats import make_prompt_format
 from rag.generation.transformers_backend import ModelLocation, resolve_generator_model
 from rag.generation.wrapper import Generation
-from rag.settings import GenerationSettings, Settings
+from rag.settings import GenerationSettings
 
 __all__ = ["Backend", "GenerationParams", "GenerationSlots", "Generator", "GeneratorBusyError", "STOP_STRINGS",
            "clean_answer", "cut_at_stops", "repetition_cut", "ModelLocation", "resolve_generator_model",
@@ -35,10 +35,9 @@ def make_backend(settings: GenerationSettings, kind: Literal["transformers", "ht
     return TransformersBackend(settings)
 
 
-def make_generator(settings: Settings, kind: Literal["transformers", "http"] | None = None) -> Generator:
+def make_generator(settings: GenerationSettings, kind: Literal["transformers", "http"] | None = None) -> Generator:
     """A generator over the configured backend, with the configured prompt format and slots; a format the
     backend cannot render fails here, at start-up, with the fix."""
-    section = settings.generation
-    backend = make_backend(section, kind)
-    return Generation(backend, make_prompt_format(section, backend),
-                      GenerationSlots(section.max_concurrent, section.queue_s))
+    backend = make_backend(settings, kind)
+    return Generation(backend, make_prompt_format(settings, backend),
+                      GenerationSlots(settings.max_concurrent, settings.queue_s))

@@ -13,8 +13,11 @@ from rag.settings import ConfigError, GenerationSettings
 class PromptFormat(Protocol):
     """Renders an instruction and its context as the model's prompt; `stops` end the model's answer."""
 
-    name: str
-    stops: tuple[str, ...]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def stops(self) -> tuple[str, ...]: ...
 
     def render(self, instruction: str, context: str) -> str: ...
 

@@ -25,7 +25,7 @@ from rag.index import IndexNotFoundError, RagIndexError
 from rag.network import is_loopback
 from rag.qa import Answer, QAService, build_service
 from rag.followup import standalone_question
-from rag.settings import ConfigError, Settings, load_settings
+from rag.settings import ConfigError, PageSettings, Settings, load_settings
 from rag.types import ADMIN, Principal
 from ui.appdb import AppDB
 from ui.auth import (LOCAL_ADMIN, LoginThrottle, StoredUser, ThrottledError, User, load_users,
@@ -85,13 +85,13 @@ def app_state(settings_json: str) -> AppState:
     """Built once per process and settings; the models load here, not per session."""
     settings = Settings(**json.loads(settings_json))
     configure_logging(settings.log_format)
-    users = load_users(settings.ui_users_file) if settings.ui_users_file else None
+    users = load_users(settings.page.users_file) if settings.page.users_file else None
     service = build_service(settings)
     try:
         service.warm_up()
     except IndexNotFoundError:
         pass  # an empty index is a normal first state: the page says so, admins can index
-    db = AppDB(settings.app_db, settings.audit_retention_days)
+    db = AppDB(settings.audit.app_db, settings.audit.retention_days)
     return AppState(settings, service, db, JobManager(settings, service.embedder, db), users,
                     LoginThrottle())
 
@@ -129,14 +129,14 @@ def client_address() -> str:
 # -- sign-in -------------------------------------------------------------------------------------------
 def current_user(state: AppState) -> User:
     """The signed-in user; shows the sign-in form and stops the script when there is none."""
-    s = state.settings
-    if s.ui_oidc:
+    s = state.settings.page
+    if s.oidc:
         if not st.user.is_logged_in:
             st.title("Document Q&A")
             st.button("Sign in with single sign-on", on_click=st.login)
             st.stop()
         try:
-            oidc = oidc_user(st.user.to_dict(), s.ui_oidc_admin_group, time.time())
+            oidc = oidc_user(st.user.to_dict(), s.oidc_admin_group, time.time())
         except ConfigError as exc:
             st.error(f"Sign-in refused: {exc}. Ask an administrator to fix the identity provider's settings.")
             st.stop()
@@ -176,11 +176,11 @@ def sign_out() -> None:
 
 # -- ask -----------------------------------------------------------------------------------------------
 def ask_page(state: AppState, user: User) -> None:
-    s = state.settings
+    s = state.settings.answers
     with st.sidebar:
         st.subheader("Answer settings")
-        passages = st.slider("Passages given to the model", 1, 10, s.answer_passages, key="passages")
-        mode = st.selectbox("Search", MODES, index=MODES.index(s.search_mode), key="mode")
+        passages = st.slider("Passages given to the model", 1, 10, s.passages, key="passages")
+        mode = st.selectbox("Search", MODES, index=MODES.index(state.settings.search.mode), key="mode")
         temperature = st.slider("Temperature", 0.0, 1.0, float(s.temperature), 0.05, key="temperature")
         if st.button("New conversation", key="new-conversation"):
             st.session_state.chat = []
@@ -204,7 +204,7 @@ def ask_page(state: AppState, user: User) -> None:
         placeholder = st.empty()
         text, started = "", time.perf_counter()
         params = GenerationParams(max_new_tokens=s.max_new_tokens, temperature=temperature,
-                                  timeout_s=s.generation_timeout_s)
+                                  timeout_s=s.timeout_s)
         try:
             for piece in state.service.ask_stream(standalone, params, passages, mode, principal(user)):
                 if isinstance(piece, Answer):
@@ -283,7 +283,7 @@ def require_admin(user: User) -> None:
 def index_page(state: AppState, user: User) -> None:
     require_admin(user)
     st.title("Index a folder")
-    roots = state.settings.ui_allowed_roots
+    roots = state.settings.page.allowed_roots
     if roots:
         st.caption("Allowed folders: " + ", ".join(safe(str(r)) for r in roots))
     else:
@@ -470,10 +470,10 @@ def request_host() -> str | None:
     return urlsplit(f"//{host}").hostname if host else None  # "[::1]:8501" -> "::1", "localhost:8501" -> "localhost"
 
 
-def refuse_unsafe_single_user(settings: Settings) -> None:
+def refuse_unsafe_single_user(settings: PageSettings) -> None:
     """Single-user mode makes whoever reaches the page its admin: only on loopback, only under a loopback
     name. Checked here on every run, whoever started Streamlit and however (not only by `rag ui`)."""
-    if settings.ui_users_file or settings.ui_oidc:
+    if settings.users_file or settings.oidc:
         return
     address = str(st.get_option("server.address") or "")
     if not is_loopback(address):
@@ -496,10 +496,10 @@ def main(argv: list[str]) -> None:
     except (ConfigError, ValueError) as exc:
         st.error(f"The service cannot start: {exc}")
         st.stop()
-    refuse_unsafe_single_user(state.settings)
+    refuse_unsafe_single_user(state.settings.page)
     user = current_user(state)
     with st.sidebar:
-        if state.users is None and not state.settings.ui_oidc:
+        if state.users is None and not state.settings.page.oidc:
             st.info("Single-user mode: no users are configured, so the page only listens on 127.0.0.1.")
         else:
             st.caption(f"Signed in as {safe(user.name)} ({', '.join(user.roles)})")

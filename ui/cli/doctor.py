@@ -28,10 +28,10 @@ def check_embedding(settings: Settings) -> list[Check]:
     from rag.embedding import embedding_model_id, resolve_embedding_folder
 
     try:
-        folder = resolve_embedding_folder(settings)
+        folder = resolve_embedding_folder(settings.embedding)
     except ConfigError as exc:
         return [Check("embedding model", "fail", str(exc))]
-    return [Check("embedding model", "ok", f"{embedding_model_id(settings)} in {folder}")]
+    return [Check("embedding model", "ok", f"{embedding_model_id(settings.embedding)} in {folder}")]
 
 
 def check_generator(settings: Settings) -> list[Check]:
@@ -42,7 +42,7 @@ def check_generator(settings: Settings) -> list[Check]:
         from rag.generation.http import HttpBackend
 
         try:
-            make_generator(settings)  # start-up's checks: the endpoint stays on-prem, the prompt format fits
+            make_generator(settings.generation)  # start-up's checks: the endpoint stays on-prem, the prompt format fits
             generator = HttpBackend(settings.generation)
         except ConfigError as exc:
             return [Check("generator", "fail", str(exc))]
@@ -102,7 +102,7 @@ def check_index(settings: Settings) -> list[Check]:
     from rag.embedding import embedding_model_id
     from rag.index import IndexNotFoundError, IndexReader
 
-    reader = IndexReader(settings)
+    reader = IndexReader(settings.index)
     try:
         reader.refresh()
     except IndexNotFoundError as exc:
@@ -120,7 +120,7 @@ def check_index(settings: Settings) -> list[Check]:
         out.append(Check("index", "fail", f"{status['vectors']} vectors but {status['chunks']} chunks in version "
                                           f"{status['version']}: run `rag ingest` again to rebuild the vectors"))
     try:
-        configured = embedding_model_id(settings)
+        configured = embedding_model_id(settings.embedding)
         if configured != status["embedding_model"]:
             out.append(Check("index model", "fail", f"index built with {status['embedding_model']}, configured "
                                                     f"{configured}: configure the same model or re-index"))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from rag.settings import Settings, load_settings
+from rag.settings import PageSettings, Settings, load_settings
 from rag.text import printable
 from rag.types import page_unit
 
@@ -105,7 +105,7 @@ def _guarded() -> Iterator[None]:
     try:
         yield
     except IndexNotFoundError as exc:
-        from ui.doctor import missing_index_advice
+        from ui.cli.doctor import missing_index_advice
 
         _fail(f"{exc}; {missing_index_advice(exc.folder)}")
     except (RagIndexError, ConfigError, FileNotFoundError, ValueError) as exc:
@@ -148,7 +148,7 @@ def ingest(
         return
     from rag.embedding import make_embedder
 
-    embedder = make_embedder(settings)  # loaded once for every run
+    embedder = make_embedder(settings.embedding)  # loaded once for every run
     while True:  # the scheduled job of a deployment: a failed run is reported, the next one still comes
         try:
             _print_summary(_guard(run_ingest)(settings, paths, embedder=embedder, engine=engine.value), json_out)
@@ -216,7 +216,7 @@ def search(
     texts = _inputs(query, queries, "query")
     settings = _setup(ctx, config, index_dir=index, search_mode=mode.value if mode else None)
     searcher = build_searcher(settings)
-    _guard(searcher.warm_up)(settings.search_mode)
+    _guard(searcher.warm_up)(settings.search.mode)
     results = []
     for start in range(0, len(texts), 64):
         results.extend(_guard(searcher.search_batch)(texts[start:start + 64], k, None, _principal(as_group)))
@@ -237,7 +237,7 @@ def status(ctx: typer.Context, index: IndexOption = None, json_out: JsonOption =
     from rag.index import IndexReader
 
     settings = _setup(ctx, config, index_dir=index)
-    reader = IndexReader(settings)
+    reader = IndexReader(settings.index)
     _guard(reader.refresh)()
     assert reader.view is not None
     data = {**reader.view.status(), "index_dir": str(settings.index_dir)}
@@ -332,7 +332,7 @@ def check(
     with _guarded():
         searcher = build_searcher(settings)
         searcher.warm_up()
-        service = QAService(searcher, None, settings)  # type: ignore[arg-type]  # checking runs no generator
+        service = QAService(searcher, None, settings.answers)  # type: ignore[arg-type]  # checking runs no generator
         results = service.check_statements(texts, _principal(as_group))
     for result in results:
         sentences = []
@@ -367,7 +367,7 @@ def serve_llm(
     from rag.generation.server import serve
 
     settings = _setup(ctx, config, logging.INFO)  # a server: its access lines are the record
-    generator = _guard(make_generator)(settings, "transformers")  # this is the server an HTTP backend calls
+    generator = _guard(make_generator)(settings.generation, "transformers")  # this is the server an HTTP backend calls
     _guard(serve)(generator, host, port, settings.llm_server_token, settings.generation_timeout_s)
 
 
@@ -425,13 +425,13 @@ STREAMLIT_FLAGS = (
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
-def allowed_hosts(settings: Settings, host: str, multi_user: bool) -> list[str]:
+def allowed_hosts(settings: PageSettings, host: str, multi_user: bool) -> list[str]:
     """The Host names the page's websocket accepts (Streamlit's server.allowedHosts): DNS rebinding, a
     web page that points its own name at this server, is refused. Single-user: loopback names only."""
     if not multi_user:
         return list(LOOPBACK_NAMES)
-    if settings.ui_allowed_hosts:
-        return list(settings.ui_allowed_hosts)
+    if settings.allowed_hosts:
+        return list(settings.allowed_hosts)
     import socket
 
     names = {socket.gethostname(), socket.getfqdn(), *LOOPBACK_NAMES}
@@ -457,18 +457,19 @@ def ui(
     from rag.network import is_loopback
 
     settings = _setup(ctx, config, logging.INFO, index_dir=index)
-    if settings.ui_users_file:
+    page = settings.page
+    if page.users_file:
         from ui.auth import load_users
 
-        _guard(load_users)(settings.ui_users_file)  # a broken users file fails here, not at the first sign-in
-    multi_user = bool(settings.ui_users_file) or settings.ui_oidc
+        _guard(load_users)(page.users_file)  # a broken users file fails here, not at the first sign-in
+    multi_user = bool(page.users_file) or page.oidc
     host = host or ("0.0.0.0" if multi_user else "127.0.0.1")
     if not multi_user and not is_loopback(host):
         _fail(f"without users the page is single-user and binds to 127.0.0.1 only (asked for {host}): "
               f"configure RAG_UI_USERS_FILE (see `rag user add`) or RAG_UI_OIDC")
     typer.echo(f"{'multi-user' if multi_user else 'single-user mode'}: http://{host}:{port}", err=True)
-    script = Path(__file__).with_name("web") / "app.py"
-    hosts = [f"--server.allowedHosts={name}" for name in allowed_hosts(settings, host, multi_user)]
+    script = Path(__file__).parents[1] / "web" / "app.py"
+    hosts = [f"--server.allowedHosts={name}" for name in allowed_hosts(page, host, multi_user)]
     command = [sys.executable, "-m", "streamlit", "run", str(script), f"--server.address={host}",
                f"--server.port={port}", *STREAMLIT_FLAGS, *hosts, "--"]
     if config:
@@ -486,7 +487,7 @@ def doctor(ctx: typer.Context, index: IndexOption = None, json_out: JsonOption =
     """Check the installation (models, GPU, index, users, config) and say what to fix; exit 1 on a failure."""
     from dataclasses import asdict
 
-    from ui.doctor import run_checks
+    from ui.cli.doctor import run_checks
 
     checks = run_checks(_setup(ctx, config, index_dir=index))
     if json_out:
@@ -524,7 +525,7 @@ def user_add(
     from ui.auth import add_user
 
     settings = _setup(ctx, config)
-    path = users_file or settings.ui_users_file
+    path = users_file or settings.page.users_file
     if path is None:
         _fail("give --users-file or set RAG_UI_USERS_FILE")
     if password_stdin:
@@ -567,6 +568,3 @@ def main() -> None:
         code = 130
     sys.exit(code if isinstance(code, int) else 0)
 
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,3 @@
+from ui.cli.commands import main
+
+main()
