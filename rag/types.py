@@ -55,6 +55,12 @@ class Hit:
     merged_ids: tuple[int, ...] = ()  # the following chunks of the document joined into this passage
     duplicate_ids: tuple[int, ...] = ()  # near-identical chunks left out in favour of this one
 
+    def metadata(self) -> dict[str, object]:
+        """Where the chunk is and how it ranked: the fields of `rag search --json` (without the text), also
+        a LangChain Document's metadata."""
+        return {"chunk_id": self.chunk_id, "path": self.path, "page": self.page, "unit": page_unit(self.path),
+                "score": round(self.score, 6), "title": self.title}
+
 
 @dataclass
 class SearchResult:

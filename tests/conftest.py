@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
@@ -315,6 +316,24 @@ def scripted_generator(text: str, delay_s: float = 0.0, slots: int = 1) -> Any:
     from rag.generation.formats import DollyFormat
 
     return Generation(ScriptedBackend(text, delay_s), DollyFormat(), GenerationSlots(slots, 0.0))
+
+
+def serve_llm(model: Path | None, **env: str) -> Iterator[str]:
+    """A real `rag serve-llm` process on loopback serving `model` (None: the embedded default, with the
+    RAG_* settings in `env`); yields its /v1 URL."""
+    environment = dict(os.environ, PYTHONPATH=str(REPO), RAG_DEVICE="cpu", **env)
+    if model is not None:
+        environment["RAG_GENERATOR_MODEL"] = str(model)
+    proc = subprocess.Popen([sys.executable, "-m", "ui.cli", "serve-llm", "--port", "0"], env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "serving <model> on http://127.0.0.1:<port>/v1"
+        assert "serving" in line, line
+        yield line.strip().rsplit(" ", 1)[-1]
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 @contextmanager

@@ -1,15 +1,13 @@
 """The contract every generation backend passes behind the wrapper (as Haystack's document-store mixins):
-streams in pieces, is busy when its slots are taken, stops at Dolly's "### End", honours the time limit
-and frees its slot when the consumer stops early. Run against the in-process backend (a tiny model),
+streams in pieces, is busy when its slots are taken, stops at Dolly's "### End" and at a request's own
+stop strings, honours the time limit (ending quietly, or failing when asked) and frees its slot when the
+consumer stops early. Run against the in-process backend (a tiny model),
 the HTTP backend (a real `rag serve-llm` process, and a real dripping server for the time limit) and
 the scripted backend the fast tests use; a new backend adds a subclass here."""
 
 from __future__ import annotations
 
 import http.server
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,14 +15,9 @@ from pathlib import Path
 import pytest
 
 import rag.generation.cleanup
-from rag.generation import (
-    GenerationParams,
-    Generator,
-    GeneratorBusyError,
-    make_generator,
-)
+from rag.generation import GenerationParams, GenerationTimeoutError, Generator, GeneratorBusyError, make_generator
 from rag.prompt import END_KEY
-from tests.conftest import REPO, generator_on, scripted_generator, tiny_dolly
+from tests.conftest import generator_on, scripted_generator, serve_llm, tiny_dolly
 
 PROMPT_ARGS = ("when is lunch", "[1] lunch is noon")
 
@@ -62,6 +55,23 @@ class GeneratorContract:
                                   GenerationParams(max_new_tokens=self.endless_tokens, timeout_s=self.time_limit_s))
         assert time.monotonic() - started < self.time_limit_s + 1.5
         assert 0 < len(answer.split()) < self.endless_tokens  # what came before the limit, not an error
+
+    def test_fails_on_the_time_limit_when_asked(self, endless: Generator) -> None:
+        params = GenerationParams(max_new_tokens=self.endless_tokens, timeout_s=self.time_limit_s,
+                                  fail_on_time_limit=True)
+        with pytest.raises(GenerationTimeoutError) as caught:
+            endless.generate(endless.render(*PROMPT_ARGS), params)
+        assert 0 < len(caught.value.text.split()) < self.endless_tokens
+        endless.slots.acquire()  # given back despite the error
+        endless.slots.release()
+
+    def test_stops_at_the_requests_own_stop_strings(self, talker: Generator) -> None:
+        prompt = talker.render(*PROMPT_ARGS)
+        whole = talker.generate(prompt, GenerationParams(max_new_tokens=8))
+        assert len(whole.strip()) >= 5, whole
+        stop = whole.strip()[2:5]  # greedy decoding: the same text comes again, cut where this begins
+        cut = talker.generate(prompt, GenerationParams(max_new_tokens=8, stops=(stop,)))
+        assert cut == whole[:whole.index(stop)]
 
     def test_frees_its_slot_when_the_consumer_stops_early(self, talker: Generator) -> None:
         stream = talker.stream(talker.render(*PROMPT_ARGS), GenerationParams(max_new_tokens=50))
@@ -125,21 +135,6 @@ class TestTransformersBackend(GeneratorContract):
         generator = make("yes")
         generator.warm_up()
         return generator
-
-
-def serve_llm(model: Path) -> Iterator[str]:
-    """A real `rag serve-llm` process on loopback serving `model`; yields its /v1 URL."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), RAG_DEVICE="cpu", RAG_GENERATOR_MODEL=str(model))
-    proc = subprocess.Popen([sys.executable, "-m", "ui.cli", "serve-llm", "--port", "0"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # "serving <model> on http://127.0.0.1:<port>/v1"
-        assert "serving" in line, line
-        yield line.strip().rsplit(" ", 1)[-1]
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 class _Drip(http.server.BaseHTTPRequestHandler):

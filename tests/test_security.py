@@ -477,7 +477,10 @@ def test_serve_llm_refuses_bad_requests() -> None:
         assert post(port, {"prompt": "hi", "max_tokens": -5}) == 400
         assert post(port, '{"prompt": "hi", "temperature": NaN}') == 400
         assert post(port, {"prompt": "hi", "temperature": 9}) == 400
-        assert post(port, {"prompt": "hi", "max_tokens": 5}) == 200
+        assert post(port, {"prompt": "hi", "stop": ["a", "b", "c", "d", "e"]}) == 400  # OpenAI's four at most
+        assert post(port, {"prompt": "hi", "stop": [7]}) == 400
+        assert post(port, {"prompt": "hi", "stop": "x" * 201}) == 400
+        assert post(port, {"prompt": "hi", "max_tokens": 5, "stop": "\n"}) == 200
 
 
 def test_serve_llm_bounds_connections_and_requires_its_token() -> None:

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from rag.generation.base import Backend, GenerationParams, GenerationSlots, Generator, GeneratorBusyError
+from rag.generation.base import (Backend, GenerationParams, GenerationSlots, GenerationTimeoutError, Generator,
+                                 GeneratorBusyError)
 from rag.generation.cleanup import STOP_STRINGS, clean_answer, cut_at_stops, repetition_cut
 from rag.generation.formats import make_prompt_format
 from rag.generation.transformers_backend import ModelLocation, resolve_generator_model
 from rag.generation.wrapper import Generation
 from rag.settings import GenerationSettings
 
-__all__ = ["Backend", "GenerationParams", "GenerationSlots", "Generator", "GeneratorBusyError", "STOP_STRINGS",
+__all__ = ["Backend", "GenerationParams", "GenerationSlots", "GenerationTimeoutError", "Generator",
+           "GeneratorBusyError", "STOP_STRINGS",
            "clean_answer", "cut_at_stops", "repetition_cut", "ModelLocation", "resolve_generator_model",
            "Generation", "make_backend", "make_generator"]
 

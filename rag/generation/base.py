@@ -18,13 +18,30 @@ class GeneratorBusyError(RuntimeError):
     """All generation slots are taken."""
 
 
+class GenerationTimeoutError(TimeoutError):
+    """The time limit ended a generation that asked to fail on it (`GenerationParams.fail_on_time_limit`);
+    `text` holds what was generated until then."""
+
+    def __init__(self, timeout_s: float, text: str) -> None:
+        super().__init__(f"generation stopped at its time limit of {timeout_s:g} s with {len(text)} characters "
+                         f"written: raise the limit (RAG_GENERATION_TIMEOUT_S) or ask for fewer tokens")
+        self.text = text
+
+
 @dataclass(frozen=True)
 class GenerationParams:
-    """Per-request generation settings."""
+    """Per-request generation settings.
+
+    `stops`: strings that end this answer, beside the prompt format's own. `fail_on_time_limit`: raise
+    GenerationTimeoutError at the time limit instead of ending quietly with the text so far (the QA
+    service keeps what it has and marks it; a LangChain caller gets an exception, as from any model).
+    """
 
     max_new_tokens: int = 200
     temperature: float = 0.0
     timeout_s: float = 60.0
+    stops: tuple[str, ...] = ()
+    fail_on_time_limit: bool = False
 
 
 class GenerationSlots:

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from rag.generation.base import GenerationParams, Generator, GeneratorBusyError
@@ -24,6 +25,7 @@ from rag.settings import ConfigError
 log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
 MAX_TOKENS = 4096
+MAX_STOPS = 4  # OpenAI's limit, which clients respect
 SOCKET_TIMEOUT_S = 30.0  # a client that stops sending (or reading) loses its connection, not a thread
 
 
@@ -31,8 +33,16 @@ class BadRequest(ValueError):
     """A request this server will not run; the message says which field is wrong."""
 
 
-def parse_request(body: bytes) -> tuple[str, int, float, bool]:
-    """(prompt, max_tokens, temperature, stream) of a completions request, each checked."""
+@dataclass(frozen=True)
+class CompletionRequest:
+    prompt: str
+    stream: bool
+    params: GenerationParams
+
+
+def parse_request(body: bytes, timeout_s: float) -> CompletionRequest:
+    """A completions request, each field checked (OpenAI's names: prompt, max_tokens, temperature,
+    stop as a string or up to four strings, stream)."""
     try:
         request = json.loads(body)
     except ValueError as exc:
@@ -46,7 +56,13 @@ def parse_request(body: bytes) -> tuple[str, int, float, bool]:
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or \
             not math.isfinite(temperature) or not 0 <= temperature <= 2:
         raise BadRequest("'temperature' must be a number from 0 to 2")
-    return request["prompt"], max_tokens, float(temperature), bool(request.get("stream"))
+    stop = request.get("stop") or []
+    stops = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, list) or len(stops) > MAX_STOPS or \
+            not all(isinstance(s, str) and 0 < len(s) <= 200 for s in stops):
+        raise BadRequest(f"'stop' must be a string or a list of at most {MAX_STOPS} strings")
+    return CompletionRequest(request["prompt"], bool(request.get("stream")), GenerationParams(
+        max_new_tokens=max_tokens, temperature=float(temperature), timeout_s=timeout_s, stops=tuple(stops)))
 
 
 def make_handler(generator: Generator, timeout_s: float, token: str = "") -> type[BaseHTTPRequestHandler]:
@@ -100,20 +116,18 @@ def make_handler(generator: Generator, timeout_s: float, token: str = "") -> typ
                 self._json(413, {"error": {"message": f"request larger than {MAX_BODY} bytes"}})
                 return
             try:
-                prompt, max_tokens, temperature, stream = parse_request(self.rfile.read(length))
+                request = parse_request(self.rfile.read(length), timeout_s)
             except BadRequest as exc:
                 self._json(400, {"error": {"message": f"bad request: {exc}"}})
                 return
-            params = GenerationParams(max_new_tokens=max_tokens, temperature=temperature,
-                                      timeout_s=timeout_s)
             ident = f"cmpl-{uuid.uuid4().hex[:12]}"
             try:
-                pieces = generator.stream(prompt, params)
+                pieces = generator.stream(request.prompt, request.params)
                 first = next(pieces, None)  # raises GeneratorBusyError before any byte is sent
             except GeneratorBusyError as exc:
                 self._json(429, {"error": {"message": str(exc)}})
                 return
-            if not stream:
+            if not request.stream:
                 text = (first or "") + "".join(pieces)
                 self._json(200, {"id": ident, "object": "text_completion", "created": int(time.time()),
                                  "model": generator.model_id,

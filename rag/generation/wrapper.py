@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from rag.generation.base import Backend, GenerationParams, GenerationSlots
+from rag.generation.base import Backend, GenerationParams, GenerationSlots, GenerationTimeoutError
 from rag.generation.cleanup import cut_at_stops
 from rag.generation.formats import PromptFormat
 
@@ -58,14 +58,22 @@ class Generation:
     def _stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
         cancel = threading.Event()
         deadline = time.monotonic() + params.timeout_s
-        pieces = self.backend.produce(prompt, params, self.format.stops, cancel)
+        # the request's own first: a server that takes only a few (OpenAI's API: four) gets those
+        stops = (*(s for s in params.stops if s and s not in self.format.stops), *self.format.stops)
+        pieces = self.backend.produce(prompt, params, stops, cancel)
+        written: list[str] = []
         try:
-            for piece in cut_at_stops(pieces, self.format.stops):
+            for piece in cut_at_stops(pieces, stops):
                 yield piece
+                written.append(piece)
                 if time.monotonic() > deadline:
-                    log.warning("generation stopped at its time limit of %g s (RAG_GENERATION_TIMEOUT_S)",
-                                params.timeout_s)
                     break
+            # a backend also ends its stream at the limit (waiting on a slow server): over time is the limit
+            if time.monotonic() > deadline:
+                log.warning("generation stopped at its time limit of %g s (RAG_GENERATION_TIMEOUT_S)",
+                            params.timeout_s)
+                if params.fail_on_time_limit:
+                    raise GenerationTimeoutError(params.timeout_s, "".join(written))
         finally:
             cancel.set()
             pieces.close()  # the backend's own cleanup: its model thread stops, its connection closes

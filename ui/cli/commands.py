@@ -185,8 +185,7 @@ def _inputs(text: str | None, file: Path | None, what: str) -> list[str]:
 
 
 def _hit_dict(hit: "Hit") -> dict[str, object]:
-    return {"chunk_id": hit.chunk_id, "path": hit.path, "page": hit.page, "unit": page_unit(hit.path),
-            "score": round(hit.score, 6), "title": hit.title, "text": hit.text}
+    return {**hit.metadata(), "text": hit.text}
 
 
 def _where(path: str, page: int | None) -> str:
