@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ from filelock import FileLock, Timeout
 from rag.settings import IndexSettings
 from rag.embedding import Embedder
 from rag.store import ChunkStore, DocumentInfo, Exclusion, StoredDocument, StoreReader, connect, text_hash
-from rag.types import DocumentInput
+from rag.types import DocumentInput, Hit
 
 log = logging.getLogger(__name__)
 
@@ -491,9 +491,20 @@ class IndexView:
     vectors: FaissVectorIndex
     store: StoreReader
 
-    def list_documents(self, contains: str = "", limit: int = 200) -> list[DocumentInfo]:
-        """This version's documents whose path or title contains `contains`, at most `limit`."""
-        return self.store.list_documents(self.manifest.version, contains, limit)
+    def list_documents(self, contains: str = "", limit: int = 200, *, groups: Sequence[str] | None = None,
+                       prefix: str = "", suffix: str = "", offset: int = 0) -> list[DocumentInfo]:
+        """This version's documents whose path or title contains `contains`, at most `limit` from `offset`;
+        with `groups`, only those the groups may read (None: all)."""
+        return self.store.list_documents(self.manifest.version, contains, limit, groups=groups, prefix=prefix,
+                                         suffix=suffix, offset=offset)
+
+    def document(self, doc_id: int, groups: Sequence[str] | None = None) -> DocumentInfo | None:
+        """Document `doc_id` of this version, if `groups` (None: anyone) may read it."""
+        return self.store.document(self.manifest.version, doc_id, groups)
+
+    def document_chunks(self, doc_id: int) -> list[Hit]:
+        """Document `doc_id`'s chunks in this version, in reading order (check `document` first)."""
+        return self.store.document_chunks(self.manifest.version, doc_id)
 
     def live_documents(self) -> dict[bytes, StoredDocument]:
         """This version's documents by path key (what a removal would match)."""

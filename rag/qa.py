@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -93,6 +94,13 @@ class Answer:
     note: str = ""  # one line for the reader: why a quote is shown, that the model is the demo model
     quote: str = ""  # the passage sentence(s) answering the question, when answer_mode computed one
     hedged: bool = False  # the documents may not answer the question: only the closest passage is quoted
+
+    def to_dict(self) -> dict[str, Any]:
+        """The answer as `rag ask --json` and the HTTP API give it."""
+        data = asdict(self)
+        for source in data["sources"]:
+            source["score"] = round(source["score"], 6)
+        return data
 
 
 @dataclass

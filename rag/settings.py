@@ -143,6 +143,15 @@ class PageSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """What the HTTP API reads beyond the QA service (`ui.api`)."""
+
+    max_body_bytes: int
+    rate_per_minute: int
+    trusted_proxies: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class AuditSettings:
     """Where feedback, runs and the audit log are kept, and for how long (`ui.appdb`)."""
 
@@ -276,6 +285,14 @@ class Settings(BaseSettings):
     app_db: Path = Field(Path("data/app.sqlite"), description="Feedback and indexing-run history (SQLite).")
     max_question_chars: int = Field(2000, ge=10, description="Longer questions are refused.")
     log_format: Literal["text", "json"] = Field("text", description="Log lines as text, or as JSON objects.")
+    # The HTTP API (`rag api`).
+    api_max_body_kb: int = Field(256, ge=1, le=65536, description="Larger request bodies are refused (413).")
+    api_rate_per_minute: int = Field(
+        120, ge=1, description="Requests a token may make per minute (a burst of a tenth of it at once); "
+        "beyond, 429 with Retry-After.")
+    api_trusted_proxies: list[str] = Field(
+        default_factory=list, description="Addresses of the reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto headers are believed; from anyone else they are ignored.")
     audit_retention_days: float = Field(
         90.0, ge=0, description="The page's audit log (who asked what, which documents were shown) keeps "
         "entries this long; 0 keeps no audit log.")
@@ -336,6 +353,11 @@ class Settings(BaseSettings):
         return PageSettings(
             users_file=self.ui_users_file, oidc=self.ui_oidc, oidc_admin_group=self.ui_oidc_admin_group,
             allowed_roots=tuple(self.ui_allowed_roots), allowed_hosts=tuple(self.ui_allowed_hosts))
+
+    @property
+    def api(self) -> ApiSettings:
+        return ApiSettings(max_body_bytes=self.api_max_body_kb * 1024, rate_per_minute=self.api_rate_per_minute,
+                           trusted_proxies=tuple(self.api_trusted_proxies))
 
     @property
     def audit(self) -> AuditSettings:

@@ -109,6 +109,8 @@ class DocumentInfo:
     size: int
     modified: float  # the file's mtime, seconds since the epoch
     version: int  # the index version that (re)indexed it
+    doc_id: int = 0
+    content_hash: str = ""  # sha256 of the file's bytes as indexed
 
 
 def text_hash(text: str) -> bytes:
@@ -153,7 +155,13 @@ class StoreReader(Protocol):
 
     def embeddings(self, ids: Sequence[int], dim: int) -> np.ndarray: ...
 
-    def list_documents(self, version: int, contains: str = "", limit: int = 200) -> list[DocumentInfo]: ...
+    def list_documents(self, version: int, contains: str = "", limit: int = 200, *,
+                       groups: Sequence[str] | None = None, prefix: str = "", suffix: str = "",
+                       offset: int = 0) -> list[DocumentInfo]: ...
+
+    def document(self, version: int, doc_id: int, groups: Sequence[str] | None = None) -> DocumentInfo | None: ...
+
+    def document_chunks(self, version: int, doc_id: int) -> list[Hit]: ...
 
     def counts(self, version: int) -> tuple[int, int]: ...
 
@@ -337,14 +345,46 @@ class ChunkStore:
                           (version,))
 
     # -- readers ------------------------------------------------------------------------------
-    def list_documents(self, version: int, contains: str = "", limit: int = 200) -> list[DocumentInfo]:
-        """Documents visible at `version` whose path or title contains `contains` (any case), by path."""
+    def list_documents(self, version: int, contains: str = "", limit: int = 200, *,
+                       groups: Sequence[str] | None = None, prefix: str = "", suffix: str = "",
+                       offset: int = 0) -> list[DocumentInfo]:
+        """Documents visible at `version` whose path or title contains `contains` (any case), whose path
+        starts with `prefix` and ends with `suffix` (any case), by path. `groups`: only the documents
+        those groups may read (None: all, for an admin)."""
+        readable = ""
+        params: dict[str, object] = {"version": version, "q": contains.lower(), "limit": limit, "offset": offset,
+                                     "prefix": prefix, "suffix": suffix.lower()}
+        if groups is not None:
+            marks = ",".join(f":g{i}" for i in range(len(groups))) or "NULL"
+            readable = f" AND d.id IN (SELECT doc_id FROM document_groups WHERE grp IN ({marks}))"
+            params.update({f"g{i}": g for i, g in enumerate(groups)})
         rows = self.conn.execute(
-            "SELECT path, title, chunk_count, size, mtime_ns, added_version FROM documents d "
+            "SELECT path, title, chunk_count, size, mtime_ns, added_version, id, content_hash FROM documents d "
             f"WHERE {_visible('d')} AND (instr(lower(path), :q) OR instr(lower(title), :q)) "
-            "ORDER BY path LIMIT :limit",
-            {"version": version, "q": contains.lower(), "limit": limit})
-        return [DocumentInfo(r[0], r[1], r[2], r[3], r[4] / 1e9, r[5]) for r in rows]
+            "AND substr(path, 1, length(:prefix)) = :prefix "
+            f"AND (:suffix = '' OR substr(lower(path), -length(:suffix)) = :suffix){readable} "
+            "ORDER BY path LIMIT :limit OFFSET :offset", params)
+        return [DocumentInfo(r[0], r[1], r[2], r[3], r[4] / 1e9, r[5], r[6], r[7]) for r in rows]
+
+    def document(self, version: int, doc_id: int, groups: Sequence[str] | None = None) -> DocumentInfo | None:
+        """The document `doc_id` if it is visible at `version` and (with `groups`) readable by them."""
+        params: dict[str, object] = {"version": version, "id": doc_id}
+        readable = ""
+        if groups is not None:
+            marks = ",".join(f":g{i}" for i in range(len(groups))) or "NULL"
+            readable = f" AND d.id IN (SELECT doc_id FROM document_groups WHERE grp IN ({marks}))"
+            params.update({f"g{i}": g for i, g in enumerate(groups)})
+        r = self.conn.execute(
+            "SELECT path, title, chunk_count, size, mtime_ns, added_version, id, content_hash FROM documents d "
+            f"WHERE d.id = :id AND {_visible('d')}{readable}", params).fetchone()
+        return None if r is None else DocumentInfo(r[0], r[1], r[2], r[3], r[4] / 1e9, r[5], r[6], r[7])
+
+    def document_chunks(self, version: int, doc_id: int) -> list[Hit]:
+        """The chunks of document `doc_id` visible at `version`, in reading order (score 0)."""
+        ids = [r[0] for r in self.conn.execute(
+            f"SELECT c.id FROM chunks c WHERE c.doc_id = :id AND {_visible('c')} ORDER BY c.position",
+            {"id": doc_id, "version": version})]
+        return self.fetch_hits(ids, [0.0] * len(ids))
 
     def counts(self, version: int) -> tuple[int, int]:
         """(documents, chunks) visible at `version`."""

@@ -11,7 +11,7 @@ import pytest
 from rag.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("embedding", "index", "search", "ingest", "rerank", "answers", "generation", "page", "audit")
+SECTIONS = ("embedding", "index", "search", "ingest", "rerank", "answers", "generation", "page", "api", "audit")
 # the places that assemble parts and so hold the whole object; every other function takes a section
 COMPOSITION_ROOTS = {"build_searcher", "build_service", "evaluate_retrieval", "run_ingest", "run_questions",
                      "run_eval"}

@@ -1,4 +1,5 @@
-"""The web page's own SQLite database: answer feedback and the history of indexing runs.
+"""The service's own SQLite database: answer feedback, the audit log, indexing runs, API tokens and
+conversations; shared by the web page and the HTTP API.
 
 Separate from the index: the index is rebuilt or replaced freely; feedback is the organisation's record.
 """
@@ -6,9 +7,11 @@ Separate from the index: the index is rebuilt or replaced freely; feedback is th
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -52,7 +55,40 @@ CREATE TABLE IF NOT EXISTS runs (
     summary TEXT NOT NULL DEFAULT '{}',
     error TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    username TEXT NOT NULL,
+    scope TEXT NOT NULL,          -- read | admin
+    groups TEXT NOT NULL,         -- JSON list: the user's groups when no users file says them
+    secret_hash BLOB NOT NULL UNIQUE,  -- sha256 of the token: the token itself is shown once, never stored
+    created REAL NOT NULL,
+    expires REAL,                 -- NULL: never
+    revoked REAL,
+    last_used REAL
+);
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,          -- random, so one user cannot guess another's
+    username TEXT NOT NULL,
+    title TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_user ON conversations(username, updated);
+CREATE TABLE IF NOT EXISTS turns (
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    created REAL NOT NULL,
+    question TEXT NOT NULL,
+    searched TEXT NOT NULL,
+    answer TEXT NOT NULL,         -- JSON: the answer as `rag ask --json` gives it ({} for an error)
+    error TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (conversation_id, position)
+);
 """
+
+TOKEN_PREFIX = "rag_"
+SCOPES = ("read", "admin")
 
 AUDIT_COLUMNS = ("created", "username", "question", "searched", "outcome", "shown", "model", "index_version")
 FEEDBACK_COLUMNS = ("created", "username", "question", "answer", "sources", "rating", "comment", "model",
@@ -69,6 +105,52 @@ def spreadsheet_safe(value: object) -> object:
     if isinstance(value, str) and value.lstrip(" ").startswith(_FORMULA_START):
         return "'" + value
     return value
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """An API token as stored: who it acts as and until when (never the token itself)."""
+
+    id: int
+    name: str
+    username: str
+    scope: str
+    groups: tuple[str, ...]
+    created: float
+    expires: float | None
+    revoked: float | None
+    last_used: float | None
+
+    def state(self, now: float) -> str:
+        """active, expired or revoked."""
+        if self.revoked is not None:
+            return "revoked"
+        return "expired" if self.expires is not None and now >= self.expires else "active"
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    username: str
+    title: str
+    created: float
+    updated: float
+    turns: int = 0
+
+
+@dataclass(frozen=True)
+class StoredTurn:
+    position: int
+    created: float
+    question: str
+    searched: str
+    answer: dict
+    error: str
+
+
+def hash_secret(token: str) -> bytes:
+    """The stored form of a token: sha256 (a token is 256 random bits, so no slow hash is needed)."""
+    return hashlib.sha256(token.encode()).digest()
 
 
 @dataclass(frozen=True)
@@ -101,6 +183,9 @@ class AppDB:
         self._conn = sqlite3.connect(path, check_same_thread=False)
         os.chmod(path, 0o600)
         self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        # deleted rows (a conversation a user deletes) are overwritten, not left in free pages
+        self._conn.execute("PRAGMA secure_delete=ON")
         self._conn.executescript(SCHEMA)
         self._lock = threading.Lock()
 
@@ -172,6 +257,136 @@ class AppDB:
                 "SELECT id, started, finished, username, kind, paths, status, summary, error FROM runs "
                 "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [Run(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], json.loads(r[7]), r[8]) for r in rows]
+
+    def run(self, run_id: int) -> Run | None:
+        with self._lock:
+            r = self._conn.execute(
+                "SELECT id, started, finished, username, kind, paths, status, summary, error FROM runs WHERE id = ?",
+                (run_id,)).fetchone()
+        return None if r is None else Run(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], json.loads(r[7]), r[8])
+
+    def rows(self, table: str, limit: int = 1000, since: float = 0.0) -> list[dict[str, object]]:
+        """The audit log or the feedback as dicts, newest first (`table`: audit or feedback)."""
+        columns = {"audit": AUDIT_COLUMNS, "feedback": FEEDBACK_COLUMNS}[table]
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE created >= ? "
+                                      "ORDER BY id DESC LIMIT ?", (since, limit)).fetchall()
+        out = []
+        for row in rows:
+            item = dict(zip(columns, row))
+            for key in ("shown", "sources"):
+                if key in item:
+                    item[key] = json.loads(str(item[key]))
+            out.append(item)
+        return out
+
+    # -- API tokens --------------------------------------------------------------------------------------
+    def create_token(self, name: str, username: str, scope: str, groups: tuple[str, ...] = (),
+                     expires_days: float | None = None) -> str:
+        """A new random token for `username`; returned once, only its hash is kept."""
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+        if not name.strip():
+            raise ValueError("a token needs a name (what it is for, e.g. 'mattermost-bot')")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = self.clock()
+        expires = now + expires_days * 86400 if expires_days else None
+        try:
+            with self._lock, self._conn:
+                self._conn.execute(
+                    "INSERT INTO api_tokens(name, username, scope, groups, secret_hash, created, expires) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (name.strip(), username, scope, json.dumps(list(groups)), hash_secret(token), now, expires))
+        except sqlite3.IntegrityError:
+            raise ValueError(f"a token named {name!r} exists: revoke it or choose another name") from None
+        return token
+
+    def tokens(self) -> list[ApiToken]:
+        with self._lock:
+            rows = self._conn.execute("SELECT id, name, username, scope, groups, created, expires, revoked, last_used "
+                                      "FROM api_tokens ORDER BY id").fetchall()
+        return [ApiToken(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6], r[7], r[8]) for r in rows]
+
+    def revoke_token(self, name: str) -> bool:
+        """Revoke the token named `name` (at once: the next request with it is refused)."""
+        with self._lock, self._conn:
+            cur = self._conn.execute("UPDATE api_tokens SET revoked = ? WHERE name = ? AND revoked IS NULL",
+                                     (self.clock(), name))
+        return cur.rowcount > 0
+
+    def token_for(self, token: str) -> ApiToken | None:
+        """The stored token matching `token`, if any (expired and revoked ones too: the caller says why)."""
+        if not token.startswith(TOKEN_PREFIX):
+            return None
+        with self._lock:
+            r = self._conn.execute("SELECT id, name, username, scope, groups, created, expires, revoked, last_used "
+                                   "FROM api_tokens WHERE secret_hash = ?", (hash_secret(token),)).fetchone()
+            if r is not None and (r[8] is None or self.clock() - r[8] > 60):  # at most a write a minute
+                with self._conn:
+                    self._conn.execute("UPDATE api_tokens SET last_used = ? WHERE id = ?", (self.clock(), r[0]))
+        return None if r is None else ApiToken(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6], r[7],
+                                               r[8])
+
+    # -- conversations -----------------------------------------------------------------------------------
+    def start_conversation(self, username: str, title: str) -> str:
+        conversation_id = secrets.token_urlsafe(12)
+        now = self.clock()
+        with self._lock, self._conn:
+            self._conn.execute("INSERT INTO conversations(id, username, title, created, updated) VALUES (?, ?, ?, ?, ?)",
+                               (conversation_id, username, title.strip()[:120] or "Conversation", now, now))
+        return conversation_id
+
+    def conversations(self, username: str, limit: int = 100) -> list[Conversation]:
+        """`username`'s conversations, the most recently used first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT c.id, c.username, c.title, c.created, c.updated, "
+                "(SELECT count(*) FROM turns t WHERE t.conversation_id = c.id) FROM conversations c "
+                "WHERE c.username = ? ORDER BY c.updated DESC LIMIT ?", (username, limit)).fetchall()
+        return [Conversation(*r) for r in rows]
+
+    def conversation(self, username: str, conversation_id: str) -> Conversation | None:
+        """The conversation if it is `username`'s (another user's is as absent as a missing one)."""
+        return next((c for c in self.conversations(username, 10_000) if c.id == conversation_id), None)
+
+    def turns(self, username: str, conversation_id: str) -> list[StoredTurn]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT t.position, t.created, t.question, t.searched, t.answer, t.error FROM turns t "
+                "JOIN conversations c ON c.id = t.conversation_id WHERE c.id = ? AND c.username = ? "
+                "ORDER BY t.position", (conversation_id, username)).fetchall()
+        return [StoredTurn(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+
+    def add_turn(self, username: str, conversation_id: str, question: str, searched: str, answer: dict,
+                 error: str = "") -> None:
+        now = self.clock()
+        with self._lock, self._conn:
+            owned = self._conn.execute("SELECT 1 FROM conversations WHERE id = ? AND username = ?",
+                                       (conversation_id, username)).fetchone()
+            if owned is None:
+                raise KeyError(conversation_id)
+            self._conn.execute(
+                "INSERT INTO turns(conversation_id, position, created, question, searched, answer, error) VALUES "
+                "(?, (SELECT coalesce(max(position), -1) + 1 FROM turns WHERE conversation_id = ?), ?, ?, ?, ?, ?)",
+                (conversation_id, conversation_id, now, question, searched, json.dumps(answer), error))
+            self._conn.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id))
+
+    def rename_conversation(self, username: str, conversation_id: str, title: str) -> bool:
+        with self._lock, self._conn:
+            cur = self._conn.execute("UPDATE conversations SET title = ? WHERE id = ? AND username = ?",
+                                     (title.strip()[:120] or "Conversation", conversation_id, username))
+        return cur.rowcount > 0
+
+    def delete_conversation(self, username: str, conversation_id: str) -> bool:
+        """Delete the conversation and its text (the audit log keeps what its retention says)."""
+        with self._lock, self._conn:
+            self._conn.execute("DELETE FROM turns WHERE conversation_id IN (SELECT id FROM conversations WHERE "
+                               "id = ? AND username = ?)", (conversation_id, username))
+            cur = self._conn.execute("DELETE FROM conversations WHERE id = ? AND username = ?",
+                                     (conversation_id, username))
+        with self._lock:  # the write-ahead log still holds the old pages until a checkpoint
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return cur.rowcount > 0
 
     def close(self) -> None:
         with self._lock:

@@ -50,7 +50,9 @@ class GenerationSlots:
     def __init__(self, limit: int, wait_s: float) -> None:
         self.limit = limit
         self.wait_s = wait_s
+        self.in_use = 0  # generations running now (the API's metrics)
         self._semaphore = threading.BoundedSemaphore(limit)
+        self._count = threading.Lock()
 
     def acquire(self) -> None:
         """Take a slot, waiting up to `wait_s`; raises GeneratorBusyError when none frees up."""
@@ -58,8 +60,12 @@ class GenerationSlots:
         if not got:
             raise GeneratorBusyError(
                 f"the answer generator is busy ({self.limit} question(s) at a time); try again in a moment")
+        with self._count:
+            self.in_use += 1
 
     def release(self) -> None:
+        with self._count:
+            self.in_use -= 1
         self._semaphore.release()
 
     def stream(self, pieces: Iterator[str]) -> Iterator[str]:

@@ -1,4 +1,4 @@
-"""The `rag` command line: ingest, search, status, ask, check, serve-llm, eval, doctor, ui and user (run
+"""The `rag` command line: ingest, search, status, ask, check, serve-llm, eval, doctor, ui, api, user and token (run
 `rag --help` for each one's line)."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from rag.types import page_unit
 if TYPE_CHECKING:
     from ingest.job import IngestSummary
     from rag.types import Hit
+    from ui.appdb import AppDB
     from rag.types import Principal
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -44,6 +45,11 @@ class Mode(str, Enum):
     dense = "dense"
     keyword = "keyword"
     hybrid = "hybrid"
+
+
+class Scope(str, Enum):
+    read = "read"
+    admin = "admin"
 
 
 def _principal(groups: list[str] | None) -> "Principal | None":
@@ -248,15 +254,6 @@ def status(ctx: typer.Context, index: IndexOption = None, json_out: JsonOption =
             typer.echo(f"{key}: {value}")
 
 
-def _answer_dict(answer: object) -> dict[str, object]:
-    from dataclasses import asdict
-
-    data = asdict(answer)  # type: ignore[call-overload]
-    for source in data["sources"]:
-        source["score"] = round(source["score"], 6)
-    return data
-
-
 @app.command()
 def ask(
     ctx: typer.Context,
@@ -295,7 +292,7 @@ def ask(
                 _fail(str(exc), code=3)
         assert answer is not None
         if json_out:
-            typer.echo(json.dumps(_answer_dict(answer), ensure_ascii=False))
+            typer.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
             continue
         typer.echo("")
         if streamed.strip() != answer.answer.strip():  # a quote replaces the model's text printed above
@@ -482,6 +479,48 @@ def ui(
 
 
 @app.command()
+def api(
+    ctx: typer.Context,
+    index: IndexOption = None,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, metavar="N", help="Port to serve on (0: any free one).")] = 8000,
+    host: Annotated[Optional[str], typer.Option(
+        "--host", metavar="ADDRESS", help="Address to bind; 127.0.0.1 unless users or single sign-on are configured.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Start the HTTP API (JSON under /v1, OpenAI-compatible chat, docs at /docs)."""
+    import socket
+
+    import uvicorn
+
+    from rag.network import is_loopback
+    from ui.api.app import build_state, create_app
+
+    settings = _setup(ctx, config, logging.INFO, index_dir=index)
+    page = settings.page
+    multi_user = bool(page.users_file) or page.oidc
+    host = host or ("0.0.0.0" if multi_user else "127.0.0.1")
+    if not multi_user and not is_loopback(host):
+        _fail(f"without users the API is single-user (no token needed) and binds to 127.0.0.1 only (asked for "
+              f"{host}): configure RAG_UI_USERS_FILE (see `rag user add`) or RAG_UI_OIDC, then `rag token create`")
+    with _guarded():
+        state = build_state(settings)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    # one line on stdout, then serve: scripts (and tests) read the address from it
+    typer.echo(f"serving the API on http://{shown}:{bound} ({'multi-user' if multi_user else 'single-user mode'})")
+    sys.stdout.flush()
+    proxies = list(settings.api.trusted_proxies)
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(state), log_config=None, access_log=True, server_header=False, date_header=False,
+        proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies) or None, timeout_graceful_shutdown=5))
+    server.run(sockets=[sock])
+
+
+@app.command()
 def doctor(ctx: typer.Context, index: IndexOption = None, json_out: JsonOption = False, config: ConfigOption = None) -> None:
     """Check the installation (models, GPU, index, users, config) and say what to fix; exit 1 on a failure."""
     from dataclasses import asdict
@@ -567,3 +606,84 @@ def main() -> None:
         code = 130
     sys.exit(code if isinstance(code, int) else 0)
 
+
+
+token_app = typer.Typer(help="Manage the HTTP API's tokens.", rich_markup_mode=None)
+app.add_typer(token_app, name="token")
+
+
+@token_app.callback(invoke_without_command=True)
+def _token(ctx: typer.Context) -> None:
+    _help_without_command(ctx)
+
+
+def _app_db(settings: Settings) -> "AppDB":
+    from ui.appdb import AppDB
+
+    return AppDB(settings.audit.app_db, settings.audit.retention_days)
+
+
+@token_app.command("create")
+def token_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)],
+    user: Annotated[str, typer.Option("--user", metavar="USERNAME", help="The user the token acts as.")],
+    scope: Annotated[Scope, typer.Option("--scope", help="read (ask, search, documents) or admin.")] = Scope.read,
+    expires: Annotated[Optional[float], typer.Option("--expires", metavar="DAYS", min=0.001,
+                                                     help="Days until it stops working (default: never).")] = None,
+    group: Annotated[Optional[list[str]], typer.Option(
+        "--group", metavar="GROUP", help="Without a users file (single sign-on): a group of the user (repeat).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create an API token acting as USERNAME and print it once; only its hash is kept.
+
+    NAME says what it is for (e.g. mattermost-bot). With a users file the user's groups and admin role are
+    read from it at every request."""
+    from ui.auth import load_users
+
+    settings = _setup(ctx, config)
+    groups: tuple[str, ...] = tuple(group or ())
+    if settings.page.users_file:
+        users = _guard(load_users)(settings.page.users_file)
+        stored = users.get(user)
+        if stored is None:
+            _fail(f"no user {user!r} in {settings.page.users_file}: add them with `rag user add {user}`")
+        if scope is Scope.admin and not stored.user.is_admin:
+            _fail(f"{user!r} is not an admin: an admin token needs a user with the admin role")
+        if group:
+            _fail("--group is for deployments without a users file: the users file holds the groups")
+    elif not settings.page.oidc:
+        _fail("no users are configured (RAG_UI_USERS_FILE or RAG_UI_OIDC): the API is single-user on "
+              "127.0.0.1 and needs no token")
+    db = _app_db(settings)
+    token = _guard(db.create_token)(name, user, scope.value, groups, expires)
+    typer.echo(token)
+    typer.echo(f"token {name!r} for {user} ({scope.value}) created; it is shown only now: store it safely", err=True)
+
+
+@token_app.command("list")
+def token_list(ctx: typer.Context, json_out: JsonOption = False, config: ConfigOption = None) -> None:
+    """List the tokens (never the tokens themselves): name, user, scope, state, dates."""
+    import time as _time
+
+    db = _app_db(_setup(ctx, config))
+    now = _time.time()
+    rows = [{"name": t.name, "user": t.username, "scope": t.scope, "state": t.state(now), "groups": list(t.groups),
+             "created": t.created, "expires": t.expires, "last_used": t.last_used} for t in db.tokens()]
+    if json_out:
+        typer.echo(json.dumps(rows))
+        return
+    day = lambda at: _time.strftime("%Y-%m-%d", _time.localtime(at)) if at else "-"  # noqa: E731
+    for r in rows:
+        typer.echo(f"{r['name']}  {r['user']}  {r['scope']}  {r['state']}  created {day(r['created'])}  "
+                   f"expires {day(r['expires'])}  last used {day(r['last_used'])}")
+
+
+@token_app.command("revoke")
+def token_revoke(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)],
+                 config: ConfigOption = None) -> None:
+    """Revoke the token NAME: its next request is refused."""
+    db = _app_db(_setup(ctx, config))
+    if not db.revoke_token(name):
+        _fail(f"no active token named {name!r} (see `rag token list`)")
+    typer.echo(f"token {name!r} revoked")
