@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +32,7 @@ from rag.index import IndexWriter
 from rag.settings import ConfigError, Settings, load_settings
 from rag.text import printable
 from rag.types import Principal
-from tests.conftest import REPO, SAMPLES, free_port, wait_for_page
+from tests.conftest import REPO, SAMPLES, free_port, wait_for, wait_for_page
 from ui.appdb import AppDB
 from ui.auth import LoginThrottle, ThrottledError, add_user, load_users, oidc_user
 from ui.jobs import JobManager, PathNotAllowedError
@@ -448,13 +448,6 @@ def llm_server(token: str = "", max_connections: int = 32) -> Iterator[BoundedSe
     finally:
         server.shutdown()
         server.server_close()
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def raw_request(port: int, head: str, body: bytes = b"", timeout: float = 10) -> int:

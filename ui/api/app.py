@@ -22,13 +22,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import anyio
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -49,7 +50,7 @@ from ui.jobs import JobBusyError, JobManager, PathNotAllowedError
 log = logging.getLogger(__name__)
 MODEL_NAME = "rag"  # the one model this API offers, as OpenAI clients name it
 BUSY_RETRY_S = 2
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 @dataclass
@@ -114,12 +115,33 @@ class Guard:
             await send(message)
 
         refusal = self.refusal(scope, headers)
+        refused = [False]  # set once this middleware answered: what the app sends after is dropped
+        received = [0]
+
+        async def refuse(status: int, message: str, kind: str) -> None:
+            refused[0] = True
+            await JSONResponse(error_body(message, kind), status)(scope, receive, counting_send)
+
+        async def app_send(message: Message) -> None:
+            if not refused[0]:
+                await counting_send(message)
+
+        async def limited_receive() -> Message:
+            """The body, cut off at the limit even when no Content-Length was sent (chunked)."""
+            message = await receive()
+            if message["type"] == "http.request":
+                received[0] += len(message.get("body", b""))
+                if received[0] > self.max_body and not refused[0]:
+                    await refuse(413, f"request body larger than {self.max_body} bytes (RAG_API_MAX_BODY_KB)",
+                                 "invalid_request_error")
+                    return {"type": "http.disconnect"}
+            return message
+
         try:
             if refusal is not None:
-                status, message, kind = refusal
-                await JSONResponse(error_body(message, kind), status)(scope, receive, counting_send)
+                await refuse(*refusal)
                 return
-            await self.app(scope, self.limited(receive), counting_send)
+            await self.app(scope, limited_receive, app_send)
         finally:
             route = scope.get("route")
             endpoint = getattr(route, "path", "unmatched")
@@ -127,8 +149,10 @@ class Guard:
 
     def refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str, str] | None:
         if self.single_user:
-            host = headers.get("host", "").rsplit(":", 1)[0].strip("[]") if "]" not in headers.get("host", "") \
-                else headers.get("host", "").split("]")[0].strip("[")
+            try:
+                host = urlsplit(f"//{headers.get('host', '')}").hostname or ""  # "[::1]:8000" -> "::1"
+            except ValueError:
+                host = "invalid"
             if host and host not in LOOPBACK_HOSTS and not is_loopback(host):
                 return 421, "this API answers only at localhost in single-user mode", "invalid_request_error"
         length = headers.get("content-length")
@@ -140,20 +164,6 @@ class Guard:
             if kind != "application/json":
                 return 415, "send the body as JSON with 'Content-Type: application/json'", "invalid_request_error"
         return None
-
-    def limited(self, receive: Receive) -> Receive:
-        """`receive`, cut off at the body limit even when no Content-Length was sent (chunked)."""
-        seen = [0]
-
-        async def wrapped() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                seen[0] += len(message.get("body", b""))
-                if seen[0] > self.max_body:
-                    raise ApiError(413, f"request body larger than {self.max_body} bytes (RAG_API_MAX_BODY_KB)")
-            return message
-
-        return wrapped
 
 
 class Metrics:
@@ -239,7 +249,10 @@ def create_app(state: ApiState) -> FastAPI:
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
         return JSONResponse(error_body(f"{where}: {first.get('msg', 'invalid request')}", "invalid_request_error"), 400)
 
-    def caller(request: Request) -> Caller:
+    bearer = HTTPBearer(auto_error=False, description="An API token from `rag token create`")
+
+    def caller(request: Request, _: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
+        # (the bearer dependency documents the scheme in the schema; the header is checked here)
         who = authenticate(request.headers.get("authorization", ""), db, state.users, state.single_user,
                            state.clock())
         state.limiter.take(who.key)
@@ -316,9 +329,14 @@ def create_app(state: ApiState) -> FastAPI:
         the index version and size."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/docs/openapi-3.0.json", include_in_schema=False)
+    def docs_schema() -> dict[str, Any]:
+        return as_openapi_30(app.openapi())
+
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="Document Q&A API",
+        # the bundled Swagger UI (4.x) renders OpenAPI 3.0: it gets a 3.0 copy of the 3.1 contract
+        return get_swagger_ui_html(openapi_url="/docs/openapi-3.0.json", title="Document Q&A API",
                                    swagger_js_url="/docs/assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs/assets/swagger-ui.css",
                                    swagger_favicon_url="/docs/assets/favicon-32x32.png",
@@ -567,6 +585,35 @@ def create_app(state: ApiState) -> FastAPI:
         return export("feedback", format, limit)
 
     return app
+
+
+def as_openapi_30(schema: Any) -> Any:
+    """An OpenAPI 3.1 schema as 3.0 for older viewers: `anyOf [X, null]` becomes X with `nullable`,
+    `examples` lists become one `example`, and the version says 3.0.3."""
+    if isinstance(schema, list):
+        return [as_openapi_30(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: as_openapi_30(value) for key, value in schema.items()}
+    if "openapi" in out:
+        out["openapi"] = "3.0.3"
+    options = out.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [o for o in options if o != {"type": "null"}]
+        out.pop("anyOf")
+        if len(rest) == 1:
+            out.update(rest[0])
+        else:
+            out["anyOf"] = rest
+        out["nullable"] = True
+    if isinstance(out.get("examples"), list) and "properties" not in out:
+        examples = out.pop("examples")
+        if examples:
+            out["example"] = examples[0]
+    if out.get("type") == "null":
+        out.pop("type")
+        out["nullable"] = True
+    return out
 
 
 def drain(pieces: Iterator[str | Answer]) -> tuple[str, Answer | BaseException]:

@@ -508,6 +508,7 @@ def api(
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(2048)  # from now on connections wait in the backlog until the server accepts them
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     # one line on stdout, then serve: scripts (and tests) read the address from it
