@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import urllib.request
 import sys
 from pathlib import Path
 
@@ -43,11 +44,11 @@ def test_no_service_can_reach_the_outside(compose: dict) -> None:
     assert networks["edge"]["driver_opts"]["com.docker.network.bridge.enable_ip_masquerade"] == "false"
     services = compose["services"]
     published = [name for name, service in services.items() if service.get("ports")]
-    assert published == ["ui"]
+    assert published == ["ui", "api"]
     for name, service in services.items():
         assert "internal" in service["networks"], name
         assert set(service["networks"]) <= {"internal", "edge"}, name
-        if name != "ui":
+        if name not in published:
             assert service["networks"] == ["internal"], name
     assert services["llm"]["environment"]["VLLM_NO_USAGE_STATS"] == "1"
 
@@ -126,6 +127,21 @@ def test_the_services_commands_work_here(compose: dict, tmp_path: Path, model_ca
     server = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_page(f"http://127.0.0.1:{port}", server)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    api = compose["services"]["api"]
+    env = {**base, **container_env(api, tmp_path), "RAG_MODEL_CACHE_DIR": str(model_cache)}
+    args = [a if a != "0.0.0.0" else "127.0.0.1" for a in command(api, tmp_path)]
+    args[args.index("--port") + 1] = "0"
+    server = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split()[4]  # "serving the API on http://127.0.0.1:N (...)"
+        check = api["healthcheck"]["test"][3].replace("http://127.0.0.1:8000", url)
+        assert subprocess.run([sys.executable, "-c", check], timeout=30).returncode == 0  # the health check
+        assert urllib.request.urlopen(f"{url}/readyz", timeout=10).status == 200
     finally:
         server.terminate()
         server.wait(10)
