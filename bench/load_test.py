@@ -6,7 +6,12 @@ there through the HTTP backend, with its concurrency bound and queue. Each simul
 golden questions back to back (no think time) for `--seconds`; reported per user count: answers per
 minute, latency p50/p95, and the share refused as busy.
 
+`--target api` asks through a `rag api` process instead (the same service behind HTTP, a bearer token
+per request, `POST /v1/ask`), and measures the API's own cost per `/v1/search` call: its p50 minus the
+in-process search's p50 on the same index (`--target both`: one after the other, same run).
+
     .venv/bin/python bench/load_test.py [--users 1 2 4 8] [--seconds 60] [--slots 2] [--queue-s 30]
+                                        [--target service|api|both]
 """
 
 from __future__ import annotations
@@ -19,14 +24,17 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from ingest.job import run_ingest
 from rag.generation import GeneratorBusyError
 from rag.qa import build_service
-from rag.settings import load_settings
+from rag.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 QUESTIONS = [
@@ -43,6 +51,8 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=2, help="generations in flight per ui replica")
     parser.add_argument("--queue-s", type=float, default=30, help="how long a question waits for a slot")
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--target", choices=["service", "api", "both"], default="service")
+    parser.add_argument("--search-calls", type=int, default=300, help="/v1/search calls timed (api)")
     args = parser.parse_args()
     # the model server allows as many generations at once as the replica sends
     env = {**os.environ, "RAG_DEVICE": "cpu", "PYTHONPATH": str(REPO),
@@ -60,15 +70,91 @@ def main() -> None:
             service = build_service(settings)
             service.warm_up()
             service.ask(QUESTIONS[0])  # warm the server too
-            for users in args.users:
-                print(json.dumps(run(service, users, args.seconds) | {"slots": args.slots,
-                                                                     "queue_s": args.queue_s}), flush=True)
+            if args.target in ("service", "both"):
+                for users in args.users:
+                    print(json.dumps(run(service.ask, users, args.seconds) | {
+                        "target": "service", "slots": args.slots, "queue_s": args.queue_s}), flush=True)
+            if args.target in ("api", "both"):
+                with api_server(env, settings, Path(tmp)) as (base, token):
+                    print(json.dumps(search_overhead(service, base, token, args.search_calls)), flush=True)
+                    ask = api_asker(base, token)
+                    ask(QUESTIONS[0])
+                    for users in args.users:
+                        print(json.dumps(run(ask, users, args.seconds) | {
+                            "target": "api", "slots": args.slots, "queue_s": args.queue_s}), flush=True)
     finally:
         server.terminate()
         server.wait(10)
 
 
-def run(service, users: int, seconds: float) -> dict:  # type: ignore[no-untyped-def]
+@contextmanager
+def api_server(env: dict[str, str], settings: Settings, tmp: Path) -> Iterator[tuple[str, str]]:
+    """`rag api` over the same index and model server, with one user and a read token."""
+    from ui.appdb import AppDB
+    from ui.auth import add_user
+
+    users = tmp / "users.yaml"
+    add_user(users, "bench", "bench password", roles=["user", "admin"])
+    app_db = tmp / "app" / "app.sqlite"
+    token = AppDB(app_db).create_token("bench", "bench", "read")
+    api_env = {**env, "RAG_INDEX_DIR": str(settings.index_dir), "RAG_GENERATOR_BACKEND": "http",
+               "RAG_GENERATOR_URL": settings.generator_url, "RAG_UI_USERS_FILE": str(users),
+               "RAG_APP_DB": str(app_db), "RAG_MAX_NEW_TOKENS": str(settings.max_new_tokens),
+               "RAG_GENERATION_QUEUE_S": str(settings.generation_queue_s),
+               "RAG_API_RATE_PER_MINUTE": "1000000"}
+    process = subprocess.Popen([sys.executable, "-m", "ui.cli", "api", "--host", "127.0.0.1", "--port", "0"],
+                               env=api_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().split()[4], token  # "serving the API on http://127.0.0.1:N (...)"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def api_asker(base: str, token: str) -> Callable[[str], object]:
+    """`ask(question)` through POST /v1/ask, one connection per simulated user (thread)."""
+    local = threading.local()
+
+    def ask(question: str) -> object:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=300)
+        response = local.client.post("/v1/ask", json={"question": question})
+        if response.status_code == 429:
+            raise GeneratorBusyError(response.json()["error"]["message"])
+        if response.status_code != 200:
+            raise RuntimeError(response.text)
+        return response.json()
+
+    return ask
+
+
+def search_overhead(service, base: str, token: str, calls: int) -> dict:  # type: ignore[no-untyped-def]
+    """What the API adds to a search (k 5, hybrid): each call's latency minus the search time the server
+    reports for it (`timings_ms.total`, measured inside the API process), p50 over `calls`. Beside it,
+    the same queries searched in this process (alternating), whose p50 also carries the two processes'
+    torch threads contending for the same cores."""
+    queries = [QUESTIONS[i % len(QUESTIONS)] for i in range(calls)]
+    inprocess, api, added = [], [], []
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
+        client.post("/v1/search", json={"query": queries[0]})
+        for query in queries:  # alternating, so both see the same machine state
+            started = time.perf_counter()
+            service.searcher.search(query, 5, "hybrid")
+            inprocess.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            response = client.post("/v1/search", json={"query": query, "k": 5, "mode": "hybrid"})
+            latency = time.perf_counter() - started
+            assert response.status_code == 200
+            api.append(latency)
+            added.append(latency - response.json()["results"][0]["timings_ms"]["total"] / 1000)
+    ms = lambda xs, q=50: round(float(np.percentile(xs, q)) * 1000, 2)  # noqa: E731
+    return {"target": "api /v1/search", "calls": calls, "api_p50_ms": ms(api), "api_p95_ms": ms(api, 95),
+            "added_by_api_p50_ms": ms(added), "added_by_api_p95_ms": ms(added, 95),
+            "inprocess_p50_ms": ms(inprocess), "api_minus_inprocess_p50_ms": round(ms(api) - ms(inprocess), 2)}
+
+
+def run(ask: Callable[[str], object], users: int, seconds: float) -> dict:
     latencies: list[float] = []
     busy = errors = 0
     lock = threading.Lock()
@@ -80,7 +166,7 @@ def run(service, users: int, seconds: float) -> dict:  # type: ignore[no-untyped
         while time.monotonic() < deadline:
             started = time.perf_counter()
             try:
-                service.ask(QUESTIONS[i % len(QUESTIONS)])
+                ask(QUESTIONS[i % len(QUESTIONS)])
                 with lock:
                     latencies.append(time.perf_counter() - started)
             except GeneratorBusyError:

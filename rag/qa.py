@@ -102,6 +102,15 @@ class Answer:
             source["score"] = round(source["score"], 6)
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Answer":
+        """An answer `to_dict` wrote (a stored conversation reopened)."""
+        fields = {**data, "sources": [Source(**{**s, "chunk_ids": tuple(s.get("chunk_ids", ()))})
+                                      for s in data.get("sources", [])],
+                  "support": [SentenceSupport(**s) for s in data.get("support", [])],
+                  "generated_support": [SentenceSupport(**s) for s in data.get("generated_support", [])]}
+        return cls(**fields)
+
 
 @dataclass
 class StatementCheck:

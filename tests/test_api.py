@@ -96,6 +96,7 @@ class serve:
         import uvicorn
 
         self.sock = socket.socket()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as `rag api` does
         self.sock.bind(("127.0.0.1", 0))
         self.server = uvicorn.Server(uvicorn.Config(create_app(state), log_config=None, timeout_graceful_shutdown=2))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
@@ -216,6 +217,8 @@ def test_files_are_served_only_as_they_were_indexed(api: Api) -> None:
             pipeline.unlink()
             pipeline.write_bytes(original)
         assert client.get(f"/v1/documents/{doc.doc_id}/file").content == original
+    downloads = [r for r in api.state.db.rows("audit") if r["outcome"] == "downloaded"]
+    assert downloads and downloads[0]["username"] == "sam" and downloads[0]["shown"][0]["path"] == str(pipeline)
 
 
 # -- OpenAI's clients -------------------------------------------------------------------------------------

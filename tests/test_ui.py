@@ -80,6 +80,22 @@ def test_a_question_gets_a_streamed_answer_with_sources_and_feedback(app, sample
     assert "cafeteria.html" in audit[0]["shown"]
 
 
+@pytest.mark.slow
+def test_conversations_survive_a_reload_and_can_be_renamed_and_deleted(app, sample_index: Path) -> None:
+    ask(app(RAG_INDEX_DIR=str(sample_index)), LUNCH)
+    at = app(RAG_INDEX_DIR=str(sample_index))  # a reload: a new session, nothing in memory
+    assert not at.get("html") or not any("11:30" in h.value for h in at.get("html"))
+    [reopen] = [b for b in at.sidebar.button if b.label.startswith(LUNCH[:40])]
+    reopen.click().run()
+    assert any("11:30" in h.value for h in at.get("html"))  # the answer, with its sources, is back
+    conversation = at.session_state["conversation"]
+    at.sidebar.text_input(key=f"rename-{conversation}").set_value("Lunch hours").run()
+    at.sidebar.button(key="rename-conversation").click().run()
+    assert any(b.label.startswith("Lunch hours") for b in at.sidebar.button)
+    at.sidebar.button(key="delete-conversation").click().run()
+    assert not any(b.label.startswith("Lunch hours") for b in at.sidebar.button) and not at.get("html")
+
+
 def test_audit_log_keeps_entries_for_the_retention_period(tmp_path: Path) -> None:
     now = [1_700_000_000.0]
     db = AppDB(tmp_path / "app.sqlite", audit_retention_days=1, clock=lambda: now[0])

@@ -507,6 +507,9 @@ def api(
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # inherited by every accepted connection: without it a keep-alive client (httpx, OpenAI's) waited
+    # 40 ms per request on delayed acknowledgements (bench/load_test.py --target api)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(2048)  # from now on connections wait in the backlog until the server accepts them
     bound = sock.getsockname()[1]

@@ -184,6 +184,8 @@ def ask_page(state: AppState, user: User) -> None:
         temperature = st.slider("Temperature", 0.0, 1.0, float(s.temperature), 0.05, key="temperature")
         if st.button("New conversation", key="new-conversation"):
             st.session_state.chat = []
+            st.session_state.conversation = None
+        conversations_sidebar(state, user)
     chat: list[Turn] = st.session_state.setdefault("chat", [])
     st.title("Ask your documents")
     if not chat:
@@ -220,8 +222,46 @@ def ask_page(state: AppState, user: User) -> None:
     shown = [{"path": src.path, "page": src.page, "chunk_id": src.chunk_id} for src in (answer.sources if answer else [])]
     state.db.audit(user.username, turn.question, standalone, outcome, shown,
                    answer.model if answer else "", answer.index_version if answer else 0)
+    remember(state, user, turn)
     chat.append(turn)
     st.rerun()  # draw the finished turn with its sources and feedback buttons
+
+
+def remember(state: AppState, user: User, turn: Turn) -> None:
+    """Store the turn in the user's conversation (started by its first question), so it survives a reload
+    and shows in the sidebar (and in the API's /v1/conversations)."""
+    conversation = st.session_state.get("conversation")
+    if conversation is None or state.db.conversation(user.username, conversation) is None:
+        conversation = state.db.start_conversation(user.username, turn.question)
+        st.session_state.conversation = conversation
+    state.db.add_turn(user.username, conversation, turn.question, turn.standalone,
+                      turn.answer.to_dict() if turn.answer else {}, turn.error)
+
+
+def conversations_sidebar(state: AppState, user: User) -> None:
+    """The user's past conversations: reopen one, rename or delete the open one."""
+    past = state.db.conversations(user.username, 30)
+    if not past:
+        return
+    st.subheader("Conversations")
+    current = st.session_state.get("conversation")
+    for c in past:
+        label = f"{c.title[:40]} · {time.strftime('%d %b', time.localtime(c.updated))}"
+        if st.button(label, key=f"conversation-{c.id}", type="primary" if c.id == current else "secondary",
+                     use_container_width=True):
+            st.session_state.conversation = c.id
+            st.session_state.chat = [Turn(t.question, t.searched, Answer.from_dict(t.answer) if t.answer else None,
+                                          t.error) for t in state.db.turns(user.username, c.id)]
+            st.rerun()
+    if current is not None and any(c.id == current for c in past):
+        title = st.text_input("Rename this conversation", key=f"rename-{current}", max_chars=120)
+        if title.strip() and st.button("Rename", key="rename-conversation"):
+            state.db.rename_conversation(user.username, current, title)
+            st.rerun()
+        if st.button("Delete this conversation", key="delete-conversation"):
+            state.db.delete_conversation(user.username, current)
+            st.session_state.chat, st.session_state.conversation = [], None
+            st.rerun()
 
 
 def show_turn(state: AppState, user: User, i: int, turn: Turn) -> None:
