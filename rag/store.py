@@ -118,6 +118,23 @@ def text_hash(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
+_DOCUMENT_INFO = "path, title, chunk_count, size, mtime_ns, added_version, id, content_hash"
+
+
+def _document_info(row: Sequence) -> DocumentInfo:
+    return DocumentInfo(row[0], row[1], row[2], row[3], row[4] / 1e9, row[5], row[6], row[7])
+
+
+def _readable_by(groups: Sequence[str] | None, params: dict[str, object]) -> str:
+    """SQL restricting documents `d` to those `groups` may read (binding the groups into `params`);
+    nothing for None (an admin)."""
+    if groups is None:
+        return ""
+    params.update({f"g{i}": g for i, g in enumerate(groups)})
+    marks = ",".join(f":g{i}" for i in range(len(groups))) or "NULL"
+    return f" AND d.id IN (SELECT doc_id FROM document_groups WHERE grp IN ({marks}))"
+
+
 def _visible(alias: str) -> str:
     return (
         f"{alias}.added_version <= :version AND "
@@ -351,33 +368,22 @@ class ChunkStore:
         """Documents visible at `version` whose path or title contains `contains` (any case), whose path
         starts with `prefix` and ends with `suffix` (any case), by path. `groups`: only the documents
         those groups may read (None: all, for an admin)."""
-        readable = ""
         params: dict[str, object] = {"version": version, "q": contains.lower(), "limit": limit, "offset": offset,
                                      "prefix": prefix, "suffix": suffix.lower()}
-        if groups is not None:
-            marks = ",".join(f":g{i}" for i in range(len(groups))) or "NULL"
-            readable = f" AND d.id IN (SELECT doc_id FROM document_groups WHERE grp IN ({marks}))"
-            params.update({f"g{i}": g for i, g in enumerate(groups)})
         rows = self.conn.execute(
-            "SELECT path, title, chunk_count, size, mtime_ns, added_version, id, content_hash FROM documents d "
+            f"SELECT {_DOCUMENT_INFO} FROM documents d "
             f"WHERE {_visible('d')} AND (instr(lower(path), :q) OR instr(lower(title), :q)) "
             "AND substr(path, 1, length(:prefix)) = :prefix "
-            f"AND (:suffix = '' OR substr(lower(path), -length(:suffix)) = :suffix){readable} "
+            f"AND (:suffix = '' OR substr(lower(path), -length(:suffix)) = :suffix){_readable_by(groups, params)} "
             "ORDER BY path LIMIT :limit OFFSET :offset", params)
-        return [DocumentInfo(r[0], r[1], r[2], r[3], r[4] / 1e9, r[5], r[6], r[7]) for r in rows]
+        return [_document_info(r) for r in rows]
 
     def document(self, version: int, doc_id: int, groups: Sequence[str] | None = None) -> DocumentInfo | None:
         """The document `doc_id` if it is visible at `version` and (with `groups`) readable by them."""
         params: dict[str, object] = {"version": version, "id": doc_id}
-        readable = ""
-        if groups is not None:
-            marks = ",".join(f":g{i}" for i in range(len(groups))) or "NULL"
-            readable = f" AND d.id IN (SELECT doc_id FROM document_groups WHERE grp IN ({marks}))"
-            params.update({f"g{i}": g for i, g in enumerate(groups)})
-        r = self.conn.execute(
-            "SELECT path, title, chunk_count, size, mtime_ns, added_version, id, content_hash FROM documents d "
-            f"WHERE d.id = :id AND {_visible('d')}{readable}", params).fetchone()
-        return None if r is None else DocumentInfo(r[0], r[1], r[2], r[3], r[4] / 1e9, r[5], r[6], r[7])
+        r = self.conn.execute(f"SELECT {_DOCUMENT_INFO} FROM documents d WHERE d.id = :id AND {_visible('d')}"
+                              f"{_readable_by(groups, params)}", params).fetchone()
+        return None if r is None else _document_info(r)
 
     def document_chunks(self, version: int, doc_id: int) -> list[Hit]:
         """The chunks of document `doc_id` visible at `version`, in reading order (score 0)."""

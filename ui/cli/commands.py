@@ -438,31 +438,41 @@ def allowed_hosts(settings: PageSettings, host: str, multi_user: bool) -> list[s
     return sorted(names)
 
 
+HostOption = Annotated[Optional[str], typer.Option(
+    "--host", metavar="ADDRESS", help="Address to bind; 127.0.0.1 unless users or single sign-on are configured.")]
+
+
+def _bind_address(page: PageSettings, host: str | None, what: str) -> tuple[str, bool]:
+    """(the address to bind, multi-user?): every interface with users, else loopback only (single-user
+    mode makes whoever connects an admin). A broken users file fails here, not at the first sign-in."""
+    from rag.network import is_loopback
+
+    if page.users_file:
+        from ui.auth import load_users
+
+        _guard(load_users)(page.users_file)
+    multi_user = bool(page.users_file) or page.oidc
+    host = host or ("0.0.0.0" if multi_user else "127.0.0.1")
+    if not multi_user and not is_loopback(host):
+        _fail(f"without users {what} is single-user and binds to 127.0.0.1 only (asked for {host}): "
+              f"configure RAG_UI_USERS_FILE (see `rag user add`) or RAG_UI_OIDC")
+    return host, multi_user
+
+
 @app.command()
 def ui(
     ctx: typer.Context,
     index: IndexOption = None,
     port: Annotated[int, typer.Option("--port", min=1, max=65535, metavar="N", help="Port to serve the page on.")] = 8501,
-    host: Annotated[Optional[str], typer.Option(
-        "--host", metavar="ADDRESS", help="Address to bind; 127.0.0.1 unless users or single sign-on are configured.")] = None,
+    host: HostOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Start the web page (Streamlit): staff ask, admins index."""
     import os
 
-    from rag.network import is_loopback
-
     settings = _setup(ctx, config, logging.INFO, index_dir=index)
     page = settings.page
-    if page.users_file:
-        from ui.auth import load_users
-
-        _guard(load_users)(page.users_file)  # a broken users file fails here, not at the first sign-in
-    multi_user = bool(page.users_file) or page.oidc
-    host = host or ("0.0.0.0" if multi_user else "127.0.0.1")
-    if not multi_user and not is_loopback(host):
-        _fail(f"without users the page is single-user and binds to 127.0.0.1 only (asked for {host}): "
-              f"configure RAG_UI_USERS_FILE (see `rag user add`) or RAG_UI_OIDC")
+    host, multi_user = _bind_address(page, host, "the page")
     typer.echo(f"{'multi-user' if multi_user else 'single-user mode'}: http://{host}:{port}", err=True)
     script = Path(__file__).parents[1] / "web" / "app.py"
     hosts = [f"--server.allowedHosts={name}" for name in allowed_hosts(page, host, multi_user)]
@@ -483,8 +493,7 @@ def api(
     ctx: typer.Context,
     index: IndexOption = None,
     port: Annotated[int, typer.Option("--port", min=0, max=65535, metavar="N", help="Port to serve on (0: any free one).")] = 8000,
-    host: Annotated[Optional[str], typer.Option(
-        "--host", metavar="ADDRESS", help="Address to bind; 127.0.0.1 unless users or single sign-on are configured.")] = None,
+    host: HostOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Start the HTTP API (JSON under /v1, OpenAI-compatible chat, docs at /docs)."""
@@ -492,16 +501,10 @@ def api(
 
     import uvicorn
 
-    from rag.network import is_loopback
     from ui.api.app import build_state, create_app
 
     settings = _setup(ctx, config, logging.INFO, index_dir=index)
-    page = settings.page
-    multi_user = bool(page.users_file) or page.oidc
-    host = host or ("0.0.0.0" if multi_user else "127.0.0.1")
-    if not multi_user and not is_loopback(host):
-        _fail(f"without users the API is single-user (no token needed) and binds to 127.0.0.1 only (asked for "
-              f"{host}): configure RAG_UI_USERS_FILE (see `rag user add`) or RAG_UI_OIDC, then `rag token create`")
+    host, multi_user = _bind_address(settings.page, host, "the API")
     with _guarded():
         state = build_state(settings)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
