@@ -102,6 +102,7 @@ def test_uncovered_question_abstains_without_sources(sample_service: QAService) 
     assert sample_service.generator.device == "unloaded"  # nothing was generated
 
 
+@pytest.mark.slow  # the module's service (index and model) is built for this test alone in the fast tier
 def test_support_marks_sentences_the_passages_do_not_back(sample_service: QAService) -> None:
     source = Source(1, 1, "/d/cafeteria.html", "Cafeteria", None, 1.0,
                     "Lunch is served from 11:30 to 14:00. Parking in the garage is free for employees.")
