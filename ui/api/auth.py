@@ -3,6 +3,7 @@ users configured at all, the one person at this machine (the API then listens on
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -94,5 +95,5 @@ class RateLimiter:
                 self._buckets[key] = (level, now)
                 raise ApiError(429, f"too many requests: at most {round(self.rate * 60)} a minute per token; "
                                     f"retry in {wait:.0f} s", "rate_limit_error",
-                               {"Retry-After": str(max(1, round(wait + 0.5)))})
+                               {"Retry-After": str(max(1, math.ceil(wait)))})
             self._buckets[key] = (level - 1, now)
