@@ -67,9 +67,13 @@ def test_ask_and_index_in_a_real_browser(server: tuple[str, Path]) -> None:
         assert "11:30" in browser_ask(page, "When is lunch served in the cafeteria?", 120_000)
         assert page.get_by_text("index version 1").count() == 1
         assert page.get_by_text("cafeteria.html").count() >= 1
-        poisoned = browser_ask(page, "Where do visitors park?", 120_000)
+        browser_ask(page, "Where do visitors park?", 120_000)
+        # the poisoned passage, opened as a reader would (the model's answer may or may not repeat it)
+        passage = page.locator('[data-testid="stChatMessage"]').last.locator('[data-testid="stExpander"]').first
+        if not passage.get_by_text("Visitors park on level", exact=False).first.is_visible():
+            passage.locator("summary").click()
+        passage.get_by_text("evil.example", exact=False).first.wait_for(timeout=30_000)  # shown as text
         assert page.locator('img[src*="evil"]').count() == 0 and page.locator('a[href*="evil"]').count() == 0
-        assert "evil.example" in poisoned  # shown as text
         shot = os.environ.get("RAG_SCREENSHOT")
         page.screenshot(path=shot or str(Path(root).parent / "answer.png"), full_page=True)
 
