@@ -321,6 +321,7 @@ def test_a_busy_generator_is_429_not_a_hang(api: Api) -> None:
             chat = client.post("/v1/chat/completions", json={"model": "rag", "stream": True,
                                                              "messages": [{"role": "user", "content": "lunch?"}]})
             assert chat.status_code == 429 and chat.headers["retry-after"] == "2"
+            assert not any(c["title"] == "lunch?" for c in client.get("/v1/conversations").json()["conversations"])
             ask = client.post("/v1/ask", json={"question": "When is lunch served?"})
             assert ask.status_code == 429 and "busy" in ask.json()["error"]["message"]
             assert time.monotonic() - started < 10
@@ -346,6 +347,9 @@ def test_a_client_that_leaves_mid_stream_frees_the_generator(api: Api) -> None:
         left = time.monotonic()
         wait_for(lambda: generator.slots.in_use == 0, 2)
         assert time.monotonic() - left < 2 and generator.backend.closed == 1  # the model was told to stop
+    wait_for(lambda: any("disconnected" in r["outcome"] for r in api.state.db.rows("audit", 5)), 5)
+    [left_turn] = [r for r in api.state.db.rows("audit", 5) if "disconnected" in r["outcome"]]
+    assert left_turn["username"] == "sam" and left_turn["question"] == body["messages"][0]["content"]
 
 
 # -- administration ---------------------------------------------------------------------------------------

@@ -393,10 +393,8 @@ def create_app(state: ApiState) -> FastAPI:
         if body.conversation_id:
             if db.conversation(username, body.conversation_id) is None:
                 raise ApiError(404, "no such conversation for this user", "not_found_error")
-            conversation_id = body.conversation_id
-            history = [t.question for t in db.turns(username, conversation_id)]
+            history = [t.question for t in db.turns(username, body.conversation_id)]
         else:
-            conversation_id = db.start_conversation(username, question)
             history = users_turns[:-1]
         searched = standalone_question(history, question)
         if len(searched) > answers.max_question_chars:
@@ -409,6 +407,8 @@ def create_app(state: ApiState) -> FastAPI:
         if slots.in_use >= slots.limit and slots.wait_s <= 0:  # refuse before any byte, not mid-stream
             raise busy(GeneratorBusyError(f"the answer generator is busy ({slots.limit} question(s) at a time); "
                                           "try again in a moment"))
+        # a conversation is started only for a question that will be answered (not a refused one)
+        conversation_id = body.conversation_id or db.start_conversation(username, question)
         ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
         def finish(answer: Answer | None, error: str = "") -> dict[str, Any]:
@@ -438,28 +438,35 @@ def create_app(state: ApiState) -> FastAPI:
                         **extra})
 
         async def events() -> AsyncIterator[bytes]:
-            yield chunk({"role": "assistant", "content": ""})
             streamed = ""
             answer: Answer | None = None
+            recorded = False
             try:
-                async for item in iterate_closing(pieces):
-                    if isinstance(item, Answer):
-                        answer = item
-                    else:
-                        streamed += item
-                        yield chunk({"content": item})
-            except Exception as exc:  # after the headers: the error travels as OpenAI streams it
-                error = failure(exc, who)
-                finish(None, error.message)
-                yield sse(error_body(error.message, error.kind))
-                return
-            assert answer is not None
-            if answer.answer.strip() != streamed.strip():
-                # the model's text was not backed and a quote replaces it: said plainly, never silently
-                yield chunk({"content": ("\n\n" if streamed else "") + (f"{answer.note}\n\n" if answer.note else "")
-                             + answer.answer})
-            yield chunk({}, "stop", rag=finish(answer))
-            yield b"data: [DONE]\n\n"
+                yield chunk({"role": "assistant", "content": ""})
+                try:
+                    async for item in iterate_closing(pieces):
+                        if isinstance(item, Answer):
+                            answer = item
+                        else:
+                            streamed += item
+                            yield chunk({"content": item})
+                except Exception as exc:  # after the headers: the error travels as OpenAI streams it
+                    error = failure(exc, who)
+                    recorded = True
+                    finish(None, error.message)
+                    yield sse(error_body(error.message, error.kind))
+                    return
+                assert answer is not None
+                if answer.answer.strip() != streamed.strip():
+                    # the model's text was not backed and a quote replaces it: said plainly, never silently
+                    yield chunk({"content": ("\n\n" if streamed else "") + (f"{answer.note}\n\n" if answer.note else "")
+                                 + answer.answer})
+                recorded = True
+                yield chunk({}, "stop", rag=finish(answer))
+                yield b"data: [DONE]\n\n"
+            finally:
+                if not recorded:  # the client went away mid-answer: the question is still on the record
+                    finish(None, "the client disconnected before the answer ended")
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
