@@ -18,6 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rag.qa import Answer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -218,6 +222,15 @@ class AppDB:
                 self._conn.execute("DELETE FROM audit WHERE created < ?", (now - self.audit_retention_s,))
                 self._purged = now
 
+    def audit_answer(self, username: str, question: str, searched: str, answer: Answer | None,
+                     error: str = "") -> None:
+        """Record a question with what came of it (the page's and the API's one way to do so): answered,
+        abstained or the error, and the sources shown."""
+        outcome = f"error: {error}" if error else "abstained" if answer and answer.abstained else "answered"
+        shown = [{"path": s.path, "page": s.page, "chunk_id": s.chunk_id} for s in (answer.sources if answer else [])]
+        self.audit(username, question, searched, outcome, shown, answer.model if answer else "",
+                   answer.index_version if answer else 0)
+
     def audit_csv(self) -> str:
         """The audit log as CSV, oldest first."""
         return self._csv("audit", AUDIT_COLUMNS)
@@ -347,7 +360,12 @@ class AppDB:
 
     def conversation(self, username: str, conversation_id: str) -> Conversation | None:
         """The conversation if it is `username`'s (another user's is as absent as a missing one)."""
-        return next((c for c in self.conversations(username, 10_000) if c.id == conversation_id), None)
+        with self._lock:
+            r = self._conn.execute(
+                "SELECT c.id, c.username, c.title, c.created, c.updated, "
+                "(SELECT count(*) FROM turns t WHERE t.conversation_id = c.id) FROM conversations c "
+                "WHERE c.id = ? AND c.username = ?", (conversation_id, username)).fetchone()
+        return None if r is None else Conversation(*r)
 
     def turns(self, username: str, conversation_id: str) -> list[StoredTurn]:
         with self._lock:

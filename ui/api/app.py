@@ -41,6 +41,8 @@ from rag.index import IndexNotFoundError, IndexView, RagIndexError
 from rag.network import is_loopback
 from rag.qa import Answer, QAService
 from rag.settings import ConfigError, Settings
+from rag.store import DocumentInfo
+from rag.types import page_unit
 from ui.api.auth import ApiError, Caller, RateLimiter, authenticate
 from ui.api.schemas import AskRequest, ChatRequest, IngestRequest, RenameRequest, SearchRequest
 from ui.appdb import AppDB
@@ -295,12 +297,6 @@ def create_app(state: ApiState) -> FastAPI:
         log.exception("request failed")
         return ApiError(500, "the request failed: tell an administrator", "server_error")
 
-    def record(who: Caller, question: str, searched: str, answer: Answer | None, error: str = "") -> None:
-        outcome = f"error: {error}" if error else "abstained" if answer and answer.abstained else "answered"
-        shown = [{"path": s.path, "page": s.page, "chunk_id": s.chunk_id} for s in (answer.sources if answer else [])]
-        db.audit(who.user.username, question, searched, outcome, shown, answer.model if answer else "",
-                 answer.index_version if answer else 0)
-
     # -- health and metrics -----------------------------------------------------------------------------
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, str]:
@@ -366,9 +362,9 @@ def create_app(state: ApiState) -> FastAPI:
                 answer = service.ask(question, passages=body.passages, mode=body.mode, principal=who.principal)
             except Exception as exc:
                 error = failure(exc, who)
-                record(who, question, question, None, error.message)
+                db.audit_answer(who.user.username, question, question, None, error.message)
                 raise error from exc
-            record(who, question, question, answer)
+            db.audit_answer(who.user.username, question, question, answer)
             out.append(answer.to_dict())
         return JSONResponse({"answers": out})
 
@@ -412,18 +408,19 @@ def create_app(state: ApiState) -> FastAPI:
         ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
         def finish(answer: Answer | None, error: str = "") -> dict[str, Any]:
-            record(who, question, searched, answer, error)
+            db.audit_answer(username, question, searched, answer, error)
             data = answer.to_dict() if answer else {}
             db.add_turn(username, conversation_id, question, searched, data, error)
             return {**data, "searched": searched, "conversation_id": conversation_id}
 
-        pieces = service.ask_stream(searched, params, principal=who.principal)
         if not body.stream:
-            streamed, answer = await anyio.to_thread.run_sync(lambda: drain(pieces))
-            if isinstance(answer, BaseException):
-                error = failure(answer, who)
+            try:
+                answer = await anyio.to_thread.run_sync(
+                    lambda: service.ask(searched, params, principal=who.principal))
+            except Exception as exc:
+                error = failure(exc, who)
                 finish(None, error.message)
-                raise error
+                raise error from exc
             extra = finish(answer)
             usage = {"prompt_tokens": 0, "completion_tokens": service.generator.count_tokens(answer.answer),
                      "total_tokens": service.generator.count_tokens(answer.answer)}
@@ -444,7 +441,7 @@ def create_app(state: ApiState) -> FastAPI:
             try:
                 yield chunk({"role": "assistant", "content": ""})
                 try:
-                    async for item in iterate_closing(pieces):
+                    async for item in iterate_closing(service.ask_stream(searched, params, principal=who.principal)):
                         if isinstance(item, Answer):
                             answer = item
                         else:
@@ -626,22 +623,7 @@ def as_openapi_30(schema: Any) -> Any:
     return out
 
 
-def drain(pieces: Iterator[str | Answer]) -> tuple[str, Answer | BaseException]:
-    """Run an answer stream to its end: (the streamed text, the Answer or the error that ended it)."""
-    streamed = ""
-    try:
-        for item in pieces:
-            if isinstance(item, Answer):
-                return streamed, item
-            streamed += item
-    except Exception as exc:
-        return streamed, exc
-    return streamed, RuntimeError("the answer ended without a result")
-
-
-def document_dict(doc: Any) -> dict[str, Any]:
-    from rag.types import page_unit
-
+def document_dict(doc: DocumentInfo) -> dict[str, Any]:
     return {"id": doc.doc_id, "path": doc.path, "title": doc.title, "chunks": doc.chunks, "size": doc.size,
             "modified": doc.modified, "version": doc.version, "unit": page_unit(doc.path)}
 

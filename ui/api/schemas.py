@@ -14,6 +14,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def one_or_many(one: str | None, many: list[str] | None, names: tuple[str, str]) -> list[str]:
+    """The texts of a request that takes one (`names[0]`) or a batch (`names[1]`), never both or neither."""
+    if (one is None) == (many is None):
+        raise ValueError(f"give either '{names[0]}' (one) or '{names[1]}' (a list)")
+    return [one] if one is not None else list(many or [])
+
+
 class SearchRequest(_Strict):
     """One query (`query`) or a batch (`queries`)."""
 
@@ -24,13 +31,12 @@ class SearchRequest(_Strict):
 
     @model_validator(mode="after")
     def _one_of(self) -> "SearchRequest":
-        if (self.query is None) == (self.queries is None):
-            raise ValueError("give either 'query' (one) or 'queries' (a list)")
+        self.texts  # noqa: B018 - raises for neither or both
         return self
 
     @property
     def texts(self) -> list[str]:
-        return [self.query] if self.query is not None else list(self.queries or [])
+        return one_or_many(self.query, self.queries, ("query", "queries"))
 
 
 class AskRequest(_Strict):
@@ -43,13 +49,12 @@ class AskRequest(_Strict):
 
     @model_validator(mode="after")
     def _one_of(self) -> "AskRequest":
-        if (self.question is None) == (self.questions is None):
-            raise ValueError("give either 'question' (one) or 'questions' (a list)")
+        self.texts  # noqa: B018 - raises for neither or both
         return self
 
     @property
     def texts(self) -> list[str]:
-        return [self.question] if self.question is not None else list(self.questions or [])
+        return one_or_many(self.question, self.questions, ("question", "questions"))
 
 
 class ContentPart(BaseModel):

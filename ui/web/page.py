@@ -217,11 +217,7 @@ def ask_page(state: AppState, user: User) -> None:
         except (RuntimeError, TimeoutError, ConnectionError, ValueError) as exc:
             turn.error = friendly_error(exc, user)
         turn.seconds = time.perf_counter() - started
-    answer = turn.answer
-    outcome = f"error: {turn.error}" if turn.error else "abstained" if answer and answer.abstained else "answered"
-    shown = [{"path": src.path, "page": src.page, "chunk_id": src.chunk_id} for src in (answer.sources if answer else [])]
-    state.db.audit(user.username, turn.question, standalone, outcome, shown,
-                   answer.model if answer else "", answer.index_version if answer else 0)
+    state.db.audit_answer(user.username, turn.question, standalone, turn.answer, turn.error)
     remember(state, user, turn)
     chat.append(turn)
     st.rerun()  # draw the finished turn with its sources and feedback buttons
