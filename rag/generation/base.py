@@ -58,10 +58,19 @@ class GenerationSlots:
         """Take a slot, waiting up to `wait_s`; raises GeneratorBusyError when none frees up."""
         got = self._semaphore.acquire(timeout=self.wait_s) if self.wait_s > 0 else self._semaphore.acquire(False)
         if not got:
-            raise GeneratorBusyError(
-                f"the answer generator is busy ({self.limit} question(s) at a time); try again in a moment")
+            raise self._busy()
         with self._count:
             self.in_use += 1
+
+    def refuse_if_full(self) -> None:
+        """GeneratorBusyError now if every slot is taken and questions do not queue: for a caller that
+        must answer "busy" before it starts (a stream whose headers would already be sent)."""
+        if self.in_use >= self.limit and self.wait_s <= 0:
+            raise self._busy()
+
+    def _busy(self) -> GeneratorBusyError:
+        return GeneratorBusyError(
+            f"the answer generator is busy ({self.limit} question(s) at a time); try again in a moment")
 
     def release(self) -> None:
         with self._count:

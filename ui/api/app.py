@@ -399,10 +399,10 @@ def create_app(state: ApiState) -> FastAPI:
         params = GenerationParams(max_new_tokens=body.max_completion_tokens or body.max_tokens or answers.max_new_tokens,
                                   temperature=answers.temperature if body.temperature is None else body.temperature,
                                   timeout_s=answers.timeout_s)
-        slots = service.generator.slots
-        if slots.in_use >= slots.limit and slots.wait_s <= 0:  # refuse before any byte, not mid-stream
-            raise busy(GeneratorBusyError(f"the answer generator is busy ({slots.limit} question(s) at a time); "
-                                          "try again in a moment"))
+        try:
+            service.generator.slots.refuse_if_full()  # before any byte, not mid-stream
+        except GeneratorBusyError as exc:
+            raise busy(exc) from None
         # a conversation is started only for a question that will be answered (not a refused one)
         conversation_id = body.conversation_id or db.start_conversation(username, question)
         ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
