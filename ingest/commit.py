@@ -62,8 +62,11 @@ class Committer:
     """Folds parsed files into batches and commits each: embed what is new, write, count."""
 
     def __init__(self, writer: IndexWriter, embedder: Embedder, summary: IngestSummary, progress: Progress,
-                 commit_chunks: int) -> None:
+                 commit_chunks: int, publish_interval_s: float = 0.0) -> None:
         self.writer = writer
+        self.publish_interval_s = publish_interval_s
+        self._last_publish = time.monotonic()
+        self._publish_cost = 0.0
         self.embedder = embedder
         self.summary = summary
         self.progress = progress
@@ -131,3 +134,25 @@ class Committer:
         # a parsed file counts as done once it is embedded and committed: rate and ETA stay honest
         self.progress.update(files=len(self._docs), chunks=added)
         self._docs, self._replaced, self._chunks = [], [], 0
+        self._maybe_publish()
+
+    def _maybe_publish(self) -> None:
+        """Publish what is committed so far: at once on a first run (its first documents searchable in
+        seconds), then every `publish_interval_s`, stretched to 50x the last publish's cost so publishing
+        stays under 2% of a run whose index has grown large."""
+        if self.publish_interval_s <= 0 or self.writer.switching:
+            return
+        dim = self.dim if self.dim is not None else (self.writer.published.dim if self.writer.published else None)
+        if dim is None:
+            return
+        now = time.monotonic()
+        due = self._last_publish + max(self.publish_interval_s, 50 * self._publish_cost)
+        if self.writer.published is not None and now < due:
+            return
+        report = self.writer.publish(dim)
+        self._last_publish = time.monotonic()
+        self._publish_cost = self._last_publish - now
+        if report.published:
+            self.summary.versions_published += 1
+            log.info("published version %d during the run (%d vectors, %.2f s)", report.version,
+                     report.vectors_total, self._publish_cost)

@@ -14,8 +14,8 @@ from ingest.engines import EngineName, make_engine
 from ingest.plan import FailedFile, IngestProgress, IngestSummary, ProgressCallback, plan_changes
 from ingest.walk import display_path, is_under, resolve_roots, walk
 from ingest.worker import WorkerConfig
-from rag.embedding import Embedder, make_embedder, model_max_tokens, resolve_embedding_folder
-from rag.index import IndexWriter
+from rag.embedding import Embedder, make_embedder, model_max_tokens, resolve_backend, resolve_embedding_folder
+from rag.index import IndexWriter, recorded_model_id
 from rag.settings import EmbeddingSettings, IndexSettings, IngestSettings, Settings
 from rag.store import StoredDocument
 
@@ -43,16 +43,26 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
     """
     started = time.perf_counter()
     roots = resolve_roots(paths)
-    embedder = embedder or make_embedder(settings.embedding)  # lazy: the Ray engine never loads it here
+    # auto keeps the index's kind of vectors; the Ray engine's actors get the same concrete backend
+    embedding = resolve_backend(settings.embedding, recorded_model_id(settings.index))
+    embedder = embedder or make_embedder(embedding)  # lazy: the Ray engine never loads it here
     job = settings.ingest
     acl = AclResolver(job.acl_roots)
-    with IndexWriter.open(settings.index, embedder.model_id) as writer:
+    with IndexWriter.open(settings.index, embedder.model_id, switch=True) as writer:
+
+        def report(state: IngestProgress) -> None:
+            writer.report_progress(state.phase, state.files_seen, state.files_done, state.chunks)
+            if on_progress is not None:
+                on_progress(state)
+
+        reembedded = reembed(writer, embedder, job.commit_chunks, report) if writer.switching else 0
         excluded = [Path(e.path) for e in writer.exclusions()]
         plan = plan_changes(walk(roots), roots, writer.live_documents(), excluded, acl.groups_for,
-                            job.max_file_mb, on_progress)
+                            job.max_file_mb, report)
         summary = plan.summary
-        bar = Progress(summary.files_seen, progress, on_progress)
-        committer = Committer(writer, embedder, summary, bar, job.commit_chunks)
+        summary.chunks_reembedded = reembedded
+        bar = Progress(summary.files_seen, progress, report)
+        committer = Committer(writer, embedder, summary, bar, job.commit_chunks, job.publish_interval_s)
         try:
             for change in plan.group_changes:
                 committer.set_groups(change.doc_id, change.groups)
@@ -63,7 +73,7 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
             if plan.parse:
                 planned = {p.task.path: p for p in plan.parse}
                 config = worker_config(job, settings.embedding)
-                with make_engine(engine, config, job, settings.embedding, embedder) as parser:
+                with make_engine(engine, config, job, embedding, embedder) as parser:
                     committer.use(parser.embedder, parser.commit_chunks)
                     for task, outcome in parser.parse([p.task for p in plan.parse]):
                         committer.add(planned[task.path], outcome)
@@ -74,13 +84,24 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
         dim = committer.dim
         if dim is None and writer.published is None:
             dim = embedder.dim  # a first run that added nothing still publishes an empty index
-        if on_progress is not None:
-            on_progress(IngestProgress("publishing", summary.files_seen, summary.files_seen, summary.chunks_added))
-        report = writer.publish(dim)
-        summary.vectors_total = report.vectors_total
-        summary.version = report.version
+        report(IngestProgress("publishing", summary.files_seen, summary.files_seen, summary.chunks_added))
+        published = writer.publish(dim)
+        summary.vectors_total = published.vectors_total
+        summary.version = published.version
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def reembed(writer: IndexWriter, embedder: Embedder, batch_chunks: int, report: ProgressCallback) -> int:
+    """Embed every stored document again in `embedder`'s kind of vectors (a switch of backend, e.g. fp32
+    to int8), a transaction per batch: a killed switch resumes where it stopped. Chunks embedded."""
+    total = 0
+    while True:
+        documents, embedded = writer.reembed_batch(embedder, batch_chunks)
+        if not documents:
+            return total
+        total += embedded
+        report(IngestProgress("re-embedding", 0, 0, total))
 
 
 def worker_config(settings: IngestSettings, embedding: EmbeddingSettings) -> WorkerConfig:

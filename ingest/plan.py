@@ -39,9 +39,11 @@ class IngestSummary:
     chunks_added: int = 0
     chunks_embedded: int = 0  # chunks_added minus those whose text (and so vector) was already stored
     chunks_removed: int = 0
+    chunks_reembedded: int = 0  # stored chunks embedded again in the configured backend's kind of vectors
     permissions_changed: int = 0  # unchanged files whose readers changed (applied without re-embedding)
     vectors_total: int = 0
     version: int = 0
+    versions_published: int = 0  # during the run, before the final one (RAG_PUBLISH_INTERVAL_S)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, object]:
@@ -54,7 +56,7 @@ class IngestSummary:
 class IngestProgress:
     """Where a run is, for a display: scanning (files found so far), indexing (done of total), publishing."""
 
-    phase: Literal["scanning", "indexing", "publishing"]
+    phase: Literal["scanning", "re-embedding", "indexing", "publishing"]
     files_seen: int
     files_done: int = 0
     chunks: int = 0

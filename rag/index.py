@@ -18,10 +18,11 @@ import json
 import logging
 import math
 import os
+import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,8 +31,9 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from rag.settings import IndexSettings
-from rag.embedding import Embedder
-from rag.store import ChunkStore, DocumentInfo, Exclusion, StoredDocument, StoreReader, connect, text_hash
+from rag.embedding import Embedder, vector_space, without_space
+from rag.files import atomic_replace, atomic_write, private_dir
+from rag.store import DB_NAME, ChunkStore, DocumentInfo, Exclusion, StoredDocument, StoreReader, connect, text_hash
 from rag.types import DocumentInput, Hit
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,10 @@ MANIFEST = "manifest.json"
 # meta key changed whenever a document's groups change (see IndexWriter.set_groups)
 ACL_STAMP = "acl_stamp"
 LOCK = "write.lock"
+# meta keys of a switch to another kind of vectors: the target model id, and the highest document id
+# whose vectors are of the old kind (later documents hold new vectors, reusable by content hash)
+SWITCH_TO = "embedding_switch_to"
+SPACE_FLOOR = "embedding_space_floor"
 
 
 class RagIndexError(RuntimeError):
@@ -107,44 +113,6 @@ class Manifest:
         except FileNotFoundError:
             return None
         return cls(**data)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new file in `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def private_dir(path: Path) -> None:
-    """Create `path` (and its parents) if needed and make it the owner's alone (0700): it holds document
-    text, vectors or questions, whatever umask the process was started with."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
-
-
-def atomic_replace(path: Path, write: Callable[[Path], None]) -> None:
-    """`write` fills a temporary file beside `path`, which is made the owner's alone, fsync'd and renamed
-    over `path`, and the folder fsync'd: readers see the old file or the new one, never part of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    with open(tmp, "rb+") as f:
-        os.fchmod(f.fileno(), 0o600)
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """`data` as the new content of `path` (see `atomic_replace`)."""
-
-    def write(tmp: Path) -> None:
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as f:
-            f.write(data)
-
-    atomic_replace(path, write)
 
 
 def faiss_gpu_count() -> int:
@@ -277,6 +245,126 @@ class FaissVectorIndex:
         return scores, ids
 
 
+def check_model(manifest: Manifest, folder: Path, model_id: str) -> None:
+    """Refuse to search `manifest`'s vectors with queries embedded as `model_id`."""
+    recorded = manifest.embedding_model
+    if recorded == model_id:
+        return
+    if without_space(recorded) == without_space(model_id):
+        raise ModelMismatchError(
+            f"index {folder} holds {vector_space(recorded)} vectors of {without_space(recorded)}, but the "
+            f"configured embedding backend makes {vector_space(model_id)} ones: set RAG_EMBEDDING_BACKEND=auto "
+            f"to follow the index, or run `rag ingest` with this backend to re-embed it")
+    raise ModelMismatchError(
+        f"index {folder} was built with embedding model {recorded}, but {model_id} is configured: configure "
+        f"the same model, or re-index with this one into a new folder")
+
+
+def recorded_model_id(settings: IndexSettings) -> str | None:
+    """The embedding model id the index in `settings.dir` records (None: no index yet). Cheap: reads the
+    manifest, or the database of a first run that has not published yet."""
+    manifest = Manifest.read(settings.dir)
+    if manifest is not None:
+        return manifest.embedding_model
+    if not (settings.dir / DB_NAME).is_file():
+        return None
+    conn = connect(settings.dir, readonly=True)
+    try:
+        return ChunkStore(conn).get_meta("embedding_model")
+    except sqlite3.OperationalError:  # created but no schema yet
+        return None
+    finally:
+        conn.close()
+
+
+RUN_FILE = "run.json"
+
+
+@dataclass
+class RunState:
+    """What the run writing an index is doing, in the index folder for `rag status` and the page."""
+
+    pid: int
+    host: str
+    started_at: float
+    phase: str = "starting"
+    files_total: int = 0
+    files_done: int = 0
+    chunks: int = 0
+    updated_at: float = 0.0
+
+    @classmethod
+    def read(cls, folder: Path) -> RunState | None:
+        try:
+            return cls(**json.loads((folder / RUN_FILE).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def alive(self) -> bool:
+        """Whether the process that wrote this still runs (a killed run leaves its file behind)."""
+        if self.host != socket.gethostname():
+            return True  # another machine's run on a shared folder: trust the file
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """An index folder as `rag status` reports it, published or not, without loading any vectors."""
+
+    published_version: int
+    pending_documents: int  # committed by a run since the last publish, not searchable yet
+    pending_chunks: int
+    running: bool
+    run: RunState | None
+
+    def fields(self) -> dict[str, object]:
+        """The `rag status --json` fields about unpublished work and the run."""
+        run = self.run
+        return {"pending_documents": self.pending_documents, "pending_chunks": self.pending_chunks,
+                "running": self.running, "run_started_at": run.started_at if run else None,
+                "run_phase": run.phase if run else None, "run_files_done": run.files_done if run else None,
+                "run_files_total": run.files_total if run else None}
+
+    def describe(self) -> str:
+        """One line for a person: what the running ingest is doing, or what a dead one left unpublished."""
+        run = self.run
+        if run is not None:
+            since = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started_at))
+            if run.phase == "indexing" and run.files_total:
+                doing = f"indexing: {run.files_done:,} of {run.files_total:,} files"
+            else:
+                doing = f"indexing ({run.phase})"
+            return f"{doing} since {since}; answers use what is indexed so far"
+        if self.pending_documents:
+            return (f"{self.pending_documents:,} documents committed by an interrupted run are not searchable "
+                    f"yet: run `rag ingest` again to publish them")
+        return ""
+
+
+def index_state(settings: IndexSettings) -> IndexState | None:
+    """The folder's published version, unpublished work and running run; None when nothing is there."""
+    if not (settings.dir / DB_NAME).is_file():
+        return None
+    manifest = Manifest.read(settings.dir)
+    version = manifest.version if manifest else 0
+    conn = connect(settings.dir, readonly=True)
+    try:
+        documents, chunks = ChunkStore(conn).pending_counts(version)
+    except sqlite3.OperationalError:  # the first run is creating the schema
+        documents = chunks = 0
+    finally:
+        conn.close()
+    run = RunState.read(settings.dir)
+    running = run is not None and run.alive()
+    return IndexState(version, documents, chunks, running, run if running else None)
+
+
 def vectors_file_name(version: int) -> str:
     return f"vectors-{version:06d}.faiss"
 
@@ -300,10 +388,13 @@ class IndexWriter:
     them as its own (same working version) and only embeds what is still missing.
     """
 
-    def __init__(self, settings: IndexSettings, model_id: str) -> None:
+    def __init__(self, settings: IndexSettings, model_id: str, switch: bool = False) -> None:
         self.settings = settings
         self.dir = settings.dir
         self.model_id = model_id
+        self.allow_switch = switch
+        self.switching = False  # re-embedding every document into `model_id`'s vectors (see `_start`)
+        self._run: RunState | None = None
         self._lock = FileLock(str(self.dir / LOCK))
         self.conn: sqlite3.Connection | None = None
         self.store: ChunkStore
@@ -312,9 +403,11 @@ class IndexWriter:
 
     @classmethod
     @contextmanager
-    def open(cls, settings: IndexSettings, model_id: str) -> Iterator[IndexWriter]:
+    def open(cls, settings: IndexSettings, model_id: str, *, switch: bool = False) -> Iterator[IndexWriter]:
+        """`switch`: an index whose vectors are the same model's in another kind (fp32, int8) is re-embedded
+        into `model_id`'s kind by this run (`reembed_batch`), instead of refused."""
         private_dir(settings.dir)
-        writer = cls(settings, model_id)
+        writer = cls(settings, model_id, switch)
         try:
             writer._lock.acquire(timeout=settings.lock_timeout_s)
         except Timeout as exc:
@@ -323,24 +416,42 @@ class IndexWriter:
                 f"(or set RAG_LOCK_TIMEOUT_S to wait automatically)"
             ) from exc
         try:
+            writer._run = RunState(os.getpid(), socket.gethostname(), time.time())
+            writer._write_run_state()
             writer._start()
             yield writer
         finally:
             if writer.conn is not None:
                 writer.conn.close()
+            (settings.dir / RUN_FILE).unlink(missing_ok=True)
             writer._lock.release()
 
     def _start(self) -> None:
         self.conn = connect(self.dir)
         self.store = ChunkStore(self.conn)
         stored_model = self.store.get_meta("embedding_model")
-        if stored_model is not None and stored_model != self.model_id:
-            raise ModelMismatchError(
-                f"index {self.dir} was built with embedding model {stored_model}, but {self.model_id} is "
-                f"configured: set RAG_EMBEDDING_MODEL back, or index into a new folder with --index"
-            )
-        with self.conn:
-            self.store.set_meta("embedding_model", self.model_id)
+        pending = self.store.get_meta(SWITCH_TO)
+        if stored_model is None:
+            with self.conn:
+                self.store.set_meta("embedding_model", self.model_id)
+        elif stored_model != self.model_id or pending not in (None, self.model_id):
+            if without_space(stored_model) != without_space(self.model_id):
+                raise ModelMismatchError(
+                    f"index {self.dir} was built with embedding model {stored_model}, but {self.model_id} is "
+                    f"configured: set RAG_EMBEDDING_MODEL back, or index into a new folder with --index")
+            if not self.allow_switch:
+                raise ModelMismatchError(
+                    f"index {self.dir} holds {vector_space(pending or stored_model)} vectors, but this "
+                    f"embedder makes {vector_space(self.model_id)} ones: run `rag ingest` to re-embed it, or set "
+                    f"RAG_EMBEDDING_BACKEND=auto")
+            if pending != self.model_id:
+                # documents up to this id hold the old vectors; a killed switch resumes from here
+                with self.conn:
+                    self.store.set_meta(SWITCH_TO, self.model_id)
+                    self.store.set_meta(SPACE_FLOOR, str(self.store.max_document_id()))
+            self.switching = True
+            log.info("re-embedding index %s from %s to %s", self.dir, stored_model, self.model_id)
+        self._space_floor = int(self.store.get_meta(SPACE_FLOOR) or 0)
         self.published = Manifest.read(self.dir)
         published_version = self.published.version if self.published else 0
         self.version = published_version + 1
@@ -382,7 +493,7 @@ class IndexWriter:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32), 0
         hashes = [text_hash(t) for t in texts]
-        known = self.store.reusable_embeddings(hashes)
+        known = self.store.reusable_embeddings(hashes, self._space_floor)
         todo: dict[bytes, str] = {}
         for h, t in zip(hashes, texts):
             if h not in known and h not in todo:
@@ -391,6 +502,41 @@ class IndexWriter:
             fresh = embedder.embed_batch(list(todo.values()))
             known.update((h, v.tobytes()) for h, v in zip(todo, fresh))
         return np.vstack([np.frombuffer(known[h], dtype=np.float32) for h in hashes]), len(todo)
+
+    def report_progress(self, phase: str, files_total: int, files_done: int, chunks: int) -> None:
+        """Tell `rag status` and the page where this run is (written at most once a second)."""
+        run = self._run
+        if run is None:
+            return
+        now = time.time()
+        changed_phase = phase != run.phase
+        run.phase, run.files_total, run.files_done, run.chunks = phase, files_total, files_done, chunks
+        if changed_phase or now - run.updated_at >= 1.0:
+            self._write_run_state()
+
+    def _write_run_state(self) -> None:
+        assert self._run is not None
+        self._run.updated_at = time.time()
+        atomic_write(self.dir / RUN_FILE, json.dumps(asdict(self._run)).encode())
+
+    def reembed_batch(self, embedder: Embedder, max_chunks: int) -> tuple[int, int]:
+        """Re-embed the next documents holding the old kind of vectors (about `max_chunks` chunks), in one
+        transaction: each is retired and added again with new vectors, so readers pinned to the published
+        version keep the old ones. Returns (documents, chunks embedded); (0, 0) once the switch is done,
+        which records the new model id (published by the next `publish`)."""
+        assert self.switching
+        docs = self.store.documents_below(self.version, self._space_floor, max_chunks)
+        if not docs:
+            with self.conn:
+                self.store.set_meta("embedding_model", self.model_id)
+                self.store.conn.execute("DELETE FROM meta WHERE key = ?", (SWITCH_TO,))
+            self.switching = False
+            log.info("index %s re-embedded as %s", self.dir, self.model_id)
+            return 0, 0
+        texts = [c.text for _, doc in docs for c in doc.chunks]
+        vectors, embedded = self.embed_reusing(embedder, texts)
+        self.write_batch([doc for _, doc in docs], vectors, [doc_id for doc_id, _ in docs])
+        return len(docs), embedded
 
     def touch(self, doc_id: int, size: int, mtime_ns: int) -> None:
         with self.conn:
@@ -425,7 +571,9 @@ class IndexWriter:
         removed, added = self.store.changes_at(self.version)
         previous = self.published
         _, visible = self.store.counts(self.version)
-        if not removed and not added and previous is not None:
+        if self.switching:
+            raise RagIndexError("publishing in the middle of re-embedding would mix two kinds of vectors")
+        if not removed and not added and previous is not None and previous.embedding_model == self.model_id:
             return PublishReport(previous.version, previous.vectors, published=False)
         if dim is None:
             dim = previous.dim if previous else 0
@@ -453,7 +601,8 @@ class IndexWriter:
         grew_too_much = (
             previous is not None and wanted != "flat" and previous.vectors > 0 and visible > 4 * previous.vectors
         )
-        if previous is None or previous.index_type != wanted or grew_too_much:
+        if (previous is None or previous.index_type != wanted or grew_too_much
+                or previous.embedding_model != self.model_id):
             return self._rebuild(visible, dim)
         index = FaissVectorIndex.read(self.dir / previous.vectors_file, previous.index_type,
                                       self.settings.ivf_nprobe)
@@ -586,9 +735,4 @@ class IndexReader:
     def check_model(self, model_id: str) -> None:
         """Refuse to search with vectors from another model than the one that built the index."""
         assert self.manifest is not None
-        if self.manifest.embedding_model != model_id:
-            raise ModelMismatchError(
-                f"index {self.dir} was built with embedding model {self.manifest.embedding_model}, "
-                f"but {model_id} is configured: configure the same model, or re-index with this one "
-                f"into a new folder"
-            )
+        check_model(self.manifest, self.dir, model_id)

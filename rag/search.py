@@ -6,13 +6,14 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 import numpy as np
 
 from rag.embedding import Embedder, make_embedder
-from rag.index import ACL_STAMP, FaissVectorIndex, IndexReader, IndexView
+from rag.index import ACL_STAMP, FaissVectorIndex, IndexReader, IndexView, check_model, recorded_model_id
 from rag.settings import SearchSettings, Settings
 from rag.types import Principal, SearchResult
 from rag.text import WORD
@@ -201,9 +202,14 @@ class Searcher:
 
     CACHED_GROUP_SETS = 8
 
-    def __init__(self, embedder: Embedder, reader: IndexReader, settings: SearchSettings) -> None:
+    def __init__(self, embedder: Embedder, reader: IndexReader, settings: SearchSettings,
+                 follow: Callable[[str], Embedder] | None = None) -> None:
         self.embedder = embedder
         self.reader = reader
+        # with RAG_EMBEDDING_BACKEND=auto: the embedder for an index that now records other vectors (an
+        # ingest run switched it), so a long-running page keeps answering instead of refusing every query
+        self._follow = follow
+        self._follow_lock = threading.Lock()
         self.settings = settings
         self.dense = DenseRetriever(self.settings)
         self.keyword = KeywordRetriever(self.settings)
@@ -221,10 +227,24 @@ class Searcher:
 
     def current(self) -> IndexView:
         """The newest published version (checked by a stat), refusing one built with another model."""
+        return self._current()[0]
+
+    def _current(self) -> tuple[IndexView, Embedder]:
+        """The newest version and the embedder for its vectors, as one pair (another thread may switch
+        the embedder between two reads of the attribute)."""
         self.reader.refresh()
-        self.reader.check_model(self.embedder.model_id)
         assert self.reader.view is not None
-        return self.reader.view
+        view = self.reader.view
+        recorded = view.manifest.embedding_model
+        if self._follow is not None and recorded != self.embedder.model_id:
+            with self._follow_lock:
+                if recorded != self.embedder.model_id:
+                    candidate = self._follow(recorded)
+                    if candidate.model_id == recorded:
+                        self.embedder = candidate
+        embedder = self.embedder
+        check_model(view.manifest, self.reader.dir, embedder.model_id)
+        return view, embedder
 
     def readable(self, view: IndexView, principal: Principal | None) -> Readable | None:
         """What `principal` may read (None: everything), cached per version, permission stamp and groups."""
@@ -261,7 +281,7 @@ class Searcher:
         if k < 1:
             raise ValueError("k must be at least 1")
         mode = mode or self.settings.mode
-        view = self.current()
+        view, embedder = self._current()
         readable = self.readable(view, principal)
         groups = sorted(principal.groups) if readable is not None and principal is not None else None
         n = max(1, len(queries))
@@ -271,7 +291,7 @@ class Searcher:
         keyword: list[Ranked] = [[] for _ in queries]
         t0 = time.perf_counter()
         if mode in ("dense", "hybrid"):
-            vectors = self.embedder.embed_batch(queries)
+            vectors = embedder.embed_batch(queries)
             t1 = time.perf_counter()
             dense = self.dense.retrieve(view, vectors, pool, readable)
             timings["embed"], timings["dense"] = t1 - t0, time.perf_counter() - t1
@@ -328,4 +348,7 @@ def _contains(sorted_ids: np.ndarray, chunk_id: int) -> bool:
 
 def build_searcher(settings: Settings) -> Searcher:
     """A searcher over the configured index with the configured embedding model (lazy-loaded)."""
-    return Searcher(make_embedder(settings.embedding), IndexReader(settings.index), settings.search)
+    embedding = settings.embedding
+    follow = None if embedding.backend != "auto" else (lambda recorded: make_embedder(embedding, recorded))
+    embedder = make_embedder(embedding, recorded_model_id(settings.index))
+    return Searcher(embedder, IndexReader(settings.index), settings.search, follow)

@@ -28,6 +28,8 @@ SUPPORTED_EXTENSIONS: tuple[str, ...] = (
 
 
 Device = Literal["auto", "cpu", "cuda"]
+# How texts become vectors (rag/embedding): "auto" picks per CPU and per index (docs/benchmarks.md).
+EmbeddingBackend = Literal["auto", "torch", "onnx", "onnx-int8"]
 
 
 # Each component takes one section (a frozen dataclass) and nothing else, so a reader sees what a part
@@ -39,6 +41,8 @@ class EmbeddingSettings:
     model: str
     device: Device
     batch_size: int
+    backend: EmbeddingBackend = "auto"
+    model_cache_dir: Path = Path("data/model-cache")  # where ONNX conversions are kept
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class IngestSettings:
     zip_max_ratio: float
     acl_roots: dict[Path, list[str]]
     device: Device
+    publish_interval_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,10 @@ class Settings(BaseSettings):
         0, ge=0, le=4096,
         description="Texts per forward pass; 0 picks 8 on CPU (measured fastest: fits the cache) and 128 on a GPU.",
     )
+    embedding_backend: EmbeddingBackend = Field(
+        "auto", description="torch: PyTorch fp32 (fp16 on a GPU); onnx: ONNX Runtime fp32 (same vectors); onnx-int8: "
+        "ONNX Runtime with int8 weights (other vectors: switching re-embeds). auto: a GPU gets torch; otherwise an "
+        "existing index keeps its kind, and a new one gets onnx-int8 on CPUs with VNNI, onnx on others.")
     commit_chunks: int = Field(512, ge=1, description="Chunks embedded and committed per transaction.")
     chunk_tokens: int = Field(200, ge=16, description="Chunk size in embedding-model tokens.")
     chunk_overlap_tokens: int = Field(24, ge=0)
@@ -206,7 +215,8 @@ class Settings(BaseSettings):
         "0.6 beats both sides alone on NarrativeQA and BoolQ (docs/benchmarks.md).")
     rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant (fusion = rrf).")
     model_cache_dir: Path = Field(Path("data/model-cache"),
-                                  description="Converted models (a GGUF generator as safetensors) are kept here.")
+                                  description="Converted models (a GGUF generator as safetensors, the embedding model as "
+                                  "ONNX) are kept here.")
     generator_backend: Literal["transformers", "http"] = Field(
         "transformers", description="transformers: in-process; http: an OpenAI-compatible completions server "
         "(vLLM, TGI, llama.cpp's server, `rag serve-llm`).")
@@ -266,6 +276,9 @@ class Settings(BaseSettings):
     zip_max_uncompressed_mb: float = Field(512.0, gt=0, description="Office files are zips: bomb guard.")
     zip_max_ratio: float = Field(200.0, gt=1, description="Largest compression ratio of one zip member.")
     lock_timeout_s: float = Field(0.0, ge=0, description="How long an ingest waits for another to finish.")
+    publish_interval_s: float = Field(
+        60.0, ge=0, description="A long ingest run publishes what it has committed this often, so search sees "
+        "documents as the run goes (0: only at the end). Stretched so publishing stays under 2% of the run.")
     acl_roots: dict[Path, list[str]] = Field(
         default_factory=dict, description="Groups allowed to read each folder root (JSON object, e.g. "
         "'{\"/srv/docs/hr\": [\"hr\"], \"/srv/docs/handbook\": [\"everyone\"]}'); a .rag-acl file in a folder "
@@ -299,7 +312,8 @@ class Settings(BaseSettings):
 
     @property
     def embedding(self) -> EmbeddingSettings:
-        return EmbeddingSettings(model=self.embedding_model, device=self.device, batch_size=self.embed_batch_size)
+        return EmbeddingSettings(model=self.embedding_model, device=self.device, batch_size=self.embed_batch_size,
+                                 backend=self.embedding_backend, model_cache_dir=self.model_cache_dir)
 
     @property
     def index(self) -> IndexSettings:
@@ -323,7 +337,7 @@ class Settings(BaseSettings):
             commit_chunks=self.commit_chunks, max_file_mb=self.max_file_mb, parse_timeout_s=self.parse_timeout_s,
             parse_memory_mb=self.parse_memory_mb, parse_workers=self.parse_workers,
             zip_max_uncompressed_mb=self.zip_max_uncompressed_mb, zip_max_ratio=self.zip_max_ratio,
-            acl_roots=dict(self.acl_roots), device=self.device)
+            acl_roots=dict(self.acl_roots), device=self.device, publish_interval_s=self.publish_interval_s)
 
     @property
     def rerank(self) -> RerankSettings:

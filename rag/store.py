@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from rag.types import DocumentInput, Hit
+from rag.types import ChunkInput, DocumentInput, Hit
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -182,6 +182,8 @@ class StoreReader(Protocol):
 
     def counts(self, version: int) -> tuple[int, int]: ...
 
+    def pending_counts(self, version: int) -> tuple[int, int]: ...
+
     def keyword_search(self, match: str, k: int, version: int,
                        groups: Sequence[str] | None = None) -> list[tuple[int, float]]: ...
 
@@ -313,6 +315,33 @@ class ChunkStore:
                 self.conn.execute("UPDATE documents SET removed_version = ? WHERE id = ?", (version, doc_id))
         return removed
 
+    def max_document_id(self) -> int:
+        return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM documents").fetchone()[0])
+
+    def documents_below(self, version: int, max_id: int, max_chunks: int) -> list[tuple[int, DocumentInput]]:
+        """Documents visible at `version` with ids up to `max_id`, as inputs to store again (with their
+        chunks and groups), lowest id first, about `max_chunks` chunks (at least one document)."""
+        rows = self.conn.execute(
+            "SELECT id, path_key, path, title, size, mtime_ns, content_hash, chunk_count FROM documents d "
+            f"WHERE d.id <= :max_id AND {_visible('d')} ORDER BY id", {"max_id": max_id, "version": version})
+        picked: list[tuple] = []
+        chunks = 0
+        for row in rows:
+            if picked and chunks + row[7] > max_chunks:
+                break
+            picked.append(row)
+            chunks += row[7]
+        out = []
+        for doc_id, path_key, path, title, size, mtime_ns, content_hash, _ in picked:
+            parts = tuple(ChunkInput(text, position, page) for text, position, page in self.conn.execute(
+                f"SELECT text, position, page FROM chunks c WHERE doc_id = :id AND {_visible('c')} ORDER BY position",
+                {"id": doc_id, "version": version}))
+            groups = tuple(g for (g,) in self.conn.execute(
+                "SELECT grp FROM document_groups WHERE doc_id = ? ORDER BY grp", (doc_id,)))
+            out.append((doc_id, DocumentInput(bytes(path_key), path, title, size, mtime_ns, content_hash, parts,
+                                              groups)))
+        return out
+
     def touch_document(self, doc_id: int, size: int, mtime_ns: int) -> None:
         """Record a new modification time for a document whose content did not change."""
         self.conn.execute("UPDATE documents SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, doc_id))
@@ -325,15 +354,17 @@ class ChunkStore:
             "SELECT id FROM chunks WHERE added_version = ? AND removed_version IS NULL ORDER BY id", (version,))]
         return removed, added
 
-    def reusable_embeddings(self, hashes: Sequence[bytes]) -> dict[bytes, bytes]:
-        """Stored embeddings of chunks with these text hashes (any version: the model is the index's)."""
+    def reusable_embeddings(self, hashes: Sequence[bytes], above_doc: int = 0) -> dict[bytes, bytes]:
+        """Stored embeddings of chunks with these text hashes (any version: the model is the index's), from
+        documents with ids above `above_doc` (those below hold another kind of vectors, see IndexWriter)."""
         found: dict[bytes, bytes] = {}
         unique = list(dict.fromkeys(hashes))
         for start in range(0, len(unique), 900):
             part = unique[start:start + 900]
             marks = ",".join("?" * len(part))
             found.update((bytes(h), bytes(e)) for h, e in self.conn.execute(
-                f"SELECT text_hash, embedding FROM chunks WHERE text_hash IN ({marks}) GROUP BY text_hash", part))
+                f"SELECT text_hash, embedding FROM chunks WHERE text_hash IN ({marks}) AND doc_id > ? "
+                f"GROUP BY text_hash", [*part, above_doc]))
         return found
 
     def embeddings(self, ids: Sequence[int], dim: int) -> np.ndarray:
@@ -398,6 +429,14 @@ class ChunkStore:
                                  {"version": version}).fetchone()[0]
         chunks = self.conn.execute(f"SELECT count(*) FROM chunks c WHERE {_visible('c')}",
                                    {"version": version}).fetchone()[0]
+        return int(docs), int(chunks)
+
+    def pending_counts(self, version: int) -> tuple[int, int]:
+        """(documents, chunks) committed after `version` and not retired: what the next publish adds."""
+        docs = self.conn.execute("SELECT count(*) FROM documents WHERE added_version > ? AND removed_version IS "
+                                 "NULL", (version,)).fetchone()[0]
+        chunks = self.conn.execute("SELECT count(*) FROM chunks WHERE added_version > ? AND removed_version IS "
+                                   "NULL", (version,)).fetchone()[0]
         return int(docs), int(chunks)
 
     def keyword_search(self, match: str, k: int, version: int,

@@ -48,12 +48,13 @@ def model_cache() -> Path:
 
 
 @pytest.fixture()
-def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+def make_settings(tmp_path: Path, model_cache: Path) -> Callable[..., Settings]:
     """Settings with the index in a temporary folder; keyword arguments override fields."""
 
     def make(**overrides: Any) -> Settings:
         overrides.setdefault("index_dir", tmp_path / "index")
         overrides.setdefault("device", "cpu")
+        overrides.setdefault("model_cache_dir", model_cache)  # the ONNX conversion made once, not per test
         return load_settings(**overrides)
 
     return make

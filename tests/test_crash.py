@@ -46,11 +46,23 @@ def run(index: Path, docs: Path, env: dict[str, str], kill_after: float | None) 
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
-def test_killed_runs_leave_a_consistent_index(tmp_path: Path) -> None:
+def test_killed_runs_leave_a_consistent_index(tmp_path: Path, model_cache: Path) -> None:
     rng = random.Random(20261124)
     docs, index = tmp_path / "docs", tmp_path / "index"
     make_files(docs, rng, 120, "a")
-    env = dict(os.environ, RAG_DEVICE="cpu", RAG_COMMIT_CHUNKS="24", PYTHONPATH=str(Path(__file__).parents[1]))
+    # publishing during the runs too (RAG_PUBLISH_INTERVAL_S): a kill may land in the middle of one
+    env = dict(os.environ, RAG_DEVICE="cpu", RAG_COMMIT_CHUNKS="24", RAG_PUBLISH_INTERVAL_S="0.3",
+               RAG_MODEL_CACHE_DIR=str(model_cache), PYTHONPATH=str(Path(__file__).parents[1]))
+
+    # a first run killed early: status still answers (exit 0), whatever was or was not published yet
+    early = tmp_path / "early"
+    assert run(early, docs, env, kill_after=rng.uniform(5.0, 8.0)) is None
+    state = subprocess.run([*RAG, "status", "--index", str(early), "--json"], env=env, capture_output=True)
+    assert state.returncode == 0, state.stderr
+    report = json.loads(state.stdout)
+    assert report["running"] is False and report["version"] == (1 if report["documents"] else 0)
+    if report["documents"]:
+        consistent(early)
 
     first = run(index, docs, env, kill_after=None)  # a published baseline to protect
     assert first is not None and first["files_indexed"] == 120
@@ -59,9 +71,9 @@ def test_killed_runs_leave_a_consistent_index(tmp_path: Path) -> None:
         # change the corpus, then interrupt the run that would index the change
         for path in rng.sample(sorted(p for p in docs.rglob("*.txt")), 15):
             path.unlink()
-        make_files(docs / f"r{round_}", rng, 25, f"r{round_}")
+        make_files(docs / f"r{round_}", rng, 50, f"r{round_}")
         started = time.monotonic()
-        result = run(index, docs, env, kill_after=rng.uniform(1.0, 9.0))
+        result = run(index, docs, env, kill_after=rng.uniform(1.0, 5.0))
         killed += result is None
         assert time.monotonic() - started < 300
         consistent(index)  # the last published version, intact and readable

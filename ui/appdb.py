@@ -177,7 +177,7 @@ class AppDB:
 
     def __init__(self, path: Path, audit_retention_days: float = 90.0,
                  clock: Callable[[], float] = time.time) -> None:
-        from rag.index import private_dir
+        from rag.files import private_dir
 
         private_dir(path.parent)  # everyone's questions: the service's alone
         self.path = path

@@ -152,9 +152,11 @@ def ingest(
     if not every:
         _print_summary(_guard(run_ingest)(settings, paths, engine=engine.value), json_out)
         return
-    from rag.embedding import make_embedder
+    from rag.embedding import make_embedder, resolve_backend
+    from rag.index import recorded_model_id
 
-    embedder = make_embedder(settings.embedding)  # loaded once for every run
+    # loaded once for every run
+    embedder = make_embedder(resolve_backend(settings.embedding, recorded_model_id(settings.index)))
     while True:  # the scheduled job of a deployment: a failed run is reported, the next one still comes
         try:
             _print_summary(_guard(run_ingest)(settings, paths, embedder=embedder, engine=engine.value), json_out)
@@ -238,20 +240,36 @@ def search(
 
 @app.command()
 def status(ctx: typer.Context, index: IndexOption = None, json_out: JsonOption = False, config: ConfigOption = None) -> None:
-    """Show what the index holds and which model built it."""
-    from rag.index import IndexReader
+    """Show what the index holds, which model built it, and what a running ingest has not published yet."""
+    from rag.index import IndexNotFoundError, IndexReader, index_state, recorded_model_id
 
     settings = _setup(ctx, config, index_dir=index)
+    state = index_state(settings.index)
     reader = IndexReader(settings.index)
-    _guard(reader.refresh)()
-    assert reader.view is not None
-    data = {**reader.view.status(), "index_dir": str(settings.index_dir)}
-    del data["published_at"]
+    try:
+        reader.refresh()
+    except IndexNotFoundError:
+        if state is None:
+            _guard(reader.refresh)()  # the one-line advice ("no index in ...: build one with ..."), exit 2
+        # a first run that has not published yet: nothing searchable, but not nothing going on
+        data: dict[str, object] = {"documents": 0, "chunks": 0, "vectors": 0,
+                                   "embedding_model": recorded_model_id(settings.index), "version": 0}
+    else:
+        assert reader.view is not None
+        data = reader.view.status()
+        del data["published_at"]
+    data["index_dir"] = str(settings.index_dir)
+    if state is not None:
+        data.update(state.fields())
     if json_out:
         typer.echo(json.dumps(data))
-    else:
-        for key, value in data.items():
+        return
+    for key, value in data.items():
+        if not key.startswith("run_") and key != "running":
             typer.echo(f"{key}: {value}")
+    note = state.describe() if state is not None else ""
+    if note:
+        typer.echo(note)
 
 
 @app.command()

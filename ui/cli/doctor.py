@@ -25,13 +25,17 @@ class Check:
 
 
 def check_embedding(settings: Settings) -> list[Check]:
-    from rag.embedding import embedding_model_id, resolve_embedding_folder
+    from rag.embedding import choose_backend, embedding_model_id, resolve_embedding_folder
+    from rag.index import recorded_model_id
 
     try:
         folder = resolve_embedding_folder(settings.embedding)
+        recorded = recorded_model_id(settings.index)
+        choice = choose_backend(settings.embedding, recorded)
     except ConfigError as exc:
         return [Check("embedding model", "fail", str(exc))]
-    return [Check("embedding model", "ok", f"{embedding_model_id(settings.embedding)} in {folder}")]
+    return [Check("embedding model", "ok", f"{embedding_model_id(settings.embedding, recorded)} in {folder}"),
+            Check("embedding backend", "ok", f"{choice.backend}: {choice.reason}")]
 
 
 def check_generator(settings: Settings) -> list[Check]:
@@ -120,10 +124,12 @@ def check_index(settings: Settings) -> list[Check]:
         out.append(Check("index", "fail", f"{status['vectors']} vectors but {status['chunks']} chunks in version "
                                           f"{status['version']}: run `rag ingest` again to rebuild the vectors"))
     try:
-        configured = embedding_model_id(settings.embedding)
+        configured = embedding_model_id(settings.embedding, str(status["embedding_model"]))
         if configured != status["embedding_model"]:
             out.append(Check("index model", "fail", f"index built with {status['embedding_model']}, configured "
-                                                    f"{configured}: configure the same model or re-index"))
+                                                    f"{configured}: configure the same model (or "
+                                                    f"RAG_EMBEDDING_BACKEND=auto), or run `rag ingest` to "
+                                                    f"re-embed it in the configured backend's vectors"))
     except ConfigError:
         pass  # reported by the embedding check
     if not out:

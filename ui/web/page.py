@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import streamlit as st
 
 from rag.generation import GenerationParams, GeneratorBusyError
-from rag.index import IndexNotFoundError, RagIndexError
+from rag.index import IndexNotFoundError, RagIndexError, index_state
 from rag.network import is_loopback
 from rag.qa import Answer, QAService, build_service
 from rag.followup import standalone_question
@@ -398,10 +398,15 @@ def runs_table(state: AppState) -> None:
 def documents_page(state: AppState, user: User) -> None:
     require_admin(user)
     st.title("Indexed documents")
+    progress = index_state(state.settings.index)
+    note = progress.describe() if progress is not None else ""
+    if note:
+        st.info(note[0].upper() + note[1:])
     try:
         view = state.service.searcher.current()
     except IndexNotFoundError:
-        st.info("No documents are indexed yet: choose \u201cIndex a folder\u201d in the menu and index one.")
+        if not note:
+            st.info("No documents are indexed yet: choose \u201cIndex a folder\u201d in the menu and index one.")
         return
     status = view.status()
     a, b, c = st.columns(3)

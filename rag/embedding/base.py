@@ -1,4 +1,4 @@
-"""Text embedding: the `Embedder` protocol and its sentence-transformers implementation."""
+"""What every embedding backend shares: the `Embedder` protocol, model folders and ids."""
 
 from __future__ import annotations
 
@@ -6,16 +6,12 @@ import hashlib
 import json
 import logging
 import os
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from rag.settings import ConfigError, EmbeddingSettings
-
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +70,31 @@ def resolve_embedding_folder(settings: EmbeddingSettings) -> Path:
     return folder
 
 
-def embedding_model_id(settings: EmbeddingSettings) -> str:
-    """The configured embedding model's id, as an index records it; loads nothing."""
+def base_model_id(settings: EmbeddingSettings) -> str:
+    """The configured embedding model's id, whatever the backend; loads nothing."""
     # the packaged default lives in a folder called "model": give it its real name
     return model_fingerprint(resolve_embedding_folder(settings), None if settings.model else DEFAULT_NAME)
+
+
+# Vectors an index may mix only when they come from the same space: fp32 PyTorch and fp32 ONNX Runtime
+# give the same vectors (cosine 1.0000, identical recall to four decimals on both eval sets), int8 weights
+# other ones. The fp32 space keeps the bare model id, so indexes made before backends existed stay valid.
+INT8_SUFFIX = "+int8"
+
+
+def space_model_id(base_id: str, space: str) -> str:
+    """The id an index records for vectors of `base_id` in `space` ("fp32" or "int8")."""
+    return base_id + INT8_SUFFIX if space == "int8" else base_id
+
+
+def vector_space(model_id: str) -> str:
+    """"int8" or "fp32": which kind of vectors an index's recorded model id stands for."""
+    return "int8" if model_id.endswith(INT8_SUFFIX) else "fp32"
+
+
+def without_space(model_id: str) -> str:
+    """The model part of a recorded id."""
+    return model_id.removesuffix(INT8_SUFFIX)
 
 
 def model_fingerprint(folder: Path, name: str | None = None) -> str:
@@ -113,6 +130,14 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
+def may_have_gpu(device: str) -> bool:
+    """False when no CUDA GPU can be in use: RAG_DEVICE=cpu, or no NVIDIA device node (Linux, or WSL's
+    /dev/dxg). Lets a CPU machine choose without importing torch (a second or two) to ask."""
+    if device == "cpu":
+        return False
+    return device == "cuda" or any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/dxg"))
+
+
 def model_max_tokens(folder: Path) -> int:
     """The sequence length the model embeds without truncation (sentence-transformers' max_seq_length)."""
     config = folder / "sentence_bert_config.json"
@@ -122,90 +147,3 @@ def model_max_tokens(folder: Path) -> int:
             return value
     model_config = json.loads((folder / "config.json").read_text())
     return int(model_config.get("max_position_embeddings", 512))
-
-
-# Up to this many texts, embed_batch skips sentence-transformers' encode (see _embed_small).
-SMALL_BATCH = 4
-
-
-class SentenceTransformerEmbedder:
-    """sentence-transformers on CPU (fp32) or GPU (fp16); the model loads on first use."""
-
-    def __init__(self, settings: EmbeddingSettings) -> None:
-        self.folder = resolve_embedding_folder(settings)
-        self.model_id = embedding_model_id(settings)
-        self.batch_size = settings.batch_size  # 0: chosen by device at load time
-        self._settings = settings
-        self._model: SentenceTransformer | None = None
-        self._lock = threading.Lock()
-        self.device = "unloaded"
-
-    @property
-    def dim(self) -> int:
-        model = self.model
-        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        return int(get_dim())
-
-    @property
-    def model(self) -> "SentenceTransformer":
-        """The loaded model (loads it once, thread-safe)."""
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    self._model = self._load()
-        return self._model
-
-    def warm_up(self) -> None:
-        """Load the model now rather than at the first embedding."""
-        _ = self.model
-
-    def _load(self) -> "SentenceTransformer":
-        set_offline_mode()
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-
-        device = resolve_device(self._settings.device)
-        model = SentenceTransformer(str(self.folder), device=device, local_files_only=True,
-                                    trust_remote_code=False)
-        if device == "cuda":
-            model.half()
-        if not self.batch_size:
-            # bench/embed_batch_size.py: on a 2-core CPU, batches of 8 run ~1.25x faster than 32
-            self.batch_size = 128 if device == "cuda" else 8
-        self.device = device
-        log.info("embedding model %s loaded on %s", self.model_id, device)
-        return model
-
-    def embed_batch(self, texts: list[str]) -> np.ndarray:
-        """Embed texts; sentence-transformers sorts them by length internally and restores order."""
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        if len(texts) <= SMALL_BATCH and not getattr(self.model, "default_prompt_name", None):
-            return self._embed_small(texts)
-        vectors = self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
-
-
-    def _embed_small(self, texts: list[str]) -> np.ndarray:
-        """A search question or two: the model's modules called directly, without `encode`'s batching
-        machinery, which costs ~1.8 ms of a 13 ms question on a CPU (same vectors)."""
-        import torch
-
-        model = self.model
-        features = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in model.preprocess(texts).items()}
-        with torch.inference_mode():
-            vectors = torch.nn.functional.normalize(model(features)["sentence_embedding"].float(), dim=1)
-        return np.ascontiguousarray(vectors.cpu().numpy(), dtype=np.float32)
-
-
-def make_embedder(settings: EmbeddingSettings) -> Embedder:
-    """The embedder the settings ask for (sentence-transformers is the only one today)."""
-    return SentenceTransformerEmbedder(settings)

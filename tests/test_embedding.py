@@ -1,0 +1,210 @@
+"""Embedding backends: the contract every backend passes, the choice per CPU and index, the ONNX
+conversion cache, and switching an index between kinds of vectors (re-embedded, resumable)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from ingest.job import run_ingest
+from rag.embedding import (
+    Embedder,
+    OnnxEmbedder,
+    SentenceTransformerEmbedder,
+    choose_backend,
+    make_embedder,
+    onnx_backend,
+    vector_space,
+)
+from rag.index import IndexReader, Manifest, ModelMismatchError, recorded_model_id
+from rag.search import build_searcher
+from rag.settings import ConfigError, EmbeddingSettings, Settings
+from tests.conftest import SAMPLES, consistent
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+TEXTS = ["Employees get 25 vacation days a year.", "Staff receive twenty-five days of annual leave.",
+         "The build server restarts every night at 2 am.", "", "x" * 5000]
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Embedder]:
+    cache = Path(os.environ.get("RAG_TEST_MODEL_CACHE", Path(__file__).parents[1] / ".venv" / "test-model-cache"))
+    base = EmbeddingSettings(model="", device="cpu", batch_size=0, model_cache_dir=cache)
+    return {name: make_embedder(replace(base, backend=name)) for name in BACKENDS}  # type: ignore[arg-type]
+
+
+# -- the contract: every backend -------------------------------------------------------------------
+@pytest.mark.parametrize("name", BACKENDS)
+def test_every_backend_keeps_the_embedder_contract(backends: dict[str, Embedder], name: str) -> None:
+    embedder = backends[name]
+    assert isinstance(embedder, Embedder)
+    vectors = embedder.embed_batch(TEXTS)
+    assert vectors.shape == (len(TEXTS), embedder.dim) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors[:3], axis=1), 1.0, atol=1e-4)
+    # rows in input order whatever the batching inside; one text alone gives its row of the batch (int8:
+    # nearly, as dynamic quantization scales activations per batch)
+    floor = 0.98 if name == "onnx-int8" else 0.9999
+    reordered = embedder.embed_batch(TEXTS[::-1])[::-1]
+    assert np.min(np.sum(reordered[:3] * vectors[:3], axis=1)) > floor
+    assert float(embedder.embed_batch([TEXTS[2]])[0] @ vectors[2]) > floor
+    assert embedder.embed_batch([]).shape == (0, embedder.dim)
+    similar, unrelated = float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2])
+    assert similar > unrelated + 0.3
+
+
+def test_vector_kinds_and_ids(backends: dict[str, Embedder]) -> None:
+    """fp32 ONNX gives PyTorch's vectors, so it shares the id (and existing indexes); int8 gets its own."""
+    ref = backends["torch"].embed_batch(TEXTS[:3])
+    fp32 = backends["onnx"].embed_batch(TEXTS[:3])
+    int8 = backends["onnx-int8"].embed_batch(TEXTS[:3])
+    assert np.min(np.sum(ref * fp32, axis=1)) > 0.9999
+    assert 0.85 < np.min(np.sum(ref * int8, axis=1)) < 0.9999
+    assert backends["onnx"].model_id == backends["torch"].model_id
+    assert backends["onnx-int8"].model_id == backends["torch"].model_id + "+int8"
+    assert [vector_space(backends[n].model_id) for n in BACKENDS] == ["fp32", "fp32", "int8"]
+
+
+def test_constructing_an_embedder_loads_nothing(model_cache: Path) -> None:
+    settings = EmbeddingSettings(model="", device="cpu", batch_size=0, backend="onnx-int8",
+                                 model_cache_dir=model_cache)
+    embedder = make_embedder(settings)
+    assert isinstance(embedder, OnnxEmbedder) and embedder.device == "unloaded" and embedder.model_id
+
+
+# -- the choice -----------------------------------------------------------------------------------
+def _settings(backend: str = "auto") -> EmbeddingSettings:
+    return EmbeddingSettings(model="", device="cpu", batch_size=0, backend=backend)  # type: ignore[arg-type]
+
+
+def test_auto_picks_by_cpu_and_follows_the_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    vnni, plain = frozenset({"avx2", "avx512_vnni"}), frozenset({"avx2", "fma"})
+    assert choose_backend(_settings(), flags=vnni).backend == "onnx-int8"
+    assert choose_backend(_settings(), flags=plain).backend == "onnx"  # int8 without VNNI may saturate
+    fp32_index, int8_index = "all-MiniLM-L6-v2@abc", "all-MiniLM-L6-v2@abc+int8"
+    # an existing index keeps its kind of vectors on any CPU: no surprise re-embedding
+    assert choose_backend(_settings(), fp32_index, flags=vnni).backend == "onnx"
+    assert choose_backend(_settings(), int8_index, flags=plain).backend == "onnx-int8"
+    explicit = choose_backend(_settings("torch"), int8_index, flags=vnni)
+    assert explicit.backend == "torch" and "RAG_EMBEDDING_BACKEND" in explicit.reason
+    # without ONNX Runtime: PyTorch, and an int8 index says what to do
+    monkeypatch.setattr("rag.embedding.onnx_runtime_available", lambda: False)
+    assert choose_backend(_settings(), flags=vnni).backend == "torch"
+    assert choose_backend(_settings(), fp32_index).backend == "torch"
+    with pytest.raises(ConfigError, match="install onnxruntime.*RAG_EMBEDDING_BACKEND=torch"):
+        choose_backend(_settings(), int8_index)
+
+
+def test_a_model_onnx_cannot_export_falls_back_to_torch(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for path in embedder.folder.iterdir():
+        if path.suffix == ".safetensors":
+            (folder / path.name).symlink_to(path)  # never written: the package's weights
+        elif path.is_file() and path.name != "modules.json":
+            shutil.copy(path, folder / path.name)
+    (folder / "modules.json").write_text('[{"idx": 0, "name": "0", "path": "", "type": '
+                                         '"sentence_transformers.models.Transformer"}, {"idx": 1, "name": "1", '
+                                         '"path": "1_Dense", "type": "sentence_transformers.models.Dense"}]')
+    settings = replace(_settings(), model=str(folder))
+    choice = choose_backend(settings, flags=frozenset({"avx512_vnni"}))
+    assert choice.backend == "torch" and "Dense" in choice.reason
+    with pytest.raises(ConfigError, match="Dense.*RAG_EMBEDDING_BACKEND=torch"):
+        OnnxEmbedder(settings)
+
+
+# -- the conversion cache --------------------------------------------------------------------------
+def test_conversion_is_made_once_and_a_read_only_cache_still_works(
+        tmp_path: Path, embedder: SentenceTransformerEmbedder, caplog: pytest.LogCaptureFixture) -> None:
+    cache = tmp_path / "cache"
+    first = onnx_backend.converted_model(embedder.folder, cache, "int8")
+    made = {p.name: p.stat().st_mtime_ns for p in first.parent.iterdir()}
+    assert set(made) == {"model.onnx", "model-int8.onnx"}  # no temporary file left behind
+    assert onnx_backend.converted_model(embedder.folder, cache, "int8") == first
+    assert {p.name: p.stat().st_mtime_ns for p in first.parent.iterdir()} == made  # reused, not redone
+    if os.geteuid() == 0:
+        return  # root writes into a read-only folder anyway
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with caplog.at_level(logging.WARNING):
+        fallback = onnx_backend.converted_model(embedder.folder, locked, "fp32")
+    assert fallback.is_file() and locked not in fallback.parents and "not writable" in caplog.text
+
+
+def test_a_read_only_cache_converts_into_a_private_folder(tmp_path: Path, embedder: SentenceTransformerEmbedder,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """As root (CI), permissions do not stop writes: a cache that is a file stands in for a read-only mount."""
+    cache = tmp_path / "not-a-folder"
+    cache.write_text("")
+    with caplog.at_level(logging.WARNING):
+        path = onnx_backend.converted_model(embedder.folder, cache, "fp32")
+    assert path.is_file() and "not writable" in caplog.text and "RAG_MODEL_CACHE_DIR" in caplog.text
+
+
+# -- switching an index ------------------------------------------------------------------------------
+class FailingAfter:
+    """An embedder that dies after `calls` batches, as a killed run would."""
+
+    def __init__(self, inner: Embedder, calls: int) -> None:
+        self.inner, self.calls, self.model_id = inner, calls, inner.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        if self.calls <= 0:
+            raise KeyboardInterrupt("killed")
+        self.calls -= 1
+        return self.inner.embed_batch(texts)
+
+
+def test_switching_backend_re_embeds_resumably_and_search_follows(
+        make_settings: Callable[..., Settings], backends: dict[str, Embedder]) -> None:
+    int8 = make_settings(embedding_backend="onnx-int8", commit_chunks=4)
+    first = run_ingest(int8, [SAMPLES], progress=False)
+    assert recorded_model_id(int8.index) == backends["onnx-int8"].model_id
+    auto = make_settings()
+    searcher = build_searcher(auto)  # a long-running page, configured "auto"
+    before = searcher.search("how many vacation days", k=3).hits
+    assert isinstance(searcher.embedder, OnnxEmbedder) and searcher.embedder.precision == "int8"
+
+    # refused where vectors would mix: an explicit other backend searching the int8 index
+    with pytest.raises(ModelMismatchError, match="holds int8 vectors.*RAG_EMBEDDING_BACKEND=auto"):
+        build_searcher(make_settings(embedding_backend="torch")).search("vacation", k=1)
+
+    torch_settings = make_settings(embedding_backend="torch", commit_chunks=4)
+    with pytest.raises(KeyboardInterrupt):  # killed in the middle of re-embedding
+        run_ingest(torch_settings, [SAMPLES], progress=False, embedder=FailingAfter(backends["torch"], 2))
+    manifest = Manifest.read(int8.index.dir)
+    assert manifest is not None and manifest.embedding_model.endswith("+int8")  # the published version is intact
+    assert consistent(int8.index.dir)[1] == first.vectors_total
+    assert searcher.search("how many vacation days", k=3).hits[0].path == before[0].path
+
+    resumed = run_ingest(torch_settings, [SAMPLES], progress=False, embedder=backends["torch"])
+    assert 0 < resumed.chunks_reembedded < first.vectors_total  # what the killed run did is kept
+    assert resumed.files_unchanged == first.files_indexed and resumed.chunks_added == 0
+    assert recorded_model_id(torch_settings.index) == backends["torch"].model_id
+    assert consistent(int8.index.dir)[1] == first.vectors_total
+    after = searcher.search("how many vacation days", k=3).hits  # the same process, now on fp32 vectors
+    assert searcher.embedder.model_id == backends["torch"].model_id
+    assert after[0].path == before[0].path
+    again = run_ingest(auto, [SAMPLES], progress=False)
+    assert again.chunks_reembedded == 0 and again.chunks_embedded == 0  # auto keeps the index's kind
+
+
+def test_another_model_is_still_refused(make_settings: Callable[..., Settings], tmp_path: Path,
+                                        embedder: SentenceTransformerEmbedder) -> None:
+    settings = make_settings()
+    run_ingest(settings, [SAMPLES / "hr"], progress=False, embedder=embedder)
+    reader = IndexReader(settings.index)
+    reader.refresh()
+    with pytest.raises(ModelMismatchError, match="built with embedding model .* configure the same model"):
+        reader.check_model("other-model@123456")
