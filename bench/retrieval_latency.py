@@ -4,9 +4,12 @@ similarity_search over the same texts and vectors.
 Texts are real passages from ../shared/eval cut and recombined into 100k distinct chunks; their vectors
 are mixed from the passages' real MiniLM embeddings (as bench/ann_recall.py), written through the
 normal index writer, so the index is the one `rag ingest` would publish (IVF above 50k vectors).
-Queries are real questions, one at a time, as a user would send them.
+Queries are real questions, one at a time, as a user would send them. Our search runs with each
+embedding backend that makes these (fp32) vectors: PyTorch, and ONNX Runtime fp32 (what "auto" picks
+for an fp32 index). Also: the recall cost of keyword pruning (RAG_KEYWORD_MAX_DF), as the share of the
+unpruned keyword and hybrid top 10 that the pruned search still returns.
 
-    .venv/bin/python bench/retrieval_latency.py [--chunks 100000] [--queries 200]
+    .venv/bin/python bench/retrieval_latency.py [--chunks 100000] [--queries 200] [--no-langchain]
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import json
 import shutil
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from bench.ann_recall import real_vectors
-from rag.embedding import SentenceTransformerEmbedder
+from rag.embedding import SentenceTransformerEmbedder, make_embedder
 from rag.index import IndexReader, IndexWriter
 from rag.search import Searcher
 from rag.settings import load_settings
@@ -64,19 +68,40 @@ def build(index_dir: Path, n: int, embedder: SentenceTransformerEmbedder) -> tup
     return texts, vectors
 
 
-def p50(fn, queries: list[str]) -> float:  # type: ignore[no-untyped-def]
+def timings(fn, queries: list[str]) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(p50, p95) in ms of one query at a time."""
     times = []
     for q in queries:
         started = time.perf_counter()
         fn(q)
         times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    return statistics.median(times), float(np.percentile(times, 95))
+
+
+def p50(fn, queries: list[str]) -> float:  # type: ignore[no-untyped-def]
+    return timings(fn, queries)[0]
+
+
+def pruning_recall(settings, embedder, questions: list[str]) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Share of the unpruned top 10 that the pruned search keeps, keyword and hybrid."""
+    pruned = Searcher(embedder, IndexReader(settings.index), settings.search)
+    full = Searcher(embedder, IndexReader(settings.index), replace(settings.search, keyword_prune_above=10**12))
+    out = {}
+    for mode in ("keyword", "hybrid"):
+        kept = []
+        for q in questions:
+            want = {h.chunk_id for h in full.search(q, 10, mode).hits}
+            got = {h.chunk_id for h in pruned.search(q, 10, mode).hits}
+            kept.append(len(want & got) / max(1, len(want)))
+        out[f"pruning_recall@10_{mode}"] = round(float(np.mean(kept)), 4)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--no-langchain", action="store_true")
     args = parser.parse_args()
     with open(SHARED / "boolq-dev" / "queries.jsonl") as f:
         questions = [json.loads(line)["question"] for line, _ in zip(f, range(args.queries))]
@@ -86,11 +111,24 @@ def main() -> None:
     started = time.perf_counter()
     texts, vectors = build(settings.index_dir, args.chunks, embedder)
     print(f"built {args.chunks} chunks in {time.perf_counter() - started:.0f} s", flush=True)
-    searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
-    searcher.warm_up()
-    for q in questions[:10]:
-        searcher.search(q, 5)
-    ours = {mode: p50(lambda q, m=mode: searcher.search(q, 5, m), questions) for mode in ("dense", "keyword", "hybrid")}
+    report: dict[str, object] = {"chunks": args.chunks}
+    for backend in ("torch", "onnx"):
+        searcher = Searcher(make_embedder(replace(settings.embedding, backend=backend)), IndexReader(settings.index),
+                            settings.search)
+        searcher.warm_up()
+        for q in questions[:10]:
+            searcher.search(q, 5)
+        for mode in ("dense", "keyword", "hybrid"):
+            if mode == "keyword" and backend != "torch":
+                continue  # no embedding in keyword search
+            p50_ms, p95_ms = timings(lambda q, m=mode: searcher.search(q, 5, m), questions)
+            report[f"{backend}_{mode}_p50_ms"], report[f"{backend}_{mode}_p95_ms"] = round(p50_ms, 2), round(p95_ms, 2)
+        print(json.dumps(report), flush=True)
+    report.update(pruning_recall(settings, searcher.embedder, questions))
+    report["index_type"] = searcher.reader.manifest.index_type if searcher.reader.manifest else None
+    print(json.dumps(report), flush=True)
+    if args.no_langchain:
+        return
 
     from langchain_community.vectorstores import FAISS
     from langchain_huggingface import HuggingFaceEmbeddings
@@ -101,10 +139,7 @@ def main() -> None:
     for q in questions[:10]:
         store.similarity_search(q, k=5)
     langchain = p50(lambda q: store.similarity_search(q, k=5), questions)
-    print(json.dumps({"chunks": args.chunks, "ours_dense_p50_ms": round(ours["dense"], 2),
-                      "ours_keyword_p50_ms": round(ours["keyword"], 2), "ours_hybrid_p50_ms": round(ours["hybrid"], 2),
-                      "langchain_similarity_search_p50_ms": round(langchain, 2),
-                      "index_type": searcher.reader.manifest.index_type if searcher.reader.manifest else None}))
+    print(json.dumps({**report, "langchain_similarity_search_p50_ms": round(langchain, 2)}))
 
 
 if __name__ == "__main__":

@@ -97,3 +97,34 @@ def test_status_of_a_first_run_that_has_not_published(make_settings: Callable[..
     # no index at all: still the one-line advice and exit 2
     code, _, _ = status(settings.index.dir.parent / "nothing")
     assert code == 2
+
+
+def test_the_documents_page_says_a_first_run_is_indexing(make_settings: Callable[..., Settings]) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    def script(index_dir: str) -> None:
+        from pathlib import Path
+        from types import SimpleNamespace
+
+        from rag.index import IndexNotFoundError
+        from rag.settings import load_settings
+        from ui.auth import LOCAL_ADMIN
+        from ui.web.page import documents_page
+
+        def nothing_published() -> None:
+            raise IndexNotFoundError(Path(index_dir))
+
+        state = SimpleNamespace(settings=load_settings(index_dir=Path(index_dir), device="cpu"),
+                                service=SimpleNamespace(searcher=SimpleNamespace(current=nothing_published)))
+        documents_page(state, LOCAL_ADMIN)  # type: ignore[arg-type]
+
+    settings = make_settings()
+    doc = DocumentInput(b"/srv/a.txt", "/srv/a.txt", "a", 10, 1, "h", (ChunkInput("some text", 0),))
+    with IndexWriter.open(settings.index, "all-MiniLM-L6-v2@test") as writer:
+        writer.write_batch([doc], np.eye(1, 384, dtype=np.float32), [])
+        writer.report_progress("indexing", 8000, 1240, 1)
+        at = AppTest.from_function(script, args=(str(settings.index.dir),), default_timeout=60).run()
+    assert not at.exception, at.exception
+    shown = [i.value for i in at.info]
+    assert len(shown) == 1 and shown[0].startswith("Indexing: 1,240 of 8,000 files since"), shown
+    assert "answers use what is indexed so far" in shown[0]

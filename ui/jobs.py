@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ingest.job import IngestProgress, IngestSummary, documents_under, remove_paths, restore_paths, run_ingest
 from rag.embedding import Embedder
-from rag.index import IndexView, RagIndexError
+from rag.index import IndexView, RagIndexError, recorded_model_id
 from rag.settings import ConfigError, Settings
 from ui.appdb import AppDB
 
@@ -136,7 +136,19 @@ class JobManager:
         """Undo a removal (checked against the allowed roots like any removal); the next indexing run of
         its folder adds it back. How many removals were undone."""
         return restore_paths(self.settings.index, [removable_path(path, self.settings.page.allowed_roots)],
-                             self.embedder.model_id)
+                             self._index_model())
+
+    def _index_model(self) -> str:
+        """The model id to open the index with for a job that embeds nothing (a removal): what it records."""
+        return recorded_model_id(self.settings.index) or self.embedder.model_id
+
+    def _ingest_embedder(self) -> Embedder | None:
+        """The page's loaded embedder, unless "auto" should follow an index another run switched to other
+        vectors (None: `run_ingest` makes the one that does); an explicit backend is meant to switch it."""
+        recorded = recorded_model_id(self.settings.index)
+        if recorded in (None, self.embedder.model_id) or self.settings.embedding.backend != "auto":
+            return self.embedder
+        return None
 
     def _start(self, username: str, kind: str, paths: list[str]) -> Job:
         with self._lock:
@@ -158,11 +170,12 @@ class JobManager:
         try:
             if job.kind == "ingest":
                 summary: IngestSummary = run_ingest(self.settings, [Path(p) for p in job.paths],
-                                                    embedder=self.embedder, progress=False, on_progress=progress)
+                                                    embedder=self._ingest_embedder(), progress=False,
+                                                    on_progress=progress)
                 job.summary = summary.to_dict()
             else:
                 job.phase = "removing"
-                removed = remove_paths(self.settings.index, job.paths, self.embedder.model_id, job.username)
+                removed = remove_paths(self.settings.index, job.paths, self._index_model(), job.username)
                 job.summary = {"documents_removed": removed.documents_removed,
                                "chunks_removed": removed.chunks_removed, "version": removed.version}
         except (RagIndexError, ConfigError, OSError, ValueError) as exc:
