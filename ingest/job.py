@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ingest.acl import AclResolver
@@ -43,9 +43,13 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
     """
     started = time.perf_counter()
     roots = resolve_roots(paths)
-    # auto keeps the index's kind of vectors; the Ray engine's actors get the same concrete backend
-    embedding = resolve_backend(settings.embedding, recorded_model_id(settings.index))
-    embedder = embedder or make_embedder(embedding)  # lazy: the Ray engine never loads it here
+    # a concrete backend for the engine's own embedders too (Ray's actors, on other CPUs): auto keeps the
+    # index's kind of vectors; a caller's embedder sets the kind
+    if embedder is None:
+        embedding = resolve_backend(settings.embedding, recorded_model_id(settings.index))
+        embedder = make_embedder(embedding)  # lazy: the Ray engine never loads it here
+    else:
+        embedding = resolve_backend(replace(settings.embedding, backend="auto"), embedder.model_id)
     job = settings.ingest
     acl = AclResolver(job.acl_roots)
     with IndexWriter.open(settings.index, embedder.model_id, switch=True) as writer:

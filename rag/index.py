@@ -434,15 +434,15 @@ class IndexWriter:
         if stored_model is None:
             with self.conn:
                 self.store.set_meta("embedding_model", self.model_id)
-        elif stored_model != self.model_id or pending not in (None, self.model_id):
+        elif stored_model != self.model_id or (self.allow_switch and pending not in (None, self.model_id)):
             if without_space(stored_model) != without_space(self.model_id):
                 raise ModelMismatchError(
                     f"index {self.dir} was built with embedding model {stored_model}, but {self.model_id} is "
                     f"configured: set RAG_EMBEDDING_MODEL back, or index into a new folder with --index")
             if not self.allow_switch:
                 raise ModelMismatchError(
-                    f"index {self.dir} holds {vector_space(pending or stored_model)} vectors, but this "
-                    f"embedder makes {vector_space(self.model_id)} ones: run `rag ingest` to re-embed it, or set "
+                    f"index {self.dir} holds {vector_space(stored_model)} vectors, but this embedder makes "
+                    f"{vector_space(self.model_id)} ones: run `rag ingest` to re-embed it, or set "
                     f"RAG_EMBEDDING_BACKEND=auto")
             if pending != self.model_id:
                 # documents up to this id hold the old vectors; a killed switch resumes from here
@@ -571,8 +571,10 @@ class IndexWriter:
         removed, added = self.store.changes_at(self.version)
         previous = self.published
         _, visible = self.store.counts(self.version)
-        if self.switching:
-            raise RagIndexError("publishing in the middle of re-embedding would mix two kinds of vectors")
+        if self.switching or self.store.get_meta(SWITCH_TO) is not None:
+            # the working state mixes two kinds of vectors until every document is re-embedded
+            raise RagIndexError(f"index {self.dir} is being re-embedded into other vectors (an interrupted run): "
+                                f"run `rag ingest` to finish it; this change is kept and published with it")
         if not removed and not added and previous is not None and previous.embedding_model == self.model_id:
             return PublishReport(previous.version, previous.vectors, published=False)
         if dim is None:

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from ingest.job import run_ingest
+from ingest.job import remove_paths, run_ingest
 from rag.embedding import (
     Embedder,
     OnnxEmbedder,
@@ -23,7 +23,7 @@ from rag.embedding import (
     onnx_backend,
     vector_space,
 )
-from rag.index import IndexReader, Manifest, ModelMismatchError, recorded_model_id
+from rag.index import IndexReader, Manifest, ModelMismatchError, RagIndexError, recorded_model_id
 from rag.search import build_searcher
 from rag.settings import ConfigError, EmbeddingSettings, Settings
 from tests.conftest import SAMPLES, consistent
@@ -187,12 +187,17 @@ def test_switching_backend_re_embeds_resumably_and_search_follows(
     assert manifest is not None and manifest.embedding_model.endswith("+int8")  # the published version is intact
     assert consistent(int8.index.dir)[1] == first.vectors_total
     assert searcher.search("how many vacation days", k=3).hits[0].path == before[0].path
+    # a removal meanwhile is kept but not published: the working state mixes two kinds of vectors
+    with pytest.raises(RagIndexError, match="being re-embedded.*run `rag ingest` to finish it"):
+        remove_paths(int8.index, [str(SAMPLES / "it")], recorded_model_id(int8.index) or "", "ada")
+    assert consistent(int8.index.dir)[1] == first.vectors_total
 
     resumed = run_ingest(torch_settings, [SAMPLES], progress=False, embedder=backends["torch"])
     assert 0 < resumed.chunks_reembedded < first.vectors_total  # what the killed run did is kept
-    assert resumed.files_unchanged == first.files_indexed and resumed.chunks_added == 0
+    it_docs = sum(1 for p in (SAMPLES / "it").rglob("*") if p.is_file())
+    assert resumed.files_unchanged == first.files_indexed - it_docs and resumed.chunks_added == 0
     assert recorded_model_id(torch_settings.index) == backends["torch"].model_id
-    assert consistent(int8.index.dir)[1] == first.vectors_total
+    assert consistent(int8.index.dir)[0] == first.files_indexed - it_docs  # the removal is published now
     after = searcher.search("how many vacation days", k=3).hits  # the same process, now on fp32 vectors
     assert searcher.embedder.model_id == backends["torch"].model_id
     assert after[0].path == before[0].path
