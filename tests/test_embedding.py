@@ -125,7 +125,7 @@ def test_conversion_is_made_once_and_a_read_only_cache_still_works(
     cache = tmp_path / "cache"
     first = onnx_backend.converted_model(embedder.folder, cache, "int8")
     made = {p.name: p.stat().st_mtime_ns for p in first.parent.iterdir()}
-    assert set(made) == {"model.onnx", "model-int8.onnx"}  # no temporary file left behind
+    assert set(made) == {"model.onnx", onnx_backend.INT8_FILE}  # no temporary file left behind
     assert onnx_backend.converted_model(embedder.folder, cache, "int8") == first
     assert {p.name: p.stat().st_mtime_ns for p in first.parent.iterdir()} == made  # reused, not redone
     if os.geteuid() == 0:
