@@ -126,6 +126,8 @@ def test_conversion_is_made_once_and_a_read_only_cache_still_works(
     first = onnx_backend.converted_model(embedder.folder, cache, "int8")
     made = {p.name: p.stat().st_mtime_ns for p in first.parent.iterdir()}
     assert set(made) == {"model.onnx", onnx_backend.INT8_FILE}  # no temporary file left behind
+    assert first.parent.stat().st_mode & 0o777 == 0o700  # the file that decides every vector: ours alone
+    assert {p.stat().st_mode & 0o777 for p in first.parent.iterdir()} == {0o600}
     assert onnx_backend.converted_model(embedder.folder, cache, "int8") == first
     assert {p.name: p.stat().st_mtime_ns for p in first.parent.iterdir()} == made  # reused, not redone
     if os.geteuid() == 0:

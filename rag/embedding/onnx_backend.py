@@ -27,7 +27,7 @@ from rag.embedding.base import (
     set_offline_mode,
     space_model_id,
 )
-from rag.files import atomic_replace
+from rag.files import atomic_replace, private_dir
 from rag.settings import ConfigError, EmbeddingSettings
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def converted_model(folder: Path, cache_dir: Path, precision: str) -> Path:
     if target.is_file():
         return target
     try:
-        target_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(target_dir)  # a model file others could replace would decide every vector
         probe = tempfile.NamedTemporaryFile(dir=target_dir, prefix=".probe")
         probe.close()
     except OSError as exc:
