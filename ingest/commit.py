@@ -21,6 +21,8 @@ from rag.types import ChunkInput, DocumentInput
 
 log = logging.getLogger(__name__)
 
+FIRST_BATCH_CHUNKS = 32
+
 
 class Progress:
     """A tqdm bar on a terminal; a log line every few seconds otherwise; and the caller's callback."""
@@ -107,7 +109,10 @@ class Committer:
                 self._replaced.append(stored.doc_id)
             self._chunks += len(outcome.chunks)
             summary.files_indexed += 1
-        if self._chunks >= self.commit_chunks:  # one embedding call, one transaction
+        # one embedding call, one transaction; a first run's first batch is small, so its first documents
+        # are searchable within seconds (published at once, see _maybe_publish)
+        first = self.writer.published is None and self.publish_interval_s > 0
+        if self._chunks >= (min(self.commit_chunks, FIRST_BATCH_CHUNKS) if first else self.commit_chunks):
             self.flush()
 
     def set_groups(self, doc_id: int, groups: tuple[str, ...]) -> None:
