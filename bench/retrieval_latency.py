@@ -125,6 +125,11 @@ def main() -> None:
             report[f"{backend}_{mode}_p50_ms"], report[f"{backend}_{mode}_p95_ms"] = round(p50_ms, 2), round(p95_ms, 2)
         print(json.dumps(report), flush=True)
     report.update(pruning_recall(settings, searcher.embedder, questions))
+    unpruned = Searcher(searcher.embedder, IndexReader(settings.index),
+                        replace(settings.search, keyword_prune_above=10**12))
+    for mode in ("keyword", "hybrid"):
+        p50_ms, p95_ms = timings(lambda q, m=mode: unpruned.search(q, 5, m), questions)
+        report[f"unpruned_{mode}_p50_ms"], report[f"unpruned_{mode}_p95_ms"] = round(p50_ms, 2), round(p95_ms, 2)
     report["index_type"] = searcher.reader.manifest.index_type if searcher.reader.manifest else None
     print(json.dumps(report), flush=True)
     if args.no_langchain:
