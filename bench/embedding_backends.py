@@ -26,18 +26,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared" / "eval"
+
+from bench.ingest_vs_langchain import shared_passages  # noqa: E402
 BACKENDS = ("torch", "onnx", "onnx-int8")
 QUESTIONS = ["how many vacation days do new employees get", "what is the capital of the region",
              "who wrote the letter to the captain", "is the northern lights visible from london"]
 
 
 def chunk_texts(count: int) -> list[str]:
-    texts = []
-    for name in ("boolq-dev", "narrativeqa-dev"):
-        with open(SHARED / name / "corpus.jsonl") as f:
-            for line in f:
-                text = json.loads(line)["text"]
-                texts.extend(text[i:i + 700] for i in range(0, len(text), 700))
+    texts = shared_passages(700)
     return texts[::max(1, len(texts) // count)][:count]
 
 

@@ -25,16 +25,21 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "eval"
 
 
-def make_corpus(folder: Path, files: int, seed: int = 7) -> tuple[int, int]:
-    """Files of 1-3 real passages each, no passage used twice (no duplicate chunks to exploit)."""
+def shared_passages(size: int = 700) -> list[str]:
+    """Every text of ../shared/eval's corpora, long stories cut into paragraph-sized passages of `size`
+    characters like the rest."""
     passages = []
     for name in ("boolq-dev", "narrativeqa-dev"):
         with open(SHARED / name / "corpus.jsonl") as f:
             for line in f:
-                doc = json.loads(line)
-                text = doc["text"]
-                # stories are long: cut them into paragraph-sized passages like the rest
-                passages.extend(text[i:i + 700] for i in range(0, len(text), 700))
+                text = json.loads(line)["text"]
+                passages.extend(text[i:i + size] for i in range(0, len(text), size))
+    return passages
+
+
+def make_corpus(folder: Path, files: int, seed: int = 7) -> tuple[int, int]:
+    """Files of 1-3 real passages each, no passage used twice (no duplicate chunks to exploit)."""
+    passages = shared_passages()
     rng = random.Random(seed)
     rng.shuffle(passages)
     if folder.exists():

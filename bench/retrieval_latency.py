@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.ann_recall import real_vectors
+from bench.ingest_vs_langchain import shared_passages
 from rag.embedding import SentenceTransformerEmbedder, make_embedder
 from rag.index import IndexReader, IndexWriter
 from rag.search import Searcher
@@ -36,13 +37,7 @@ SHARED = REPO.parent / "shared" / "eval"
 
 
 def passages() -> list[str]:
-    out = []
-    for name in ("boolq-dev", "narrativeqa-dev"):
-        with open(SHARED / name / "corpus.jsonl") as f:
-            for line in f:
-                text = json.loads(line)["text"]
-                out.extend(text[i:i + 900] for i in range(0, len(text), 900))
-    return out
+    return shared_passages(900)  # the cut bench/ann_recall.py's real vectors were made from
 
 
 def build(index_dir: Path, n: int, embedder: SentenceTransformerEmbedder) -> tuple[list[str], np.ndarray]:
