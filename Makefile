@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_INDEX := data/demo-index
 PORT ?= 8501
 
-.PHONY: demo test test-fast bench venv clean
+.PHONY: demo test test-fast bench venv clean wheels image
 
 venv: $(STAMP)
 
@@ -31,6 +31,15 @@ test: $(STAMP)
 # The logic tests only (no browser, no Ray, no kill loop, no large index): a quick check while editing.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The service image, air-gapped (podman, buildah and debootstrap from apt; root): fetch the wheels once,
+# then build from them with no network and prove the image from inside (scripts/smoke_image.sh).
+wheels:
+	scripts/download_wheels.sh
+
+image:
+	test -n "$$(ls wheels/*.whl 2>/dev/null)" || scripts/download_wheels.sh
+	scripts/build_image.sh
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_vs_langchain.py
