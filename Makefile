@@ -38,7 +38,7 @@ wheels:
 	scripts/download_wheels.sh
 
 image:
-	test -n "$$(ls wheels/*.whl 2>/dev/null)" || scripts/download_wheels.sh
+	scripts/download_wheels.sh
 	scripts/build_image.sh
 
 bench: $(STAMP)
