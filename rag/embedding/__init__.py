@@ -88,7 +88,7 @@ def choose_backend(settings: EmbeddingSettings, index_model: str | None = None, 
     flags = cpu_flags() if flags is None else flags
     vnni = sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
     if vnni:
-        return BackendChoice("onnx-int8", f"a new index on a CPU with {', '.join(vnni)}: int8 measured 2.2x "
+        return BackendChoice("onnx-int8", f"a new index on a CPU with {', '.join(vnni)}: int8 measured 1.9-2.2x "
                                           f"PyTorch fp32 within the recall bar")
     # int8 without VNNI can saturate (ONNX Runtime's quantization notes) and was not measured here
     return BackendChoice("onnx", "a new index on a CPU without VNNI: ONNX Runtime fp32")

@@ -2,7 +2,7 @@
 
 Measured on a 2-core AVX-512 (VNNI) CPU (bench/embedding_backends.py, docs/benchmarks.md): fp32 gives
 the same vectors as PyTorch at about the same chunk rate but a third of the question latency; int8
-(dynamic quantization) embeds chunks 2.2x faster than PyTorch and keeps recall@5 and MRR@10 within
+(dynamic quantization) embeds chunks 1.9-2.2x faster than PyTorch and keeps recall@5 and MRR@10 within
 0.003 on both eval sets.
 """
 
