@@ -6,8 +6,10 @@ artefacts, two columns, and a ruled table. Each engine reads every page; CER is 
 between its text and the truth (whitespace collapsed) over the truth's length; word recall, the share of
 the truth's words read in any order, separates recognition from reading order. Engines: Tesseract 5
 (Debian's tesseract-ocr, through pytesseract) and RapidOCR (rapidocr-onnxruntime: PP-OCRv4 ONNX models
-inside its wheel). Measurement only: neither is a product dependency yet (issue 15). Usage:
+inside its wheel). Measurement only: neither is a product dependency yet (issue 15), so install them first:
 
+    apt-get install tesseract-ocr
+    .venv/bin/pip install pytesseract==0.3.13 rapidocr-onnxruntime==1.4.4 rapidfuzz
     .venv/bin/python bench/ocr_engines.py [--pages 2] [--dpi 150,200,300]
 """
 
