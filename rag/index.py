@@ -22,10 +22,11 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -260,21 +261,30 @@ def check_model(manifest: Manifest, folder: Path, model_id: str) -> None:
         f"the same model, or re-index with this one into a new folder")
 
 
+T = TypeVar("T")
+
+
+def _peek(folder: Path, read: Callable[[ChunkStore], T], default: T) -> T | None:
+    """`read` on the folder's database opened read-only, without a writer's lock; None when there is no
+    database, `default` while a first run is still creating its schema."""
+    if not (folder / DB_NAME).is_file():
+        return None
+    conn = connect(folder, readonly=True)
+    try:
+        return read(ChunkStore(conn))
+    except sqlite3.OperationalError:
+        return default
+    finally:
+        conn.close()
+
+
 def recorded_model_id(settings: IndexSettings) -> str | None:
     """The embedding model id the index in `settings.dir` records (None: no index yet). Cheap: reads the
     manifest, or the database of a first run that has not published yet."""
     manifest = Manifest.read(settings.dir)
     if manifest is not None:
         return manifest.embedding_model
-    if not (settings.dir / DB_NAME).is_file():
-        return None
-    conn = connect(settings.dir, readonly=True)
-    try:
-        return ChunkStore(conn).get_meta("embedding_model")
-    except sqlite3.OperationalError:  # created but no schema yet
-        return None
-    finally:
-        conn.close()
+    return _peek(settings.dir, lambda store: store.get_meta("embedding_model"), None)
 
 
 RUN_FILE = "run.json"
@@ -317,11 +327,13 @@ class RunState:
 class IndexState:
     """An index folder as `rag status` reports it, published or not, without loading any vectors."""
 
-    published_version: int
     pending_documents: int  # committed by a run since the last publish, not searchable yet
     pending_chunks: int
-    running: bool
-    run: RunState | None
+    run: RunState | None  # the run writing the index now (None: none alive)
+
+    @property
+    def running(self) -> bool:
+        return self.run is not None
 
     def fields(self) -> dict[str, object]:
         """The `rag status --json` fields about unpublished work and the run."""
@@ -348,21 +360,15 @@ class IndexState:
 
 
 def index_state(settings: IndexSettings) -> IndexState | None:
-    """The folder's published version, unpublished work and running run; None when nothing is there."""
-    if not (settings.dir / DB_NAME).is_file():
-        return None
+    """The folder's unpublished work and running run; None when nothing is there."""
     manifest = Manifest.read(settings.dir)
     version = manifest.version if manifest else 0
-    conn = connect(settings.dir, readonly=True)
-    try:
-        documents, chunks = ChunkStore(conn).pending_counts(version)
-    except sqlite3.OperationalError:  # the first run is creating the schema
-        documents = chunks = 0
-    finally:
-        conn.close()
+    pending = _peek(settings.dir, lambda store: store.pending_counts(version), (0, 0))
+    if pending is None:
+        return None
+    documents, chunks = pending
     run = RunState.read(settings.dir)
-    running = run is not None and run.alive()
-    return IndexState(version, documents, chunks, running, run if running else None)
+    return IndexState(documents, chunks, run if run is not None and run.alive() else None)
 
 
 def vectors_file_name(version: int) -> str:
@@ -529,7 +535,7 @@ class IndexWriter:
         if not docs:
             with self.conn:
                 self.store.set_meta("embedding_model", self.model_id)
-                self.store.conn.execute("DELETE FROM meta WHERE key = ?", (SWITCH_TO,))
+                self.store.delete_meta(SWITCH_TO)
             self.switching = False
             log.info("index %s re-embedded as %s", self.dir, self.model_id)
             return 0, 0
@@ -734,7 +740,3 @@ class IndexReader:
             return "cpu"
         return "cuda" if faiss_gpu_count() > 0 else "cpu"
 
-    def check_model(self, model_id: str) -> None:
-        """Refuse to search with vectors from another model than the one that built the index."""
-        assert self.manifest is not None
-        check_model(self.manifest, self.dir, model_id)

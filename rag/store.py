@@ -219,6 +219,9 @@ class ChunkStore:
             (key, value),
         )
 
+    def delete_meta(self, key: str) -> None:
+        self.conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+
     # -- the working state seen by a writer ---------------------------------------------------
     def live_documents(self, version: int) -> dict[bytes, StoredDocument]:
         """Documents visible at `version`, keyed by raw path."""

@@ -23,7 +23,7 @@ from rag.embedding import (
     onnx_backend,
     vector_space,
 )
-from rag.index import IndexReader, Manifest, ModelMismatchError, RagIndexError, recorded_model_id
+from rag.index import IndexReader, Manifest, ModelMismatchError, RagIndexError, check_model, recorded_model_id
 from rag.search import build_searcher
 from rag.settings import ConfigError, EmbeddingSettings, Settings
 from tests.conftest import SAMPLES, consistent
@@ -213,5 +213,6 @@ def test_another_model_is_still_refused(make_settings: Callable[..., Settings], 
     run_ingest(settings, [SAMPLES / "hr"], progress=False, embedder=embedder)
     reader = IndexReader(settings.index)
     reader.refresh()
+    assert reader.manifest is not None
     with pytest.raises(ModelMismatchError, match="built with embedding model .* configure the same model"):
-        reader.check_model("other-model@123456")
+        check_model(reader.manifest, reader.dir, "other-model@123456")
