@@ -53,29 +53,28 @@ def onnx_runtime_available() -> bool:
 def onnx_unsupported(folder: Path) -> str:
     """Why this sentence-transformers folder cannot be exported here ("" when it can): the export covers
     a transformer, mean or CLS pooling and normalisation, which is what the common retrieval models are."""
+    return _export_plan(folder)[1]
+
+
+def _export_plan(folder: Path) -> tuple[str, str]:
+    """(pooling, "mean" or "cls"; why the folder cannot be exported, "" when it can), from its modules."""
     if not (folder / "tokenizer.json").is_file():
-        return "it has no tokenizer.json (a fast tokenizer)"
+        return "", "it has no tokenizer.json (a fast tokenizer)"
     modules_file = folder / "modules.json"
     if not modules_file.is_file():
-        return "it has no modules.json (not a sentence-transformers folder)"
+        return "", "it has no modules.json (not a sentence-transformers folder)"
+    pooling = "mean"
     for module in json.loads(modules_file.read_text()):
         kind = module.get("type", "").rsplit(".", 1)[-1]
         if kind not in {"Transformer", "Pooling", "Normalize"}:
-            return f"its {kind} module has no ONNX export here"
+            return "", f"its {kind} module has no ONNX export here"
         if kind == "Pooling":
-            pooling = json.loads((folder / module["path"] / "config.json").read_text())
-            modes = {k for k, v in pooling.items() if k.startswith("pooling_mode_") and v}
-            if modes - {"pooling_mode_mean_tokens", "pooling_mode_cls_token"} or len(modes) != 1:
-                return f"its pooling ({', '.join(sorted(modes))}) has no ONNX export here"
-    return ""
-
-
-def _pooling(folder: Path) -> str:
-    for module in json.loads((folder / "modules.json").read_text()):
-        if module.get("type", "").endswith("Pooling"):
             config = json.loads((folder / module["path"] / "config.json").read_text())
-            return "cls" if config.get("pooling_mode_cls_token") else "mean"
-    return "mean"
+            modes = {k for k, v in config.items() if k.startswith("pooling_mode_") and v}
+            if modes - {"pooling_mode_mean_tokens", "pooling_mode_cls_token"} or len(modes) != 1:
+                return "", f"its pooling ({', '.join(sorted(modes))}) has no ONNX export here"
+            pooling = "cls" if "pooling_mode_cls_token" in modes else "mean"
+    return pooling, ""
 
 
 class OnnxEmbedder:
@@ -85,12 +84,11 @@ class OnnxEmbedder:
         if precision not in ("fp32", "int8"):
             raise ValueError(f"precision {precision!r}: fp32 or int8")
         self.folder = resolve_embedding_folder(settings)
-        reason = onnx_unsupported(self.folder)
+        self._pooling, reason = _export_plan(self.folder)
         if reason:
             raise ConfigError(f"the embedding model in {self.folder} cannot run on ONNX Runtime: {reason}; "
                               f"set RAG_EMBEDDING_BACKEND=torch")
         self.precision = precision
-        self.backend = "onnx-int8" if precision == "int8" else "onnx"
         self.model_id = space_model_id(base_model_id(settings), precision)
         self.batch_size = settings.batch_size or DEFAULT_BATCH
         self.device = "unloaded"
@@ -99,7 +97,6 @@ class OnnxEmbedder:
         self._tokenizer: Any = None
         self._inputs: tuple[str, ...] = ()
         self._dim = 0
-        self._pooling = _pooling(self.folder)
         self._lock = threading.Lock()
 
     @property
