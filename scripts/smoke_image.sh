@@ -29,10 +29,28 @@ cat > "$root/tmp/smoke.sh" <<'SMOKE'
 set -eu
 cd "$WORKDIR"
 step() { echo "== $*"; }
+# wait_for LOG URL...: wait until the first URL answers (a server starting), then print each URL's answer
+wait_for() {
+python - "$@" <<'PY'
+import sys, time, urllib.request
+log, urls = sys.argv[1], sys.argv[2:]
+for _ in range(240):
+    try:
+        urllib.request.urlopen(urls[0], timeout=2)
+        break
+    except OSError:
+        time.sleep(0.5)
+else:
+    raise SystemExit(f"{urls[0]} did not answer: see {log}")
+for url in urls:
+    print(url, urllib.request.urlopen(url, timeout=30).read().decode())
+PY
+}
 step "rag doctor"
 rag doctor || { echo "rag doctor reported a failure"; exit 1; }
 step "rag ingest /documents"
-rag ingest /documents --json | tail -1
+rag ingest /documents --json > /tmp/ingest.json  # not piped: sh has no pipefail, a failure must end the test
+tail -1 /tmp/ingest.json
 rag status
 step "rag ingest --every (docker-compose's ingest service): two passes, the second a no-op"
 rag ingest /documents --every 1 --json > /tmp/every.log 2>&1 &
@@ -64,34 +82,14 @@ PY
 step "rag ui: health endpoint and the image's HEALTHCHECK"
 rag ui --host 127.0.0.1 --port 8501 > /tmp/ui.log 2>&1 &
 ui=$!
-python - <<'PY'
-import time, urllib.request
-for _ in range(240):
-    try:
-        print("ui /_stcore/health:", urllib.request.urlopen("http://127.0.0.1:8501/_stcore/health", timeout=2).read().decode())
-        break
-    except OSError:
-        time.sleep(0.5)
-else:
-    raise SystemExit("the page did not answer on its health endpoint: see /tmp/ui.log")
-PY
-sh -c "$HEALTHCHECK_CMD" && echo "HEALTHCHECK passed"
+wait_for /tmp/ui.log http://127.0.0.1:8501/_stcore/health
+sh -c "$HEALTHCHECK_CMD"  # a failure ends the smoke test (set -e)
+echo "HEALTHCHECK passed"
 kill $ui
 step "rag api: health and readiness"
 rag api --host 127.0.0.1 --port 8000 > /tmp/api.log 2>&1 &
 api=$!
-python - <<'PY'
-import time, urllib.request
-for _ in range(240):
-    try:
-        print("api /healthz:", urllib.request.urlopen("http://127.0.0.1:8000/healthz", timeout=2).read().decode())
-        print("api /readyz:", urllib.request.urlopen("http://127.0.0.1:8000/readyz", timeout=30).read().decode())
-        break
-    except OSError:
-        time.sleep(0.5)
-else:
-    raise SystemExit("the API did not answer on its health endpoint: see /tmp/api.log")
-PY
+wait_for /tmp/api.log http://127.0.0.1:8000/healthz http://127.0.0.1:8000/readyz
 kill $api
 step "no network from inside"
 python -c "import socket; socket.create_connection(('deb.debian.org', 80), timeout=3)" 2>/dev/null && { echo "network reachable"; exit 1; } || echo "no route out (as intended for this test)"
