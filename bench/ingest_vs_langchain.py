@@ -107,12 +107,22 @@ def measure(cmd: list[str], env: dict[str, str]) -> dict[str, float | str]:
     return {"wall_s": wall, "peak_mb": peak / 1024, "result": out.decode().strip().splitlines()[-1]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def corpus_arguments(doc: str) -> argparse.Namespace:
+    """The options of the benchmarks that ingest the generated corpus: its size, rounds, output folder."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--files", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def ingest_env(out: Path) -> dict[str, str]:
+    """A `rag ingest` process's environment: CPU, this checkout, a model cache kept under `out`."""
+    return dict(os.environ, RAG_DEVICE="cpu", PYTHONPATH=str(REPO), RAG_MODEL_CACHE_DIR=str(out / "model-cache"))
+
+
+def main() -> None:
+    args = corpus_arguments(__doc__ or "")
 
     corpus = args.out / "corpus"
     files, size = make_corpus(corpus, args.files)
@@ -121,7 +131,7 @@ def main() -> None:
     print("".join(line for line in backend.splitlines(keepends=True) if "embedding backend" in line), end="")
     print(f"corpus: {files} files, {size / 1e6:.2f} MB of text from ../shared/eval", flush=True)
     # the ONNX conversion is made once per model cache, before any timed run (as on a deployed site)
-    env = dict(os.environ, RAG_DEVICE="cpu", PYTHONPATH=str(REPO), RAG_MODEL_CACHE_DIR=str(args.out / "model-cache"))
+    env = ingest_env(args.out)
     warm = args.out / "warm"
     warm.mkdir(parents=True, exist_ok=True)
     (warm / "a.txt").write_text("warm-up")

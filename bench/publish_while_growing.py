@@ -10,9 +10,7 @@ first published version. Usage:
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.ingest_vs_langchain import make_corpus  # noqa: E402
+from bench.ingest_vs_langchain import corpus_arguments, ingest_env, make_corpus  # noqa: E402
 
 SETTINGS = {"end only": "0", "default 60 s": "60", "every 5 s": "5"}
 
@@ -48,14 +46,10 @@ def run(corpus: Path, index: Path, interval: str, env: dict[str, str]) -> dict[s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=1500)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
-    args = parser.parse_args()
+    args = corpus_arguments(__doc__ or "")
     corpus = args.out / "corpus"
     make_corpus(corpus, args.files)
-    env = dict(os.environ, RAG_DEVICE="cpu", PYTHONPATH=str(REPO), RAG_MODEL_CACHE_DIR=str(args.out / "model-cache"))
+    env = ingest_env(args.out)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in SETTINGS}
     for round_ in range(args.rounds):
         for name, interval in SETTINGS.items():
