@@ -84,6 +84,8 @@ def test_status_of_a_first_run_that_has_not_published(make_settings: Callable[..
     with IndexWriter.open(settings.index, "all-MiniLM-L6-v2@test") as writer:
         writer.write_batch([doc], vectors, [])
         writer.report_progress("indexing", 8000, 1240, 2)
+        # which folders a run reads and how far it is: the service account's alone, like the index
+        assert (settings.index.dir / "run.json").stat().st_mode & 0o777 == 0o600
         code, data, text = status(settings.index.dir)
         assert code == 0, text
         assert (data["documents"], data["pending_documents"], data["pending_chunks"]) == (0, 1, 2)
