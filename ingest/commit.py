@@ -103,8 +103,10 @@ class Committer:
                 mtime_ns=found.mtime_ns, content_hash=outcome.content_hash,
                 chunks=tuple(ChunkInput(text=text, position=i, page=page)
                              for i, (text, page) in enumerate(outcome.chunks)),
-                groups=planned.groups,
+                groups=planned.groups, ocr_pages=tuple(outcome.ocr_pages),
             ))
+            summary.pages_ocr += len(outcome.ocr_pages)
+            summary.parts_unread.extend(FailedFile(found.display, warning) for warning in outcome.warnings)
             if stored is not None:
                 self._replaced.append(stored.doc_id)
             self._chunks += len(outcome.chunks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from rag.index import IndexWriter, recorded_model_id
 from rag.settings import EmbeddingSettings, IndexSettings, IngestSettings, Settings
 from rag.store import StoredDocument
 
+log = logging.getLogger(__name__)
 __all__ = ["FailedFile", "IngestProgress", "IngestSummary", "ProgressCallback", "run_ingest", "remove_paths",
            "restore_paths", "documents_under"]
 
@@ -109,8 +111,13 @@ def reembed(writer: IndexWriter, embedder: Embedder, batch_chunks: int, report: 
 
 
 def worker_config(settings: IngestSettings, embedding: EmbeddingSettings) -> WorkerConfig:
-    """What every parser process is told: the chunking model and the limits."""
+    """What every parser process is told: the chunking model, the limits and the OCR engine."""
+    from ingest.ocr import choose_ocr
+
     model_folder = resolve_embedding_folder(embedding)
+    ocr, choice = settings.ocr, choose_ocr(settings.ocr)
+    if choice.reason and choice.engine != "none":
+        log.warning("%s", choice.reason)
     return WorkerConfig(
         model_folder=str(model_folder), chunk_tokens=settings.chunk_tokens,
         overlap_tokens=settings.chunk_overlap_tokens,
@@ -118,6 +125,9 @@ def worker_config(settings: IngestSettings, embedding: EmbeddingSettings) -> Wor
         max_file_bytes=int(settings.max_file_mb * 2**20), memory_bytes=settings.parse_memory_mb * 2**20,
         zip_max_uncompressed=int(settings.zip_max_uncompressed_mb * 2**20),
         zip_max_ratio=settings.zip_max_ratio,
+        ocr_engine=choice.engine, ocr_languages=choice.languages, ocr_tessdata_dir=choice.tessdata_dir,
+        ocr_off_reason=choice.reason, ocr_dpi=ocr.dpi, ocr_page_timeout_s=ocr.page_timeout_s,
+        ocr_file_timeout_s=ocr.file_timeout_s, ocr_max_pixels=ocr.max_pixels,
     )
 
 

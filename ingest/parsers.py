@@ -2,7 +2,9 @@
 
 These run inside the sandboxed parser processes of `ingest.worker` (address-space and time limits),
 so a hostile file can at worst kill its worker. Each parser still refuses what it can recognise as
-hostile up front: zip bombs, XML with DTDs or entity declarations, binary data in text files.
+hostile up front: zip bombs, XML with DTDs or entity declarations, binary data in text files, images
+declaring more pixels than the limit (decompression bombs). Scanned pages and images are read by OCR
+(ingest/ocr.py) when the worker has an engine.
 """
 
 from __future__ import annotations
@@ -14,12 +16,20 @@ import io
 import json
 import os
 import re
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from charset_normalizer import from_bytes
+
+from rag.settings import IMAGE_EXTENSIONS
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ingest.ocr import OcrEngine, OcrPage
 
 T = TypeVar("T")
 
@@ -37,12 +47,36 @@ class Limits:
     zip_max_members: int = 20_000
 
 
+@dataclass(frozen=True)
+class OcrOptions:
+    """The worker's OCR engine (None: OCR unavailable, for `off_reason`) and how pages are given to it."""
+
+    engine: "OcrEngine | None" = None
+    off_reason: str = "OCR is off"
+    dpi: int = 200
+    max_pixels: int = 80_000_000
+    max_frames: int = 2000
+    # called after each page read: (pages read so far in this file, pages in the file)
+    progress: Callable[[int, int], None] | None = None
+
+
+@dataclass(frozen=True)
+class ParseOptions:
+    """What a parser gets besides the file: the limits, and OCR for scans and images."""
+
+    limits: Limits = Limits()
+    ocr: OcrOptions = OcrOptions()
+
+
 @dataclass
 class TextUnit:
-    """A page, slide or sheet of a document (page None for formats without pages)."""
+    """A page, slide or sheet of a document (page None for formats without pages); `ocr` when its text was
+    read from an image, `warning` when part of it could not be read."""
 
     text: str
     page: int | None = None
+    ocr: "OcrPage | None" = None
+    warning: str = ""
 
 
 @dataclass
@@ -56,7 +90,7 @@ class ParsedDocument:
 class Parser(Protocol):
     """Extracts text from a file's bytes."""
 
-    def __call__(self, data: bytes, name: str, limits: Limits) -> ParsedDocument: ...
+    def __call__(self, data: bytes, name: str, options: ParseOptions) -> ParsedDocument: ...
 
 
 _WS = re.compile(r"[ \t\r\f\v]+")
@@ -100,19 +134,19 @@ def _stem(name: str) -> str:
 
 
 # -- plain text formats ----------------------------------------------------------------------------
-def parse_text(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+def parse_text(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     text = decode_text(data)
     return ParsedDocument(_first_line_title(text) or _stem(name), [TextUnit(clean(text))])
 
 
-def parse_markdown(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+def parse_markdown(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     text = decode_text(data)
     match = re.search(r"^#\s+(.+)$", text, re.M)
     title = match.group(1).strip() if match else _stem(name)
     return ParsedDocument(title, [TextUnit(clean(text))])
 
 
-def parse_rst(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+def parse_rst(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     text = decode_text(data)
     match = re.search(r"^(?:[=\-~#*]{3,}\n)?(\S.*)\n[=\-~#*]{3,}\s*$", text, re.M)
     title = match.group(1).strip() if match else _stem(name)
@@ -153,7 +187,7 @@ def html_to_text(html: str) -> tuple[str, str]:
     return title, text
 
 
-def parse_html(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+def parse_html(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     declared = _HTML_CHARSET.search(data[:4096])
     text = None
     if declared:
@@ -168,7 +202,47 @@ def parse_html(data: bytes, name: str, limits: Limits) -> ParsedDocument:
 
 
 # -- PDF -------------------------------------------------------------------------------------------
-def parse_pdf(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+# A page is a scan when images cover most of it and its text layer is thin (a searchable scan, with an
+# invisible text layer, keeps that layer), or when it has images and next to no text at all.
+SCAN_COVERAGE, SCAN_MAX_CHARS = 0.5, 300
+SPARSE_COVERAGE, SPARSE_MAX_CHARS = 0.05, 20
+
+
+def _image_coverage(page: object) -> float:
+    """Share of the page's area under image objects (overlaps counted twice, capped at 1)."""
+    import pypdfium2.raw as pdfium_c
+
+    width, height = page.get_size()  # type: ignore[attr-defined]
+    covered = 0.0
+    for obj in page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,), max_depth=3):  # type: ignore[attr-defined]
+        left, bottom, right, top = obj.get_bounds()
+        covered += max(0.0, min(right, width) - max(left, 0.0)) * max(0.0, min(top, height) - max(bottom, 0.0))
+    return min(1.0, covered / max(1.0, width * height))
+
+
+def needs_ocr(chars: int, coverage: float) -> bool:
+    """Whether a PDF page with `chars` characters of text layer and this image coverage is a scan."""
+    return (coverage >= SCAN_COVERAGE and chars < SCAN_MAX_CHARS) or (
+        coverage >= SPARSE_COVERAGE and chars < SPARSE_MAX_CHARS)
+
+
+def render_scale(width_pt: float, height_pt: float, dpi: int, max_pixels: int) -> float:
+    """pdfium's scale for rendering a page at `dpi`, reduced so the bitmap stays under `max_pixels` (a page
+    declaring 200 x 200 inches is read at a lower resolution, not allocated in full)."""
+    scale = dpi / 72
+    pixels = width_pt * height_pt * scale * scale
+    return scale if pixels <= max_pixels else (max_pixels / max(1.0, width_pt * height_pt)) ** 0.5
+
+
+def _ocr_unit(image: "Image.Image", page: int, ocr: OcrOptions, fallback: str = "") -> TextUnit:
+    assert ocr.engine is not None
+    result = ocr.engine.read([image])[0]
+    if result.error:
+        return TextUnit(fallback, page, warning=f"page {page}: {result.error}")
+    return TextUnit(clean(result.text), page, ocr=result)
+
+
+def parse_pdf(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     import pypdfium2 as pdfium
 
     try:
@@ -178,18 +252,77 @@ def parse_pdf(data: bytes, name: str, limits: Limits) -> ParsedDocument:
         if "password" in message:
             raise ParseError("encrypted PDF (password required)") from exc
         raise ParseError(f"corrupt or unsupported PDF ({exc})") from exc
+    ocr = options.ocr
     try:
         units = []
-        for number in range(len(pdf)):
+        pages = len(pdf)
+        read = 0
+        for number in range(pages):
             page = pdf[number]
             textpage = page.get_textpage()
-            units.append(TextUnit(clean(textpage.get_text_bounded()), page=number + 1))
+            text = clean(textpage.get_text_bounded())
             textpage.close()
+            chars = sum(1 for ch in text if not ch.isspace())
+            if chars < SCAN_MAX_CHARS and needs_ocr(chars, _image_coverage(page)):
+                if ocr.engine is None:
+                    units.append(TextUnit(text, number + 1, warning=f"page {number + 1}: scanned, not read "
+                                                                     f"({ocr.off_reason})"))
+                else:
+                    width, height = page.get_size()
+                    scale = render_scale(width, height, ocr.dpi, ocr.max_pixels)
+                    image = page.render(scale=scale, grayscale=True).to_pil()
+                    units.append(_ocr_unit(image, number + 1, ocr, fallback=text))
+                    read += 1
+                    if ocr.progress is not None:
+                        ocr.progress(read, pages)
+            else:
+                units.append(TextUnit(text, page=number + 1))
             page.close()
         title = (pdf.get_metadata_dict().get("Title") or "").strip()
     finally:
         pdf.close()
     return ParsedDocument(title or _stem(name), units)
+
+
+# -- images ----------------------------------------------------------------------------------------
+def parse_image(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
+    """Every frame of an image (a multi-page TIFF has many) read by OCR, one unit per frame. The size each
+    frame declares is checked before its pixels are decoded."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    ocr = options.ocr
+    if ocr.engine is None:
+        raise ParseError(f"image not read: {ocr.off_reason}")
+    try:
+        with warnings.catch_warnings():  # PIL warns of large images; the limit below decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))  # reads the header only
+    except Image.DecompressionBombError as exc:
+        raise ParseError(f"image refused: it declares more pixels than any page ({exc})") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ParseError(f"corrupt or unsupported image ({exc})") from exc
+    frames = getattr(image, "n_frames", 1)
+    if frames > ocr.max_frames:
+        raise ParseError(f"image with {frames} frames (limit {ocr.max_frames})")
+    units = []
+    for index in range(frames):
+        try:
+            image.seek(index)
+        except (EOFError, OSError, ValueError) as exc:
+            raise ParseError(f"corrupt image frame {index + 1} ({exc})") from exc
+        width, height = image.size
+        if width * height > ocr.max_pixels:
+            raise ParseError(f"image refused before decoding: {width} x {height} pixels is over the "
+                             f"{ocr.max_pixels / 1e6:g}-megapixel limit (a decompression bomb, or a scan at "
+                             "an extreme resolution: raise RAG_OCR_MAX_MEGAPIXELS)")
+        try:
+            frame = ImageOps.exif_transpose(image.copy()) if frames == 1 else image.copy()
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise ParseError(f"corrupt image data in frame {index + 1} ({exc})") from exc
+        units.append(_ocr_unit(frame, index + 1, ocr))
+        if ocr.progress is not None:
+            ocr.progress(index + 1, frames)
+    return ParsedDocument(_stem(name), units)
 
 
 # -- Office Open XML (zips of XML) -----------------------------------------------------------------
@@ -235,12 +368,12 @@ def _open_office(data: bytes, limits: Limits, kind: str, opener: Callable[[io.By
         raise ParseError(f"corrupt {kind} ({type(exc).__name__}: {exc})") from exc
 
 
-def parse_docx(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+def parse_docx(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     import docx
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
-    document = _open_office(data, limits, "Word document", docx.Document)
+    document = _open_office(data, options.limits, "Word document", docx.Document)
     lines: list[str] = []
     heading = ""
     for block in document.iter_inner_content():
@@ -256,10 +389,10 @@ def parse_docx(data: bytes, name: str, limits: Limits) -> ParsedDocument:
     return ParsedDocument(title, [TextUnit(clean("\n".join(lines)))])
 
 
-def parse_pptx(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+def parse_pptx(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     import pptx
 
-    deck = _open_office(data, limits, "PowerPoint file", pptx.Presentation)
+    deck = _open_office(data, options.limits, "PowerPoint file", pptx.Presentation)
     units = []
     first_title = ""
     for number, slide in enumerate(deck.slides, start=1):
@@ -297,10 +430,10 @@ def _table_lines(rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def parse_xlsx(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+def parse_xlsx(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     import openpyxl
 
-    book = _open_office(data, limits, "Excel workbook",
+    book = _open_office(data, options.limits, "Excel workbook",
                         lambda f: openpyxl.load_workbook(f, read_only=True, data_only=True))
     units = []
     try:
@@ -315,7 +448,7 @@ def parse_xlsx(data: bytes, name: str, limits: Limits) -> ParsedDocument:
 
 
 # -- data and mail ---------------------------------------------------------------------------------
-def parse_csv(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+def parse_csv(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     text = decode_text(data)
     try:
         dialect = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|")
@@ -336,7 +469,7 @@ def _json_lines(value: object, prefix: str = "") -> Iterator[str]:
         yield f"{prefix}: {value}" if prefix else str(value)
 
 
-def parse_json(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+def parse_json(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     try:
         value = json.loads(decode_text(data))
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -350,7 +483,7 @@ def parse_json(data: bytes, name: str, limits: Limits) -> ParsedDocument:
     return ParsedDocument(title, [TextUnit(clean("\n".join(_json_lines(value))))])
 
 
-def parse_eml(data: bytes, name: str, limits: Limits) -> ParsedDocument:
+def parse_eml(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     message = email.message_from_bytes(data, policy=email.policy.default)
     if not message.keys():
         raise ParseError("not an e-mail message (no headers)")
@@ -379,10 +512,11 @@ def parse_eml(data: bytes, name: str, limits: Limits) -> ParsedDocument:
     return ParsedDocument(subject or _stem(name), [TextUnit(clean("\n".join(headers) + "\n\n" + body))])
 
 
-PARSERS: dict[str, Callable[[bytes, str, Limits], ParsedDocument]] = {
+PARSERS: dict[str, Callable[[bytes, str, ParseOptions], ParsedDocument]] = {
     ".txt": parse_text, ".md": parse_markdown, ".rst": parse_rst, ".html": parse_html, ".htm": parse_html,
     ".pdf": parse_pdf, ".docx": parse_docx, ".pptx": parse_pptx, ".csv": parse_csv, ".xlsx": parse_xlsx,
     ".json": parse_json, ".eml": parse_eml,
+    **{extension: parse_image for extension in IMAGE_EXTENSIONS},
 }
 
 

@@ -34,6 +34,9 @@ class IngestSummary:
     files_unchanged: int = 0
     files_removed: int = 0
     files_failed: list[FailedFile] = field(default_factory=list)
+    # indexed files with a part left unread (an OCR'd page over its time limit; a scan while OCR is off)
+    parts_unread: list[FailedFile] = field(default_factory=list)
+    pages_ocr: int = 0  # pages and image frames whose text OCR read
     files_skipped: int = 0
     files_excluded: int = 0  # removed by an admin: left out until the removal is undone
     chunks_added: int = 0

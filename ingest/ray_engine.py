@@ -140,7 +140,7 @@ class RayEngine:
                                                    "timeout_s": self.settings.parse_timeout_s},
                     concurrency=max(1, self.settings.parse_workers))
         for row in ds.iter_rows():
-            yield Task(**json.loads(row["task"])), Outcome(**json.loads(row["outcome"]))
+            yield Task(**json.loads(row["task"])), Outcome.from_json(row["outcome"])
 
 
 def _start_ray(settings: IngestSettings) -> bool:

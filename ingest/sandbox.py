@@ -24,6 +24,7 @@ import os
 import platform
 import resource
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 # Linux syscall numbers for Landlock (the same on x86_64 and aarch64: the generic table).
@@ -86,13 +87,13 @@ def _leave_network(report: SandboxReport) -> None:
         report.missing.append(f"network namespace ({os.strerror(ctypes.get_errno())})")
 
 
-def _readable_roots(model_folder: str) -> list[str]:
+def _readable_roots(model_folder: str, extra: Sequence[str] = ()) -> list[str]:
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
-             model_folder, *(p for p in sys.path if p), *_SYSTEM_READ}
+             model_folder, *extra, *(p for p in sys.path if p), *_SYSTEM_READ}
     return sorted(r for r in roots if os.path.exists(r))
 
 
-def _landlock(model_folder: str, report: SandboxReport) -> None:
+def _landlock(model_folder: str, extra: Sequence[str], report: SandboxReport) -> None:
     if platform.system() != "Linux":
         report.missing.append("Landlock (not Linux)")
         return
@@ -118,7 +119,7 @@ def _landlock(model_folder: str, report: SandboxReport) -> None:
         report.missing.append(f"Landlock ruleset ({os.strerror(ctypes.get_errno())})")
         return
     try:
-        for root in _readable_roots(model_folder):
+        for root in _readable_roots(model_folder, extra):
             try:
                 fd = os.open(root, os.O_PATH | os.O_CLOEXEC)
             except OSError:
@@ -139,12 +140,13 @@ def _landlock(model_folder: str, report: SandboxReport) -> None:
         os.close(ruleset)
 
 
-def confine(model_folder: str) -> SandboxReport:
-    """Leave the network and drop file-system rights; call first, while the process has one thread
-    (Landlock holds for the calling thread and the threads and processes it starts later)."""
+def confine(model_folder: str, extra_read: Sequence[str] = ()) -> SandboxReport:
+    """Leave the network and drop file-system rights (reads stay allowed under the code, the model folder
+    and `extra_read`, e.g. OCR language files); call first, while the process has one thread (Landlock
+    holds for the calling thread and the threads and processes it starts later)."""
     report = SandboxReport()
     _leave_network(report)
-    _landlock(model_folder, report)
+    _landlock(model_folder, extra_read, report)
     return report
 
 

@@ -24,12 +24,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ingest.sandbox import SandboxReport, confine, limit_resources, scrubbed_environment
 from ingest.walk import FileChangedError, FoundFile, open_verified
+from rag.types import OcrPageInput
+
+if TYPE_CHECKING:
+    from ingest.ocr import OcrPage
+    from ingest.parsers import OcrOptions
 
 log = logging.getLogger(__name__)
 # CPU seconds a worker may use in all before it is retired and replaced (a backstop to the wall clock)
@@ -48,6 +54,15 @@ class WorkerConfig:
     memory_bytes: int
     zip_max_uncompressed: int
     zip_max_ratio: float
+    # OCR, as the parent chose it (ingest.ocr.choose_ocr): the worker loads that engine and nothing else
+    ocr_engine: str = "none"
+    ocr_languages: str = "eng"
+    ocr_tessdata_dir: str = ""
+    ocr_off_reason: str = "OCR is off"
+    ocr_dpi: int = 200
+    ocr_page_timeout_s: float = 30.0
+    ocr_file_timeout_s: float = 1800.0
+    ocr_max_pixels: int = 80_000_000
 
 
 @dataclass(frozen=True)
@@ -82,16 +97,41 @@ class Outcome:
     title: str = ""
     chunks: list[tuple[str, int | None]] = field(default_factory=list)
     cpu_s: float = 0.0  # the worker's CPU time so far
+    ocr_pages: list[OcrPageInput] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # parts not read (an OCR page over its time limit)
+
+    @classmethod
+    def from_json(cls, line: str) -> "Outcome":
+        data = json.loads(line)
+        data["chunks"] = [tuple(c) for c in data.get("chunks", [])]
+        data["ocr_pages"] = [OcrPageInput.from_json(p) for p in data.get("ocr_pages", [])]
+        return cls(**data)
 
 
-def cpu_budget(timeout_s: float) -> int:
-    """CPU seconds a worker may use in all: many files at their time limit, never one parse unbounded."""
-    return int(max(600.0, CPU_BUDGET_FACTOR * timeout_s))
+def cpu_budget(timeout_s: float, config: WorkerConfig | None = None) -> int:
+    """CPU seconds a worker may use in all: many files at their time limit, never one parse unbounded
+    (with OCR, at least one scanned file at its own, longer limit)."""
+    budget = max(600.0, CPU_BUDGET_FACTOR * timeout_s)
+    if config is not None and config.ocr_engine != "none":
+        budget = max(budget, 2 * config.ocr_file_timeout_s)
+    return int(budget)
+
+
+def file_deadline(timeout_s: float, config: WorkerConfig) -> float:
+    """The longest a file may take: the parse limit, or for OCR'd files the OCR file limit (each page read
+    extends the parse limit, see `_Worker.run`)."""
+    return max(timeout_s, config.ocr_file_timeout_s) if config.ocr_engine != "none" else timeout_s
 
 
 # -- the worker process ------------------------------------------------------------------------------
-def _handle(task: Task, config: WorkerConfig, chunker: object, fd: int) -> Outcome:
-    from ingest.parsers import Limits, ParseError, parser_for
+def _ocr_record(page: int, engine: str, result: "OcrPage") -> OcrPageInput:
+    words = tuple((round(w.box[0], 4), round(w.box[1], 4), round(w.box[2], 4), round(w.box[3], 4), w.text)
+                  for w in result.words)
+    return OcrPageInput(page, engine, round(result.confidence, 4), round(result.seconds, 3), words)
+
+
+def _handle(task: Task, config: WorkerConfig, chunker: object, fd: int, ocr: OcrOptions) -> Outcome:
+    from ingest.parsers import Limits, ParseError, ParseOptions, parser_for
 
     try:
         with os.fdopen(fd, "rb") as f:
@@ -104,12 +144,18 @@ def _handle(task: Task, config: WorkerConfig, chunker: object, fd: int) -> Outco
     if digest == task.known_hash:
         return Outcome(True, unchanged=True, content_hash=digest)
     limits = Limits(zip_max_uncompressed=config.zip_max_uncompressed, zip_max_ratio=config.zip_max_ratio)
+    ocr_pages: list[OcrPageInput] = []
+    warnings: list[str] = []
     try:
-        parsed = parser_for(task.extension)(data, task.path, limits)
+        parsed = parser_for(task.extension)(data, task.path, ParseOptions(limits, ocr))
         del data
         chunks: list[tuple[str, int | None]] = []
         for unit in parsed.units:
             chunks.extend((text, unit.page) for text in chunker.split(unit.text))  # type: ignore[attr-defined]
+            if unit.warning:
+                warnings.append(unit.warning)
+            if unit.ocr is not None and unit.page is not None and ocr.engine is not None:
+                ocr_pages.append(_ocr_record(unit.page, ocr.engine.name, unit.ocr))
     except ParseError as exc:
         return Outcome(False, str(exc), content_hash=digest)
     except MemoryError:
@@ -118,9 +164,13 @@ def _handle(task: Task, config: WorkerConfig, chunker: object, fd: int) -> Outco
     except RecursionError:
         return Outcome(False, "structure nested too deeply", content_hash=digest)
     if not chunks:
-        return Outcome(False, "no extractable text (a scanned image, or empty)", content_hash=digest)
+        if warnings:
+            return Outcome(False, "no text read: " + "; ".join(warnings[:3]), content_hash=digest)
+        if ocr_pages:
+            return Outcome(False, "OCR found no text (a blank page or a picture)", content_hash=digest)
+        return Outcome(False, "no extractable text (empty)", content_hash=digest)
     title = " ".join(parsed.title.split())[:300]
-    return Outcome(True, content_hash=digest, title=title, chunks=chunks)
+    return Outcome(True, content_hash=digest, title=title, chunks=chunks, ocr_pages=ocr_pages, warnings=warnings)
 
 
 def _receive_fd(channel: socket.socket) -> int:
@@ -135,20 +185,33 @@ def worker_main() -> None:
     channel = socket.socket(fileno=int(sys.argv[1]))
     first = json.loads(sys.stdin.readline())
     config, cpu_seconds = WorkerConfig(**first["config"]), int(first["cpu_seconds"])
-    report = confine(config.model_folder)  # first: one thread so far, so every later thread is held too
+    # first: one thread so far, so every later thread is held too
+    report = confine(config.model_folder, [config.ocr_tessdata_dir] if config.ocr_tessdata_dir else [])
     from ingest.chunking import Chunker
+    from ingest.ocr import OcrChoice, make_ocr, warm_up
+    from ingest.parsers import OcrOptions
 
     chunker = Chunker(Path(config.model_folder), config.chunk_tokens, config.overlap_tokens, config.max_tokens)
     chunker.split("warm up")  # the tokenizer starts its threads before the process limit below
+    engine = make_ocr(OcrChoice(config.ocr_engine, config.ocr_languages, config.ocr_tessdata_dir),
+                      config.ocr_page_timeout_s)
+    if engine is not None:
+        warm_up(engine)  # so do the OCR libraries
     limit_resources(config.memory_bytes, cpu_seconds)
     out = sys.stdout
+
+    def progress(done: int, total: int) -> None:
+        out.write(json.dumps({"progress": [done, total]}) + "\n")
+        out.flush()
+
+    ocr = OcrOptions(engine, config.ocr_off_reason, config.ocr_dpi, config.ocr_max_pixels, progress=progress)
     out.write(json.dumps({"ready": True, "sandbox": asdict(report)}) + "\n")
     out.flush()
     for line in sys.stdin:
         task = Task(**json.loads(line))
         fd = _receive_fd(channel)
         try:
-            outcome = _handle(task, config, chunker, fd)
+            outcome = _handle(task, config, chunker, fd, ocr)
         except Exception as exc:  # a parser bug: reported for this file, the worker lives on
             outcome = Outcome(False, f"parser error {type(exc).__name__}: {exc}"[:500])
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -162,6 +225,7 @@ class _Worker:
     """One worker subprocess with a line reader that honours deadlines."""
 
     def __init__(self, config: WorkerConfig, start_timeout: float, cpu_seconds: int) -> None:
+        self.config = config
         self.channel, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.proc = subprocess.Popen(
@@ -202,9 +266,11 @@ class _Worker:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line.decode()
 
-    def run(self, task: Task, fd: int, timeout: float) -> Outcome | None:
+    def run(self, task: Task, fd: int, timeout: float,
+            progress: Callable[[Task, int, int], None] | None = None) -> Outcome | None:
         """The outcome for the file open at `fd` (closed here), or None if the worker overran or died
-        (the caller replaces it)."""
+        (the caller replaces it). A file gets `timeout`; each OCR'd page the worker reports gives it
+        `timeout` plus the page limit again, up to the OCR file limit."""
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write((json.dumps(asdict(task)) + "\n").encode())
@@ -214,14 +280,21 @@ class _Worker:
             return None
         finally:
             os.close(fd)
-        line = self.read_line(timeout)
-        if line is None:
-            return None
-        data = json.loads(line)
-        data["chunks"] = [tuple(c) for c in data["chunks"]]
-        outcome = Outcome(**data)
-        self.cpu_used = outcome.cpu_s
-        return outcome
+        started = time.monotonic()
+        deadline, last = started + timeout, started + file_deadline(timeout, self.config)
+        while True:
+            line = self.read_line(max(0.0, deadline - time.monotonic()))
+            if line is None:
+                return None
+            if line.startswith('{"progress"'):
+                done, total = json.loads(line)["progress"]
+                deadline = min(last, time.monotonic() + timeout + self.config.ocr_page_timeout_s)
+                if progress is not None:
+                    progress(task, done, total)
+                continue
+            outcome = Outcome.from_json(line)
+            self.cpu_used = outcome.cpu_s
+            return outcome
 
     def spent(self, timeout: float) -> bool:
         """Too little CPU budget left for another file at its time limit: replace before the next."""
@@ -246,11 +319,16 @@ class ParserPool:
 
     def _new_worker(self) -> _Worker:
         worker = _Worker(self.config, start_timeout=max(60.0, self.timeout_s),
-                         cpu_seconds=cpu_budget(self.timeout_s))
+                         cpu_seconds=cpu_budget(self.timeout_s, self.config))
         if worker.sandbox.missing:
             log.warning("parser sandbox incomplete on this host: %s (the other limits still hold; see "
                         "docs/security.md)", "; ".join(worker.sandbox.missing))
         return worker
+
+    def _progress(self, task: Task, done: int, total: int) -> None:
+        """A long scan shows in the log as it goes: every 10th page read, and the last."""
+        if done % 10 == 0 or done == total:
+            log.info("OCR %s: %d pages read (of %d)", task.path, done, total)
 
     def _serve(self, tasks: "queue.Queue[Task | None]", results: "queue.Queue[tuple[Task, Outcome] | BaseException]") -> None:
         worker: _Worker | None = None
@@ -273,13 +351,17 @@ class ParserPool:
                     except BaseException:
                         os.close(fd)
                         raise
-                outcome = worker.run(task, fd, self.timeout_s)
+                outcome = worker.run(task, fd, self.timeout_s, self._progress)
                 if outcome is None:
                     code = worker.proc.poll()
                     worker.stop()
                     worker = None
                     if code is None:
-                        reason = f"parsing took longer than {self.timeout_s:g} s; stopped"
+                        reason = f"parsing took longer than its time limit ({self.timeout_s:g} s"
+                        if self.config.ocr_engine != "none":
+                            reason += (f", and {self.config.ocr_page_timeout_s:g} s more per OCR'd page up to "
+                                       f"{file_deadline(self.timeout_s, self.config):g} s")
+                        reason += "); stopped"
                     elif code < 0:
                         reason = f"parser crashed (signal {-code}); likely a malformed or hostile file"
                     else:

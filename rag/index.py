@@ -680,6 +680,7 @@ class IndexView:
         documents, chunks = self.store.counts(self.manifest.version)
         return {
             "documents": documents, "chunks": chunks, "vectors": self.vectors.ntotal,
+            "ocr_pages": self.store.ocr_page_count(self.manifest.version),
             "embedding_model": self.manifest.embedding_model, "index_type": self.manifest.index_type,
             "device": self.vectors.device, "version": self.manifest.version,
             "published_at": self.manifest.published_at,

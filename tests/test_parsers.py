@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from ingest.parsers import Limits, ParseError, decode_text, parser_for
+from ingest.parsers import Limits, ParseError, ParseOptions, decode_text, parser_for
 from tests import docgen
 
-LIMITS = Limits(zip_max_uncompressed=64 * 2**20)
+OPTIONS = ParseOptions(Limits(zip_max_uncompressed=64 * 2**20))
 
 
 def parse(path: Path):  # type: ignore[no-untyped-def]
-    return parser_for(path.suffix.lower())(path.read_bytes(), str(path), LIMITS)
+    return parser_for(path.suffix.lower())(path.read_bytes(), str(path), OPTIONS)
 
 
 def test_pdf_pages_and_title(tmp_path: Path) -> None:

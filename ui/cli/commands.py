@@ -174,9 +174,12 @@ def _print_summary(summary: "IngestSummary", json_out: bool) -> None:
         f"{summary.files_removed} removed, {len(summary.files_failed)} failed, {summary.files_skipped} skipped; "
         f"+{summary.chunks_added}/-{summary.chunks_removed} chunks, {summary.vectors_total} vectors, "
         f"version {summary.version}, {summary.seconds:.1f} s"
+        + (f"; {summary.pages_ocr} pages read by OCR" if summary.pages_ocr else "")
     )
     for failed in summary.files_failed:
         typer.echo(printable(f"  failed: {failed.path}: {failed.error}"))
+    for part in summary.parts_unread:
+        typer.echo(printable(f"  partly read: {part.path}: {part.error}"))
 
 
 def _inputs(text: str | None, file: Path | None, what: str) -> list[str]:
@@ -252,7 +255,7 @@ def status(ctx: typer.Context, index: IndexOption = None, json_out: JsonOption =
         if state is None:
             _guard(reader.refresh)()  # the one-line advice ("no index in ...: build one with ..."), exit 2
         # a first run that has not published yet: nothing searchable, but not nothing going on
-        data: dict[str, object] = {"documents": 0, "chunks": 0, "vectors": 0,
+        data: dict[str, object] = {"documents": 0, "chunks": 0, "vectors": 0, "ocr_pages": 0,
                                    "embedding_model": recorded_model_id(settings.index), "version": 0}
     else:
         assert reader.view is not None

@@ -89,6 +89,23 @@ def check_gpu(settings: Settings) -> list[Check]:
     return [Check("gpu", "ok", "no GPU: embedding, search and generation run on the CPU")]
 
 
+def check_ocr(settings: Settings) -> list[Check]:
+    """Whether scans and images can be read, by which engine, in which languages."""
+    from ingest.ocr import choose_ocr
+
+    try:
+        choice = choose_ocr(settings.ocr)
+    except ConfigError as exc:
+        return [Check("ocr", "fail", str(exc))]
+    if choice.engine == "none":
+        state = "ok" if settings.ocr_engine == "none" else "warn"
+        return [Check("ocr", state, f"{choice.reason}: scanned PDF pages and images are reported, not read")]
+    if choice.engine == "tesseract":
+        return [Check("ocr", "ok", f"Tesseract (tesserocr) reading {choice.languages}; languages installed in "
+                                   f"{choice.tessdata_dir}: {', '.join(choice.available_languages)}")]
+    return [Check("ocr", "ok", f"RapidOCR; {choice.reason}" if choice.reason else "RapidOCR (its bundled models)")]
+
+
 def missing_index_advice(folder: Path) -> str:
     """What to do when `folder` holds no index: it holds documents (a common mix-up), or indexes are nearby."""
     from rag.index import find_indexes
@@ -185,6 +202,6 @@ def check_access(settings: Settings) -> list[Check]:
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a person would fix them."""
     out: list[Check] = [Check("configuration", "ok", f"index {settings.index_dir}, device {settings.device}")]
-    for check in (check_embedding, check_generator, check_gpu, check_index, check_access):
+    for check in (check_embedding, check_generator, check_gpu, check_ocr, check_index, check_access):
         out.extend(check(settings))
     return out

@@ -371,9 +371,14 @@ def job_status(job: Job) -> None:
         failed = summary.get("files_failed", [])
         st.success(f"{what}: done in {summary.get('seconds', 0):.1f} s. {summary.get('files_indexed', 0)} indexed, "
                    f"{summary.get('files_unchanged', 0)} unchanged, {summary.get('files_removed', 0)} removed, "
-                   f"{len(failed)} failed; index version {summary.get('version')}.")
+                   f"{len(failed)} failed; index version {summary.get('version')}."
+                   + (f" {summary['pages_ocr']} pages read by OCR." if summary.get("pages_ocr") else ""))
         if failed:
             st.dataframe(failed, hide_index=True, column_config={"path": "File", "error": "Why it failed"})
+        if summary.get("parts_unread"):
+            st.warning("Indexed, but part of these files could not be read:")
+            st.dataframe(summary["parts_unread"], hide_index=True,
+                         column_config={"path": "File", "error": "What was left out"})
     elif summary.get("documents_removed", 0) == 0:
         st.warning(f"{what}: no indexed document was at or under this path, so nothing was removed. "
                    f"Check the path against the list of documents.")

@@ -1,0 +1,264 @@
+"""OCR for scanned PDF pages and images, run inside the sandboxed parser workers.
+
+Two engines behind one `OcrEngine` Protocol, picked by `make_ocr` from the settings:
+- Tesseract through `tesserocr`, which calls libtesseract in process (the parser sandbox forbids new
+  processes, so `pytesseract`, which runs the `tesseract` program, cannot work there). The wheel bundles
+  the library; the language files come from the system (Debian's `tesseract-ocr-eng`, ...).
+- RapidOCR (`rapidocr-onnxruntime`), whose detection and recognition models ship inside its wheel.
+
+The default is Tesseract, chosen by measurement (docs/benchmarks.md, "OCR engines on generated scans"):
+it reads prose with every defect tested and ruled tables; RapidOCR runs words together on noisy pages.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from rag.settings import ConfigError, OcrSettings
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Where distributions put Tesseract's language files (Debian 12/13, older releases, source builds).
+TESSDATA_DIRS = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata",
+                 "/usr/share/tessdata", "/usr/local/share/tessdata")
+
+
+@dataclass(frozen=True)
+class OcrWord:
+    """A word (Tesseract) or a line (RapidOCR) read from a page, with its box as fractions of the page's
+    width and height (x0, y0, x1, y1), so a viewer can highlight it at any resolution."""
+
+    text: str
+    box: tuple[float, float, float, float]
+    confidence: float  # 0..1
+
+
+@dataclass(frozen=True)
+class OcrPage:
+    """What the engine read from one page image; `error` set (and nothing read) when it could not."""
+
+    text: str
+    confidence: float  # mean word confidence, 0..1
+    words: tuple[OcrWord, ...] = ()
+    seconds: float = 0.0
+    error: str = ""
+
+
+class OcrEngine(Protocol):
+    """Reads page images. `name` ("tesseract 5.5.4") is stored with every OCR'd page."""
+
+    name: str
+
+    def read(self, images: Sequence["Image.Image"]) -> list[OcrPage]: ...
+
+
+@dataclass(frozen=True)
+class OcrChoice:
+    """The engine an ingest run uses, decided once in the parent (the workers get it as is)."""
+
+    engine: str  # "tesseract", "rapidocr" or "none"
+    languages: str = "eng"
+    tessdata_dir: str = ""
+    reason: str = ""  # why OCR is off, for the files that needed it
+    available_languages: tuple[str, ...] = field(default=())
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def find_tessdata(configured: Path | None) -> Path | None:
+    """The folder holding Tesseract's language files: the configured one, TESSDATA_PREFIX, or the usual places."""
+    candidates = [str(configured)] if configured else [os.environ.get("TESSDATA_PREFIX", ""), *TESSDATA_DIRS]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir() and any(Path(candidate).glob("*.traineddata")):
+            return Path(candidate)
+    return None
+
+
+def tesseract_languages(tessdata: Path) -> tuple[str, ...]:
+    return tuple(sorted(p.name.removesuffix(".traineddata") for p in tessdata.glob("*.traineddata")
+                        if p.name != "osd.traineddata"))
+
+
+def choose_ocr(settings: OcrSettings) -> OcrChoice:
+    """Which engine reads scans on this machine, or why none does. A choice that cannot work as configured
+    (a named engine not installed, a language without its file) raises ConfigError; `auto` falls back to
+    RapidOCR, then to none, only when Tesseract is not installed at all."""
+    if settings.engine == "none":
+        return OcrChoice("none", reason="OCR is off (RAG_OCR_ENGINE=none)")
+    wanted = [lang for lang in settings.languages.split("+") if lang]
+    if settings.engine in ("auto", "tesseract"):
+        tessdata = find_tessdata(settings.tessdata_dir)
+        problem = ""
+        if not _has("tesserocr"):
+            problem = "tesserocr is not installed (pip install tesserocr)"
+        elif tessdata is None:
+            problem = ("no Tesseract language files found (apt install tesseract-ocr-eng, or set "
+                       "RAG_OCR_TESSDATA_DIR)")
+        else:
+            have = tesseract_languages(tessdata)
+            missing = [lang for lang in wanted if lang not in have]
+            if missing:  # no fallback: RapidOCR's models read Chinese and English only
+                raise ConfigError(f"Tesseract has no language file for {', '.join(missing)} in {tessdata}: apt "
+                                  f"install tesseract-ocr-{missing[0]}, or change RAG_OCR_LANGUAGES (installed: "
+                                  f"{', '.join(have)})")
+            return OcrChoice("tesseract", "+".join(wanted), str(tessdata), available_languages=have)
+        if settings.engine == "tesseract":
+            raise ConfigError(f"OCR engine tesseract cannot run: {problem}")
+        if _has("rapidocr_onnxruntime"):
+            return OcrChoice("rapidocr", reason=f"Tesseract unavailable ({problem}); using RapidOCR")
+        return OcrChoice("none", reason=f"no OCR engine: {problem}")
+    if not _has("rapidocr_onnxruntime"):
+        raise ConfigError("OCR engine rapidocr is not installed (pip install rapidocr-onnxruntime)")
+    return OcrChoice("rapidocr")
+
+
+def skew_angle(image: "Image.Image", limit: float = 8.0) -> float:
+    """The rotation (degrees, counter-clockwise, as PIL's `rotate` takes it) that straightens the page's text
+    lines: the one whose rows of ink are sharpest (largest variance of the row sums), searched coarse then fine on a small copy.
+    Tesseract's layout analysis splits a skewed line of a sparse page into pieces read out of order."""
+    import numpy as np
+    from PIL import Image
+
+    small = image.convert("L")
+    small.thumbnail((900, 900))
+    ink = Image.fromarray(((np.asarray(small) < 128) * 255).astype(np.uint8))
+
+    def sharpness(angle: float) -> float:
+        rows = np.asarray(ink.rotate(angle, resample=Image.Resampling.NEAREST), dtype=np.float32).sum(axis=1)
+        return float(np.var(rows))
+
+    coarse = max(np.arange(-limit, limit + 0.01, 1.0), key=sharpness)
+    return float(max(np.arange(coarse - 1.0, coarse + 1.01, 0.2), key=sharpness))
+
+
+def _unrotate(box: tuple[float, float, float, float], angle: float, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """A box found on the image rotated by `angle` about its centre, in the original image's fractions."""
+    import math
+
+    width, height = size
+    cx, cy = width / 2, height / 2
+    # PIL rotates counter-clockwise on screen (y down); the inverse turns by -angle
+    theta = math.radians(angle)
+    cos, sin = math.cos(theta), math.sin(theta)
+    xs, ys = [], []
+    for x, y in ((box[0], box[1]), (box[2], box[1]), (box[0], box[3]), (box[2], box[3])):
+        dx, dy = x * width - cx, y * height - cy
+        xs.append((cx + dx * cos - dy * sin) / width)
+        ys.append((cy + dx * sin + dy * cos) / height)
+    return (max(0.0, min(xs)), max(0.0, min(ys)), min(1.0, max(xs)), min(1.0, max(ys)))
+
+
+class TesseractOcr:
+    """Tesseract in process; the API (and its language model) loads on first use and is reused."""
+
+    def __init__(self, choice: OcrChoice, page_timeout_s: float) -> None:
+        self.choice = choice
+        self.page_timeout_ms = max(1, int(page_timeout_s * 1000))
+        self._api: object | None = None
+        import tesserocr
+
+        self.name = f"tesseract {tesserocr.tesseract_version().split()[1]}"
+
+    def _load(self) -> object:
+        if self._api is None:
+            from tesserocr import PSM, PyTessBaseAPI
+
+            self._api = PyTessBaseAPI(path=self.choice.tessdata_dir, lang=self.choice.languages, psm=PSM.AUTO)
+        return self._api
+
+    def read(self, images: Sequence["Image.Image"]) -> list[OcrPage]:
+        from tesserocr import RIL, iterate_level
+
+        api = self._load()
+        pages = []
+        for image in images:
+            started = time.perf_counter()
+            gray = image.convert("L")
+            width, height = gray.size
+            angle = skew_angle(gray)
+            if abs(angle) >= 0.4:
+                from PIL import Image as PilImage
+
+                gray = gray.rotate(angle, resample=PilImage.Resampling.BILINEAR, fillcolor=255)
+            api.SetImage(gray)  # type: ignore[attr-defined]
+            if not api.Recognize(timeout=self.page_timeout_ms):  # type: ignore[attr-defined]
+                seconds = time.perf_counter() - started
+                pages.append(OcrPage("", 0.0, seconds=seconds, error=(
+                    f"OCR stopped after {seconds:.0f} s (page time limit {self.page_timeout_ms / 1000:g} s)")))
+                continue
+            words = []
+            for word in iterate_level(api.GetIterator(), RIL.WORD):  # type: ignore[attr-defined]
+                text = (word.GetUTF8Text(RIL.WORD) or "").strip()
+                box = word.BoundingBox(RIL.WORD)
+                if text and box:
+                    x0, y0, x1, y1 = box
+                    fractions = (x0 / width, y0 / height, x1 / width, y1 / height)
+                    if abs(angle) >= 0.4:
+                        fractions = _unrotate(fractions, angle, (width, height))
+                    words.append(OcrWord(text, fractions, word.Confidence(RIL.WORD) / 100))
+            text = api.GetUTF8Text()  # type: ignore[attr-defined]
+            confidence = sum(w.confidence for w in words) / len(words) if words else 0.0
+            pages.append(OcrPage(text, confidence, tuple(words), time.perf_counter() - started))
+        return pages
+
+
+class RapidOcr:
+    """RapidOCR on ONNX Runtime: boxes are text lines, not words. No per-page time limit (the library has
+    none): the file's limit holds."""
+
+    def __init__(self) -> None:
+        from importlib.metadata import version
+
+        self.name = f"rapidocr-onnxruntime {version('rapidocr-onnxruntime')}"
+        self._engine: object | None = None
+
+    def read(self, images: Sequence["Image.Image"]) -> list[OcrPage]:
+        import numpy as np
+
+        if self._engine is None:
+            from rapidocr_onnxruntime import RapidOCR
+
+            self._engine = RapidOCR()
+        pages = []
+        for image in images:
+            started = time.perf_counter()
+            rgb = image.convert("RGB")
+            width, height = rgb.size
+            result, _ = self._engine(np.asarray(rgb))  # type: ignore[operator]
+            words = []
+            for points, text, score in result or []:
+                xs, ys = [p[0] for p in points], [p[1] for p in points]
+                words.append(OcrWord(str(text), (min(xs) / width, min(ys) / height, max(xs) / width,
+                                                 max(ys) / height), float(score)))
+            confidence = sum(w.confidence for w in words) / len(words) if words else 0.0
+            pages.append(OcrPage("\n".join(w.text for w in words), confidence, tuple(words),
+                                 time.perf_counter() - started))
+        return pages
+
+
+def make_ocr(choice: OcrChoice, page_timeout_s: float) -> OcrEngine | None:
+    """The engine `choice` names (None when OCR is off)."""
+    if choice.engine == "tesseract":
+        return TesseractOcr(choice, page_timeout_s)
+    if choice.engine == "rapidocr":
+        return RapidOcr()
+    return None
+
+
+def warm_up(engine: OcrEngine) -> None:
+    """Load the engine's models now: the worker does this before its process limit, since the libraries may
+    start threads on first use, which that limit forbids."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (200, 60), 255)
+    ImageDraw.Draw(image).text((10, 20), "warm up", fill=0)
+    engine.read([image])
