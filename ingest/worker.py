@@ -357,11 +357,11 @@ class ParserPool:
                     worker.stop()
                     worker = None
                     if code is None:
-                        reason = f"parsing took longer than its time limit ({self.timeout_s:g} s"
+                        reason = f"parsing took longer than {self.timeout_s:g} s"
                         if self.config.ocr_engine != "none":
-                            reason += (f", and {self.config.ocr_page_timeout_s:g} s more per OCR'd page up to "
-                                       f"{file_deadline(self.timeout_s, self.config):g} s")
-                        reason += "); stopped"
+                            reason += (f" (with {self.config.ocr_page_timeout_s:g} s more per page read by OCR, up "
+                                       f"to {file_deadline(self.timeout_s, self.config):g} s)")
+                        reason += "; stopped"
                     elif code < 0:
                         reason = f"parser crashed (signal {-code}); likely a malformed or hostile file"
                     else:

@@ -189,7 +189,7 @@ def test_sign_in_and_roles(app, sample_index: Path, tmp_path: Path) -> None:
 
     assert [p.title for p in pages_for(at.session_state["user"])] == ["Ask"]
     ada = verify(load_users(tmp_path / "users.yaml"), "ada", "correct horse")
-    assert [p.title for p in pages_for(ada)] == ["Ask", "Index a folder", "Documents"]  # type: ignore[arg-type]
+    assert [p.title for p in pages_for(ada)] == ["Ask", "Index a folder", "Documents", "Insights"]  # type: ignore[arg-type]
 
 
 def test_allowed_folders(tmp_path: Path) -> None:

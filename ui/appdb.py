@@ -45,9 +45,11 @@ CREATE TABLE IF NOT EXISTS audit (
     outcome TEXT NOT NULL,        -- answered | abstained | error: ...
     shown TEXT NOT NULL,          -- JSON list of {path, page, chunk_id} shown with the answer
     model TEXT NOT NULL DEFAULT '',
-    index_version INTEGER NOT NULL DEFAULT 0
+    index_version INTEGER NOT NULL DEFAULT 0,
+    seconds REAL                  -- how long the answer took (NULL: not an answer, or not measured)
 );
 CREATE INDEX IF NOT EXISTS audit_created ON audit(created);
+CREATE INDEX IF NOT EXISTS feedback_created ON feedback(created);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     started REAL NOT NULL,
@@ -94,7 +96,8 @@ CREATE TABLE IF NOT EXISTS turns (
 TOKEN_PREFIX = "rag_"
 SCOPES = ("read", "admin")
 
-AUDIT_COLUMNS = ("created", "username", "question", "searched", "outcome", "shown", "model", "index_version")
+AUDIT_COLUMNS = ("created", "username", "question", "searched", "outcome", "shown", "model", "index_version",
+                 "seconds")
 FEEDBACK_COLUMNS = ("created", "username", "question", "answer", "sources", "rating", "comment", "model",
                     "index_version")
 
@@ -190,6 +193,9 @@ class AppDB:
         self._conn.execute("PRAGMA foreign_keys=ON")
         # deleted rows (a conversation a user deletes) are overwritten, not left in free pages
         self._conn.execute("PRAGMA secure_delete=ON")
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(audit)")}
+        if columns and "seconds" not in columns:  # a database from before answer times were kept
+            self._conn.execute("ALTER TABLE audit ADD COLUMN seconds REAL")
         self._conn.executescript(SCHEMA)
         self._lock = threading.Lock()
 
@@ -209,7 +215,7 @@ class AppDB:
         return self._csv("feedback", FEEDBACK_COLUMNS)
 
     def audit(self, username: str, question: str, searched: str, outcome: str, shown: list[dict],
-              model: str = "", index_version: int = 0) -> None:
+              model: str = "", index_version: int = 0, seconds: float | None = None) -> None:
         """Record who asked what and which documents they were shown; entries past the retention go."""
         if self.audit_retention_s <= 0:
             return
@@ -217,19 +223,20 @@ class AppDB:
         with self._lock, self._conn:
             self._conn.execute(
                 f"INSERT INTO audit({', '.join(AUDIT_COLUMNS)}) VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})",
-                (now, username, question, searched, outcome, json.dumps(shown), model, index_version))
+                (now, username, question, searched, outcome, json.dumps(shown), model, index_version, seconds))
             if now - self._purged > 3600:  # at most hourly: the delete scans the created index
                 self._conn.execute("DELETE FROM audit WHERE created < ?", (now - self.audit_retention_s,))
                 self._purged = now
 
     def audit_answer(self, username: str, question: str, searched: str, answer: Answer | None,
-                     error: str = "") -> None:
+                     error: str = "", seconds: float | None = None) -> None:
         """Record a question with what came of it (the page's and the API's one way to do so): answered,
-        abstained or the error, and the sources shown."""
+        abstained or the error, the sources shown (and which the answer cited) and how long it took."""
         outcome = f"error: {error}" if error else "abstained" if answer and answer.abstained else "answered"
-        shown = [{"path": s.path, "page": s.page, "chunk_id": s.chunk_id} for s in (answer.sources if answer else [])]
+        shown = [{"path": s.path, "page": s.page, "chunk_id": s.chunk_id, "cited": s.cited}
+                 for s in (answer.sources if answer else [])]
         self.audit(username, question, searched, outcome, shown, answer.model if answer else "",
-                   answer.index_version if answer else 0)
+                   answer.index_version if answer else 0, seconds)
 
     def audit_csv(self) -> str:
         """The audit log as CSV, oldest first."""
@@ -278,12 +285,14 @@ class AppDB:
                 (run_id,)).fetchone()
         return None if r is None else Run(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], json.loads(r[7]), r[8])
 
-    def rows(self, table: str, limit: int = 1000, since: float = 0.0) -> list[dict[str, object]]:
-        """The audit log or the feedback as dicts, newest first (`table`: audit or feedback)."""
+    def rows(self, table: str, limit: int = 1000, since: float = 0.0,
+             until: float = float("inf")) -> list[dict[str, object]]:
+        """The audit log or the feedback as dicts, newest first (`table`: audit or feedback), created in
+        [since, until)."""
         columns = {"audit": AUDIT_COLUMNS, "feedback": FEEDBACK_COLUMNS}[table]
         with self._lock:
-            rows = self._conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE created >= ? "
-                                      "ORDER BY id DESC LIMIT ?", (since, limit)).fetchall()
+            rows = self._conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE created >= ? AND created < ? "
+                                      "ORDER BY id DESC LIMIT ?", (since, until, limit)).fetchall()
         out = []
         for row in rows:
             item = dict(zip(columns, row))

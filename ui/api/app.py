@@ -358,13 +358,14 @@ def create_app(state: ApiState) -> FastAPI:
         of each sentence and whether the service abstained."""
         out = []
         for question in body.texts:
+            started = time.perf_counter()
             try:
                 answer = service.ask(question, passages=body.passages, mode=body.mode, principal=who.principal)
             except Exception as exc:
                 error = failure(exc, who)
                 db.audit_answer(who.user.username, question, question, None, error.message)
                 raise error from exc
-            db.audit_answer(who.user.username, question, question, answer)
+            db.audit_answer(who.user.username, question, question, answer, seconds=time.perf_counter() - started)
             out.append(answer.to_dict())
         return JSONResponse({"answers": out})
 
@@ -406,9 +407,11 @@ def create_app(state: ApiState) -> FastAPI:
         # a conversation is started only for a question that will be answered (not a refused one)
         conversation_id = body.conversation_id or db.start_conversation(username, question)
         ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        started = time.perf_counter()
 
         def finish(answer: Answer | None, error: str = "") -> dict[str, Any]:
-            db.audit_answer(username, question, searched, answer, error)
+            db.audit_answer(username, question, searched, answer, error,
+                            time.perf_counter() - started if answer else None)
             data = answer.to_dict() if answer else {}
             db.add_turn(username, conversation_id, question, searched, data, error)
             return {**data, "searched": searched, "conversation_id": conversation_id}

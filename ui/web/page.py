@@ -9,6 +9,7 @@ shared by every session; each session only holds its conversation.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import time
@@ -32,7 +33,9 @@ from ui.auth import (LOCAL_ADMIN, LoginThrottle, StoredUser, ThrottledError, Use
                      oidc_user)
 from ui.jobs import Job, JobBusyError, JobManager, PathNotAllowedError
 from ui.logs import configure_logging
-from ui.web.render import answer_markup, passage_markup, safe, source_label, text_html
+from ui import insights
+from ui.sources import SourceViewer
+from ui.web.render import answer_markup, passage_markup, safe, source_label, source_text_markup, text_html
 
 MODES = ["hybrid", "dense", "keyword"]
 # A local file: a Material or emoji icon would make the browser fetch it from Google's servers.
@@ -49,6 +52,7 @@ class AppState:
     jobs: JobManager
     users: dict[str, StoredUser] | None
     throttle: LoginThrottle
+    viewer: SourceViewer
 
 
 @dataclass
@@ -92,8 +96,9 @@ def app_state(settings_json: str) -> AppState:
     except IndexNotFoundError:
         pass  # an empty index is a normal first state: the page says so, admins can index
     db = AppDB(settings.audit.app_db, settings.audit.retention_days)
+    viewer = SourceViewer(int(settings.ingest.max_file_mb * 2**20), settings.ocr.max_pixels)
     return AppState(settings, service, db, JobManager(settings, service.embedder, db), users,
-                    LoginThrottle())
+                    LoginThrottle(), viewer)
 
 
 def principal(user: User) -> Principal:
@@ -217,7 +222,7 @@ def ask_page(state: AppState, user: User) -> None:
         except (RuntimeError, TimeoutError, ConnectionError, ValueError) as exc:
             turn.error = friendly_error(exc, user)
         turn.seconds = time.perf_counter() - started
-    state.db.audit_answer(user.username, turn.question, standalone, turn.answer, turn.error)
+    state.db.audit_answer(user.username, turn.question, standalone, turn.answer, turn.error, turn.seconds)
     remember(state, user, turn)
     chat.append(turn)
     st.rerun()  # draw the finished turn with its sources and feedback buttons
@@ -283,10 +288,67 @@ def show_turn(state: AppState, user: User, i: int, turn: Turn) -> None:
                     if not mark.supported:
                         st.caption(f"Not backed: \u201c{safe(mark.sentence)}\u201d \u2014 {safe(mark.reason)}.")
         st.caption(f"{answer.model} · index version {answer.index_version} · {turn.seconds:.1f} s")
-        for source in answer.sources:
+        for j, source in enumerate(answer.sources):
             with st.expander(source_label(source), expanded=source.cited or len(answer.sources) == 1):
                 st.html(passage_markup(source, answer.support))
+                if st.button("Open the source", key=f"open-{i}-{j}", icon=":material/description:",
+                             help="The cited page with the passage highlighted, and the original file"):
+                    st.session_state[f"viewer-page-{source.chunk_id}"] = source.page
+                    source_dialog(state, user, source.chunk_id)
         feedback(state, user, i, turn)
+
+
+@st.dialog("Source", width="large")
+def source_dialog(state: AppState, user: User, chunk_id: int) -> None:
+    """The cited page (rendered, passage highlighted) or the text around the passage, previous/next page,
+    and the original file: only for a user who may read the document (anyone else sees the same message
+    as for a document no longer indexed)."""
+    key = f"viewer-page-{chunk_id}"
+    view = state.service.searcher.current()
+    shown = state.viewer.page(view, chunk_id, principal(user), st.session_state.get(key))
+    if shown is None:
+        st.error("This source is not available: it is no longer indexed, or you may not read it.")
+        return
+    document = shown.document
+    state.db.audit(user.username, "", "", "viewed source", [{"path": document.path, "page": shown.page,
+                                                            "doc_id": document.doc_id}])
+    where = f" · {shown.unit} {shown.page}" + (f" of {shown.pages}" if shown.pages else "") if shown.page else ""
+    st.markdown(f"**{safe(document.title)}**")
+    st.caption(safe(document.path) + where)
+    if shown.note:
+        st.info(safe(shown.note[0].upper() + shown.note[1:]) + ".")
+    if shown.page is not None and shown.pages:
+        back, forward, _ = st.columns([1, 1, 4])
+        if back.button("Previous", key="viewer-previous", disabled=shown.page <= 1, icon=":material/arrow_back:"):
+            st.session_state[key] = shown.page - 1
+            st.rerun(scope="fragment")
+        if forward.button("Next", key="viewer-next", disabled=shown.page >= shown.pages,
+                          icon=":material/arrow_forward:"):
+            st.session_state[key] = shown.page + 1
+            st.rerun(scope="fragment")
+    if not shown.highlighted and shown.page is not None:
+        st.caption("The cited passage is on another page." if st.session_state.get(key) else
+                   "The passage could not be located on the page; its text is under the answer.")
+    if shown.kind == "image":
+        st.image(shown.png, use_container_width=True)
+    else:
+        st.html(source_text_markup(shown.text, list(shown.spans)))
+    changed = state.viewer.file_changed(document)
+    if changed:
+        st.warning(safe(changed[0].upper() + changed[1:]) + ".")
+        return
+
+    def original() -> bytes:
+        found = state.viewer.original(state.service.searcher.current(), document.doc_id, principal(user))
+        if found is None:
+            raise PermissionError("not available")
+        state.db.audit(user.username, "", "", "downloaded", [{"path": document.path, "page": None,
+                                                              "doc_id": document.doc_id}])
+        return found[1]
+
+    st.download_button("Download original", original, file_name=Path(document.path).name,
+                       mime="application/octet-stream", icon=":material/download:", key="viewer-download",
+                       on_click="ignore")
 
 
 def feedback(state: AppState, user: User, i: int, turn: Turn) -> None:
@@ -488,6 +550,49 @@ def confirm_removal(state: AppState, user: User, paths: list[str]) -> None:
         st.rerun()
 
 
+def insights_page(state: AppState, user: User) -> None:
+    """How the service is used, from the audit log and the feedback: Streamlit's own charts (no CDN, no
+    external fonts), every list exportable."""
+    require_admin(user)
+    st.title("Insights")
+    today = datetime.date.today()
+    picked = st.date_input("Dates", (today - datetime.timedelta(days=29), today), max_value=today, key="insights-dates")
+    if not isinstance(picked, tuple) or len(picked) != 2:
+        st.caption("Choose the last day of the range.")
+        return
+    data = insights.compute(state.db, picked[0], picked[1])
+    if state.settings.audit.retention_days <= 0:
+        st.warning("The audit log is off (RAG_AUDIT_RETENTION_DAYS=0): only feedback is counted.")
+    a, b, c, d = st.columns(4)
+    a.metric("Questions", data.questions)
+    share = data.answered_share
+    b.metric("Answered", "–" if share is None else f"{share:.0%}",
+             help=f"{data.answered} answered, {data.abstained} without an answer, {data.failed} failed")
+    c.metric("Thumbs up / down", f"{data.thumbs_up} / {data.thumbs_down}")
+    d.metric("Answer time, median / p95", "–" if data.median_s is None else
+             f"{data.median_s:.1f} s / {data.p95_s:.1f} s")
+    st.subheader("Questions per day")
+    st.bar_chart([{"day": x.day, "answered": x.answered, "no answer": x.abstained, "failed": x.failed}
+                  for x in data.days], x="day", y=["answered", "no answer", "failed"],
+                 color=["#2e7d32", "#f9a825", "#c62828"], x_label="", y_label="questions")
+    st.subheader("Most cited documents")
+    if data.documents:
+        st.dataframe([asdict(doc) for doc in data.documents[:50]], hide_index=True, column_config={
+            "path": "Document", "cited": "Cited by answers", "shown": "Shown as a source"})
+        st.download_button("Export as CSV", insights.to_csv(list(data.documents)), file_name="cited-documents.csv",
+                           mime="text/csv", key="export-documents", on_click="ignore")
+    else:
+        st.caption("No answers in this range.")
+    st.subheader("Content gaps: no answer, or not helpful")
+    if data.gaps:
+        st.dataframe([asdict(gap) for gap in data.gaps[:200]], hide_index=True, column_config={
+            "asked": "When", "question": "Question", "why": "Why", "comment": "Comment"})
+        st.download_button("Export as CSV", insights.to_csv(list(data.gaps)), file_name="content-gaps.csv",
+                           mime="text/csv", key="export-gaps", on_click="ignore")
+    else:
+        st.caption("Every question in this range was answered, and none was rated not helpful.")
+
+
 # -- page ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PageSpec:
@@ -501,11 +606,12 @@ class PageSpec:
 
 ASK = PageSpec("Ask", "ask", ":material/chat:", ask_page)
 ADMIN_PAGES = (PageSpec("Index a folder", "index", ":material/upload:", index_page),
-               PageSpec("Documents", "documents", ":material/folder:", documents_page))
+               PageSpec("Documents", "documents", ":material/folder:", documents_page),
+               PageSpec("Insights", "insights", ":material/insights:", insights_page))
 
 
 def pages_for(user: User) -> list[PageSpec]:
-    """The pages a user may open: Ask for everyone; Index and Documents for admins only. Streamlit serves
+    """The pages a user may open: Ask for everyone; Index, Documents and Insights for admins only. Streamlit serves
     only the pages in the navigation, so a user who types an admin page's address gets the Ask page."""
     return [ASK, *ADMIN_PAGES] if user.is_admin else [ASK]
 

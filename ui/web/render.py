@@ -91,3 +91,10 @@ def source_label(source: Source) -> str:
     page = f", {source.unit} {source.page}" if source.page else ""
     cited = " · cited" if source.cited else ""
     return safe(f"[{source.number}] {source.title or source.path} · {source.path}{page}{cited}")
+
+
+def source_text_markup(text: str, spans: list[tuple[int, int]]) -> str:
+    """A document's text around a cited passage (the source viewer, for formats without a page image), escaped,
+    the passage highlighted, in a scrolling box."""
+    body = _mark(text, _merge(spans), HIGHLIGHT)
+    return f'<div style="max-height: 60vh; overflow-y: auto">{body}</div>'
