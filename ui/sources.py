@@ -108,12 +108,12 @@ def _word_marks(words: list[str], passage: str) -> list[int]:
 
 
 def _line_boxes(boxes: list[tuple[float, float, float, float]]) -> list[tuple[float, float, float, float]]:
-    """Character boxes merged into one box per line, so the highlight reads as marker strokes."""
+    """Character (or OCR word) boxes merged into one box per line, so the highlight reads as marker strokes."""
     lines: list[list[float]] = []
     for x0, y0, x1, y1 in boxes:
         if x1 <= x0 or y1 <= y0:
             continue  # spaces and line breaks have empty boxes
-        if lines and abs(lines[-1][1] - y0) < 0.5 * (y1 - y0) and x0 >= lines[-1][0] - 0.01:
+        if lines and abs(lines[-1][1] - y0) < 0.5 * (y1 - y0) and lines[-1][2] - 0.01 <= x0 <= lines[-1][2] + 0.05:
             line = lines[-1]
             line[0], line[1], line[2], line[3] = min(line[0], x0), min(line[1], y0), max(line[2], x1), max(line[3], y1)
         else:
@@ -224,7 +224,8 @@ class SourceViewer:
             ocr = view.store.ocr_pages(document.doc_id, shown)
             if ocr:
                 words = ocr[0].words
-                boxes = [tuple(words[i][:4]) for i in _word_marks([w[4] for w in words], hit.text)]  # type: ignore[misc]
+                boxes = _line_boxes([tuple(words[i][:4]) for i in  # type: ignore[misc]
+                                     _word_marks([w[4] for w in words], hit.text)])
             elif rendered.text:
                 for start, end in passage_spans(rendered.text, hit.text):
                     boxes.extend(_line_boxes(list(rendered.boxes[start:end])))
