@@ -2,14 +2,15 @@
 
 Pages of known text (real passages from ../shared/eval, DejaVu Serif 11 pt, A4) are rendered at
 150/200/300 DPI, clean and with the defects of real scans: a 2.5° skew, sensor noise, heavy JPEG
-artefacts, two columns, and a ruled table. Each engine reads every page; CER is the Levenshtein distance
+artefacts, a faded copy (grey on grey), a fax (100 DPI, one bit per pixel), two columns, and a ruled table. Each engine reads every page; CER is the Levenshtein distance
 between its text and the truth (whitespace collapsed) over the truth's length; word recall, the share of
-the truth's words read in any order, separates recognition from reading order. Engines: Tesseract 5
-(Debian's tesseract-ocr, through pytesseract) and RapidOCR (rapidocr-onnxruntime: PP-OCRv4 ONNX models
-inside its wheel). Measurement only: neither is a product dependency yet (issue 15), so install them first:
+the truth's words read in any order, separates recognition from reading order. Engines, as ingest runs
+them (ingest/ocr.py): Tesseract 5.5 in process (tesserocr, with our deskewing) and RapidOCR
+(rapidocr-onnxruntime: PP-OCRv4 ONNX models inside its wheel); and Debian's `tesseract` 5.3 program through
+pytesseract where that is installed (the first measurement, before tesserocr):
 
-    apt-get install tesseract-ocr
-    .venv/bin/pip install pytesseract==0.3.13 rapidocr-onnxruntime==1.4.4 rapidfuzz
+    apt-get install tesseract-ocr-eng          # tesseract-ocr too for the pytesseract row
+    .venv/bin/pip install rapidfuzz            # pytesseract==0.3.13 for that row
     .venv/bin/python bench/ocr_engines.py [--pages 2] [--dpi 150,200,300]
 """
 
@@ -36,7 +37,7 @@ from bench.ingest_vs_langchain import shared_passages  # noqa: E402
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf"
 A4_IN = (8.27, 11.69)
-DEFECTS = ("clean", "skew", "noise", "jpeg", "two-columns", "table")
+DEFECTS = ("clean", "skew", "noise", "jpeg", "faded", "fax", "two-columns", "table")
 
 
 def render(lines: list[str], dpi: int, columns: list[list[str]] | None = None) -> Image.Image:
@@ -96,6 +97,12 @@ def make_pages(count: int, dpi: int, seed: int = 3) -> list[tuple[str, Image.Ima
                 pixels = np.asarray(page, dtype=np.float32)
                 pixels += np.random.default_rng(n).normal(0, 30, pixels.shape)
                 page = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.6))
+            elif defect == "faded":  # a photocopy of a photocopy: grey text on a grey page
+                page = page.point(lambda v: 150 + v * 85 // 255)
+            elif defect == "fax":  # 100 x 100 DPI, one bit per pixel, shown at the page's resolution
+                size = page.size
+                small = page.resize((size[0] * 100 // dpi, size[1] * 100 // dpi), Image.Resampling.BILINEAR)
+                page = small.point(lambda v: 255 if v > 160 else 0).resize(size, Image.Resampling.NEAREST)
             elif defect == "jpeg":
                 buffer = io.BytesIO()
                 page.save(buffer, "JPEG", quality=15)
@@ -121,19 +128,28 @@ def word_recall(text: str, truth: str) -> float:
 
 
 def engines() -> dict[str, Callable[[Image.Image], str]]:
-    import pytesseract
-    from rapidocr_onnxruntime import RapidOCR
+    """The product's two engines as ingest runs them (ingest/ocr.py: Tesseract in process with deskewing,
+    RapidOCR), plus the `tesseract` program through pytesseract where installed (the first measurement)."""
+    from ingest.ocr import choose_ocr, make_ocr
+    from rag.settings import OcrSettings
 
-    rapid = RapidOCR()
+    out: dict[str, Callable[[Image.Image], str]] = {}
+    for name in ("tesseract", "rapidocr"):
+        try:
+            engine = make_ocr(choose_ocr(OcrSettings(engine=name)), page_timeout_s=120)  # type: ignore[arg-type]
+        except Exception as exc:  # not installed here: measured where it is
+            print(json.dumps({"engine": name, "skipped": str(exc)}), flush=True)
+            continue
+        assert engine is not None
+        out[engine.name] = lambda page, engine=engine: engine.read([page])[0].text  # type: ignore[misc]
+    try:
+        import pytesseract
 
-    def tesseract(page: Image.Image) -> str:
-        return pytesseract.image_to_string(page, lang="eng")
-
-    def rapidocr(page: Image.Image) -> str:
-        result, _ = rapid(np.asarray(page.convert("RGB")))
-        return " ".join(line[1] for line in result or [])
-
-    return {f"tesseract {pytesseract.get_tesseract_version()}": tesseract, "rapidocr-onnxruntime 1.4.4": rapidocr}
+        out[f"tesseract {pytesseract.get_tesseract_version()} (pytesseract, the program)"] = \
+            lambda page: pytesseract.image_to_string(page, lang="eng")
+    except (ImportError, OSError):
+        pass
+    return out
 
 
 def main() -> None:

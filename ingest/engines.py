@@ -23,12 +23,14 @@ class ParseEngine(Protocol):
     """Parses tasks (in any order) and embeds texts; used as a context manager around one run.
 
     `commit_chunks`: how many chunks the run commits (and so embeds) at a time with this engine.
+    `parse` yields (task, outcome) as files finish, and may yield None while it waits (a long scan being
+    read): the run commits what it holds then, so finished files do not wait behind a slow one.
     """
 
     embedder: Embedder
     commit_chunks: int
 
-    def parse(self, tasks: list[Task]) -> Iterator[tuple[Task, Outcome]]: ...
+    def parse(self, tasks: list[Task]) -> Iterator[tuple[Task, Outcome] | None]: ...
 
     def __enter__(self) -> "ParseEngine": ...
 
@@ -46,7 +48,7 @@ class LocalEngine:
         self.embedder = embedder
         self.commit_chunks = settings.commit_chunks
 
-    def parse(self, tasks: list[Task]) -> Iterator[tuple[Task, Outcome]]:
+    def parse(self, tasks: list[Task]) -> Iterator[tuple[Task, Outcome] | None]:
         return ParserPool(self.config, self.workers, self.timeout_s).map_unordered(tasks)
 
     def __enter__(self) -> "LocalEngine":

@@ -81,7 +81,11 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
                 config = worker_config(job, settings.embedding)
                 with make_engine(engine, config, job, embedding, embedder) as parser:
                     committer.use(parser.embedder, parser.commit_chunks)
-                    for task, outcome in parser.parse([p.task for p in plan.parse]):
+                    for item in parser.parse([p.task for p in plan.parse]):
+                        if item is None:  # the engine is waiting on slow files: commit the finished ones
+                            committer.idle()
+                            continue
+                        task, outcome = item
                         committer.add(planned[task.path], outcome)
                     committer.flush()
         finally:

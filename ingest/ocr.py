@@ -130,14 +130,21 @@ def skew_angle(image: "Image.Image", limit: float = 8.0) -> float:
 
     small = image.convert("L")
     small.thumbnail((900, 900))
-    ink = Image.fromarray(((np.asarray(small) < 128) * 255).astype(np.uint8))
+    pixels = np.asarray(small)
+    # ink is darker than halfway from the darkest pixel to the page (the median): a faded copy's grey text
+    # counts, and a page with no contrast has no skew to find
+    darkest, page = float(pixels.min()), float(np.median(pixels))
+    if page - darkest < 30:
+        return 0.0
+    ink = Image.fromarray(((pixels < (darkest + page) / 2) * 255).astype(np.uint8))
 
     def sharpness(angle: float) -> float:
-        rows = np.asarray(ink.rotate(angle, resample=Image.Resampling.NEAREST), dtype=np.float32).sum(axis=1)
+        rows = np.asarray(ink.rotate(float(angle), resample=Image.Resampling.NEAREST), dtype=np.float32).sum(axis=1)
         return float(np.var(rows))
 
-    coarse = max(np.arange(-limit, limit + 0.01, 1.0), key=sharpness)
-    return float(max(np.arange(coarse - 1.0, coarse + 1.01, 0.2), key=sharpness))
+    # candidates nearest to straight first: on a tie (no lines at all) the page is left as it is
+    coarse = max(sorted(np.arange(-limit, limit + 0.01, 1.0), key=abs), key=sharpness)
+    return float(max(sorted(np.arange(coarse - 1.0, coarse + 1.01, 0.2), key=lambda a: abs(a)), key=sharpness))
 
 
 def _unrotate(box: tuple[float, float, float, float], angle: float, size: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -196,8 +203,12 @@ class TesseractOcr:
                     f"OCR stopped after {seconds:.0f} s (page time limit {self.page_timeout_ms / 1000:g} s)")))
                 continue
             words = []
-            for word in iterate_level(api.GetIterator(), RIL.WORD):  # type: ignore[attr-defined]
-                text = (word.GetUTF8Text(RIL.WORD) or "").strip()
+            iterator = api.GetIterator()  # type: ignore[attr-defined]
+            for word in iterate_level(iterator, RIL.WORD) if iterator is not None else ():
+                try:
+                    text = (word.GetUTF8Text(RIL.WORD) or "").strip()
+                except RuntimeError:  # tesserocr raises for a word that recognised as nothing
+                    continue
                 box = word.BoundingBox(RIL.WORD)
                 if text and box:
                     x0, y0, x1, y1 = box
@@ -205,7 +216,10 @@ class TesseractOcr:
                     if abs(angle) >= 0.4:
                         fractions = _unrotate(fractions, angle, (width, height))
                     words.append(OcrWord(text, fractions, word.Confidence(RIL.WORD) / 100))
-            text = api.GetUTF8Text()  # type: ignore[attr-defined]
+            try:
+                text = api.GetUTF8Text()  # type: ignore[attr-defined]
+            except RuntimeError:  # a page with nothing on it
+                text = ""
             confidence = sum(w.confidence for w in words) / len(words) if words else 0.0
             pages.append(OcrPage(text, confidence, tuple(words), time.perf_counter() - started))
         return pages

@@ -39,7 +39,7 @@ class _Parse:
 
     def __call__(self, row: dict) -> dict:
         task = Task(**json.loads(row["task"]))
-        outcome = next(iter(self.pool.map_unordered([task])))[1]
+        [(_, outcome)] = self.pool.map_unordered([task], idle_s=None)
         return {"task": row["task"], "outcome": json.dumps(asdict(outcome))}
 
 
@@ -131,7 +131,7 @@ class RayEngine:
             ray.shutdown()
             self._started_here = False
 
-    def parse(self, tasks: list[Task]) -> Iterator[tuple[Task, Outcome]]:
+    def parse(self, tasks: list[Task]) -> Iterator[tuple[Task, Outcome] | None]:
         """(task, outcome) for every task, in completion order, parsed on the cluster."""
         import ray
 

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # CPU seconds a worker may use in all before it is retired and replaced (a backstop to the wall clock)
 CPU_BUDGET_FACTOR = 20
+# How long the pool waits for a result before telling its caller it is waiting (`map_unordered`)
+IDLE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -374,8 +376,11 @@ class ParserPool:
             if worker is not None:
                 worker.stop()
 
-    def map_unordered(self, tasks: Iterable[Task]) -> Iterator[tuple[Task, Outcome]]:
-        """Run every task; yields each (task, outcome) once, in completion order."""
+    def map_unordered(self, tasks: Iterable[Task],
+                      idle_s: float | None = IDLE_S) -> Iterator[tuple[Task, Outcome] | None]:
+        """Run every task; yields each (task, outcome) once, in completion order, and None after each
+        `idle_s` without one (so the caller can commit what it holds while a long file is parsed; None:
+        never)."""
         todo: queue.Queue[Task | None] = queue.Queue()
         count = 0
         for task in tasks:
@@ -392,10 +397,16 @@ class ParserPool:
         for thread in threads:
             thread.start()
         try:
-            for _ in range(count):
-                item = results.get()
+            received = 0
+            while received < count:
+                try:
+                    item = results.get(timeout=idle_s)
+                except queue.Empty:
+                    yield None
+                    continue
                 if isinstance(item, BaseException):
                     raise item
+                received += 1
                 yield item
         finally:
             while True:  # on early exit, drain the queue so the threads stop after their current file

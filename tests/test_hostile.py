@@ -33,7 +33,8 @@ def build_hostile_folder(root: Path) -> dict[str, str]:
         f.truncate(8 * 2**30)
     (root / "cp1252.txt").write_bytes("Kündigungsfrist: drei Monate zum Quartalsende. Grüße, Personalabteilung".encode("cp1252"))
     (root / "empty.md").write_text("")
-    (root / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (root / "program.exe").write_bytes(b"MZ\x90\x00")  # not a document type: skipped
+    (root / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # a truncated image: read by OCR, refused
     (root / ".hidden").mkdir()
     (root / ".hidden" / "secret.txt").write_text("hidden folder content must not be indexed\n")
     (root / "~$lockfile.docx").write_bytes(b"owner lock")
@@ -54,6 +55,7 @@ def build_hostile_folder(root: Path) -> dict[str, str]:
         "huge.csv": "larger than",
         "empty.md": "no extractable text",
         "passwd.txt": "points outside",
+        "picture.png": "corrupt or unsupported image",
     }
 
 
@@ -71,7 +73,7 @@ def test_hostile_folder(make_settings, embedder, tmp_path: Path) -> None:
         assert fragment in failed[name], (name, failed[name])
     assert all("\n" not in error for error in failed.values())
     assert summary.files_indexed == 4  # good.txt, good.docx, cp1252.txt, the Latin-1 named file
-    assert summary.files_skipped == 1  # picture.png
+    assert summary.files_skipped == 1  # program.exe
     from rag.index import IndexReader
     from rag.search import Searcher
 
@@ -111,7 +113,7 @@ def test_slow_parse_is_stopped_and_the_worker_replaced(tmp_path: Path) -> None:
     small.write_text("still indexed after a timeout")
     pool = ParserPool(_config(), workers=1, timeout_s=1.0)
     started = time.monotonic()
-    outcomes = {Path(t.path).name: o for t, o in pool.map_unordered([task_for(big), task_for(small)])}
+    outcomes = {Path(t.path).name: o for t, o in pool.map_unordered([task_for(big), task_for(small)], idle_s=None)}
     assert "longer than 1 s" in outcomes["big.csv"].error
     assert outcomes["small.txt"].ok and outcomes["small.txt"].chunks[0][0] == "still indexed after a timeout"
     assert time.monotonic() - started < 60
@@ -121,13 +123,13 @@ def test_memory_limit_is_reported(tmp_path: Path) -> None:
     big = tmp_path / "big.txt"
     big.write_text(("word " * 100 + "\n\n") * 120_000)  # 60 MB of text: decoding and cleaning it needs > 256 MiB
     pool = ParserPool(_config(memory_bytes=256 * 2**20, max_file_bytes=2**27), workers=1, timeout_s=60.0)
-    [(_, outcome)] = list(pool.map_unordered([task_for(big)]))
+    [(_, outcome)] = list(pool.map_unordered([task_for(big)], idle_s=None))
     assert not outcome.ok and ("memory" in outcome.error or "crashed" in outcome.error), outcome.error
 
 
 def test_vanished_file_is_reported(tmp_path: Path) -> None:
     pool = ParserPool(_config(), workers=1, timeout_s=30.0)
-    [(_, outcome)] = list(pool.map_unordered([task_for(tmp_path / "gone.txt")]))
+    [(_, outcome)] = list(pool.map_unordered([task_for(tmp_path / "gone.txt")], idle_s=None))
     assert outcome.error.startswith("cannot read: No such file")
 
 
