@@ -192,25 +192,6 @@ class StoreReader(Protocol):
 
     def document_chunks(self, version: int, doc_id: int) -> list[Hit]: ...
 
-    def ocr_pages(self, doc_id: int, page: int | None = None) -> tuple[OcrPageInput, ...]:
-        """The OCR'd pages of a stored document (or that one page), by page; none in an index made before OCR."""
-        try:
-            rows = self.conn.execute(
-                "SELECT page, engine, confidence, seconds, words FROM ocr_pages WHERE doc_id = ? AND (? IS NULL OR "
-                "page = ?) ORDER BY page", (doc_id, page, page)).fetchall()
-        except sqlite3.OperationalError:  # an older index, opened read-only: no table yet
-            return ()
-        return tuple(OcrPageInput(r[0], r[1], r[2], r[3], tuple(tuple(w) for w in json.loads(r[4])))  # type: ignore[misc]
-                     for r in rows)
-
-    def ocr_page_count(self, version: int) -> int:
-        """Pages read by OCR in the documents visible at `version`."""
-        try:
-            return int(self.conn.execute(f"SELECT count(*) FROM ocr_pages o JOIN documents d ON d.id = o.doc_id "
-                                         f"WHERE {_visible('d')}", {"version": version}).fetchone()[0])
-        except sqlite3.OperationalError:
-            return 0
-
     def counts(self, version: int) -> tuple[int, int]: ...
 
     def ocr_pages(self, doc_id: int, page: int | None = None) -> tuple[OcrPageInput, ...]: ...

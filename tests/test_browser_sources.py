@@ -24,7 +24,7 @@ from tests.conftest import browser_ask, free_port, require_chromium, wait_for_pa
 from tests.docgen import write_scanned_pdf
 from ui.appdb import AppDB
 from ui.auth import add_user
-from ui.sources import SourceViewer
+from ui.sources import SourceChangedError, SourceViewer
 
 pytestmark = pytest.mark.slow  # a real browser against a real page
 
@@ -101,7 +101,7 @@ def sign_in(page, url: str, username: str) -> None:  # type: ignore[no-untyped-d
     page.get_by_label("User name").fill(username)
     page.get_by_label("Password", exact=True).fill(f"{username} password")
     page.get_by_role("button", name="Sign in").click()
-    page.get_by_text(f"Signed in as", exact=False).first.wait_for(timeout=60_000)
+    page.get_by_text("Signed in as", exact=False).first.wait_for(timeout=60_000)
 
 
 def highlighted_pixels(png: bytes) -> int:
@@ -193,3 +193,22 @@ def test_a_reader_of_another_group_gets_nothing(server: tuple[str, Path], embedd
     shown = viewer.page(view, chunk, hr)
     assert shown is not None and shown.highlighted and shown.page == 2 and shown.pages == 2
     assert viewer.original(view, scan.doc_id, hr) is not None
+    # the file changes after indexing: no download, and the page says why; a link swapped in is not followed
+    path = Path(scan.path)
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\n% edited")
+        assert "changed since it was indexed" in viewer.file_changed(scan)
+        with pytest.raises(SourceChangedError, match="changed since it was indexed"):
+            viewer.original(view, scan.doc_id, hr)
+        path.unlink()
+        path.symlink_to(base / "users.yaml")
+        with pytest.raises(SourceChangedError, match="no longer where it was indexed"):
+            viewer.original(view, scan.doc_id, hr)
+        fresh = SourceViewer(64 * 2**20)  # nothing cached: the page cannot be rendered, its text is shown
+        shown = fresh.page(view, chunk, hr)
+        assert shown is not None and shown.kind == "text" and "no longer where it was indexed" in shown.note
+        assert "26 weeks" in shown.text and shown.highlighted
+    finally:
+        path.unlink()
+        path.write_bytes(original)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -178,6 +180,19 @@ def test_ingest_reads_scans_in_the_sandbox_and_cites_their_pages(make_settings, 
         assert hit.metadata()["ocr"] is True and 0.5 < float(hit.metadata()["ocr_confidence"]) <= 1  # type: ignore[arg-type]
     plain = searcher.search("When does the parking garage close?", k=1).hits[0]
     assert "ocr" not in plain.metadata()
+    # `rag ask` answers from the scans and cites the right page of the right file
+    questions = tmp_path / "questions.txt"
+    questions.write_text("Who may load the kiln?\nWhen does the Bergen warehouse lease start?\n")
+    asked = subprocess.run([sys.executable, "-m", "ui.cli", "ask", "--queries", str(questions), "--index",
+                            str(settings.index_dir), "--json"], capture_output=True, text=True, timeout=600,
+                           env=dict(os.environ, RAG_DEVICE="cpu", RAG_MODEL_CACHE_DIR=str(settings.model_cache_dir)))
+    assert asked.returncode == 0, asked.stderr
+    answers = [json.loads(line) for line in asked.stdout.splitlines() if line.startswith("{")]
+    for answer, (name, page) in zip(answers, [("facilities-scan.pdf", 2), ("fax.tiff", 2)]):
+        assert not answer["abstained"], answer
+        top = answer["sources"][0]
+        assert (Path(top["path"]).name, top["page"]) == (name, page), answer
+    assert "Okafor" in answers[0]["answer"] and "1 March 2027" in answers[1]["answer"]
     # a second run reads nothing again: unchanged files are skipped by content hash
     again = run_ingest(settings, [docs], embedder=embedder, progress=False)
     assert again.pages_ocr == 0 and again.files_unchanged == 5

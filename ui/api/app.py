@@ -9,12 +9,9 @@ listens on loopback and needs none). The threat model is in docs/security.md.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import mimetypes
-import os
-import stat
 import threading
 import time
 import uuid
@@ -48,6 +45,7 @@ from ui.api.schemas import AskRequest, ChatRequest, IngestRequest, RenameRequest
 from ui.appdb import AppDB
 from ui.auth import StoredUser
 from ui.jobs import JobBusyError, JobManager, PathNotAllowedError
+from ui.sources import SourceChangedError, read_indexed_file
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "rag"  # the one model this API offers, as OpenAI clients name it
@@ -528,7 +526,11 @@ def create_app(state: ApiState) -> FastAPI:
         found = view().document(doc_id, who.groups)
         if found is None:
             raise ApiError(404, "no such document", "not_found_error")
-        data = read_indexed_file(Path(found.path), found.content_hash, state.settings.ingest.max_file_mb)
+        try:
+            data = read_indexed_file(Path(found.path), found.content_hash,
+                                     int(state.settings.ingest.max_file_mb * 2**20))
+        except SourceChangedError as exc:
+            raise ApiError(409, str(exc), "conflict") from None
         db.audit(who.user.username, "", "", "downloaded", [{"path": found.path, "page": None, "doc_id": found.doc_id}])
         kind = mimetypes.guess_type(found.path)[0] or "application/octet-stream"
         name = Path(found.path).name
@@ -631,20 +633,3 @@ def document_dict(doc: DocumentInfo) -> dict[str, Any]:
             "modified": doc.modified, "version": doc.version, "unit": page_unit(doc.path)}
 
 
-def read_indexed_file(path: Path, content_hash: str, max_mb: float) -> bytes:
-    """The file's bytes if they are exactly what was indexed (sha256); never through a final symbolic
-    link, never a device or a pipe. ApiError 409 when the file changed or went away."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        raise ApiError(409, "the file is no longer where it was indexed: re-index its folder",
-                       "conflict") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > max_mb * 2**20:
-            raise ApiError(409, "the file is no longer the one that was indexed: re-index its folder", "conflict")
-        data = f.read(int(max_mb * 2**20) + 1)
-    if hashlib.sha256(data).hexdigest() != content_hash:
-        raise ApiError(409, "the file changed since it was indexed: re-index its folder to download it",
-                       "conflict")
-    return data
