@@ -210,7 +210,8 @@ def test_files_beside_a_long_scan_are_searchable_before_it_is_read(make_settings
     committed and published while the scan is still being read, not held in a batch behind it."""
     docs = tmp_path / "docs"
     docs.mkdir()
-    write_scanned_pdf(docs / "long-scan.pdf", [("scan", [f"Page {n} of the archive.", *KILN]) for n in range(10)])
+    full_page = [*KILN, *BOILER, *INVOICE] * 3  # about a second of OCR per page: the scan takes 10 s or more
+    write_scanned_pdf(docs / "long-scan.pdf", [("scan", [f"Page {n} of the archive.", *full_page]) for n in range(10)])
     (docs / "notes.txt").write_text("The parking garage closes at 22:00 on weekdays.\n")
     settings = make_settings(parse_workers=2, publish_interval_s=60)
     done: list[int] = []

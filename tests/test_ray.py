@@ -13,7 +13,9 @@ import pytest
 from ingest.job import run_ingest
 from rag.index import IndexReader
 from rag.search import Searcher
+from ingest.ocr import find_tessdata
 from tests.conftest import SAMPLES
+from tests.docgen import write_scanned_pdf
 
 pytestmark = pytest.mark.slow  # a local Ray cluster
 
@@ -22,6 +24,9 @@ def test_ray_engine_matches_the_local_engine(make_settings, embedder, tmp_path: 
     docs = tmp_path / "docs"
     shutil.copytree(SAMPLES, docs)
     (docs / "broken.pdf").write_bytes(b"%PDF-1.7 not really")
+    ocr = find_tessdata(None) is not None
+    if ocr:  # a scanned page: read by OCR in the Ray actors' sandboxed workers as in the local ones
+        write_scanned_pdf(docs / "scan.pdf", [("scan", ["Scanned notice.", "The archive room key is at desk C."])])
     ray_settings = make_settings(index_dir=tmp_path / "ray-index")
     local_settings = make_settings(index_dir=tmp_path / "local-index")
     by_ray = run_ingest(ray_settings, [docs], embedder=embedder, progress=False, engine="ray")
@@ -32,6 +37,7 @@ def test_ray_engine_matches_the_local_engine(make_settings, embedder, tmp_path: 
         elif name != "seconds":
             assert getattr(by_ray, name) == value, name
     assert local.chunks_embedded > 0
+    assert local.pages_ocr == (1 if ocr else 0)
 
     # same vectors for the same chunks (ids may differ: the order of arrival does)
     def texts(index_dir: Path) -> dict[str, bytes]:
