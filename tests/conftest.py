@@ -134,6 +134,26 @@ def wait_for_page(url: str, process: "subprocess.Popen[bytes]", timeout_s: float
         time.sleep(0.5)
 
 
+@contextmanager
+def serve_page(base: Path, index: Path, env: dict[str, str]) -> Iterator[str]:
+    """`rag ui` on a free loopback port over `index` with `env` (its log in `base`/server.log); yields the
+    page's URL once it answers, stops it afterwards."""
+    port = free_port()
+    with open(base / "server.log", "wb") as log:
+        process = subprocess.Popen([str(Path(sys.executable).with_name("rag")), "ui", "--index", str(index), "--port",
+                                    str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=base)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            try:
+                wait_for_page(url, process)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}:\n{(base / 'server.log').read_text()}") from None
+            yield url
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """gpu tests run only where torch sees a CUDA device."""
     try:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 
 from ingest.job import run_ingest
 from rag.settings import load_settings
-from tests.conftest import SAMPLES, browser_ask, browser_index, free_port, require_chromium, wait_for_page
+from tests.conftest import SAMPLES, browser_ask, browser_index, require_chromium, serve_page
 
 pytestmark = pytest.mark.slow  # a real browser against a real page
 
@@ -35,23 +33,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, embedder, model_cache: Path
     (root / "new" / "canteen-menu.md").write_text("# Canteen menu\n\nOn Fridays the canteen serves fish soup.\n")
     index = base / "index"
     run_ingest(load_settings(index_dir=index, device="cpu"), [root / "handbook"], embedder=embedder, progress=False)
-    port = free_port()
     env = {**os.environ, "RAG_DEVICE": "cpu", "RAG_MODEL_CACHE_DIR": str(model_cache),
            "RAG_APP_DB": str(base / "app.sqlite"), "RAG_UI_ALLOWED_ROOTS": f'["{root}"]', "RAG_MAX_NEW_TOKENS": "40"}
-    log = open(base / "server.log", "wb")
-    process = subprocess.Popen([str(Path(sys.executable).with_name("rag")), "ui", "--index", str(index),
-                                "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=base)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_for_page(url, process)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}:\n{(base / 'server.log').read_text()}") from None
+    with serve_page(base, index, env) as url:
         yield url, root
-    finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
 
 
 def test_ask_and_index_in_a_real_browser(server: tuple[str, Path]) -> None:

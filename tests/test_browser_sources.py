@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from ingest.ocr import find_tessdata
 from rag.index import IndexReader
 from rag.settings import load_settings
 from rag.types import Principal
-from tests.conftest import browser_ask, free_port, require_chromium, wait_for_page
+from tests.conftest import browser_ask, require_chromium, serve_page
 from tests.docgen import write_scanned_pdf
 from ui.appdb import AppDB
 from ui.auth import add_user
@@ -58,23 +56,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, embedder, model_cache: Path
                                                                         docs / "handbook": ["everyone"]}),
                [docs], embedder=embedder, progress=False)
     seed_history(base / "app.sqlite", str(docs / "hr" / "parental-leave-scan.pdf"), str(docs / "handbook" / "canteen.md"))
-    port = free_port()
     env = {**os.environ, "RAG_DEVICE": "cpu", "RAG_MODEL_CACHE_DIR": str(model_cache), "RAG_ACL_ROOTS": acl,
            "RAG_APP_DB": str(base / "app.sqlite"), "RAG_UI_USERS_FILE": str(users), "RAG_MAX_NEW_TOKENS": "40"}
-    log = open(base / "server.log", "wb")
-    process = subprocess.Popen([str(Path(sys.executable).with_name("rag")), "ui", "--index", str(index),
-                                "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=base)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_for_page(url, process)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}:\n{(base / 'server.log').read_text()}") from None
+    with serve_page(base, index, env) as url:
         yield url, base
-    finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
 
 
 SEEDED = 24  # questions in the seeded history
