@@ -197,3 +197,36 @@ def test_a_reader_of_another_group_gets_nothing(server: tuple[str, Path], embedd
     finally:
         path.unlink()
         path.write_bytes(original)
+
+
+def test_the_api_serves_the_highlighted_page_to_readers_only(server: tuple[str, Path], embedder) -> None:  # type: ignore[no-untyped-def]
+    """GET /v1/chunks/{id}/page: the viewer's PNG for a reader, a 404 like a missing chunk for anyone else."""
+    import httpx
+
+    from tests.test_api import make_state, serve
+
+    _, base = server
+    docs = base / "docs"
+    settings = load_settings(index_dir=base / "index", device="cpu", ui_users_file=base / "users.yaml",
+                             app_db=base / "api.sqlite", acl_roots={docs / "hr": ["hr"], docs / "handbook": ["everyone"]})
+    state = make_state(settings, embedder)
+    view = state.service.searcher.current()
+    [scan] = [d for d in view.list_documents() if d.path.endswith("parental-leave-scan.pdf")]
+    [canteen] = [d for d in view.list_documents() if d.path.endswith("canteen.md")]
+    chunk = view.document_chunks(scan.doc_id)[-1].chunk_id
+    tokens = {who: state.db.create_token(who, who, "read") for who in ("hanna", "sam")}
+    with serve(state) as url:
+        def get(who: str, path: str, **params: object) -> httpx.Response:
+            return httpx.get(url + path, params=params, headers={"Authorization": f"Bearer {tokens[who]}"}, timeout=60)
+
+        page = get("hanna", f"/v1/chunks/{chunk}/page")
+        assert page.status_code == 200 and page.headers["content-type"] == "image/png"
+        assert page.headers["x-page"] == "2" and page.headers["x-pages"] == "2" and page.headers["x-highlighted"] == "true"
+        assert highlighted_pixels(page.content) > 2000
+        first = get("hanna", f"/v1/chunks/{chunk}/page", page=1)
+        assert first.status_code == 200 and first.headers["x-highlighted"] == "false"
+        for who, target in (("sam", chunk), ("hanna", 10**9)):
+            refused = get(who, f"/v1/chunks/{target}/page")
+            assert refused.status_code == 404 and refused.json()["error"]["message"] == "no such chunk"
+        text_only = get("sam", f"/v1/chunks/{view.document_chunks(canteen.doc_id)[0].chunk_id}/page")
+        assert text_only.status_code == 415

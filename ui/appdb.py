@@ -105,6 +105,32 @@ FEEDBACK_COLUMNS = ("created", "username", "question", "answer", "sources", "rat
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
+@dataclass(frozen=True)
+class ShownSource:
+    """A source shown with an answer, as the audit log keeps it."""
+
+    path: str
+    cited: bool  # the answer cited it (entries from before this was kept: False)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    created: float
+    username: str
+    question: str
+    outcome: str  # answered | abstained | error: ... | viewed source | downloaded
+    shown: tuple[ShownSource, ...]
+    seconds: float | None  # how long the answer took (None: not an answer, or not measured)
+
+
+@dataclass(frozen=True)
+class FeedbackEntry:
+    created: float
+    question: str
+    rating: int  # 1 helpful, -1 not helpful
+    comment: str
+
+
 def spreadsheet_safe(value: object) -> object:
     """A cell that a spreadsheet shows as text, never runs as a formula (OWASP CSV injection): a text
     starting with = + - @, tab or a line break (or their full-width forms) gets a leading apostrophe.
@@ -285,14 +311,12 @@ class AppDB:
                 (run_id,)).fetchone()
         return None if r is None else Run(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], json.loads(r[7]), r[8])
 
-    def rows(self, table: str, limit: int = 1000, since: float = 0.0,
-             until: float = float("inf")) -> list[dict[str, object]]:
-        """The audit log or the feedback as dicts, newest first (`table`: audit or feedback), created in
-        [since, until)."""
+    def rows(self, table: str, limit: int = 1000, since: float = 0.0) -> list[dict[str, object]]:
+        """The audit log or the feedback as dicts, newest first (`table`: audit or feedback)."""
         columns = {"audit": AUDIT_COLUMNS, "feedback": FEEDBACK_COLUMNS}[table]
         with self._lock:
-            rows = self._conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE created >= ? AND created < ? "
-                                      "ORDER BY id DESC LIMIT ?", (since, until, limit)).fetchall()
+            rows = self._conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE created >= ? "
+                                      "ORDER BY id DESC LIMIT ?", (since, limit)).fetchall()
         out = []
         for row in rows:
             item = dict(zip(columns, row))
@@ -301,6 +325,21 @@ class AppDB:
                     item[key] = json.loads(str(item[key]))
             out.append(item)
         return out
+
+    def audit_entries(self, since: float, until: float) -> list[AuditEntry]:
+        """The audit log's entries created in [since, until), oldest first, typed (for Insights)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT created, username, question, outcome, shown, seconds FROM audit "
+                                      "WHERE created >= ? AND created < ? ORDER BY id", (since, until)).fetchall()
+        return [AuditEntry(r[0], r[1], r[2], r[3], tuple(ShownSource(str(s.get("path", "")), bool(s.get("cited")))
+                                                        for s in json.loads(r[4])), r[5]) for r in rows]
+
+    def feedback_entries(self, since: float, until: float) -> list[FeedbackEntry]:
+        """Feedback created in [since, until), oldest first."""
+        with self._lock:
+            rows = self._conn.execute("SELECT created, question, rating, comment FROM feedback WHERE created >= ? "
+                                      "AND created < ? ORDER BY id", (since, until)).fetchall()
+        return [FeedbackEntry(r[0], r[1], int(r[2]), r[3]) for r in rows]
 
     # -- API tokens --------------------------------------------------------------------------------------
     def create_token(self, name: str, username: str, scope: str, groups: tuple[str, ...] = (),

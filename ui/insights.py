@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -79,35 +78,31 @@ def _local(timestamp: float, fmt: str) -> str:
     return time.strftime(fmt, time.localtime(timestamp))
 
 
-def compute(db: AppDB, start: date, end: date, limit: int = 100_000) -> Insights:
+def compute(db: AppDB, start: date, end: date) -> Insights:
     """Usage between `start` and `end` (whole local days, both included)."""
     since = datetime.combine(start, datetime.min.time()).timestamp()
     until = datetime.combine(end + timedelta(days=1), datetime.min.time()).timestamp()
-    audit = [r for r in db.rows("audit", limit, since, until) if r["outcome"] not in NOT_QUESTIONS]
-    feedback = db.rows("feedback", limit, since, until)
+    audit = [e for e in db.audit_entries(since, until) if e.outcome not in NOT_QUESTIONS]
+    feedback = db.feedback_entries(since, until)
     per_day: dict[str, Counter[str]] = {}
     cited: Counter[str] = Counter()
     shown: Counter[str] = Counter()
     seconds: list[float] = []
     gaps: list[tuple[float, Gap]] = []
-    for row in audit:
-        created = float(row["created"])  # type: ignore[arg-type]
-        outcome = str(row["outcome"])
-        kind = "answered" if outcome == "answered" else "abstained" if outcome == "abstained" else "failed"
-        per_day.setdefault(_local(created, "%Y-%m-%d"), Counter())[kind] += 1
-        if row.get("seconds") is not None and kind != "failed":
-            seconds.append(float(row["seconds"]))  # type: ignore[arg-type]
-        paths = {str(s["path"]) for s in row["shown"]}  # type: ignore[union-attr]
-        shown.update(paths)
-        cited.update({str(s["path"]) for s in row["shown"] if s.get("cited")})  # type: ignore[union-attr]
+    for entry in audit:
+        kind = entry.outcome if entry.outcome in ("answered", "abstained") else "failed"
+        per_day.setdefault(_local(entry.created, "%Y-%m-%d"), Counter())[kind] += 1
+        if entry.seconds is not None and kind != "failed":
+            seconds.append(entry.seconds)
+        shown.update({s.path for s in entry.shown})
+        cited.update({s.path for s in entry.shown if s.cited})
         if kind != "answered":
-            gaps.append((created, Gap(_local(created, "%Y-%m-%d %H:%M"), str(row["question"]),
-                                      "no answer" if kind == "abstained" else "error")))
-    for row in feedback:
-        if int(row["rating"]) < 0:  # type: ignore[arg-type]
-            created = float(row["created"])  # type: ignore[arg-type]
-            gaps.append((created, Gap(_local(created, "%Y-%m-%d %H:%M"), str(row["question"]), "thumbs down",
-                                      str(row.get("comment") or ""))))
+            gaps.append((entry.created, Gap(_local(entry.created, "%Y-%m-%d %H:%M"), entry.question,
+                                            "no answer" if kind == "abstained" else "error")))
+    for note in feedback:
+        if note.rating < 0:
+            gaps.append((note.created, Gap(_local(note.created, "%Y-%m-%d %H:%M"), note.question, "thumbs down",
+                                           note.comment)))
     days = []
     day = start
     while day <= end:
@@ -119,8 +114,8 @@ def compute(db: AppDB, start: date, end: date, limit: int = 100_000) -> Insights
                  for path in sorted(shown, key=lambda p: (-cited[p], -shown[p], p))]
     return Insights(
         start, end, questions=len(audit), answered=totals["answered"], abstained=totals["abstained"],
-        failed=totals["failed"], thumbs_up=sum(1 for r in feedback if int(r["rating"]) > 0),  # type: ignore[arg-type]
-        thumbs_down=sum(1 for r in feedback if int(r["rating"]) < 0),  # type: ignore[arg-type]
+        failed=totals["failed"], thumbs_up=sum(1 for note in feedback if note.rating > 0),
+        thumbs_down=sum(1 for note in feedback if note.rating < 0),
         median_s=_percentile(seconds, 0.5), p95_s=_percentile(seconds, 0.95), days=days, documents=documents,
         gaps=[g for _, g in sorted(gaps, key=lambda item: -item[0])])
 
@@ -136,6 +131,3 @@ def to_csv(rows: list[object]) -> str:
             writer.writerow([spreadsheet_safe(v) for v in item.values()])
     return out.getvalue()
 
-
-def to_json(insights: Insights) -> str:
-    return json.dumps(asdict(insights), default=str)

@@ -45,7 +45,7 @@ from ui.api.schemas import AskRequest, ChatRequest, IngestRequest, RenameRequest
 from ui.appdb import AppDB
 from ui.auth import StoredUser
 from ui.jobs import JobBusyError, JobManager, PathNotAllowedError
-from ui.sources import SourceChangedError, read_indexed_file
+from ui.sources import SourceChangedError, SourceViewer, read_indexed_file
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "rag"  # the one model this API offers, as OpenAI clients name it
@@ -65,6 +65,7 @@ class ApiState:
     single_user: bool
     limiter: RateLimiter
     clock: Callable[[], float] = time.time
+    viewer: SourceViewer | None = None  # the source viewer's render cache (made from the settings if None)
 
 
 def build_state(settings: Settings) -> ApiState:
@@ -537,6 +538,30 @@ def create_app(state: ApiState) -> FastAPI:
         return Response(data, media_type=kind, headers={
             "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
             "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"})
+
+    viewer = state.viewer or SourceViewer(int(state.settings.ingest.max_file_mb * 2**20), state.settings.ocr.max_pixels)
+
+    @app.get("/v1/chunks/{chunk_id}/page", tags=["documents"], response_class=Response,
+             responses={200: {"content": {"image/png": {}}}})
+    def chunk_page(chunk_id: int, page: int | None = Query(None, ge=1, le=100_000),
+                   who: Caller = Depends(caller)) -> Response:
+        """The page holding a cited chunk (or another `page` of its document) as a PNG, the passage
+        highlighted: what the page's source viewer shows. 404 when the chunk is not in the current version or
+        the caller may not read its document (not told apart); 409 when the file changed since it was
+        indexed; 415 for formats without page images (their text is in /v1/documents/{id})."""
+        shown = viewer.page(view(), chunk_id, who.principal, page)
+        if shown is None:
+            raise ApiError(404, "no such chunk", "not_found_error")
+        if shown.kind != "image":
+            if shown.note:
+                raise ApiError(409, shown.note, "conflict")
+            raise ApiError(415, "this format has no page images: read the text at /v1/documents/{id}",
+                           "unsupported_media_type")
+        db.audit(who.user.username, "", "", "viewed source", [{"path": shown.document.path, "page": shown.page,
+                                                               "doc_id": shown.document.doc_id}])
+        return Response(shown.png, media_type="image/png", headers={
+            "X-Page": str(shown.page), "X-Pages": str(shown.pages or ""), "X-Highlighted": str(shown.highlighted).lower(),
+            "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"})
 
     # -- administration -----------------------------------------------------------------------------------
     @app.post("/v1/ingest", tags=["admin"], status_code=202)
