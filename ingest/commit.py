@@ -117,12 +117,6 @@ class Committer:
         if self._chunks >= (min(self.commit_chunks, FIRST_BATCH_CHUNKS) if first else self.commit_chunks):
             self.flush()
 
-    def idle(self) -> None:
-        """The engine is waiting on slow files (a long scan): commit the parsed files held so far, so
-        they are searchable (at the next publish) instead of waiting for a full batch behind it."""
-        if self._docs or self._replaced:
-            self.flush()
-
     def set_groups(self, doc_id: int, groups: tuple[str, ...]) -> None:
         """New readers for a stored document, applied without re-embedding it."""
         self.writer.set_groups(doc_id, groups)

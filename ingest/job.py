@@ -82,8 +82,8 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
                 with make_engine(engine, config, job, embedding, embedder) as parser:
                     committer.use(parser.embedder, parser.commit_chunks)
                     for item in parser.parse([p.task for p in plan.parse]):
-                        if item is None:  # the engine is waiting on slow files: commit the finished ones
-                            committer.idle()
+                        if item is None:  # the engine waits on slow files (a long scan): commit the parsed
+                            committer.flush()  # ones now, so they need not wait for a full batch behind it
                             continue
                         task, outcome = item
                         committer.add(planned[task.path], outcome)

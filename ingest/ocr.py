@@ -16,7 +16,7 @@ import importlib.util
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -67,7 +67,7 @@ class OcrChoice:
     languages: str = "eng"
     tessdata_dir: str = ""
     reason: str = ""  # why OCR is off, for the files that needed it
-    available_languages: tuple[str, ...] = field(default=())
+    available_languages: tuple[str, ...] = ()
 
 
 def _has(module: str) -> bool:
@@ -183,6 +183,7 @@ class TesseractOcr:
         return self._api
 
     def read(self, images: Sequence["Image.Image"]) -> list[OcrPage]:
+        from PIL import Image
         from tesserocr import RIL, iterate_level
 
         api = self._load()
@@ -193,9 +194,7 @@ class TesseractOcr:
             width, height = gray.size
             angle = skew_angle(gray)
             if abs(angle) >= 0.4:
-                from PIL import Image as PilImage
-
-                gray = gray.rotate(angle, resample=PilImage.Resampling.BILINEAR, fillcolor=255)
+                gray = gray.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=255)
             api.SetImage(gray)  # type: ignore[attr-defined]
             if not api.Recognize(timeout=self.page_timeout_ms):  # type: ignore[attr-defined]
                 seconds = time.perf_counter() - started

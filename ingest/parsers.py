@@ -285,41 +285,55 @@ def parse_pdf(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
 
 
 # -- images ----------------------------------------------------------------------------------------
-def parse_image(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
-    """Every frame of an image (a multi-page TIFF has many) read by OCR, one unit per frame. The size each
-    frame declares is checked before its pixels are decoded."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+def open_image(data: bytes) -> "Image.Image":
+    """An image file opened lazily (its header read, no pixel decoded); ParseError when it is not one or
+    declares more pixels than Pillow's own bomb limit. Each frame's size is checked by `image_frame`."""
+    from PIL import Image, UnidentifiedImageError
 
-    ocr = options.ocr
-    if ocr.engine is None:
-        raise ParseError(f"image not read: {ocr.off_reason}")
     try:
-        with warnings.catch_warnings():  # PIL warns of large images; the limit below decides
+        with warnings.catch_warnings():  # PIL warns of large images; `image_frame`'s limit decides
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))  # reads the header only
+            return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise ParseError(f"image refused: it declares more pixels than any page ({exc})") from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ParseError(f"corrupt or unsupported image ({exc})") from exc
+
+
+def image_frame(image: "Image.Image", index: int, max_pixels: int) -> "Image.Image":
+    """Frame `index` (from 0) of an image from `open_image`, decoded only after the size it declares passed
+    `max_pixels`; a single-frame image is turned upright by its EXIF orientation (a phone's photo)."""
+    from PIL import ImageOps
+
+    frames = getattr(image, "n_frames", 1)
+    try:
+        image.seek(index)
+    except (EOFError, OSError, ValueError) as exc:
+        raise ParseError(f"corrupt image frame {index + 1} ({exc})") from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ParseError(f"image refused before decoding: {width} x {height} pixels is over the "
+                         f"{max_pixels / 1e6:g}-megapixel limit (a decompression bomb, or a scan at "
+                         "an extreme resolution: raise RAG_OCR_MAX_MEGAPIXELS)")
+    try:
+        return ImageOps.exif_transpose(image.copy()) if frames == 1 else image.copy()
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ParseError(f"corrupt image data in frame {index + 1} ({exc})") from exc
+
+
+def parse_image(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
+    """Every frame of an image (a multi-page TIFF has many) read by OCR, one unit per frame. The size each
+    frame declares is checked before its pixels are decoded."""
+    ocr = options.ocr
+    if ocr.engine is None:
+        raise ParseError(f"image not read: {ocr.off_reason}")
+    image = open_image(data)
     frames = getattr(image, "n_frames", 1)
     if frames > ocr.max_frames:
         raise ParseError(f"image with {frames} frames (limit {ocr.max_frames})")
     units = []
     for index in range(frames):
-        try:
-            image.seek(index)
-        except (EOFError, OSError, ValueError) as exc:
-            raise ParseError(f"corrupt image frame {index + 1} ({exc})") from exc
-        width, height = image.size
-        if width * height > ocr.max_pixels:
-            raise ParseError(f"image refused before decoding: {width} x {height} pixels is over the "
-                             f"{ocr.max_pixels / 1e6:g}-megapixel limit (a decompression bomb, or a scan at "
-                             "an extreme resolution: raise RAG_OCR_MAX_MEGAPIXELS)")
-        try:
-            frame = ImageOps.exif_transpose(image.copy()) if frames == 1 else image.copy()
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise ParseError(f"corrupt image data in frame {index + 1} ({exc})") from exc
-        units.append(_ocr_unit(frame, index + 1, ocr))
+        units.append(_ocr_unit(image_frame(image, index, ocr.max_pixels), index + 1, ocr))
         if ocr.progress is not None:
             ocr.progress(index + 1, frames)
     return ParsedDocument(_stem(name), units)

@@ -22,12 +22,12 @@ class ConfigError(RuntimeError):
     """The installation or configuration cannot work; the message says what to change."""
 
 
-SUPPORTED_EXTENSIONS: tuple[str, ...] = (
-    ".txt", ".md", ".rst", ".html", ".htm", ".pdf", ".docx", ".pptx", ".csv", ".xlsx", ".json", ".eml",
-    ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp",
-)
 # Read by OCR (ingest/ocr.py); a PDF page without a usable text layer is too.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+SUPPORTED_EXTENSIONS: tuple[str, ...] = (
+    ".txt", ".md", ".rst", ".html", ".htm", ".pdf", ".docx", ".pptx", ".csv", ".xlsx", ".json", ".eml",
+    *IMAGE_EXTENSIONS,
+)
 
 
 Device = Literal["auto", "cpu", "cuda"]

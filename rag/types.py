@@ -106,6 +106,12 @@ class Principal:
     groups: frozenset[str] = frozenset()
     admin: bool = False
 
+    @property
+    def document_groups(self) -> list[str] | None:
+        """The groups a document must be readable by for this principal to see it (None: an admin, who reads
+        everything), as the stores' readers take them."""
+        return None if self.admin else sorted(self.groups)
+
     @classmethod
     def member_of(cls, groups: "Iterable[str]") -> "Principal":
         """A user in `groups` (and in "everyone")."""

@@ -230,3 +230,24 @@ def test_the_api_serves_the_highlighted_page_to_readers_only(server: tuple[str, 
             assert refused.status_code == 404 and refused.json()["error"]["message"] == "no such chunk"
         text_only = get("sam", f"/v1/chunks/{view.document_chunks(canteen.doc_id)[0].chunk_id}/page")
         assert text_only.status_code == 415
+
+
+def test_image_pages_render_in_the_sandbox_within_bounds(tmp_path: Path) -> None:
+    """An indexed TIFF's frames render as pages; a bomb is refused by the renderer before decoding."""
+    import hashlib
+
+    from rag.store import DocumentInfo
+    from tests.docgen import write_bomb_png, write_tiff
+
+    def indexed(path: Path) -> DocumentInfo:
+        data = path.read_bytes()
+        return DocumentInfo(str(path), path.stem, 1, len(data), path.stat().st_mtime, 1, 1,
+                            hashlib.sha256(data).hexdigest())
+
+    viewer = SourceViewer(64 * 2**20)
+    fax = indexed(write_tiff(tmp_path / "fax.tif", [LEAVE, LEAVE[:1]]))
+    second = viewer.render(fax, 2, "image")
+    assert not second.error and second.pages == 2 and second.png.startswith(b"\x89PNG")
+    assert viewer.render(fax, 3, "image").error == "page 3 of 2"
+    bomb = viewer.render(indexed(write_bomb_png(tmp_path / "bomb.png", 12_000, 12_000)), 1, "image")
+    assert "image refused before decoding: 12000 x 12000 pixels" in bomb.error

@@ -15,7 +15,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -129,6 +129,17 @@ class FeedbackEntry:
     question: str
     rating: int  # 1 helpful, -1 not helpful
     comment: str
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """CSV with a header row (none when `header` is empty); cells a spreadsheet would run as formulas are
+    defused (`spreadsheet_safe`)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    if header:
+        writer.writerow(header)
+    writer.writerows([spreadsheet_safe(v) for v in row] for row in rows)
+    return out.getvalue()
 
 
 def spreadsheet_safe(value: object) -> object:
@@ -264,20 +275,19 @@ class AppDB:
         self.audit(username, question, searched, outcome, shown, answer.model if answer else "",
                    answer.index_version if answer else 0, seconds)
 
+    def audit_source(self, username: str, outcome: str, path: str, doc_id: int, page: int | None = None) -> None:
+        """Record that a user viewed ("viewed source") or downloaded ("downloaded") a document."""
+        self.audit(username, "", "", outcome, [{"path": path, "page": page, "doc_id": doc_id}])
+
     def audit_csv(self) -> str:
         """The audit log as CSV, oldest first."""
         return self._csv("audit", AUDIT_COLUMNS)
 
     def _csv(self, table: str, columns: tuple[str, ...]) -> str:
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(columns)
         with self._lock:
             rows = self._conn.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY id").fetchall()
-        for row in rows:
-            writer.writerow((time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(row[0])),
-                             *(spreadsheet_safe(v) for v in row[1:])))
-        return out.getvalue()
+        return csv_text(columns, [(time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(row[0])), *row[1:])
+                                  for row in rows])
 
     def feedback_count(self) -> int:
         with self._lock:

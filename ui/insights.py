@@ -4,14 +4,13 @@ organization's content gaps). Computed from the audit log and the feedback the p
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
-from ui.appdb import AppDB, spreadsheet_safe
+from rag.metrics import percentile
+from ui.appdb import AppDB, csv_text
 
 # What the audit log records besides answers (source views, downloads): not questions.
 NOT_QUESTIONS = ("viewed source", "downloaded")
@@ -64,16 +63,6 @@ class Insights:
         return self.answered / decided if decided else None
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = q * (len(ordered) - 1)  # linear interpolation between closest ranks
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 def _local(timestamp: float, fmt: str) -> str:
     return time.strftime(fmt, time.localtime(timestamp))
 
@@ -116,18 +105,12 @@ def compute(db: AppDB, start: date, end: date) -> Insights:
         start, end, questions=len(audit), answered=totals["answered"], abstained=totals["abstained"],
         failed=totals["failed"], thumbs_up=sum(1 for note in feedback if note.rating > 0),
         thumbs_down=sum(1 for note in feedback if note.rating < 0),
-        median_s=_percentile(seconds, 0.5), p95_s=_percentile(seconds, 0.95), days=days, documents=documents,
+        median_s=percentile(seconds, 50) if seconds else None,
+        p95_s=percentile(seconds, 95) if seconds else None, days=days, documents=documents,
         gaps=[g for _, g in sorted(gaps, key=lambda item: -item[0])])
 
 
 def to_csv(rows: list[object]) -> str:
     """Dataclass rows as CSV, a header first; cells a spreadsheet would run as formulas are defused."""
-    out = io.StringIO()
-    writer = csv.writer(out)
     dicts = [asdict(r) for r in rows]  # type: ignore[call-overload]
-    if dicts:
-        writer.writerow(list(dicts[0]))
-        for item in dicts:
-            writer.writerow([spreadsheet_safe(v) for v in item.values()])
-    return out.getvalue()
-
+    return csv_text(list(dicts[0]) if dicts else [], [list(d.values()) for d in dicts])

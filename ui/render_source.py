@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import sys
-import warnings
 
 
 def _pdf(data: bytes, page_number: int, max_width: int) -> tuple[dict, bytes]:
@@ -45,18 +44,13 @@ def _pdf(data: bytes, page_number: int, max_width: int) -> tuple[dict, bytes]:
 
 
 def _image(data: bytes, frame: int, max_width: int, max_pixels: int) -> tuple[dict, bytes]:
-    from PIL import Image, ImageOps
+    from ingest.parsers import image_frame, open_image
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        image = Image.open(io.BytesIO(data))
+    image = open_image(data)
     pages = getattr(image, "n_frames", 1)
     if not 1 <= frame <= pages:
         return {"error": f"page {frame} of {pages}"}, b""
-    image.seek(frame - 1)
-    if image.size[0] * image.size[1] > max_pixels:
-        return {"error": f"the image declares {image.size[0]} x {image.size[1]} pixels"}, b""
-    shown = ImageOps.exif_transpose(image.copy()) if pages == 1 else image.copy()
+    shown = image_frame(image, frame - 1, max_pixels)  # the parser's checks: size before decoding
     shown.thumbnail((max_width, max_width * 4))
     buffer = io.BytesIO()
     shown.convert("RGB").save(buffer, "PNG")

@@ -148,22 +148,18 @@ class SourceViewer:
     _lock: Lock = field(default_factory=Lock)
 
     # -- permission ----------------------------------------------------------------------------------
-    @staticmethod
-    def _groups(who: Principal) -> list[str] | None:
-        return None if who.admin else sorted(who.groups)
-
     def chunk(self, view: IndexView, chunk_id: int, who: Principal) -> tuple[DocumentInfo, Hit] | None:
         """The chunk and its document, if the chunk is in this version and `who` may read its document."""
         hits = view.store.fetch_hits([chunk_id], [0.0])
         if not hits:
             return None
-        document = view.document(hits[0].doc_id, self._groups(who))
+        document = view.document(hits[0].doc_id, who.document_groups)
         return None if document is None else (document, hits[0])
 
     def original(self, view: IndexView, doc_id: int, who: Principal) -> tuple[DocumentInfo, bytes] | None:
         """The file as it was indexed, if `who` may read it (None otherwise, or when it is not indexed);
         SourceChangedError when the file on disk is no longer what was indexed."""
-        document = view.document(doc_id, self._groups(who))
+        document = view.document(doc_id, who.document_groups)
         if document is None:
             return None
         return document, read_indexed_file(Path(document.path), document.content_hash, self.max_file_bytes)

@@ -532,7 +532,7 @@ def create_app(state: ApiState) -> FastAPI:
                                      int(state.settings.ingest.max_file_mb * 2**20))
         except SourceChangedError as exc:
             raise ApiError(409, str(exc), "conflict") from None
-        db.audit(who.user.username, "", "", "downloaded", [{"path": found.path, "page": None, "doc_id": found.doc_id}])
+        db.audit_source(who.user.username, "downloaded", found.path, found.doc_id)
         kind = mimetypes.guess_type(found.path)[0] or "application/octet-stream"
         name = Path(found.path).name
         return Response(data, media_type=kind, headers={
@@ -557,8 +557,7 @@ def create_app(state: ApiState) -> FastAPI:
                 raise ApiError(409, shown.note, "conflict")
             raise ApiError(415, "this format has no page images: read the text at /v1/documents/{id}",
                            "unsupported_media_type")
-        db.audit(who.user.username, "", "", "viewed source", [{"path": shown.document.path, "page": shown.page,
-                                                               "doc_id": shown.document.doc_id}])
+        db.audit_source(who.user.username, "viewed source", shown.document.path, shown.document.doc_id, shown.page)
         return Response(shown.png, media_type="image/png", headers={
             "X-Page": str(shown.page), "X-Pages": str(shown.pages or ""), "X-Highlighted": str(shown.highlighted).lower(),
             "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"})

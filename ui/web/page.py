@@ -310,8 +310,7 @@ def source_dialog(state: AppState, user: User, chunk_id: int) -> None:
         st.error("This source is not available: it is no longer indexed, or you may not read it.")
         return
     document = shown.document
-    state.db.audit(user.username, "", "", "viewed source", [{"path": document.path, "page": shown.page,
-                                                            "doc_id": document.doc_id}])
+    state.db.audit_source(user.username, "viewed source", document.path, document.doc_id, shown.page)
     where = f" · {shown.unit} {shown.page}" + (f" of {shown.pages}" if shown.pages else "") if shown.page else ""
     st.markdown(f"**{safe(document.title)}**")
     st.caption(safe(document.path) + where)
@@ -342,8 +341,7 @@ def source_dialog(state: AppState, user: User, chunk_id: int) -> None:
         found = state.viewer.original(state.service.searcher.current(), document.doc_id, principal(user))
         if found is None:
             raise PermissionError("not available")
-        state.db.audit(user.username, "", "", "downloaded", [{"path": document.path, "page": None,
-                                                              "doc_id": document.doc_id}])
+        state.db.audit_source(user.username, "downloaded", document.path, document.doc_id)
         return found[1]
 
     st.download_button("Download original", original, file_name=Path(document.path).name,
