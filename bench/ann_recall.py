@@ -42,7 +42,7 @@ def real_vectors() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(1)
     questions = [questions[i] for i in rng.choice(len(questions), 1000, replace=False)]
     embedder = SentenceTransformerEmbedder(load_settings(device="cpu").embedding)
-    p, q = embedder.embed_batch(passages), embedder.embed_batch(questions)
+    p, q = embedder.embed_batch(passages), embedder.embed_queries(questions)
     CACHE.parent.mkdir(parents=True, exist_ok=True)
     np.savez(CACHE, passages=p, questions=q)
     return p, q

@@ -26,7 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rag.qa import Source, check_support, evidence_sentences  # noqa: E402
+from rag.qa import Source, check_support  # noqa: E402
+from rag.sentences import evidence_sentences  # noqa: E402
 from rag.support import STOPWORDS  # noqa: E402
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
@@ -191,7 +192,7 @@ def statements(name: str, per_set: int, seed: int = 0) -> Iterator[Statement]:
 def previous_flags(item: Statement, embedder: object, threshold: float) -> bool:
     """The check before issue 10, for the baseline column: a sentence was supported when a passage
     sentence was at least `threshold` similar, or 75% of its content words were anywhere in the passage."""
-    from rag.qa import split_sentences
+    from rag.sentences import split_sentences
     from rag.support import content_words
 
     claims = [c for c in split_sentences(item.text) if content_words(c)]

@@ -12,7 +12,13 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ingest.fs_acl import FilesystemReaders
+    from rag.settings import IngestSettings
 
 from rag.text import printable
 
@@ -45,6 +51,8 @@ class AclResolver:
     subfolder, the page's job or the Ray engine). The deepest rule wins: a `.rag-acl` file, or else a
     configured root, in the nearest folder that has one.
     """
+
+    nobody = 0  # a folder without a rule is admins-only by design, not a count of the run's
 
     def __init__(self, configured: dict[Path, list[str]]) -> None:
         self.configured = {str(Path(p).expanduser().resolve()): tuple(sorted(set(g))) for p, g in configured.items()}
@@ -105,3 +113,55 @@ class AclResolver:
             log.warning("%s: %s", printable(acl), message)
         self._problems[acl] = message
         return ()
+
+
+class Readers(Protocol):
+    """Who may read each file of a run: the `groups` rows a document is stored with (the search shows it to a
+    principal holding one of them), the files whose permissions could not be used (admins only), and how many
+    files the source found no reader for (`files_admins_only`; `.rag-acl` rules do not count theirs)."""
+
+    nobody: int
+
+    def groups_for(self, path: str) -> tuple[str, ...]: ...
+
+    def problems(self) -> list[tuple[str, str]]: ...
+
+
+def make_readers(ingest: IngestSettings, roots: Sequence[Path]) -> Readers:
+    """The readers' source the settings choose (`RAG_ACL_SOURCE`): `files` (.rag-acl files and
+    RAG_ACL_ROOTS), `filesystem` (the files' own permissions, ingest/fs_acl.py) or `both` (the accounts in
+    both), the last two refused with a one-line
+    reason on a mount whose permission bits say nothing (cifs without cifsacl, FUSE without
+    default_permissions), where "others may read" would open everything to everyone."""
+    if ingest.acl_source in ("filesystem", "both"):
+        from ingest.fs_acl import FilesystemReaders, synthetic_permissions
+
+        for root in roots:
+            reason = synthetic_permissions(root)
+            if reason:
+                raise ValueError(f"RAG_ACL_SOURCE={ingest.acl_source} cannot be used here: {reason}")
+        if ingest.acl_source == "both":
+            return BothReaders(AclResolver(ingest.acl_roots), FilesystemReaders())
+        return FilesystemReaders()
+    return AclResolver(ingest.acl_roots)
+
+
+class BothReaders:
+    """`RAG_ACL_SOURCE=both`: a file's readers are the accounts its permissions let read it that are also
+    members (by NSS) of a group its `.rag-acl` / RAG_ACL_ROOTS rule names; POSIX's other only when the rule
+    says `everyone`. No rule, or a broken one: admins only, as in `files`."""
+
+    def __init__(self, files: AclResolver, filesystem: "FilesystemReaders") -> None:
+        self.files = files
+        self.filesystem = filesystem
+
+    @property
+    def nobody(self) -> int:
+        return self.filesystem.nobody
+
+    def groups_for(self, path: str) -> tuple[str, ...]:
+        groups = self.files.groups_for(path)
+        return self.filesystem.readers_within(path, groups) if groups else ()
+
+    def problems(self) -> list[tuple[str, str]]:
+        return sorted([*self.files.problems(), *self.filesystem.problems()])

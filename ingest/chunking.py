@@ -1,14 +1,33 @@
-"""Token-aware chunking, measured with the embedding model's own tokenizer.
+"""Token-aware chunking that follows sections, measured with the embedding model's own tokenizer.
 
-The splitter is LangChain's RecursiveCharacterTextSplitter (paragraphs, then lines, sentences,
-words) with lengths counted in model tokens; every chunk is then checked against the model's
-window and cut further when the splitter's merge overshot, so the model never truncates silently.
+A document arrives as sections (`TextUnit`s: a heading path, and per page for paged formats). Each section
+is split on its own, so a heading starts a chunk; consecutive small sections (a man page's FILES, HOOKS
+and SEE ALSO) share a chunk, each with its heading as a line, under the path they have in common. The
+splitter is LangChain's RecursiveCharacterTextSplitter (paragraphs, then lines, sentences, words) with
+lengths counted in model tokens; every chunk is then checked against the model's window and cut further
+when the splitter's merge overshot, so the model never truncates silently.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ingest.parsers import TextUnit
+
+SECTION_SEPARATOR = " › "
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A chunk's text, its page (None without pages) and its heading path ("Backups › Retention")."""
+
+    text: str
+    page: int | None
+    section: str
 
 
 def load_token_counter(model_folder: Path) -> tuple[Callable[[str], int], Callable[[str, int], list[str]]]:
@@ -57,6 +76,7 @@ class Chunker:
             )
         self.count, self._cut = load_token_counter(model_folder)
         self.max_tokens = max_tokens
+        self.chunk_tokens = chunk_tokens
         self.splitter = RecursiveCharacterTextSplitter(
             chunk_size=chunk_tokens,
             chunk_overlap=overlap_tokens,
@@ -77,3 +97,48 @@ class Chunker:
             else:
                 chunks.extend(p.strip() for p in self._cut(piece, self.max_tokens) if p.strip())
         return chunks
+
+    def split_units(self, units: "Sequence[TextUnit]") -> list[Piece]:
+        """Chunks of a document's sections, in reading order: a section starts a chunk; runs of small
+        sections on one page (under a third of a chunk each) are packed together up to a chunk's size."""
+        small = max(16, self.chunk_tokens // 3)
+        pieces: list[Piece] = []
+        pending: list[tuple["TextUnit", int]] = []  # small sections waiting to be packed
+
+        def pack() -> None:
+            if not pending:
+                return
+            common = _common_prefix([u.heading for u, _ in pending])
+            parts = []
+            for unit, _ in pending:
+                own = unit.heading[len(common):]
+                parts.append("\n\n".join([*([SECTION_SEPARATOR.join(own)] if own and len(pending) > 1 else []),
+                                            unit.text]))
+            heading = common if len(pending) > 1 else pending[0][0].heading
+            text = "\n\n".join(parts)
+            pieces.extend(Piece(t, pending[0][0].page, SECTION_SEPARATOR.join(heading)) for t in self.split(text))
+            pending.clear()
+
+        for unit in units:
+            if not unit.text.strip():
+                continue
+            tokens = self.count(unit.text)
+            if tokens < small:
+                if pending and (pending[0][0].page != unit.page or
+                                sum(n for _, n in pending) + tokens > self.chunk_tokens):
+                    pack()
+                pending.append((unit, tokens))
+                continue
+            pack()
+            section = SECTION_SEPARATOR.join(unit.heading)
+            pieces.extend(Piece(t, unit.page, section) for t in self.split(unit.text))
+        pack()
+        return pieces
+
+
+def _common_prefix(paths: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
+    first = paths[0]
+    size = 0
+    while size < len(first) and all(len(p) > size and p[size] == first[size] for p in paths):
+        size += 1
+    return first[:size]

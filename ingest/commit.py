@@ -101,9 +101,9 @@ class Committer:
             self._docs.append(DocumentInput(
                 path_key=found.path_key, path=found.display, title=outcome.title, size=found.size,
                 mtime_ns=found.mtime_ns, content_hash=outcome.content_hash,
-                chunks=tuple(ChunkInput(text=text, position=i, page=page)
-                             for i, (text, page) in enumerate(outcome.chunks)),
-                groups=planned.groups, ocr_pages=tuple(outcome.ocr_pages),
+                chunks=tuple(ChunkInput(text=text, position=i, page=page, section=section)
+                             for i, (text, page, section) in enumerate(outcome.chunks)),
+                groups=planned.groups, ocr_pages=tuple(outcome.ocr_pages), parser_version=outcome.parser_version,
             ))
             summary.pages_ocr += len(outcome.ocr_pages)
             summary.parts_unread.extend(FailedFile(found.display, warning) for warning in outcome.warnings)
@@ -130,7 +130,7 @@ class Committer:
     def flush(self) -> None:
         if not self._docs and not self._replaced:
             return
-        texts = [c.text for d in self._docs for c in d.chunks]
+        texts = [c.embed_input for d in self._docs for c in d.chunks]
         vectors, embedded = self.writer.embed_reusing(self.embedder, texts)
         if len(vectors):
             self.dim = vectors.shape[1]

@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ingest.job import run_ingest
-from rag.evaluation import evaluate_answers, evaluate_questions, evaluate_retrieval, load_dataset
+from rag.evaluation import evaluate_answers, evaluate_folder, evaluate_questions, evaluate_retrieval, load_dataset
 from rag.qa import build_service
 from rag.settings import Settings
 
@@ -61,3 +61,21 @@ def run_eval(settings: Settings, dataset: Path, limit: int | None = None, workdi
             report["answers"]["model"] = service.generator.model_id  # type: ignore[index]
             report["answers"]["prompt_format"] = service.generator.prompt_format  # type: ignore[index]
     return report
+
+
+def run_folder_questions(settings: Settings, folder: Path, questions_file: Path, index: Path | None = None,
+                         answers: bool = True, limit: int | None = None) -> dict[str, object]:
+    """`rag eval FOLDER --questions FILE`: FOLDER indexed (incrementally) into `index` (kept, so a second
+    run only re-reads what changed) or a temporary index; then the questions measured as
+    `rag.evaluation.evaluate_folder` says. The report says how long the ingest took."""
+    with open(questions_file, encoding="utf-8") as f:
+        questions = [json.loads(line) for line in f if line.strip()]
+    questions = questions[:limit] if limit else questions
+    with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
+        eval_settings = settings.model_copy(update={"index_dir": index or Path(tmp) / "index"})
+        summary = run_ingest(eval_settings, [folder], progress=False)
+        service = build_service(eval_settings)
+        report = evaluate_folder(service, questions, folder, answers=answers)
+    return {"folder": str(folder), "questions_file": questions_file.name, "documents": summary.files_seen,
+            "chunks": summary.vectors_total, "ingest_seconds": round(summary.seconds, 1),
+            "files_failed": len(summary.files_failed), **report}

@@ -9,12 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ingest.acl import AclResolver
+from ingest.acl import make_readers
 from ingest.commit import Committer, Progress
 from ingest.engines import EngineName, make_engine
 from ingest.plan import FailedFile, IngestProgress, IngestSummary, ProgressCallback, plan_changes
 from ingest.walk import display_path, is_under, resolve_roots, walk
 from ingest.worker import WorkerConfig
+from rag.analysis import analyzer
 from rag.embedding import Embedder, make_embedder, model_max_tokens, resolve_backend, resolve_embedding_folder
 from rag.index import IndexWriter, recorded_model_id
 from rag.settings import EmbeddingSettings, IndexSettings, IngestSettings, Settings
@@ -27,7 +28,8 @@ __all__ = ["FailedFile", "IngestProgress", "IngestSummary", "ProgressCallback", 
 
 def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | None = None,
                progress: bool | None = None, on_progress: ProgressCallback | None = None,
-               engine: EngineName = "local", after_scan: Callable[[], None] | None = None) -> IngestSummary:
+               engine: EngineName = "local", after_scan: Callable[[], None] | None = None,
+               within: list[Path] | None = None) -> IngestSummary:
     """Bring the configured index up to date with the files under `paths`.
 
     `progress`: a terminal progress bar (None: when stderr is a terminal); `on_progress`: called with an
@@ -38,6 +40,8 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
     (ingest/plan.py), commits every parsed file through one path (ingest/commit.py: stored vectors
     reused by content hash) and publishes. `after_scan`: called once the folders are scanned and
     before any file is parsed (tests use it to change the files in between, as an attacker would).
+    `within`: folders the roots must still lie in once resolved (the page's and the API's allowed roots:
+    a folder swapped for a link out of them after the check is refused here).
 
     Safe to re-run and to kill: unchanged files are skipped by size and modification time (then by
     content hash), each batch is one transaction, and the new version is published atomically at
@@ -45,6 +49,12 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
     """
     started = time.perf_counter()
     roots = resolve_roots(paths)
+    if within is not None:
+        allowed = [Path(os.path.realpath(p)) for p in within]
+        for root in roots:
+            if not any(root == a or a in root.parents for a in allowed):
+                raise ValueError(f"{display_path(str(root))} is no longer inside the folders that may be indexed "
+                                 "(a folder on the way was replaced by a link?): not indexed")
     # a concrete backend for the engine's own embedders too (Ray's actors, on other CPUs): auto keeps the
     # index's kind of vectors; a caller's embedder sets the kind
     if embedder is None:
@@ -53,7 +63,8 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
     else:
         embedding = resolve_backend(replace(settings.embedding, backend="auto"), embedder.model_id)
     job = settings.ingest
-    acl = AclResolver(job.acl_roots)
+    acl = make_readers(job, roots)
+    analyzer().warm_up_in_background()  # the language model loads while the folders are walked and parsed
     with IndexWriter.open(settings.index, embedder.model_id, switch=True) as writer:
 
         def report(state: IngestProgress) -> None:
@@ -91,6 +102,7 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
         finally:
             bar.close()
         summary.files_failed.extend(FailedFile(display_path(path), error) for path, error in acl.problems())
+        summary.files_admins_only = acl.nobody
         dim = committer.dim
         if dim is None and writer.published is None:
             dim = embedder.dim  # a first run that added nothing still publishes an empty index

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 from rag.settings import ConfigError, OcrSettings
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image
 
 # Where distributions put Tesseract's language files (Debian 12/13, older releases, source builds).
@@ -225,8 +226,11 @@ class TesseractOcr:
 
 
 class RapidOcr:
-    """RapidOCR on ONNX Runtime: boxes are text lines, not words. No per-page time limit (the library has
-    none): the file's limit holds."""
+    """RapidOCR on ONNX Runtime. Its recogniser reads a text line at a time and, on noisy or blurred photos,
+    drops the spaces between words ("Thesparekey for theserverroom"): the line is read with a box per
+    character, and a space is put back wherever the gap between two characters is a word's gap
+    (`words_from_characters`), which also gives word boxes instead of line boxes. No per-page time limit
+    (the library has none): the file's limit holds."""
 
     def __init__(self) -> None:
         from importlib.metadata import version
@@ -246,16 +250,79 @@ class RapidOcr:
             started = time.perf_counter()
             rgb = image.convert("RGB")
             width, height = rgb.size
-            result, _ = self._engine(np.asarray(rgb))  # type: ignore[operator]
-            words = []
-            for points, text, score in result or []:
-                xs, ys = [p[0] for p in points], [p[1] for p in points]
-                words.append(OcrWord(str(text), (min(xs) / width, min(ys) / height, max(xs) / width,
-                                                 max(ys) / height), float(score)))
+            pixels = np.asarray(rgb)
+            result, _ = self._engine(pixels, return_word_box=True)  # type: ignore[operator]
+            ink = np.asarray(rgb.convert("L")) < 128
+            lines, words = [], []
+            for item in result or []:
+                points, text, score = item[0], str(item[1]), float(item[2])
+                boxes = item[3] if len(item) > 3 else None
+                line_words = words_from_characters(text, boxes, ink) if boxes else []
+                if not line_words:  # no character boxes: the line as one box
+                    xs, ys = [p[0] for p in points], [p[1] for p in points]
+                    line_words = [(text, (min(xs), min(ys), max(xs), max(ys)))]
+                lines.append(" ".join(w for w, _ in line_words))
+                words.extend(OcrWord(w, (x0 / width, y0 / height, x1 / width, y1 / height), score)
+                             for w, (x0, y0, x1, y1) in line_words)
             confidence = sum(w.confidence for w in words) / len(words) if words else 0.0
-            pages.append(OcrPage("\n".join(w.text for w in words), confidence, tuple(words),
-                                 time.perf_counter() - started))
+            pages.append(OcrPage("\n".join(lines), confidence, tuple(words), time.perf_counter() - started))
         return pages
+
+
+_CLOSING = frozenset(".,;:!?)]}%'\"’”»")  # never the start of a word
+_OPENING = frozenset("([{$€£'\"‘“«")  # never the end of one
+
+
+def words_from_characters(text: str, boxes: Sequence[Sequence[Sequence[float]]], ink: "np.ndarray"
+                          ) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """A recognised line's words with their boxes, from a box per character (spaces included, as RapidOCR
+    gives them) and the page's ink (True where a pixel is dark): a word ends at a space the recogniser read,
+    or where the page shows a space it dropped: between two characters' centres, a run of columns without
+    ink wider than 45% of a character's median width, unless punctuation joins them ("4,380.50", "date.").
+    [] when the boxes do not match the text."""
+    if len(boxes) != len(text):
+        return []
+    spans = [(min(p[0] for p in box), min(p[1] for p in box), max(p[0] for p in box), max(p[1] for p in box))
+             for box in boxes]
+    widths = sorted(s[2] - s[0] for s, ch in zip(spans, text) if not ch.isspace())
+    if not widths:
+        return []
+    gap_limit = 0.45 * widths[len(widths) // 2]
+
+    def blank_run(left: tuple[float, ...], right: tuple[float, ...]) -> int:
+        """The widest run of ink-free columns between two characters' centres, over their height."""
+        x0, x1 = int((left[0] + left[2]) / 2), int((right[0] + right[2]) / 2)
+        y0, y1 = int(min(left[1], right[1])), int(max(left[3], right[3])) + 1
+        x0, x1 = max(0, x0), min(ink.shape[1], x1)
+        y0, y1 = max(0, y0), min(ink.shape[0], y1)
+        if x1 <= x0 or y1 <= y0:
+            return 0
+        empty = ~ink[y0:y1, x0:x1].any(axis=0)
+        best = run = 0
+        for blank in empty:
+            run = run + 1 if blank else 0
+            best = max(best, run)
+        return best
+
+    out: list[tuple[str, tuple[float, float, float, float]]] = []
+    word, box = "", None
+    previous: tuple[float, ...] | None = None
+    for ch, span in zip(text, spans):
+        joined = ch in _CLOSING or (word and word[-1] in _OPENING) or (word and word[-1] in ",." and ch.isdigit())
+        if ch.isspace() or (word and previous is not None and not joined and blank_run(previous, span) > gap_limit):
+            if word and box is not None:
+                out.append((word, box))
+            word, box = "", None
+            if ch.isspace():
+                previous = None
+                continue
+        word += ch
+        box = span if box is None else (min(box[0], span[0]), min(box[1], span[1]), max(box[2], span[2]),
+                                        max(box[3], span[3]))
+        previous = span
+    if word and box is not None:
+        out.append((word, box))
+    return out
 
 
 def make_ocr(choice: OcrChoice, page_timeout_s: float) -> OcrEngine | None:

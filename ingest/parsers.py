@@ -18,12 +18,13 @@ import os
 import re
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from charset_normalizer import from_bytes
 
+from ingest.html import ROW_SEPARATOR
 from rag.settings import IMAGE_EXTENSIONS
 
 if TYPE_CHECKING:
@@ -70,13 +71,16 @@ class ParseOptions:
 
 @dataclass
 class TextUnit:
-    """A page, slide or sheet of a document (page None for formats without pages); `ocr` when its text was
-    read from an image, `warning` when part of it could not be read."""
+    """A section of a page, slide or sheet of a document (page None for formats without pages): its text,
+    paragraphs (and list items, table rows, code blocks) separated by blank lines, under `heading`, the
+    path of headings it stands under ("Administration", "Backups"); `ocr` when its text was read from an
+    image, `warning` when part of it could not be read."""
 
     text: str
     page: int | None = None
     ocr: "OcrPage | None" = None
     warning: str = ""
+    heading: tuple[str, ...] = ()
 
 
 @dataclass
@@ -95,14 +99,30 @@ class Parser(Protocol):
 
 _WS = re.compile(r"[ \t\r\f\v]+")
 _BLANKS = re.compile(r"\n\s*\n\s*\n+")
+# Where a file is parsed differently from how an earlier release parsed it, the index reads it again
+# (a normal incremental run re-parses documents of an older parser version; unchanged chunks keep their
+# vectors). 1: text nodes joined by newlines, no sections. 2: structure-faithful text with sections.
+PARSER_VERSION = 2
 
 
-def clean(text: str) -> str:
-    """Collapse runs of spaces and blank lines; drop NULs and other control characters."""
+def clean(text: str, keep_spaces: bool = False) -> str:
+    """Collapse runs of spaces and blank lines; drop NULs and other control characters. `keep_spaces`:
+    only the controls and surplus blank lines go (the text's own line layout, code's indentation, stays)."""
     text = text.replace("\x00", "").replace("\r\n", "\n")
     text = "".join(ch for ch in text if ch >= " " or ch in "\n\t")
-    text = _WS.sub(" ", text)
+    if not keep_spaces:
+        text = _WS.sub(" ", text)
     return _BLANKS.sub("\n\n", text).strip()
+
+
+def section_units(sections: "Iterable[tuple[tuple[str, ...], str]]", page: int | None = None) -> list[TextUnit]:
+    """One unit per (heading path, text) that holds text."""
+    units = []
+    for heading, text in sections:
+        text = clean(text, keep_spaces=True)
+        if text:
+            units.append(TextUnit(text, page, heading=tuple(" ".join(h.split()) for h in heading if h.strip())))
+    return units
 
 
 def decode_text(data: bytes) -> str:
@@ -139,18 +159,98 @@ def parse_text(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     return ParsedDocument(_first_line_title(text) or _stem(name), [TextUnit(clean(text))])
 
 
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_ATX = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_SETEXT = re.compile(r"^(=+|-+)\s*$")
+
+
+def markdown_sections(text: str) -> list[tuple[tuple[str, ...], str]]:
+    """(heading path, text) per section of Markdown: `#` headings (and underlined ones), fenced code kept."""
+    out: list[tuple[tuple[str, ...], str]] = []
+    path: list[tuple[int, str]] = []
+    lines: list[str] = []
+    fenced = False
+
+    def close() -> None:
+        out.append((tuple(h for _, h in path), "\n".join(lines)))
+        lines.clear()
+
+    def open_heading(level: int, heading: str) -> None:
+        close()
+        while path and path[-1][0] >= level:
+            path.pop()
+        path.append((level, heading))
+
+    for line in text.split("\n"):
+        if _FENCE.match(line):
+            fenced = not fenced
+            lines.append(line)
+            continue
+        atx = None if fenced else _ATX.match(line)
+        if atx:
+            open_heading(len(atx.group(1)), atx.group(2))
+            continue
+        if not fenced and lines and _SETEXT.match(line) and lines[-1].strip() and not lines[-1].startswith((" ", "-", "*")):
+            heading = lines.pop()
+            open_heading(1 if line.strip().startswith("=") else 2, heading.strip())
+            continue
+        lines.append(line)
+    close()
+    return out
+
+
 def parse_markdown(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     text = decode_text(data)
     match = re.search(r"^#\s+(.+)$", text, re.M)
     title = match.group(1).strip() if match else _stem(name)
-    return ParsedDocument(title, [TextUnit(clean(text))])
+    sections = [(heading[1:] if heading and heading[0] == title else heading, body)
+                for heading, body in markdown_sections(text)]
+    return ParsedDocument(title, section_units(sections))
+
+
+_RST_UNDERLINE = re.compile(r"^([=\-~#*^\"+`'.:_])\1{2,}\s*$")
+
+
+def rst_sections(text: str) -> list[tuple[tuple[str, ...], str]]:
+    """(heading path, text) per section of reStructuredText: a title underlined (and maybe overlined) with
+    punctuation; levels in the order the underline styles first appear, as docutils assigns them."""
+    lines = text.split("\n")
+    styles: list[str] = []
+    out: list[tuple[tuple[str, ...], str]] = []
+    path: list[tuple[int, str]] = []
+    body: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        over = _RST_UNDERLINE.match(line)
+        if over and i + 2 < len(lines) and lines[i + 1].strip() and _RST_UNDERLINE.match(lines[i + 2]):
+            title, style, i = lines[i + 1].strip(), "over" + over.group(1), i + 3
+        elif line.strip() and not line.startswith(" ") and _RST_UNDERLINE.match(following) and \
+                len(following.rstrip()) >= len(line.rstrip()) - 2:
+            title, style, i = line.strip(), _RST_UNDERLINE.match(following).group(1), i + 2  # type: ignore[union-attr]
+        else:
+            body.append(line)
+            i += 1
+            continue
+        if style not in styles:
+            styles.append(style)
+        level = styles.index(style)
+        out.append((tuple(h for _, h in path), "\n".join(body)))
+        body = []
+        while path and path[-1][0] >= level:
+            path.pop()
+        path.append((level, title))
+    out.append((tuple(h for _, h in path), "\n".join(body)))
+    return out
 
 
 def parse_rst(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     text = decode_text(data)
-    match = re.search(r"^(?:[=\-~#*]{3,}\n)?(\S.*)\n[=\-~#*]{3,}\s*$", text, re.M)
-    title = match.group(1).strip() if match else _stem(name)
-    return ParsedDocument(title, [TextUnit(clean(text))])
+    sections = rst_sections(text)
+    titled = [heading[0] for heading, _ in sections if heading]
+    title = titled[0] if titled else _stem(name)
+    return ParsedDocument(title, section_units([(h[1:] if h and h[0] == title else h, b) for h, b in sections]))
 
 
 def _first_line_title(text: str) -> str:
@@ -162,32 +262,12 @@ def _first_line_title(text: str) -> str:
 
 
 # -- HTML ------------------------------------------------------------------------------------------
-_HTML_NOISE = ("script", "style", "noscript", "nav", "header", "footer", "aside", "form", "svg",
-               "template", "iframe", "button", "select", "menu")
 _HTML_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_\-:.]+)""", re.I)
 
 
-def html_to_text(html: str) -> tuple[str, str]:
-    """(title, main text) of an HTML page: scripts, styles and navigation removed."""
-    from selectolax.lexbor import LexborHTMLParser
-
-    tree = LexborHTMLParser(html)
-    title_node = tree.css_first("title")
-    title = title_node.text(strip=True) if title_node else ""
-    for selector in (*_HTML_NOISE, "[role=navigation]", "[role=banner]", "[role=contentinfo]", "[hidden]"):
-        for node in tree.css(selector):
-            node.decompose()
-    root = tree.css_first("main") or tree.css_first("article") or tree.body or tree.root
-    if root is None:
-        return title, ""
-    if not title:
-        heading = root.css_first("h1")
-        title = heading.text(strip=True) if heading else ""
-    text = root.text(separator="\n", strip=True)
-    return title, text
-
-
 def parse_html(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
+    from ingest.html import html_sections
+
     declared = _HTML_CHARSET.search(data[:4096])
     text = None
     if declared:
@@ -197,8 +277,8 @@ def parse_html(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
             text = None
     if text is None:
         text = decode_text(data)
-    title, body = html_to_text(text)
-    return ParsedDocument(title or _stem(name), [TextUnit(clean(body))])
+    title, sections = html_sections(text)
+    return ParsedDocument(title or _stem(name), section_units((s.heading, s.text) for s in sections))
 
 
 # -- PDF -------------------------------------------------------------------------------------------
@@ -245,6 +325,8 @@ def _ocr_unit(image: "Image.Image", page: int, ocr: OcrOptions, fallback: str = 
 def parse_pdf(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     import pypdfium2 as pdfium
 
+    from ingest.pdf_layout import PageLayout, document_blocks, page_layout
+
     try:
         pdf = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
@@ -253,34 +335,57 @@ def parse_pdf(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
             raise ParseError("encrypted PDF (password required)") from exc
         raise ParseError(f"corrupt or unsupported PDF ({exc})") from exc
     ocr = options.ocr
+    layouts: list[PageLayout] = []  # pages with a text layer, read for their structure together
+    scanned: dict[int, TextUnit] = {}  # pages read by OCR (or reported unread), by number
     try:
-        units = []
         pages = len(pdf)
         read = 0
-        for number in range(pages):
-            page = pdf[number]
+        for number in range(1, pages + 1):
+            page = pdf[number - 1]
             textpage = page.get_textpage()
             text = clean(textpage.get_text_bounded())
-            textpage.close()
             chars = sum(1 for ch in text if not ch.isspace())
             if chars < SCAN_MAX_CHARS and needs_ocr(chars, _image_coverage(page)):
                 if ocr.engine is None:
-                    units.append(TextUnit(text, number + 1, warning=f"page {number + 1}: scanned, not read "
-                                                                     f"({ocr.off_reason})"))
+                    scanned[number] = TextUnit(text, number, warning=f"page {number}: scanned, not read ({ocr.off_reason})")
                 else:
                     width, height = page.get_size()
                     scale = render_scale(width, height, ocr.dpi, ocr.max_pixels)
                     image = page.render(scale=scale, grayscale=True).to_pil()
-                    units.append(_ocr_unit(image, number + 1, ocr, fallback=text))
+                    scanned[number] = _ocr_unit(image, number, ocr, fallback=text)
                     read += 1
                     if ocr.progress is not None:
                         ocr.progress(read, pages)
-            else:
-                units.append(TextUnit(text, page=number + 1))
+            elif chars:
+                width, height = page.get_size()
+                layouts.append(page_layout(textpage, number, width, height))
+            textpage.close()
             page.close()
         title = (pdf.get_metadata_dict().get("Title") or "").strip()
     finally:
         pdf.close()
+    # paragraphs and headings of the text pages; a heading's path carries on across pages
+    by_page: dict[int, list[TextUnit]] = {}
+    path: list[tuple[int, str]] = []
+    for block in document_blocks(layouts):
+        if block.heading_level is not None:
+            while path and path[-1][0] >= block.heading_level:
+                path.pop()
+            path.append((block.heading_level, block.text))
+            title = title or block.text
+            continue
+        heading = tuple(h for _, h in path)
+        heading = heading[1:] if heading and heading[0] == title else heading  # the title heads every passage
+        units = by_page.setdefault(block.page, [])
+        if units and units[-1].heading == heading:
+            units[-1].text += "\n\n" + block.text
+        else:
+            units.append(TextUnit(block.text, block.page, heading=heading))
+    units = []
+    for number in range(1, pages + 1):
+        if number in scanned:
+            units.append(scanned[number])
+        units.extend(u for u in by_page.get(number, []) if u.text.strip())
     return ParsedDocument(title or _stem(name), units)
 
 
@@ -388,19 +493,40 @@ def parse_docx(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     from docx.text.paragraph import Paragraph
 
     document = _open_office(data, options.limits, "Word document", docx.Document)
-    lines: list[str] = []
-    heading = ""
+    sections: list[tuple[tuple[str, ...], list[str]]] = [((), [])]
+    path: list[tuple[int, str]] = []
+    first_heading = ""
     for block in document.iter_inner_content():
         if isinstance(block, Paragraph):
-            text = block.text.strip()
-            if text:
-                if not heading and (block.style is not None and block.style.name.startswith(("Heading", "Title"))):
-                    heading = text
-                lines.append(text)
+            text = " ".join(block.text.split())
+            if not text:
+                continue
+            style = block.style.name if block.style is not None else ""
+            level = _heading_level(style)
+            if level is not None:
+                first_heading = first_heading or text
+                if level == 0:  # the Title style: the document's title, above every heading
+                    continue
+                while path and path[-1][0] >= level:
+                    path.pop()
+                path.append((level, text))
+                sections.append((tuple(h for _, h in path), []))
+                continue
+            listed = style.startswith("List") or block._p.pPr is not None and block._p.pPr.numPr is not None
+            sections[-1][1].append(f"- {text}" if listed else text)
         elif isinstance(block, Table):
-            lines.extend(_table_lines([[cell.text.strip() for cell in row.cells] for row in block.rows]))
-    title = (document.core_properties.title or "").strip() or heading or _stem(name)
-    return ParsedDocument(title, [TextUnit(clean("\n".join(lines)))])
+            sections[-1][1].extend(_table_lines([[cell.text.strip() for cell in row.cells] for row in block.rows]))
+    title = (document.core_properties.title or "").strip() or first_heading or _stem(name)
+    return ParsedDocument(title, section_units((h[1:] if h and h[0] == title else h, "\n\n".join(b))
+                                               for h, b in sections))
+
+
+def _heading_level(style: str) -> int | None:
+    """A Word paragraph style's heading level (0 for Title), None for body text."""
+    if style == "Title":
+        return 0
+    match = re.fullmatch(r"Heading (\d)", style)
+    return int(match.group(1)) if match else None
 
 
 def parse_pptx(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
@@ -424,13 +550,14 @@ def parse_pptx(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
             notes = slide.notes_slide.notes_text_frame.text.strip() if slide.notes_slide.notes_text_frame else ""
             if notes:
                 lines.append(f"Notes: {notes}")
-        units.append(TextUnit(clean("\n".join(lines)), page=number))
+        units.append(TextUnit(clean("\n\n".join(lines), keep_spaces=True), page=number,
+                              heading=(" ".join(slide_title.split()),) if slide_title else ()))
     title = (deck.core_properties.title or "").strip() or first_title or _stem(name)
     return ParsedDocument(title, units)
 
 
 def _table_lines(rows: list[list[str]]) -> list[str]:
-    """Rows as 'Header: value; Header: value' lines, so each fact keeps its column name."""
+    """Rows as 'Header: value · Header: value' lines, so each fact keeps its column name (as HTML tables)."""
     rows = [r for r in rows if any(r)]
     if not rows:
         return []
@@ -440,7 +567,7 @@ def _table_lines(rows: list[list[str]]) -> list[str]:
     lines = [" | ".join(header)]
     for row in rows[1:]:
         pairs = [f"{h}: {v}" for h, v in zip(header, row) if v]
-        lines.append("; ".join(pairs))
+        lines.append(ROW_SEPARATOR.join(pairs))
     return lines
 
 
@@ -453,8 +580,8 @@ def parse_xlsx(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     try:
         for number, sheet in enumerate(book.worksheets, start=1):
             rows = [["" if v is None else str(v).strip() for v in row] for row in sheet.iter_rows(values_only=True)]
-            body = "\n".join(_table_lines(rows))
-            units.append(TextUnit(clean(f"Sheet: {sheet.title}\n{body}"), page=number))
+            body = "\n\n".join(_table_lines(rows))
+            units.append(TextUnit(clean(body), page=number, heading=(f"Sheet: {sheet.title}",)))
         title = (book.properties.title or "").strip() or _stem(name)
     finally:
         book.close()
@@ -469,7 +596,7 @@ def parse_csv(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     except csv.Error:
         dialect = csv.excel
     rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text), dialect)]
-    return ParsedDocument(_stem(name), [TextUnit(clean("\n".join(_table_lines(rows))))])
+    return ParsedDocument(_stem(name), [TextUnit(clean("\n\n".join(_table_lines(rows))))])
 
 
 def _json_lines(value: object, prefix: str = "") -> Iterator[str]:
@@ -498,6 +625,8 @@ def parse_json(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
 
 
 def parse_eml(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
+    from ingest.html import html_to_text
+
     message = email.message_from_bytes(data, policy=email.policy.default)
     if not message.keys():
         raise ParseError("not an e-mail message (no headers)")

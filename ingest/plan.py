@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ingest.parsers import PARSER_VERSION
 from ingest.walk import FoundFile, Skipped, display_path, is_under
 from ingest.worker import Task
 from rag.store import StoredDocument
@@ -39,11 +40,13 @@ class IngestSummary:
     pages_ocr: int = 0  # pages and image frames whose text OCR read
     files_skipped: int = 0
     files_excluded: int = 0  # removed by an admin: left out until the removal is undone
+    files_reparsed: int = 0  # unchanged files read again because an earlier release's parsers read them
     chunks_added: int = 0
     chunks_embedded: int = 0  # chunks_added minus those whose text (and so vector) was already stored
     chunks_removed: int = 0
     chunks_reembedded: int = 0  # stored chunks embedded again in the configured backend's kind of vectors
     permissions_changed: int = 0  # unchanged files whose readers changed (applied without re-embedding)
+    files_admins_only: int = 0  # files whose file-system permissions let no known account or other read them
     vectors_total: int = 0
     version: int = 0
     versions_published: int = 0  # during the run, before the final one (RAG_PUBLISH_INTERVAL_S)
@@ -133,12 +136,16 @@ def plan_changes(walked: Iterable[FoundFile | Skipped], roots: list[Path], live:
                 plan.stale.append(stored.doc_id)
             continue
         groups = groups_for(item.path)
-        if stored is not None and stored.size == item.size and stored.mtime_ns == item.mtime_ns:
+        outdated = stored is not None and stored.parser_version < PARSER_VERSION
+        if stored is not None and not outdated and stored.size == item.size and stored.mtime_ns == item.mtime_ns:
             summary.files_unchanged += 1
             if stored.groups != groups:
                 plan.group_changes.append(GroupChange(stored.doc_id, groups))
             continue
-        plan.parse.append(PlannedFile(Task.of(item, stored.content_hash if stored else None), item, stored, groups))
+        if outdated:  # read again whatever its bytes: the text, sections and chunks of today's parsers
+            summary.files_reparsed += 1
+        known = stored.content_hash if stored is not None and not outdated else None
+        plan.parse.append(PlannedFile(Task.of(item, known), item, stored, groups))
     for key, stored in live.items():
         if key not in seen_keys and is_under(os.fsdecode(key), roots):
             plan.stale.append(stored.doc_id)

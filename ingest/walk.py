@@ -68,7 +68,13 @@ def open_verified(root: str, path: str, dev: int, ino: int) -> int:
     if rel.startswith(os.pardir) or os.path.isabs(rel) or not parts or parts[-1] in ("", ".", os.pardir):
         raise FileChangedError(f"{display_path(path)} is not under {display_path(root)}")
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
-    folder = os.open(root, flags | os.O_DIRECTORY)
+    try:
+        folder = open_directory_nofollow(root)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise FileChangedError("a folder on the way to it was replaced by a link after the scan; not read") \
+                from exc
+        raise
     try:
         for part in parts[:-1]:
             try:
@@ -93,6 +99,22 @@ def open_verified(root: str, path: str, dev: int, ino: int) -> int:
         os.close(fd)
         raise FileChangedError("replaced by another file after the scan; not read (indexed at the next run)")
     return fd
+
+
+def open_directory_nofollow(path: str) -> int:
+    """A descriptor of the folder at absolute `path`, every component opened relative to its parent with
+    O_NOFOLLOW from "/" down: a link anywhere on the way (not only at its end) is refused (ELOOP)."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_DIRECTORY
+    folder = os.open("/", flags)
+    try:
+        for part in [p for p in os.path.abspath(path).split(os.sep) if p]:
+            child = os.open(part, flags, dir_fd=folder)
+            os.close(folder)
+            folder = child
+    except BaseException:
+        os.close(folder)
+        raise
+    return folder
 
 
 def display_path(path: str) -> str:

@@ -97,10 +97,11 @@ class Outcome:
     unchanged: bool = False
     content_hash: str = ""
     title: str = ""
-    chunks: list[tuple[str, int | None]] = field(default_factory=list)
+    chunks: list[tuple[str, int | None, str]] = field(default_factory=list)  # (text, page, heading path)
     cpu_s: float = 0.0  # the worker's CPU time so far
     ocr_pages: list[OcrPageInput] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # parts not read (an OCR page over its time limit)
+    parser_version: int = 0  # ingest.parsers.PARSER_VERSION of the worker that parsed it
 
     @classmethod
     def from_json(cls, line: str) -> "Outcome":
@@ -133,7 +134,7 @@ def _ocr_record(page: int, engine: str, result: "OcrPage") -> OcrPageInput:
 
 
 def _handle(task: Task, config: WorkerConfig, chunker: object, fd: int, ocr: OcrOptions) -> Outcome:
-    from ingest.parsers import Limits, ParseError, ParseOptions, parser_for
+    from ingest.parsers import PARSER_VERSION, Limits, ParseError, ParseOptions, parser_for
 
     try:
         with os.fdopen(fd, "rb") as f:
@@ -151,9 +152,8 @@ def _handle(task: Task, config: WorkerConfig, chunker: object, fd: int, ocr: Ocr
     try:
         parsed = parser_for(task.extension)(data, task.path, ParseOptions(limits, ocr))
         del data
-        chunks: list[tuple[str, int | None]] = []
+        chunks = [(p.text, p.page, p.section) for p in chunker.split_units(parsed.units)]  # type: ignore[attr-defined]
         for unit in parsed.units:
-            chunks.extend((text, unit.page) for text in chunker.split(unit.text))  # type: ignore[attr-defined]
             if unit.warning:
                 warnings.append(unit.warning)
             if unit.ocr is not None and unit.page is not None and ocr.engine is not None:
@@ -172,7 +172,8 @@ def _handle(task: Task, config: WorkerConfig, chunker: object, fd: int, ocr: Ocr
             return Outcome(False, "OCR found no text (a blank page or a picture)", content_hash=digest)
         return Outcome(False, "no extractable text (empty)", content_hash=digest)
     title = " ".join(parsed.title.split())[:300]
-    return Outcome(True, content_hash=digest, title=title, chunks=chunks, ocr_pages=ocr_pages, warnings=warnings)
+    return Outcome(True, content_hash=digest, title=title, chunks=chunks, ocr_pages=ocr_pages, warnings=warnings,
+                   parser_version=PARSER_VERSION)
 
 
 def _receive_fd(channel: socket.socket) -> int:

@@ -8,6 +8,7 @@ document, page, follows?}. Indexing a dataset is ingest's (`ingest.datasets`); t
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from urllib.parse import unquote
@@ -228,3 +229,77 @@ def evaluate_questions(service: QAService, questions: list[dict], principal: Pri
         "failures": [r["id"] for r in rows if (r["answerable"] and (r["abstained"] or not r.get("source_ok")))
                      or (not r["answerable"] and not r["abstained"])],
     }
+
+
+def contains_fact(text: str, fact: str) -> bool:
+    """Whether `text` holds `fact` as a whole word (or phrase), case-insensitive, white space normalised: how
+    "expected fact in the answer" is judged on real documents ("--amend" is found in "use --amend.", "5" is
+    not found in "50")."""
+    fact = " ".join(fact.split())
+    if not fact:
+        return False
+    pattern = ((r"(?<!\w)" if fact[0].isalnum() or fact[0] == "_" else "") + re.escape(fact).replace(r"\ ", r"\s+")
+               + (r"(?!\w)" if fact[-1].isalnum() or fact[-1] == "_" else ""))
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path
+
+
+def evaluate_folder(service: QAService, questions: list[dict], root: Path, k: int = 5,
+                    answers: bool = True) -> dict[str, object]:
+    """A folder of real documents with a questions file of {question, answer, path, page?, answerable?}
+    (`path` relative to `root`): the figures issue 25 is judged on, measured as the held-back check does.
+
+    - page@k: one of the `k` best chunks of `rag search` is on the expected page (its path, and for
+      documents with pages its 1-based page when the question gives one);
+    - fact in answer: the expected string, a whole word, case-insensitive, in the answer shown (not
+      abstained); fact in passages: in any passage the answer was built from (the sources shown);
+    - refused: an answerable question abstained; abstained: an unanswerable one abstained.
+    """
+    rows: list[dict[str, object]] = []
+    texts = [q["question"] for q in questions]
+    results = []
+    for start in range(0, len(texts), 64):
+        results.extend(service.searcher.search_batch(texts[start:start + 64], k))
+    started = time.perf_counter()
+    for q, result in zip(questions, results):
+        answerable = q.get("answerable", True) is not False and bool(q.get("answer"))
+        where = [(_relative(h.path, root), h.page) for h in result.hits]
+        row: dict[str, object] = {"question": q["question"], "answerable": answerable,
+                                  "top": [f"{p}#{page}" if page else p for p, page in where]}
+        if answerable:
+            row["page_ok"] = any(p == q["path"] and (q.get("page") is None or page == q["page"]) for p, page in where)
+        if answers:
+            answer = service.ask(q["question"])
+            row.update(abstained=answer.abstained, hedged=answer.hedged, mode=answer.mode, answer=answer.answer,
+                       relevance=answer.relevance)
+            if answerable:
+                row["fact_in_answer"] = not answer.abstained and contains_fact(answer.answer, q["answer"])
+                row["fact_in_passages"] = any(contains_fact(s.text, q["answer"]) for s in answer.sources)
+                row["fact_in_model_answer"] = contains_fact(model_text(answer), q["answer"])
+        rows.append(row)
+    seconds = time.perf_counter() - started
+    answerable_rows = [r for r in rows if r["answerable"]]
+    unanswerable_rows = [r for r in rows if not r["answerable"]]
+
+    def count(items: list[dict[str, object]], key: str) -> dict[str, object]:
+        hits = sum(bool(r.get(key)) for r in items)
+        return {"hits": hits, "of": len(items), "share": round(hits / len(items), 4) if items else 0.0}
+
+    report: dict[str, object] = {"questions": len(rows), "answerable": len(answerable_rows),
+                                 "unanswerable": len(unanswerable_rows), f"page_top{k}": count(answerable_rows, "page_ok")}
+    if answers:
+        report.update(fact_in_answer=count(answerable_rows, "fact_in_answer"),
+                      fact_in_passages=count(answerable_rows, "fact_in_passages"),
+                      fact_in_model_answer=count(answerable_rows, "fact_in_model_answer"),
+                      refused_answerable=count(answerable_rows, "abstained"),
+                      abstained_unanswerable=count(unanswerable_rows, "abstained"),
+                      answer_seconds_mean=round(seconds / max(1, len(rows)), 2), model=service.generator.model_id,
+                      answer_mode=service.settings.mode)
+    report["rows"] = rows
+    return report

@@ -1,10 +1,23 @@
-"""Quoted answers: the passage sentence that answers the question, verbatim, with its citation.
+"""Quoted answers: the passage sentence(s) that answer the question, verbatim, with their citation.
 
 A quote cannot invent anything. It is what the service shows when the model's answer is not backed by
-the passages (answer_mode auto), and what it leads with for the small embedded demo model. The sentence
-is chosen by its embedding similarity to the question, the share of the question's words it holds, and
-whether it has what the question asks for ("how many" wants a number, "when" a date or time, "who" a
-name); its neighbour is added when it completes it. Weights tuned on the NarrativeQA and BoolQ dev sets
+the passages (answer_mode auto), and what it leads with for the small embedded demo model. Candidates
+are the sentences of every retrieved passage, paragraph by paragraph. A sentence is chosen by its
+embedding similarity to the question, the share of the question's words it holds (stemmed), whether it
+holds what the question asks for, and the rank of its passage:
+
+- a number ("how many", "what is the limit"), a time or date ("when"), a name ("who"), a place ("where");
+- a default ("what is the default", "if I don't set it"): a sentence that says "default";
+- an identifier ("which option", "what setting", "how do I ..."): an option, a setting, a command, a
+  function, an environment variable, a path, written as code is ("--amend", "gc.auto", "os.makedirs()",
+  "GIT_DIR", "/etc/fstab");
+- a path ("where is", "which file").
+
+A chosen sentence that lacks what the question asks for is completed by the next sentence of its
+paragraph that holds it ("gc.auto: When there are approximately more than this many loose objects ...
+The default value is 6700."), within three sentences; a sentence that announces what follows, or that
+the next one refers back to, is completed by it. Weights tuned on the documentation dev sets
+(tests/data/devsets, `rag eval FOLDER --questions`) and checked on NarrativeQA and BoolQ
 (bench/answer_modes.py, docs/benchmarks.md).
 """
 
@@ -17,47 +30,105 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.embedding import Embedder
-from rag.support import Facts, content_words, extract_facts
+from rag.sentences import evidence_blocks, split_sentences
+from rag.support import Facts, content_words, extract_facts, stem
+from rag.types import Hit
 
-# what a question asks for, by its opening words
-_WANTS = (
-    (re.compile(r"^\s*(how (many|much|long|far|old|often|big|tall|large|high)|what (percentage|share|number|amount|"
-                r"price|size)|what is the (price|cost|number|limit|maximum|minimum))\b", re.I), "number"),
-    (re.compile(r"^\s*(when|what (time|date|day|year|month)|until when|since when|by when)\b", re.I), "time"),
-    (re.compile(r"^\s*(who|whom|whose|which (person|company|team|department))\b", re.I), "name"),
-    (re.compile(r"^\s*where\b", re.I), "place"),
+# what a question asks for, by its words (English, German, French)
+_WANTS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b(how (many|much|long|far|old|often|big|large|high|deep|wide|tall|small|fast|frequently)|"
+                r"what (percentage|share|number|amount|price|size|limit|depth|length|width|height|port|timeout|"
+                r"value|interval|threshold|ratio|version)|maximum|minimum|\bmax\b|\blimit\b|at most|at least|"
+                r"wie (viele?|lange|oft|gro(ß|ss)|hoch|weit)|welche gr(ö|oe)(ß|ss)e|combien|quelle (taille|valeur|"
+                r"limite|durée)|à partir de quel)\b", re.I), "number"),
+    (re.compile(r"\b(default|by default|out of the box|if i (do not|don't|dont) (set|give|pass|specify|say)|"
+                r"without (setting|giving|passing|specifying)|when (it is )?not set|unless (i|you) (set|say)|"
+                r"standard(mäßig|wert)?|voreingestellt|voreinstellung|par défaut|défaut)\b", re.I), "default"),
+    (re.compile(r"\b(which|what|welche[rsmn]?|quel(le)?s?)\s+([\w-]+\s+){0,3}?(option|flag|switch|setting|settings|"
+                r"config|configuration|variable|command|commands|function|method|module|package|key|keyword|"
+                r"exception|error|class|parameter|argument|tool|program|utility|counter|macro|hook|syntax|"
+                r"style|terminal|format|attribute|directive|field|helper|subcommand|environment|file|"
+                r"befehl|paket|option|einstellung|programm|werkzeug|datei|tastenkombination|kommando|"
+                r"commande|paquet|fichier|programme|outil|réglage|touche)s?\b|"
+                r"\bhow (do|can|should|would) (i|we|you)\b|\bwhat do i (use|type|run|call|put|add|write)\b|"
+                r"\b(is there|gibt es|y a-t-il) (a|an|ein|eine|un|une)\b|"
+                r"\bwie (kann|könnte|muss|soll) (ich|man)\b|\bmit welche[mr]\b|\bcomment (puis-je|faire|"
+                r"peut-on|on|activer|changer|installer|configurer|afficher|désactiver|empêcher|savoir)\b",
+                re.I), "identifier"),
+    (re.compile(r"\b(where|which (file|folder|directory)|in which file|what file|wo\b|welche[rsmn]? "
+                r"(datei|verzeichnis|ordner)|où|quel (fichier|répertoire|dossier))\b", re.I), "path"),
+    (re.compile(r"^\s*(when|wann|quand)\b(?!.*\b(which|what|how|where|who|welche|wie|wo|quel|comment|où)\b)|"
+                r"\b(what (time|date|day|year|month)|until when|since when|by when)\b", re.I), "time"),
+    (re.compile(r"\b(since (which|what) version|which version|what version|in which version|"
+                r"seit welcher version|depuis quelle version)\b", re.I), "version"),
+    (re.compile(r"^\s*(who|whom|whose|which (person|company|team|department)|wer|qui)\b", re.I), "name"),
 )
 _CONTINUES = re.compile(r"^\s*(it|this|that|these|those|they|he|she|its|their|his|her|there|then|also|however|"
-                        r"but|and|otherwise)\b", re.I)
+                        r"but|and|otherwise|so|thus|for example|e\.g\.)\b", re.I)
+# how code is written in prose: options, dotted and underscored names, calls, paths, variables, macros
+_IDENTIFIER = re.compile(
+    r"(?:(?<![\w-])--?[A-Za-z][\w-]*(?:=\S+)?"  # -x, --amend, --cleanup=<mode>
+    r"|\b[A-Za-z_][\w-]*\.[A-Za-z_][\w.-]*\b"  # gc.auto, os.path.join, .gitignore-like names
+    r"|\b\w+\(\)"  # os.makedirs()
+    r"|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b"  # GIT_DIR
+    r"|\\\\[A-Za-z]+"  # \\setcounter
+    r"|(?:~|\$\w+|\.{1,2})?/[\w.-]+(?:/[\w.-]+)+"  # paths
+    r"|\b[a-z]+[A-Z]\w*\b"  # camelCase config names
+    r"|\b[a-z][\w]*-[a-z][\w-]*\b(?=\s*(?:\(\d\)|command|option|package|tool))"  # git-commit(1), apt-get tool
+    r")")
+_IDENT = _IDENTIFIER.pattern
+# a sentence that gives an identifier as the answer, not one that merely mentions one: a definition's term
+# ("--follow: Continue listing ..."), "use --amend", "the gc.auto setting", "option -x"
+_INTRODUCES = re.compile(
+    rf"^\s*(?:{_IDENT})[^:]{{0,60}}:\s"
+    rf"|\b(?:use|using|set|setting|run|running|pass|passing|specify|add|enable|disable|with|via|call|invoke|type|"
+    rf"try|give|configure|verwenden|benutzen|setzen|utilisez|utiliser|lancez)\s+(?:the\s+|die\s+|den\s+|le\s+|la\s+)?"
+    rf"(?:{_IDENT}|\b[a-z][\w-]*\s+[a-z][\w-]*\b(?=\s+(?:command|option)))"
+    rf"|\b(?:raises?|raising|throws?)\s+(?:an?\s+|the\s+)?[A-Z]\w+"  # an exception: "Raises EmptyShelf"
+    rf"|\b[A-Z]\w*(?:Error|Exception|Warning)\b"
+    rf"|\b(?:run|running|type|execute|invoke|ausführen|exécutez|tapez)\s+(?:`|\")?[a-z][\w.-]*(?:\s+[a-z-][\w.-]*){{1,3}}"
+    rf"|(?:{_IDENT})\s+(?:option|flag|switch|setting|variable|command|function|method|hook|attribute|parameter|"
+    rf"key|package|program|tool|Option|Befehl|Paket|Programm|commande|paquet)\b"
+    rf"|\b(?:option|flag|switch|setting|variable|command|hook|Option|Befehl|Paket|commande|paquet)\s+(?:{_IDENT})")
+_PATH = re.compile(r"(?:(?<![\w])(?:~|\$\w+|\.{1,2})?/[\w.-]+(?:/[\w.-]*)*|\b[\w-]+\.(?:conf|cfg|ini|txt|py|json|"
+                   r"ya?ml|toml|log|rc|d|list|sources|gitignore|gitattributes|git-credentials)\b)")
+_DEFAULT = re.compile(r"\b(default|defaults|by default|standard|voreingestellt|voreinstellung|par défaut|défaut)\b",
+                      re.I)
+_VERSION = re.compile(r"\b(version|release|since|seit|depuis)\s+v?\d+(\.\d+)+|\bv?\d+\.\d+(\.\d+)?\b", re.I)
+_MONTHS = {"january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+           "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+MAX_SENTENCES = 3  # a quote is an answer, not a passage
 
 
-@dataclass(frozen=True)
-class QuoteWeights:
-    similarity: float = 1.0
-    overlap: float = 0.6
-    kind: float = 0.25
+def question_wants(question: str) -> set[str]:
+    """What kinds of fact the question asks for: number, default, identifier, path, time, version, name."""
+    return {kind for pattern, kind in _WANTS if pattern.search(question)}
 
 
-def question_wants(question: str) -> str | None:
-    """What kind of fact the question asks for: number, time, name, place, or None."""
-    for pattern, kind in _WANTS:
-        if pattern.search(question):
-            return kind
-    return None
-
-
-def _has(facts: Facts, kind: str | None) -> bool:
+def has_kind(sentence: str, facts: Facts, kind: str) -> bool:
+    """Whether `sentence` holds a fact of `kind` (see `question_wants`)."""
     if kind == "number":
         return any(q.unit != "time" for q in facts.quantities)
     if kind == "time":
-        return bool(facts.quantities) or bool(facts.names & {"january", "february", "march", "april", "may", "june",
-                                                               "july", "august", "september", "october",
-                                                               "november", "december", "monday", "tuesday",
-                                                               "wednesday", "thursday", "friday", "saturday",
-                                                               "sunday"})
+        return bool(facts.quantities) or bool(facts.names & _MONTHS)
     if kind in ("name", "place"):
         return bool(facts.names)
+    if kind == "default":
+        return _DEFAULT.search(sentence) is not None
+    if kind == "identifier":
+        return _INTRODUCES.search(sentence) is not None
+    if kind == "path":
+        return _PATH.search(sentence) is not None
+    if kind == "version":
+        return _VERSION.search(sentence) is not None
     return False
+
+
+def kind_score(sentence: str, facts: Facts, wants: set[str]) -> float:
+    """The share of what the question asks for that the sentence holds (0 when it asks for nothing)."""
+    if not wants:
+        return 0.0
+    return sum(has_kind(sentence, facts, kind) for kind in wants) / len(wants)
 
 
 @dataclass(frozen=True)
@@ -69,43 +140,161 @@ class Quote:
     score: float
 
 
-def choose_quotes(questions: Sequence[str], candidates: Sequence[Sequence[tuple[int, list[str]]]],
-                  embedder: Embedder, weights: QuoteWeights = QuoteWeights()) -> list[Quote | None]:
-    """For each question, the best sentence among its candidates [(passage number, sentences)], with the
-    next sentence when it completes it; None when there is no sentence at all. Batch-first: one
-    embedding call for every question and sentence."""
-    flat: list[str] = list(questions)
-    for per_question in candidates:
-        for _, sentences in per_question:
-            flat.extend(sentences)
-    if len(flat) == len(questions):
-        return [None] * len(questions)
-    vectors = embedder.embed_batch(flat)
-    out: list[Quote | None] = []
-    offset = len(questions)
-    for qi, (question, per_question) in enumerate(zip(questions, candidates)):
-        wants = question_wants(question)
-        words = content_words(question)
-        best: tuple[float, int, int, int] | None = None  # (score, passage index, sentence index, vector row)
-        for pi, (_, sentences) in enumerate(per_question):
-            for si, sentence in enumerate(sentences):
-                row = offset
-                offset += 1
-                similarity = float(np.dot(vectors[qi], vectors[row]))
-                overlap = len(words & content_words(sentence)) / len(words) if words else 0.0
-                kind = 1.0 if wants and _has(extract_facts(sentence, evidence=True), wants) else 0.0
-                score = weights.similarity * similarity + weights.overlap * overlap + weights.kind * kind
-                if best is None or score > best[0]:
-                    best = (score, pi, si, row)
-        if best is None:
-            out.append(None)
-            continue
-        score, pi, si, _ = best
-        number, sentences = per_question[pi]
-        text = sentences[si]
-        following = sentences[si + 1] if si + 1 < len(sentences) else ""
-        # a sentence that announces what follows, or one the next sentence refers back to, is completed by it
-        if following and (text.rstrip().endswith(":") or _CONTINUES.match(following) or len(text.split()) < 6):
-            text = f"{text} {following}"
-        out.append(Quote(text, number, round(score, 4)))
+def _stems(text: str) -> set[str]:
+    return {stem(w) for w in content_words(text)}
+
+
+_DEFINITION = re.compile(r"^[^\s:][^:]{0,80}:\s")  # "gc.auto: When ...", "-a, --all: Tell ..."
+
+# The features a candidate sentence is scored on, and the weights of the shipped scorer: fitted by listwise
+# logistic regression on the documentation dev sets (bench/quote_selection.py, which also reports how they
+# do on a set left out of the fit).
+FEATURES = ("similarity", "paragraph_similarity", "overlap", "paragraph_overlap", "kind", "quote_kind",
+            "passage_rank", "passage_similarity", "first_in_paragraph", "definition", "length", "unit", "code")
+SCORER = (2.804, 2.365, 1.957, 2.729, 0.808, 1.229, -0.219, 0.812, 0.456, 0.038, -0.345, 0.574, 1.733)
+# words that name what a number counts ("how many seconds", "which port")
+_UNIT_WORDS = re.compile(r"\b(seconds?|minutes?|hours?|days?|weeks?|months?|years?|bytes?|kb|mb|gb|kib|mib|gib|"
+                         r"characters?|chars?|columns?|rows?|lines?|entries|items?|objects?|files?|pages?|points?|pt|"
+                         r"percent|port|depth|levels?|times|threads?|workers?|sekunden|tage|zeichen|secondes|jours|"
+                         r"caractères|colonnes)\b", re.I)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A sentence of a retrieved passage, with its paragraph (for completion) and where it came from."""
+
+    number: int  # the passage's number (its citation)
+    rank: int  # the passage's place in the retrieval, from 0
+    passage_similarity: float  # the passage's cosine similarity to the question (0 when unknown)
+    block: list[str]  # the paragraph's sentences
+    index: int  # this sentence's place in the paragraph
+    section: str  # the passage's heading path
+
+    @property
+    def sentence(self) -> str:
+        return self.block[self.index]
+
+
+def candidate_sentences(passages: Sequence[tuple[int, Hit]]) -> list[Candidate]:
+    """Every sentence that can be quoted from the passages [(number, hit)], best-ranked passage first."""
+    out = []
+    for rank, (number, hit) in enumerate(passages):
+        for block in evidence_blocks(hit.text):
+            for index in range(len(block)):
+                out.append(Candidate(number, rank, hit.dense_score or 0.0, block, index, hit.section))
     return out
+
+
+def sentence_features(question: str, candidates: Sequence[Candidate], embedder: Embedder,
+                      word_weights: dict[str, float] | None = None) -> np.ndarray:
+    """The `FEATURES` of each candidate for `question` (one embedding call for the question, the sentences
+    and their paragraphs). `word_weights`: the rarity of the question's words (IDF over what the asker may
+    read); without them every word counts the same."""
+    paragraphs = list(dict.fromkeys(" ".join(c.block) for c in candidates))
+    question_vector = embedder.embed_queries([question])[0]
+    vectors = embedder.embed_batch([c.sentence for c in candidates] + paragraphs)
+    sentence_vectors = vectors[:len(candidates)]
+    paragraph_vectors = dict(zip(paragraphs, vectors[len(candidates):]))
+    weights: dict[str, float] = {}
+    for word, weight in (word_weights or {w: 1.0 for w in content_words(question)}).items():
+        weights[stem(word)] = max(weights.get(stem(word), 0.0), weight)
+    total = sum(weights.values()) or 1.0
+    wants = question_wants(question)
+    units = {stem(u.lower()) for u in _UNIT_WORDS.findall(question)} if "number" in wants else set()
+    rows = []
+    for candidate, vector in zip(candidates, sentence_vectors):
+        sentence = candidate.sentence
+        paragraph = " ".join(candidate.block)
+        sentence_stems = _stems(sentence)
+        paragraph_stems = _stems(f"{candidate.section} {paragraph}")
+        quote = complete(candidate.block, candidate.index, wants)
+        rows.append([
+            float(vector @ question_vector),
+            float(paragraph_vectors[paragraph] @ question_vector),
+            sum(v for w, v in weights.items() if w in sentence_stems) / total,
+            sum(v for w, v in weights.items() if w in paragraph_stems) / total,
+            kind_score(sentence, extract_facts(sentence, evidence=True), wants),
+            kind_score(quote, extract_facts(quote, evidence=True), wants),
+            float(candidate.rank),
+            candidate.passage_similarity,
+            float(candidate.index == 0),
+            float(candidate.index == 0 and _DEFINITION.match(sentence) is not None),
+            min(len(sentence.split()), 60) / 60,
+            float(bool(units) and bool(units & {stem(u.lower()) for u in _UNIT_WORDS.findall(quote)})),
+            sum(1 for ch in sentence if not (ch.isalnum() or ch.isspace())) / max(1, len(sentence)),
+        ])
+    return np.array(rows, dtype=np.float32).reshape(len(candidates), len(FEATURES))
+
+
+SECOND_MARGIN = 0.5  # a second sentence is quoted when it scores within this of the best (bench/quote_selection.py)
+
+
+@dataclass(frozen=True)
+class ScoredCandidates:
+    """Every quotable sentence of some passages, scored for a question (computed once, for the relevance and
+    for the quote)."""
+
+    chunk_ids: tuple[int, ...]  # the passages', in order
+    candidates: list[Candidate]
+    scores: np.ndarray
+    features: np.ndarray  # candidates x FEATURES
+
+    @property
+    def best(self) -> float:
+        return float(self.scores.max()) if len(self.scores) else 0.0
+
+    @property
+    def best_similarity(self) -> float:
+        """The highest embedding similarity of one sentence to the question."""
+        return float(self.features[:, 0].max()) if len(self.features) else 0.0
+
+
+def score_candidates(question: str, passages: Sequence[tuple[int, Hit]], embedder: Embedder,
+                     word_weights: dict[str, float] | None = None, scorer: Sequence[float] = SCORER) -> ScoredCandidates:
+    """The sentences of the passages [(number, hit)] with their scores for `question` (`SCORER` · features)."""
+    candidates = candidate_sentences(passages)
+    features = (sentence_features(question, candidates, embedder, word_weights) if candidates
+                else np.zeros((0, len(FEATURES)), dtype=np.float32))
+    return ScoredCandidates(tuple(hit.chunk_id for _, hit in passages), candidates,
+                            features @ np.asarray(scorer, dtype=np.float32), features)
+
+
+def choose_quote(question: str, scored: ScoredCandidates) -> list[Quote]:
+    """The quote for `question` from its scored candidates: the best-scoring sentence, completed as
+    `complete` says, and the runner-up from another paragraph when it scores within SECOND_MARGIN of it and
+    the quote stays within MAX_SENTENCES (when two sentences are that close, the scorer cannot tell which
+    answers: both are shown, each with its citation). Empty when the passages hold no sentence."""
+    candidates, scores = scored.candidates, scored.scores
+    if not candidates:
+        return []
+    order = [int(i) for i in np.argsort(-scores, kind="stable")]
+    wants = question_wants(question)
+    best = candidates[order[0]]
+    first = complete(best.block, best.index, wants)
+    quote = [Quote(first, best.number, round(float(scores[order[0]]), 4))]
+    if len(order) > 1 and scores[order[0]] - scores[order[1]] <= SECOND_MARGIN:
+        runner = candidates[order[1]]
+        if runner.block != best.block and runner.sentence not in first:
+            second = complete(runner.block, runner.index, wants)
+            if len(split_sentences(first)) + len(split_sentences(second)) <= MAX_SENTENCES:
+                quote.append(Quote(second, runner.number, round(float(scores[order[1]]), 4)))
+    return quote
+
+
+def complete(block: list[str], index: int, wants: set[str]) -> str:
+    """Sentence `index` of a paragraph, completed by what follows it in the paragraph: the next sentence
+    holding what the question asks for, when this one lacks it (up to MAX_SENTENCES in all, the ones between
+    included); else the next one when this one announces it (ends with ":"), is a fragment of under six
+    words, or the next one refers back to it ("It ...", "This ...")."""
+    text = block[index]
+    facts = extract_facts(text, evidence=True)
+    lacking = {kind for kind in wants if not has_kind(text, facts, kind)}
+    if lacking and len(lacking) == len(wants):
+        for later in range(index + 1, min(len(block), index + MAX_SENTENCES)):
+            sentence = block[later]
+            if any(has_kind(sentence, extract_facts(sentence, evidence=True), kind) for kind in lacking):
+                return " ".join(block[index:later + 1])
+    following = block[index + 1] if index + 1 < len(block) else ""
+    if following and (text.rstrip().endswith(":") or _CONTINUES.match(following) or len(text.split()) < 6):
+        return f"{text} {following}"
+    return text

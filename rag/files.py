@@ -7,13 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new file in `path` durable."""
+def fsync_path(path: Path) -> None:
+    """Make a file's bytes durable, or, for a folder, a rename or a new file in it."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+fsync_dir = fsync_path
 
 
 def private_dir(path: Path) -> None:
@@ -47,3 +50,30 @@ def atomic_write(path: Path, data: bytes) -> None:
             f.write(data)
 
     atomic_replace(path, write)
+
+
+def process_alive(pid: int, host: str) -> bool:
+    """Whether process `pid` of machine `host` still runs (another machine's, on a shared folder, is taken
+    as running: its file is trusted)."""
+    import socket
+
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read a megabyte at a time."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TypeVar
 
@@ -33,7 +33,7 @@ from filelock import FileLock, Timeout
 
 from rag.settings import IndexSettings
 from rag.embedding import Embedder, vector_space, without_space
-from rag.files import atomic_replace, atomic_write, private_dir
+from rag.files import atomic_replace, atomic_write, file_sha256, private_dir, process_alive
 from rag.store import DB_NAME, ChunkStore, DocumentInfo, Exclusion, StoredDocument, StoreReader, connect, text_hash
 from rag.types import DocumentInput, Hit
 
@@ -105,6 +105,7 @@ class Manifest:
     embedding_model: str
     dim: int
     published_at: float
+    vectors_sha256: str = ""  # of the vectors file, for copies on other hosts (`rag index sync`); "" before
 
     @classmethod
     def read(cls, index_dir: Path) -> Manifest | None:
@@ -113,7 +114,8 @@ class Manifest:
             data = json.loads(path.read_text())
         except FileNotFoundError:
             return None
-        return cls(**data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})  # a newer release's fields left out
 
 
 def faiss_gpu_count() -> int:
@@ -312,15 +314,7 @@ class RunState:
 
     def alive(self) -> bool:
         """Whether the process that wrote this still runs (a killed run leaves its file behind)."""
-        if self.host != socket.gethostname():
-            return True  # another machine's run on a shared folder: trust the file
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return process_alive(self.pid, self.host)
 
 
 @dataclass(frozen=True)
@@ -539,7 +533,7 @@ class IndexWriter:
             self.switching = False
             log.info("index %s re-embedded as %s", self.dir, self.model_id)
             return 0, 0
-        texts = [c.text for _, doc in docs for c in doc.chunks]
+        texts = [c.embed_input for _, doc in docs for c in doc.chunks]
         vectors, embedded = self.embed_reusing(embedder, texts)
         self.write_batch([doc for _, doc in docs], vectors, [doc_id for doc_id, _ in docs])
         return len(docs), embedded
@@ -595,6 +589,7 @@ class IndexWriter:
         manifest = Manifest(
             version=self.version, vectors_file=name, vectors=index.ntotal, index_type=index.index_type,
             embedding_model=self.model_id, dim=dim, published_at=time.time(),
+            vectors_sha256=file_sha256(self.dir / name),
         )
         atomic_write(self.dir / MANIFEST, json.dumps(asdict(manifest), indent=2).encode())
         self.published = manifest
@@ -681,6 +676,7 @@ class IndexView:
         return {
             "documents": documents, "chunks": chunks, "vectors": self.vectors.ntotal,
             "ocr_pages": self.store.ocr_page_count(self.manifest.version),
+            "languages": self.store.language_counts(self.manifest.version),
             "embedding_model": self.manifest.embedding_model, "index_type": self.manifest.index_type,
             "device": self.vectors.device, "version": self.manifest.version,
             "published_at": self.manifest.published_at,
@@ -701,6 +697,7 @@ class IndexReader:
         self.store: ChunkStore | None = None
         self.view: IndexView | None = None
         self._stamp: tuple[int, int, int] | None = None
+        self._db_file: tuple[int, int] | None = None
         self._lock = threading.Lock()
 
     def _manifest_stamp(self) -> tuple[int, int, int] | None:
@@ -727,8 +724,12 @@ class IndexReader:
         assert manifest is not None
         vectors = FaissVectorIndex.read(self.dir / manifest.vectors_file, manifest.index_type,
                                         self.settings.ivf_nprobe)
-        if self.store is None:
+        # a copy kept in step by `rag index sync` replaces the chunk store's file: open the new one (views of
+        # the old version keep theirs until they are dropped)
+        db = (self.dir / DB_NAME).stat()
+        if self.store is None or (db.st_dev, db.st_ino) != self._db_file:
             self.store = ChunkStore(connect(self.dir, readonly=True))
+            self._db_file = (db.st_dev, db.st_ino)
         vectors.to_device(self._device())
         self.view = IndexView(manifest, vectors, self.store)
         self.manifest, self.vectors, self._stamp = manifest, vectors, stamp

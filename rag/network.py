@@ -36,3 +36,41 @@ def is_ip(host: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted_proxies: "tuple[str, ...] | list[str]") -> str | None:
+    """The address of the client behind a request: the peer's own address, unless the peer is one of the
+    trusted reverse proxies (addresses or networks), in which case the right-most X-Forwarded-For entry that
+    is not itself a trusted proxy (the left ones could be written by the client). None when it cannot be
+    known (no peer; a trusted proxy that sent no X-Forwarded-For)."""
+    networks = []
+    for entry in trusted_proxies:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            continue
+
+    def parse(address: str) -> "ipaddress.IPv4Address | ipaddress.IPv6Address | None":
+        try:
+            ip = ipaddress.ip_address(address.strip().strip("[]"))
+        except ValueError:
+            return None
+        mapped = getattr(ip, "ipv4_mapped", None)  # "::ffff:127.0.0.1", as a dual-stack server sees IPv4
+        return mapped if mapped is not None else ip
+
+    def trusted(ip: "ipaddress.IPv4Address | ipaddress.IPv6Address") -> bool:
+        return any(ip.version == network.version and ip in network for network in networks)
+
+    own = parse(peer) if peer else None
+    if own is None:
+        return peer or None
+    if not trusted(own):
+        return str(own)
+    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        ip = parse(hop)
+        if ip is None:
+            return None  # not an address: written by someone, not by our proxy
+        if not trusted(ip):
+            return str(ip)
+    return None

@@ -55,7 +55,8 @@ def join_overlapping(first: str, second: str, min_overlap: int = 20) -> str:
 
 
 def merge_neighbours(hits: Sequence[Hit]) -> list[Hit]:
-    """Merge hits that are consecutive chunks of one document into one passage, at the better one's rank.
+    """Merge hits that are consecutive chunks of one document, on one page, into one passage, at the better
+    one's rank.
 
     The merged passage keeps the lower position's chunk id, page and text order and the best score; the
     other chunk ids go to `merged_ids`.
@@ -64,7 +65,8 @@ def merge_neighbours(hits: Sequence[Hit]) -> list[Hit]:
     for hit in hits:
         for i, kept in enumerate(out):
             lo, hi = kept.position, kept.position + len(kept.merged_ids)
-            if kept.path != hit.path or not (hit.position == lo - 1 or hit.position == hi + 1):
+            # one page (slide, sheet) per passage: its citation names the page its sentences are on
+            if kept.path != hit.path or kept.page != hit.page or not (hit.position == lo - 1 or hit.position == hi + 1):
                 continue
             before, after = (hit, kept) if hit.position < lo else (kept, hit)
             out[i] = replace(

@@ -39,8 +39,13 @@ class PackedPrompt:
     prompt_tokens: int
 
 
-def number_passages(passages: Sequence[str]) -> str:
-    return "\n\n".join(f"[{i}] {text}" for i, text in enumerate(passages, start=1))
+def passage_text(hit: Hit) -> str:
+    """A passage as the model reads it: the heading path it stands under on a first line, then its text."""
+    return f"({hit.section})\n{hit.text}" if hit.section else hit.text
+
+
+def number_passages(passages: Sequence[str], start: int = 1) -> str:
+    return "\n\n".join(f"[{i}] {text}" for i, text in enumerate(passages, start=start))
 
 
 def context_budget(instruction: str, render: Callable[[str, str], str], count_tokens: Callable[[str], int],
@@ -58,11 +63,13 @@ def pack_prompt(
     context_window: int,
     max_new_tokens: int,
     truncate: Callable[[str, int], str],
+    start: int = 1,
 ) -> PackedPrompt:
     """Fit as many passages as the window allows (most relevant first) into `render(instruction, context)`.
 
     The last passage that does not fit whole is cut to the tokens left, if at least 32 are; later ones
     are dropped. `render` is the Dolly format or a chat template; `count_tokens` the generator's tokenizer.
+    `start`: the number of the first passage (a prompt of one source keeps that source's number).
     """
     instruction = f"{question}\n\n{CITE_HINT if len(hits) <= 1 else CITE_HINT_MANY}"
     budget = context_budget(instruction, render, count_tokens, context_window, max_new_tokens)
@@ -72,15 +79,16 @@ def pack_prompt(
     texts: list[str] = []
     used: list[Hit] = []
     for hit in hits:
-        candidate = number_passages([*texts, hit.text])
+        text = passage_text(hit)
+        candidate = number_passages([*texts, text], start)
         if count_tokens(candidate) <= budget:
-            texts.append(hit.text)
+            texts.append(text)
             used.append(hit)
             continue
-        left = budget - count_tokens(number_passages(texts)) - count_tokens(f"\n\n[{len(texts) + 1}] ")
+        left = budget - count_tokens(number_passages(texts, start)) - count_tokens(f"\n\n[{start + len(texts)}] ")
         if left >= 32:
-            texts.append(truncate(hit.text, left))
+            texts.append(truncate(text, left))
             used.append(hit)
         break
-    text = render(instruction, number_passages(texts))
+    text = render(instruction, number_passages(texts, start))
     return PackedPrompt(text=text, passages=tuple(used), prompt_tokens=count_tokens(text))

@@ -5,27 +5,28 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from rag.extractive import Quote, choose_quotes
+from rag.extractive import ScoredCandidates, choose_quote, score_candidates
 from rag.generation import GenerationParams, Generator, clean_answer, make_generator
 from rag.embedding import Embedder
 from rag.passages import collapse_near_duplicates, merge_neighbours
 from rag.prompt import pack_prompt
 from rag.rerank import Reranker, make_reranker
 from rag.search import Searcher, SearchMode, build_searcher, keyword_terms
+from rag.sentences import evidence_sentences, sentence_spans
 from rag.settings import AnswerSettings, Settings
 from rag.support import check_facts, content_words, extract_facts, missing_identifier, stem, stems, subject_missing
+from rag.text import WORD
 from rag.types import Hit, Principal, page_unit
 
 NOT_FOUND = "I could not find this in the indexed documents."
 UNSURE_NOTE = "The documents may not answer this question; this is the closest passage."
 DEMO_NOTE = ("Demo model: small and often wrong — rely on the quoted sources; see the README to connect a real "
              "model.")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 VERDICT_CLAUSE_SHARE = 1.0  # of the statement's words one clause of the quote must hold (BoolQ: 0.65 commits 3x as often, 79% right; 1.0: 91% right)
 _YES_NO = re.compile(r"^\s*(is|are|was|were|does|do|did|can|could|has|have|had|will|would|should|shall|may|"
@@ -47,6 +48,7 @@ class Source:
     cited: bool = False
     chunk_ids: tuple[int, ...] = ()  # every chunk in the passage (neighbours merged into one)
     unit: str = "page"  # what `page` counts in this format: page, slide or sheet
+    section: str = ""  # the heading path the passage stands under ("Backups › Retention")
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Retrieved:
     timings_ms: dict[str, float]
     index_version: int = 0
     more: list[Hit] = field(default_factory=list)  # the next best passages, candidates for a quote
+    scored: ScoredCandidates | None = None  # the quotable sentences of hits and more, scored for the question
 
 
 @dataclass
@@ -104,12 +107,35 @@ class Answer:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Answer":
-        """An answer `to_dict` wrote (a stored conversation reopened)."""
-        fields = {**data, "sources": [Source(**{**s, "chunk_ids": tuple(s.get("chunk_ids", ()))})
-                                      for s in data.get("sources", [])],
-                  "support": [SentenceSupport(**s) for s in data.get("support", [])],
-                  "generated_support": [SentenceSupport(**s) for s in data.get("generated_support", [])]}
-        return cls(**fields)
+        """An answer `to_dict` wrote (a stored conversation reopened); fields it does not know are left out."""
+        def known(kind: type, item: dict[str, Any]) -> dict[str, Any]:
+            names = {f.name for f in fields(kind)}
+            return {k: v for k, v in item.items() if k in names}
+
+        return cls(**{**known(cls, data),
+                      "sources": [Source(**{**known(Source, s), "chunk_ids": tuple(s.get("chunk_ids", ()))})
+                                  for s in data.get("sources", [])],
+                      "support": [SentenceSupport(**known(SentenceSupport, s)) for s in data.get("support", [])],
+                      "generated_support": [SentenceSupport(**known(SentenceSupport, s))
+                                            for s in data.get("generated_support", [])]})
+
+
+@dataclass(frozen=True)
+class Shown:
+    """The passages an answer is about to be built from, yielded by `QAService.ask_stream` before any of its
+    text: a caller whose stream is cut (a client that went away) still knows what the reader was shown."""
+
+    sources: list[Source]
+
+
+@dataclass(frozen=True)
+class QuotedAnswer:
+    """A quote as shown: its sentences with their citations, and the passages beyond the model's it cites
+    (sources to add when it is shown)."""
+
+    text: str
+    added: list[Source]
+    numbers: tuple[int, ...] = ()  # the passage numbers (1: the model's first) its sentences come from, in order
 
 
 @dataclass
@@ -124,28 +150,38 @@ class StatementCheck:
         return next((s for s in self.sources if s.number == support.source), None)
 
 
-def split_sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE.split(text.strip()) if s.strip()]
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence in `text`, surrounding white space excluded."""
-    bounds, start = [], 0
-    for m in _SENTENCE.finditer(text):
-        bounds.append((start, m.start()))
-        start = m.end()
-    bounds.append((start, len(text)))
-    spans = []
-    for a, b in bounds:
-        piece = text[a:b]
-        if piece.strip():
-            a += len(piece) - len(piece.lstrip())
-            spans.append((a, a + len(piece.strip())))
-    return spans
-
+# What decides abstention: the features of `QAService.relevance_features` and the weights of the linear score
+# on them, searched on the dev sets and the two QA sets by bench/abstention_real.py (with the thresholds).
+RELEVANCE_FEATURES = ("cosine", "passage_coverage", "sentence_coverage", "quote_score", "unknown_words",
+                      "missing_name", "sentence_cosine")
+RELEVANCE_WEIGHTS = (0.124, 0.492, 0.093, 0.002, -0.723, -0.020, 0.207)
+_NAME = re.compile(r"(?<!^)(?<![.?!]\s)\b(?:[A-Z][\w'’-]*[A-Za-z]|[\w-]*[A-Z][a-z]+[A-Z]\w*|\w+[._/]\w[\w./-]*)\b")
 
 # words that say what kind of answer is wanted, not what it is about
 QUESTION_WORDS = frozenset("many much far often soon long kind type called happens happen get make way".split())
+
+
+_STEMMERS: list[Any] = []
+
+
+def _fuzzy(word: str) -> set[str]:
+    """The forms a word is matched by, whatever language the question and the documents are in: its Snowball
+    stems in English, German and French (PyStemmer: "raises" and "raise", "Kennwörter" and "Kennwort"),
+    and for long words its first five letters (a compound's head: "Paketverwaltung", "Paketen")."""
+    if not _STEMMERS:
+        import Stemmer
+
+        _STEMMERS.extend(Stemmer.Stemmer(language) for language in ("english", "german", "french"))
+    lower = word.lower()
+    forms = {stemmer.stemWord(lower) for stemmer in _STEMMERS}
+    if len(lower) >= 7:
+        forms.add("~" + lower[:5])
+    return forms
+
+
+def fuzzy_words(text: str) -> set[str]:
+    """Every form (`_fuzzy`) of every word of `text`."""
+    return {form for w in WORD.findall(text) for form in _fuzzy(w)}
 
 
 def sentence_coverage(weights: dict[str, float], texts: Sequence[str]) -> float:
@@ -153,22 +189,11 @@ def sentence_coverage(weights: dict[str, float], texts: Sequence[str]) -> float:
     best = 0.0
     for text in texts:
         sentences = evidence_sentences(text)
-        per_sentence = [stems(s) for s in sentences]
+        per_sentence = [fuzzy_words(s) for s in sentences]
         for i in range(len(sentences)):
             window = set().union(*per_sentence[max(0, i - 1):i + 2])
-            best = max(best, sum(w for t, w in weights.items() if stem(t) in window))
+            best = max(best, sum(w for t, w in weights.items() if _fuzzy(t) & window))
     return best
-
-
-_LINE_BREAK = re.compile(r"\n(?!\s*\n|\s*(?:\(?\d{1,2}[.)]|[-*•])\s)")
-
-
-def evidence_sentences(text: str) -> list[str]:
-    """A passage's sentences that can be evidence: list markers, page furniture and fragments of fewer
-    than two content words (a "1." on its own line) never are. A line break inside a sentence (PDF
-    text) is a space; one before a list item or a blank line ends the sentence."""
-    pieces = [p for line in _LINE_BREAK.sub(" ", text).splitlines() for p in split_sentences(line)]
-    return [p for p in pieces if len(content_words(p)) >= 2]
 
 
 class QAService:
@@ -209,42 +234,76 @@ class QAService:
             timings["rerank"] = (time.perf_counter() - t0) * 1000
         more = hits[n:n + extra]
         hits = hits[:n]
-        return Retrieved(merge_neighbours(hits), self.relevance(question, hits, principal), timings, result.version,
-                         more)
+        merged = merge_neighbours(hits)
+        relevance, scored = self._relevance(question, merged, more, principal)
+        return Retrieved(merged, relevance, timings, result.version, more, scored)
 
-    def relevance(self, question: str, hits: list[Hit], principal: Principal | None = None) -> float:
-        """How likely the passages answer the question, 0-1.
-
-        0.3 × the best cosine similarity + 0.1 × the share of the question's words (weighted by rarity,
-        IDF, over what the asker may read) anywhere in the passages + 0.6 × that share in the best single
-        sentence with its neighbours. A near miss ("When is dinner served in the cafeteria?" against the
-        lunch hours) reads much like the passage and shares most of its words, but no one sentence holds
-        the word the question turns on; the sentence-level share is what tells them apart (tuned on the
-        samples' answerable and unanswerable questions and the dev sets: bench/abstention.py). An
-        identifier in the question (a version "4.1", a code "HR-05") that no passage holds makes it 0.
-        """
-        if not hits:
-            return 0.0
-        texts = [h.text for h in hits]
-        if missing_identifier(question, texts):
-            return 0.0
-        # keyword-only search has no cosines: the word coverage alone decides then
-        cosine = max((h.dense_score for h in hits if h.dense_score is not None), default=None)
+    def relevance_features(self, question: str, hits: list[Hit], more: Sequence[Hit] = (),
+                           principal: Principal | None = None,
+                           scored: ScoredCandidates | None = None) -> tuple[list[float], ScoredCandidates]:
+        """The `RELEVANCE_FEATURES` of the retrieved passages for `question` (and the scored quotable sentences
+        they were computed from): the best cosine similarity of a passage; the share of the question's words,
+        weighted by their rarity over what `principal` may read, anywhere in the passages and in their best
+        sentence with its neighbours (a word matched by its stem or by its first five letters: "Kennwörter"
+        meets "Kennwort"); the score of the best quotable sentence."""
+        pool = [*hits, *more]
+        ids = [h.chunk_id for h in pool]
         terms = [t for t in keyword_terms(question) if t not in QUESTION_WORDS]
-        if not terms:
-            return cosine or 0.0
-        # word rarity over what the asker may read: never a signal from documents they cannot see
-        total, presence = self.searcher.term_statistics(terms, [h.chunk_id for h in hits], principal)
-        total = max(total, 1)
-        weights = {t: max(float(np.log((total + 1) / (count + 0.5))), 0.0) for t, (count, _) in presence.items()}
+        weights, total = self._word_statistics(terms, ids, principal) if terms else ({}, 0)
+        if scored is None or scored.chunk_ids != tuple(ids):
+            scored = score_candidates(question, list(enumerate(pool, start=1)), self.embedder, weights)
+        cosines = [h.dense_score for h in pool if h.dense_score is not None]
+        if len(cosines) < len(pool):  # a keyword-only search: the passages' similarity computed here
+            asked = self.embedder.embed_queries([question])[0]
+            cosines = [float(v @ asked) for v in self.embedder.embed_batch([h.text for h in pool])]
         weight_sum = sum(weights.values())
-        if weight_sum <= 0:
-            return cosine or 0.0
-        passage = sum(weights[t] for t, (_, present) in presence.items() if present) / weight_sum
-        sentence = sentence_coverage(weights, texts) / weight_sum
-        if cosine is None:
-            return 0.2 * passage + 0.8 * sentence
-        return 0.3 * cosine + 0.1 * passage + 0.6 * sentence
+        texts = [h.text for h in pool]
+        words = set().union(*(fuzzy_words(x) for x in texts)) if texts else set()
+        passage = sentence = 0.0
+        if weight_sum > 0:
+            passage = sum(w for t, w in weights.items() if _fuzzy(t) & words) / weight_sum
+            sentence = sentence_coverage(weights, texts) / weight_sum
+        # a word no readable document holds in any form ("matplotlib" asked of the LaTeX manuals), which says
+        # more the more text there is (in a dozen short files most words are missing): not counted below 100
+        # chunks, in full from 10,000 on
+        unknown = 0.0
+        scale = min(1.0, max(0.0, (float(np.log10(max(total, 1))) - 2) / 2))
+        if terms and scale > 0:
+            unknown = scale * len(self.searcher.unknown_words(terms, principal)) / len(terms)
+        # a name or code the question gives that no passage holds ("GitHub", "core.maxFileSize")
+        names = [m.group() for m in _NAME.finditer(question.strip())]
+        missing = float(any(not (fuzzy_words(n) & words) for n in names))
+        return [max(cosines, default=0.0), passage, sentence, scored.best, unknown, missing, scored.best_similarity], scored
+
+    def relevance(self, question: str, hits: list[Hit], principal: Principal | None = None,
+                  more: Sequence[Hit] = ()) -> float:
+        """How likely the passages (`hits`, and the next best `more`) answer the question, 0-1: a linear score
+        of `relevance_features` (`RELEVANCE_WEIGHTS`), searched on the real-documentation dev sets' answerable
+        and unanswerable questions and the QA sets (bench/abstention_real.py). A near miss ("When is dinner served
+        in the cafeteria?" against the lunch hours) reads much like the passage, but no one sentence holds the
+        word the question turns on. An identifier in the question (a version "4.1", a code "HR-05") that no
+        passage holds makes it 0."""
+        return self._relevance(question, hits, more, principal)[0]
+
+    def _relevance(self, question: str, hits: list[Hit], more: Sequence[Hit],
+                   principal: Principal | None) -> tuple[float, ScoredCandidates | None]:
+        if not hits or missing_identifier(question, [h.text for h in [*hits, *more]]):
+            return 0.0, None
+        features, scored = self.relevance_features(question, hits, more, principal)
+        return round(min(1.0, max(0.0, float(np.dot(RELEVANCE_WEIGHTS, features)))), 6), scored
+
+    def _word_statistics(self, terms: list[str], chunk_ids: list[int], principal: Principal | None
+                         ) -> tuple[dict[str, float], int]:
+        """({word: its rarity, IDF}, chunks in scope), counted over what the asker may read: never a signal
+        from documents they cannot see."""
+        total, presence = self.searcher.term_statistics(terms, chunk_ids, principal)
+        total = max(total, 1)
+        return {t: max(float(np.log((total + 1) / (count + 0.5))), 0.0) for t, (count, _) in presence.items()}, total
+
+    def word_weights(self, question: str, chunk_ids: list[int], principal: Principal | None = None) -> dict[str, float]:
+        """The rarity (IDF) of each of the question's words over what `principal` may read."""
+        terms = [t for t in keyword_terms(question) if t not in QUESTION_WORDS]
+        return self._word_statistics(terms, chunk_ids, principal)[0] if terms else {}
 
     def params(self) -> GenerationParams:
         s = self.settings
@@ -252,8 +311,10 @@ class QAService:
                                 timeout_s=s.timeout_s)
 
     def ask_stream(self, question: str, params: GenerationParams | None = None, passages: int | None = None,
-                   mode: SearchMode | None = None, principal: Principal | None = None) -> Iterator[str | Answer]:
-        """Yield the answer's text pieces as they are generated, then the finished `Answer`.
+                   mode: SearchMode | None = None, principal: Principal | None = None
+                   ) -> Iterator[str | Shown | Answer]:
+        """Yield the passages the answer is built from (`Shown`, unless it abstains), the answer's text pieces
+        as they are generated, then the finished `Answer`.
 
         `passages` and `mode` override the settings' number of passages and search mode for this question;
         `principal` limits the passages (and so everything the model reads) to what that user may read.
@@ -279,26 +340,35 @@ class QAService:
         sources = [self._source(i, h) for i, h in enumerate(packed.passages, start=1)]
         answer_mode = self.settings.mode
         demo = g.is_demo
-        quote = self._quote(question, sources, retrieved.more) if answer_mode != "generative" else None
+        quote = (self._quote(question, list(packed.passages), retrieved.more, principal, retrieved.scored)
+                 if answer_mode != "generative" else None)
         hedged = answer_mode != "generative" and retrieved.relevance < self.settings.confident_threshold
+        yield Shown([*sources, *(quote.added if quote is not None else [])])
         if hedged and quote is not None:
             # unsure the documents answer it at all: no model answer, the closest passage under a warning
             timings.update(generate=0.0, total=(time.perf_counter() - started) * 1000)
             yield quote.text
-            sources, quote = self._attach(sources, quote, retrieved.more)
+            sources = [*sources, *quote.added]
             _mark_cited(sources, quote.text)
             yield Answer(question, quote.text, False, sources, self.check_support(quote.text, sources), g.model_id,
                          _rounded(timings), round(retrieved.relevance, 4), retrieved.index_version, "extractive",
                          note=UNSURE_NOTE + (f" {DEMO_NOTE}" if demo else ""), quote=quote.text, hedged=True)
             return
         lead_with_quote = answer_mode == "extractive" or (answer_mode == "auto" and demo)
+        prompt = packed.text
         if lead_with_quote and quote is not None:
             yield quote.text
+            if demo:  # the small demo model reads only the passage the quote is from, under its number: it
+                # drifts with more, and its answer is only kept beside the quote
+                number = quote.numbers[0]
+                passage = ([*packed.passages, *retrieved.more])[number - 1]
+                prompt = pack_prompt(question, [passage], g.render, g.count_tokens, g.context_window,
+                                     params.max_new_tokens, g.truncate, start=number).text
         text = ""
         if answer_mode != "extractive":
             t0 = time.perf_counter()
             pieces = []
-            for piece in g.stream(packed.text, params):
+            for piece in g.stream(prompt, params):
                 pieces.append(piece)
                 if not lead_with_quote:
                     yield piece
@@ -316,7 +386,7 @@ class QAService:
                 return
             shown, support, used, generated, generated_support = text, generated_support, "generative", "", []
         else:
-            sources, quote = self._attach(sources, quote, retrieved.more)
+            sources = [*sources, *quote.added]
             shown, used, generated = quote.text, "extractive", text
             support = self.check_support(shown, sources)
             if answer_mode == "auto" and text and not backed:
@@ -339,24 +409,27 @@ class QAService:
             out.append(StatementCheck(statement, self.check_support(statement, sources), sources))
         return out
 
-    def _attach(self, sources: list[Source], quote: Quote, more: list[Hit]) -> tuple[list[Source], Quote]:
-        """`sources` and `quote`; a quote from a passage beyond the model's adds that passage as the next
-        source, and its citation is renumbered to match."""
-        if quote.source <= len(sources):
-            return sources, quote
-        number = len(sources) + 1
-        added = self._source(number, more[quote.source - number])
-        return [*sources, added], Quote(quote.text.replace(f"[{quote.source}]", f"[{number}]"), number, quote.score)
-
-    def _quote(self, question: str, sources: list[Source], more: list[Hit]) -> Quote | None:
-        """The passage sentence(s) that answer `question`, verbatim, ending with their citation."""
-        candidates = [(src.number, evidence_sentences(src.text)) for src in sources]
-        candidates += [(len(sources) + i, evidence_sentences(h.text)) for i, h in enumerate(more, start=1)]
-        [quote] = choose_quotes([question], [candidates], self.embedder)
-        if quote is None:
+    def _quote(self, question: str, passages: list[Hit], more: list[Hit], principal: Principal | None,
+               scored: ScoredCandidates | None = None) -> "QuotedAnswer | None":
+        """The passage sentence(s) that answer `question`, verbatim, each followed by its citation: chosen from
+        every passage retrieved, the model's (numbered as its sources) and the next best ones (numbered after
+        them, in the order the quote cites them, and added to the sources when the quote is shown)."""
+        hits = [*passages, *more]
+        if scored is None or scored.chunk_ids != tuple(h.chunk_id for h in hits):
+            weights = self.word_weights(question, [h.chunk_id for h in hits], principal)
+            scored = score_candidates(question, list(enumerate(hits, start=1)), self.embedder, weights)
+        parts = choose_quote(question, scored)
+        if not parts:
             return None
-        verdict = self._verdict(question, quote.text)
-        return Quote(f"{verdict}{quote.text.rstrip()} [{quote.source}]", quote.source, quote.score)
+        numbers: dict[int, int] = {}
+        added: list[Source] = []
+        for part in parts:
+            if part.source not in numbers:
+                numbers[part.source] = part.source if part.source <= len(passages) else len(passages) + len(added) + 1
+                if part.source > len(passages):
+                    added.append(self._source(numbers[part.source], hits[part.source - 1]))
+        text = " ".join(f"{part.text.rstrip()} [{numbers[part.source]}]" for part in parts)
+        return QuotedAnswer(self._verdict(question, parts[0].text) + text, added, tuple(p.source for p in parts))
 
     def _verdict(self, question: str, quoted: str) -> str:
         """"Yes. " or "No. " before the quote of a yes/no question, only when the support check can tell:
@@ -394,7 +467,7 @@ class QAService:
     @staticmethod
     def _source(number: int, hit: Hit) -> Source:
         return Source(number, hit.chunk_id, hit.path, hit.title, hit.page, hit.score, hit.text,
-                      chunk_ids=(hit.chunk_id, *hit.merged_ids), unit=page_unit(hit.path))
+                      chunk_ids=(hit.chunk_id, *hit.merged_ids), unit=page_unit(hit.path), section=hit.section)
 
 
 def check_support(answer: str, sources: Sequence[Source], embedder: Embedder,

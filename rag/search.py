@@ -15,6 +15,7 @@ import numpy as np
 from rag.embedding import Embedder, make_embedder
 from rag.index import ACL_STAMP, FaissVectorIndex, IndexReader, IndexView, check_model, recorded_model_id
 from rag.settings import SearchSettings, Settings
+from rag.store import StoreReader
 from rag.types import Principal, SearchResult
 from rag.text import WORD
 
@@ -39,9 +40,24 @@ def keyword_terms(text: str) -> list[str]:
     return list(dict.fromkeys(words))
 
 
-def keyword_match(terms: list[str]) -> str | None:
-    """An FTS5 MATCH expression: the words, each quoted (no FTS5 syntax gets through), joined by OR."""
-    return " OR ".join(f'"{w}"' for w in terms) or None
+def keyword_match(store: "StoreReader", terms: list[str]) -> str | None:
+    """An FTS5 MATCH expression: each word in its forms for the index's languages (`StoreReader.word_match`:
+    quoted, no FTS5 syntax gets through), joined by OR."""
+    return " OR ".join(store.word_match(w) for w in terms) or None
+
+
+def question_words(store: "StoreReader", text: str) -> list[str]:
+    """The question's content words for the keyword index: `keyword_terms`, less the stop words of the
+    question's own language among the index's ("wie", "comment" in a German or French question)."""
+    terms = keyword_terms(text)
+    languages = store.keyword_languages()
+    if not languages or languages == ["en"]:
+        return terms
+    from rag.analysis import analyzer
+
+    analysis = analyzer()
+    language = analysis.question_language(text, languages)
+    return [t for t in terms if not analysis.is_stop_word(t, language)] or terms
 
 
 def convex_fusion(dense: list[tuple[int, float]], keyword: list[tuple[int, float]], alpha: float,
@@ -181,15 +197,15 @@ class KeywordRetriever:
         reader the counts are over what they may read: which words are kept must not tell them anything
         about documents they cannot see.
         """
-        terms = keyword_terms(query)
+        terms = question_words(view.store, query)
         total = view.manifest.vectors if readable is None else len(readable.ids)
         if len(terms) <= 3 or total <= self.settings.keyword_prune_above:
-            return keyword_match(terms)
+            return keyword_match(view.store, terms)
         limit = self.settings.keyword_max_df * total
         counts = view.store.term_counts(terms, view.manifest.version, groups)
         ranked = sorted(terms, key=lambda t: counts[t])
         kept = ranked[:3] + [t for t in ranked[3:] if counts[t] <= limit]
-        return keyword_match([t for t in terms if t in kept])
+        return keyword_match(view.store, [t for t in terms if t in kept])
 
 
 class Searcher:
@@ -219,8 +235,12 @@ class Searcher:
 
     def warm_up(self, mode: SearchMode | None = None) -> None:
         """Load the index, and the embedding model when `mode` (default: the configured one) needs it, now,
-        so the first query is not the slow one. Keyword search never loads the model."""
-        self.current()
+        so the first query is not the slow one. Keyword search never loads the model. The keyword analysis of
+        the index's languages loads too (language detection, German and Dutch compound tables)."""
+        view = self.current()
+        from rag.analysis import analyzer
+
+        analyzer().warm_up(view.store.keyword_languages())
         warm = getattr(self.embedder, "warm_up", None)
         if warm is not None and (mode or self.settings.mode) != "keyword":
             warm()
@@ -291,7 +311,7 @@ class Searcher:
         keyword: list[Ranked] = [[] for _ in queries]
         t0 = time.perf_counter()
         if mode in ("dense", "hybrid"):
-            vectors = embedder.embed_batch(queries)
+            vectors = embedder.embed_queries(queries)
             t1 = time.perf_counter()
             dense = self.dense.retrieve(view, vectors, pool, readable)
             timings["embed"], timings["dense"] = t1 - t0, time.perf_counter() - t1
@@ -334,6 +354,18 @@ class Searcher:
             return view.manifest.vectors, view.store.term_presence(terms, ids)
         groups = sorted(principal.groups) if principal is not None else []
         return len(readable.ids), view.store.term_presence(terms, ids, view.manifest.version, groups)
+
+    def unknown_words(self, terms: list[str], principal: Principal | None = None) -> set[str]:
+        """The words no chunk `principal` may read holds, in any form: neither the word (stemmed as the
+        keyword index stems) nor, for words of seven letters or more, any word sharing its first five."""
+        view = self.current()
+        readable = self.readable(view, principal)
+        groups = None if readable is None else (sorted(principal.groups) if principal is not None else [])
+        version = view.manifest.version
+        absent = [t for t, n in view.store.term_counts(terms, version, groups).items() if n == 0]
+        long = [t for t in absent if len(t) >= 7]
+        found = {t for t, n in view.store.term_counts([t[:5] for t in long], version, groups, prefix=True).items() if n}
+        return {t for t in absent if t not in long or t[:5] not in found}
 
     def search(self, query: str, k: int = 5, mode: SearchMode | None = None,
                principal: Principal | None = None) -> SearchResult:

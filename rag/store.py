@@ -10,16 +10,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from rag.types import ChunkInput, DocumentInput, Hit, OcrPageInput
+
+if TYPE_CHECKING:
+    from rag.analysis import Analyzer
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,7 +41,8 @@ CREATE TABLE IF NOT EXISTS documents (
     content_hash TEXT NOT NULL,
     chunk_count INTEGER NOT NULL,
     added_version INTEGER NOT NULL,
-    removed_version INTEGER
+    removed_version INTEGER,
+    parser_version INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS documents_path ON documents(path_key);
 -- Who may read a document (a row per group). Not versioned: a permission change applies at once.
@@ -53,7 +62,9 @@ CREATE TABLE IF NOT EXISTS chunks (
     text_hash BLOB NOT NULL,
     embedding BLOB NOT NULL,
     added_version INTEGER NOT NULL,
-    removed_version INTEGER
+    removed_version INTEGER,
+    section TEXT NOT NULL DEFAULT '',
+    lang TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 CREATE INDEX IF NOT EXISTS chunks_text_hash ON chunks(text_hash);
@@ -77,16 +88,105 @@ CREATE TABLE IF NOT EXISTS ocr_pages (
     words TEXT NOT NULL,
     PRIMARY KEY (doc_id, page)
 ) WITHOUT ROWID;
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, title, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
-);
-CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text, title) VALUES (new.id, new.text, new.title);
-END;
-CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text, title) VALUES ('delete', old.id, old.text, old.title);
-END;
 """
+# The keyword index: each chunk's text, its document's title and its heading path as rag.analysis makes them
+# for the chunk's language (stop words out, Snowball stems, German and Dutch compounds split), a row per chunk
+# (rowid = the chunk's id). Written with the chunk (insert_documents), removed with it by a trigger.
+KEYWORD_INDEX = """CREATE VIRTUAL TABLE IF NOT EXISTS chunk_terms USING fts5(
+    text, title, section, tokenize='unicode61 remove_diacritics 2'
+)"""
+KEYWORD_TRIGGER = """CREATE TRIGGER IF NOT EXISTS chunk_terms_ad AFTER DELETE ON chunks BEGIN
+    DELETE FROM chunk_terms WHERE rowid = old.id;
+END"""
+# The keyword index of releases before analysis by language (Porter's English stemmer inside FTS5, over the
+# chunks' own text): still read, until the writer's next run migrates the index.
+LEGACY_KEYWORD_TABLE = "chunks_fts"
+# BM25 weights of the keyword index's columns: text, title, heading path
+BM25_WEIGHTS = "1.0, 0.5, 0.5"
+# The languages the keyword index holds (JSON list, rag.analysis codes), for analysing questions.
+LANGUAGES_KEY = "keyword_languages"
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create the keyword index and its trigger, and bring an index written by an earlier release up to this
+    schema in one transaction: chunks gain their heading path and language, documents the parser version that
+    read them, and the keyword index is rebuilt from the chunks, analysed by language (once; no chunk is
+    re-embedded; about a minute per 100,000 chunks on two cores)."""
+    chunk_columns = {r[1] for r in conn.execute("PRAGMA table_info(chunks)")}
+    document_columns = {r[1] for r in conn.execute("PRAGMA table_info(documents)")}
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")}
+    if ({"section", "lang"} <= chunk_columns and "parser_version" in document_columns
+            and {"chunk_terms", "chunk_terms_ad"} <= tables and LEGACY_KEYWORD_TABLE not in tables):
+        return
+    started = time.monotonic()
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")  # the columns, the keyword index and its trigger change together
+        if "section" not in chunk_columns:
+            conn.execute("ALTER TABLE chunks ADD COLUMN section TEXT NOT NULL DEFAULT ''")
+        if "lang" not in chunk_columns:
+            conn.execute("ALTER TABLE chunks ADD COLUMN lang TEXT NOT NULL DEFAULT ''")
+        if "parser_version" not in document_columns:
+            conn.execute("ALTER TABLE documents ADD COLUMN parser_version INTEGER NOT NULL DEFAULT 0")
+        for trigger in ("chunks_ai", "chunks_ad"):
+            conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+        conn.execute(f"DROP TABLE IF EXISTS {LEGACY_KEYWORD_TABLE}")
+        fill = "chunk_terms" not in tables
+        conn.execute(KEYWORD_INDEX)
+        conn.execute(KEYWORD_TRIGGER)
+        if fill:
+            chunks = _fill_keyword_index(conn)
+            if chunks:
+                log.info("keyword index rebuilt by language: %d chunks in %.1f s", chunks, time.monotonic() - started)
+
+
+def _fill_keyword_index(conn: sqlite3.Connection) -> int:
+    """Analyse every stored chunk (each document's in one go: its language is the fallback of its short
+    chunks) into the keyword index; record the languages. Returns the chunks analysed."""
+    from rag.analysis import analyzer
+
+    analysis, languages, done = analyzer(), set(), 0
+    doc_ids = [r[0] for r in conn.execute("SELECT DISTINCT doc_id FROM chunks ORDER BY doc_id")]
+    for doc_id in doc_ids:
+        rows = conn.execute("SELECT id, title, text, section FROM chunks WHERE doc_id = ? ORDER BY position",
+                            (doc_id,)).fetchall()
+        seen: dict[tuple[str, str], str] = {}
+        langs = _chunk_languages(analysis, [r[2] for r in rows])
+        conn.executemany("UPDATE chunks SET lang = ? WHERE id = ?", [(lang, r[0]) for r, lang in zip(rows, langs)])
+        conn.executemany("INSERT INTO chunk_terms(rowid, text, title, section) VALUES (?, ?, ?, ?)",
+                         [(r[0], *_terms(analysis, r[2], r[1], r[3], lang, seen)) for r, lang in zip(rows, langs)])
+        languages.update(langs)
+        done += len(rows)
+    _record_languages(conn, languages)
+    return done
+
+
+def _chunk_languages(analysis: "Analyzer", texts: list[str]) -> list[str]:
+    """Each chunk's language; a chunk too short to tell takes its document's."""
+    return analysis.languages(texts, default=analysis.document_language(texts))
+
+
+def _terms(analysis: "Analyzer", text: str, title: str, section: str, language: str,
+           seen: dict[tuple[str, str], str]) -> tuple[str, str, str]:
+    """A chunk's text, title and heading path as the keyword index stores them; the title and heading path,
+    shared by a document's chunks, are analysed once per document (`seen`)."""
+    def shared(value: str) -> str:
+        key = (value, language)
+        if key not in seen:
+            seen[key] = analysis.passage_terms(value, language)
+        return seen[key]
+
+    return analysis.passage_terms(text, language), shared(title), shared(section)
+
+
+def _record_languages(conn: sqlite3.Connection, languages: "set[str]") -> None:
+    """Add `languages` to the ones the index records (never removed: a language of removed chunks costs a
+    question one more stem to look up, nothing else)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (LANGUAGES_KEY,)).fetchone()
+    known = set(json.loads(row[0])) if row else set()
+    if languages - known:
+        conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = "
+                     "excluded.value", (LANGUAGES_KEY, json.dumps(sorted(known | languages))))
+
 
 DB_NAME = "chunks.sqlite"
 
@@ -100,6 +200,7 @@ class StoredDocument:
     mtime_ns: int
     content_hash: str
     groups: tuple[str, ...] = ()
+    parser_version: int = 0  # the parsers' version that read it (an older one's documents are read again)
 
 
 @dataclass(frozen=True)
@@ -166,6 +267,7 @@ def connect(index_dir: Path, *, readonly: bool = False) -> sqlite3.Connection:
         # FULL: a committed batch survives power loss as well as kill -9.
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(SCHEMA)
+        migrate(conn)
     conn.execute("PRAGMA busy_timeout=10000")
     return conn
 
@@ -194,17 +296,23 @@ class StoreReader(Protocol):
 
     def counts(self, version: int) -> tuple[int, int]: ...
 
+    def language_counts(self, version: int) -> dict[str, int]: ...
+
     def ocr_pages(self, doc_id: int, page: int | None = None) -> tuple[OcrPageInput, ...]: ...
 
     def ocr_page_count(self, version: int) -> int: ...
 
     def pending_counts(self, version: int) -> tuple[int, int]: ...
 
+    def keyword_languages(self) -> list[str]: ...
+
+    def word_match(self, word: str, prefix: bool = False) -> str: ...
+
     def keyword_search(self, match: str, k: int, version: int,
                        groups: Sequence[str] | None = None) -> list[tuple[int, float]]: ...
 
     def term_counts(self, terms: Sequence[str], version: int | None = None,
-                    groups: Sequence[str] | None = None) -> dict[str, int]: ...
+                    groups: Sequence[str] | None = None, prefix: bool = False) -> dict[str, int]: ...
 
     def term_presence(self, terms: Sequence[str], ids: Sequence[int], version: int | None = None,
                       groups: Sequence[str] | None = None) -> dict[str, tuple[int, bool]]: ...
@@ -219,6 +327,15 @@ class ChunkStore:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        # a reader of an index an earlier release wrote (not migrated until its next ingest) sees no heading
+        # paths and parser version 0
+        chunk_columns = {r[1] for r in conn.execute("PRAGMA table_info(chunks)")}
+        document_columns = {r[1] for r in conn.execute("PRAGMA table_info(documents)")}
+        self._section = "c.section" if "section" in chunk_columns else "''"
+        self._parser_version = "d.parser_version" if "parser_version" in document_columns else "0"
+        self._languages_lock = threading.Lock()
+        self._languages: list[str] = []
+        self._languages_raw: str | None = None
 
     def integrity(self) -> str:
         """SQLite's quick check: "ok", or what is wrong."""
@@ -243,11 +360,11 @@ class ChunkStore:
         """Documents visible at `version`, keyed by raw path."""
         rows = self.conn.execute(
             "SELECT path_key, id, size, mtime_ns, content_hash, (SELECT group_concat(grp, char(10)) FROM "
-            f"(SELECT grp FROM document_groups g WHERE g.doc_id = d.id ORDER BY grp)) FROM documents d "
-            f"WHERE {_visible('d')}",
+            f"(SELECT grp FROM document_groups g WHERE g.doc_id = d.id ORDER BY grp)), {self._parser_version} "
+            f"FROM documents d WHERE {_visible('d')}",
             {"version": version},
         )
-        return {bytes(r[0]): StoredDocument(r[1], r[2], r[3], r[4], tuple(r[5].split("\n")) if r[5] else ())
+        return {bytes(r[0]): StoredDocument(r[1], r[2], r[3], r[4], tuple(r[5].split("\n")) if r[5] else (), r[6])
                 for r in rows}
 
     def exclusions(self) -> list[Exclusion]:
@@ -289,27 +406,36 @@ class ChunkStore:
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def insert_documents(self, version: int, docs: Sequence[DocumentInput], vectors: np.ndarray) -> int:
-        """Insert documents and their chunks (rows of `vectors` in chunk order); returns chunks added."""
+        """Insert documents and their chunks (rows of `vectors` in chunk order), each chunk analysed into the
+        keyword index in its language; returns chunks added."""
+        from rag.analysis import analyzer
+
+        analysis, languages = analyzer(), set()
         row = 0
         for doc in docs:
             cur = self.conn.execute(
                 "INSERT INTO documents(path_key, path, title, size, mtime_ns, content_hash, chunk_count, "
-                "added_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "added_version, parser_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (doc.path_key, doc.path, doc.title, doc.size, doc.mtime_ns, doc.content_hash,
-                 len(doc.chunks), version),
+                 len(doc.chunks), version, doc.parser_version),
             )
             doc_id = cur.lastrowid
             assert doc_id is not None
             self.set_groups(doc_id, doc.groups)
+            langs = _chunk_languages(analysis, [c.text for c in doc.chunks])
+            languages.update(langs)
+            ids = []
+            for i, (c, lang) in enumerate(zip(doc.chunks, langs)):
+                ids.append(self.conn.execute(
+                    "INSERT INTO chunks(doc_id, position, page, title, text, text_hash, embedding, added_version, "
+                    "section, lang) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (doc_id, c.position, c.page, doc.title, c.text, text_hash(c.embed_input),
+                     vectors[row + i].tobytes(), version, c.section, lang)).lastrowid)
+            seen: dict[tuple[str, str], str] = {}
             self.conn.executemany(
-                "INSERT INTO chunks(doc_id, position, page, title, text, text_hash, embedding, added_version) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (doc_id, c.position, c.page, doc.title, c.text, text_hash(c.text), vectors[row + i].tobytes(),
-                     version)
-                    for i, c in enumerate(doc.chunks)
-                ],
-            )
+                "INSERT INTO chunk_terms(rowid, text, title, section) VALUES (?, ?, ?, ?)",
+                [(chunk_id, *_terms(analysis, c.text, doc.title, c.section, lang, seen))
+                 for chunk_id, c, lang in zip(ids, doc.chunks, langs)])
             self.conn.executemany(
                 "INSERT OR REPLACE INTO ocr_pages(doc_id, page, engine, confidence, seconds, words) VALUES "
                 "(?, ?, ?, ?, ?, ?)", [(doc_id, p.page, p.engine, p.confidence, p.seconds,
@@ -317,6 +443,7 @@ class ChunkStore:
             row += len(doc.chunks)
         if row != len(vectors):
             raise ValueError(f"{len(vectors)} vectors for {row} chunks")
+        _record_languages(self.conn, languages)
         return row
 
     def remove_documents(self, version: int, doc_ids: Iterable[int]) -> int:
@@ -346,7 +473,8 @@ class ChunkStore:
         """Documents visible at `version` with ids up to `max_id`, as inputs to store again (with their
         chunks and groups), lowest id first, about `max_chunks` chunks (at least one document)."""
         rows = self.conn.execute(
-            "SELECT id, path_key, path, title, size, mtime_ns, content_hash, chunk_count FROM documents d "
+            f"SELECT id, path_key, path, title, size, mtime_ns, content_hash, chunk_count, {self._parser_version} "
+            "FROM documents d "
             f"WHERE d.id <= :max_id AND {_visible('d')} ORDER BY id", {"max_id": max_id, "version": version})
         picked: list[tuple] = []
         chunks = 0
@@ -356,14 +484,14 @@ class ChunkStore:
             picked.append(row)
             chunks += row[7]
         out = []
-        for doc_id, path_key, path, title, size, mtime_ns, content_hash, _ in picked:
-            parts = tuple(ChunkInput(text, position, page) for text, position, page in self.conn.execute(
-                f"SELECT text, position, page FROM chunks c WHERE doc_id = :id AND {_visible('c')} ORDER BY position",
-                {"id": doc_id, "version": version}))
+        for doc_id, path_key, path, title, size, mtime_ns, content_hash, _, parser_version in picked:
+            parts = tuple(ChunkInput(text, position, page, section) for text, position, page, section in self.conn.execute(
+                f"SELECT text, position, page, {self._section} FROM chunks c WHERE doc_id = :id AND {_visible('c')} "
+                "ORDER BY position", {"id": doc_id, "version": version}))
             groups = tuple(g for (g,) in self.conn.execute(
                 "SELECT grp FROM document_groups WHERE doc_id = ? ORDER BY grp", (doc_id,)))
             out.append((doc_id, DocumentInput(bytes(path_key), path, title, size, mtime_ns, content_hash, parts,
-                                              groups, self.ocr_pages(doc_id))))
+                                              groups, self.ocr_pages(doc_id), parser_version)))
         return out
 
     def touch_document(self, doc_id: int, size: int, mtime_ns: int) -> None:
@@ -475,6 +603,15 @@ class ChunkStore:
                                    {"version": version}).fetchone()[0]
         return int(docs), int(chunks)
 
+    def language_counts(self, version: int) -> dict[str, int]:
+        """Chunks visible at `version` per language (rag.analysis codes; "" for text not recognised), most
+        first; {} for an index no run has migrated yet."""
+        if "lang" not in {r[1] for r in self.conn.execute("PRAGMA table_info(chunks)")}:
+            return {}
+        rows = self.conn.execute(f"SELECT lang, count(*) AS n FROM chunks c WHERE {_visible('c')} GROUP BY lang "
+                                 "ORDER BY n DESC, lang", {"version": version}).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def pending_counts(self, version: int) -> tuple[int, int]:
         """(documents, chunks) committed after `version` and not retired: what the next publish adds."""
         docs = self.conn.execute("SELECT count(*) FROM documents WHERE added_version > ? AND removed_version IS "
@@ -482,6 +619,34 @@ class ChunkStore:
         chunks = self.conn.execute("SELECT count(*) FROM chunks WHERE added_version > ? AND removed_version IS "
                                    "NULL", (version,)).fetchone()[0]
         return int(docs), int(chunks)
+
+    # -- the keyword index -----------------------------------------------------------------------
+    def keyword_table(self) -> str:
+        """The keyword index to query: analysed by language, or, in an index an earlier release wrote and no
+        run has migrated yet, the legacy one (checked at each query: a writer may migrate it meanwhile)."""
+        row = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chunk_terms'").fetchone()
+        return "chunk_terms" if row else LEGACY_KEYWORD_TABLE
+
+    def keyword_languages(self) -> list[str]:
+        """The languages the keyword index holds (rag.analysis codes), [] for a legacy index."""
+        raw = self.get_meta(LANGUAGES_KEY) or "[]"
+        with self._languages_lock:
+            if raw != self._languages_raw:
+                self._languages, self._languages_raw = list(json.loads(raw)), raw
+            return self._languages
+
+    def word_match(self, word: str, prefix: bool = False) -> str:
+        """The FTS5 MATCH expression for one of a question's words: its forms in each of the index's
+        languages (rag.analysis), each quoted (no FTS5 syntax gets through); `prefix`: words starting with it.
+        In a legacy index, the word itself (FTS5's Porter stemmer stems it)."""
+        word = word.replace('"', "")
+        if prefix or self.keyword_table() == LEGACY_KEYWORD_TABLE:
+            return f'"{word.lower()}"' + ("*" if prefix else "")
+        from rag.analysis import analyzer
+
+        forms = analyzer().word_forms(word, self.keyword_languages())
+        return "(" + " OR ".join(f'"{f}"' for f in forms) + ")" if len(forms) > 1 else f'"{forms[0]}"' if forms \
+            else f'"{word.lower()}"'
 
     def keyword_search(self, match: str, k: int, version: int,
                        groups: Sequence[str] | None = None) -> list[tuple[int, float]]:
@@ -494,11 +659,12 @@ class ChunkStore:
         """
         if groups is not None:
             return self._keyword_search_allowed(match, k, version, groups)
+        table = self.keyword_table()
         fetch = 2 * k
         while True:
             rows = self.conn.execute(
-                "SELECT c.id, f.score FROM (SELECT rowid, -bm25(chunks_fts, 1.0, 0.5) AS score FROM chunks_fts "
-                "WHERE chunks_fts MATCH :match ORDER BY bm25(chunks_fts, 1.0, 0.5) LIMIT :fetch) f "
+                f"SELECT c.id, f.score FROM (SELECT rowid, -bm25({table}, {BM25_WEIGHTS}) AS score FROM {table} "
+                f"WHERE {table} MATCH :match ORDER BY bm25({table}, {BM25_WEIGHTS}) LIMIT :fetch) f "
                 f"JOIN chunks c ON c.id = f.rowid WHERE {_visible('c')} ORDER BY f.score DESC LIMIT :k",
                 {"match": match, "version": version, "k": k, "fetch": fetch},
             ).fetchall()
@@ -511,16 +677,17 @@ class ChunkStore:
         better matches lie in other documents, the readable ones are found."""
         if not groups:
             return []
+        table = self.keyword_table()
         rows = self.conn.execute(
-            "SELECT rowid, -bm25(chunks_fts, 1.0, 0.5) FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid IN "
-            f"({self._readable_chunks(groups)}) ORDER BY bm25(chunks_fts, 1.0, 0.5) LIMIT ?",
+            f"SELECT rowid, -bm25({table}, {BM25_WEIGHTS}) FROM {table} WHERE {table} MATCH ? AND rowid IN "
+            f"({self._readable_chunks(groups)}) ORDER BY bm25({table}, {BM25_WEIGHTS}) LIMIT ?",
             (match, *groups, version, version, k)).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
 
     def match_count(self, match: str) -> int:
         """How many chunk rows (any version) an FTS5 `match` expression matches."""
-        return int(self.conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
-                                     (match,)).fetchone()[0])
+        table = self.keyword_table()
+        return int(self.conn.execute(f"SELECT count(*) FROM {table} WHERE {table} MATCH ?", (match,)).fetchone()[0])
 
     def _term_scope(self, version: int | None, groups: Sequence[str] | None) -> tuple[str, tuple]:
         """SQL (and its parameters) restricting an FTS5 count to the chunks `groups` may read at `version`;
@@ -532,14 +699,16 @@ class ChunkStore:
         return f" AND rowid IN ({self._readable_chunks(groups)})", (*groups, version, version)
 
     def term_counts(self, terms: Sequence[str], version: int | None = None,
-                    groups: Sequence[str] | None = None) -> dict[str, int]:
-        """How many chunks contain each word, counted by FTS5 itself (same stemming); with `groups`, only
-        among the chunks those groups may read at `version`, so no statistic reflects unreadable text."""
+                    groups: Sequence[str] | None = None, prefix: bool = False) -> dict[str, int]:
+        """How many chunks contain each word (in any of its forms, `word_match`); with `groups`, only among the
+        chunks those groups may read at `version`, so no statistic reflects unreadable text. `prefix`: chunks
+        with a word that starts with it."""
         if groups is None:  # count(*) alone: FTS5 need not visit the rows
-            return {t: self.match_count(f'"{t}"') for t in terms}
+            return {t: self.match_count(self.word_match(t, prefix)) for t in terms}
         scope, params = self._term_scope(version, groups)
-        return {t: int(self.conn.execute(f"SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?{scope}",
-                                          (f'"{t}"', *params)).fetchone()[0]) for t in terms}
+        table = self.keyword_table()
+        return {t: int(self.conn.execute(f"SELECT count(*) FROM {table} WHERE {table} MATCH ?{scope}",
+                                          (self.word_match(t, prefix), *params)).fetchone()[0]) for t in terms}
 
     def term_presence(self, terms: Sequence[str], ids: Sequence[int], version: int | None = None,
                       groups: Sequence[str] | None = None) -> dict[str, tuple[int, bool]]:
@@ -547,11 +716,12 @@ class ChunkStore:
         every chunk row, or with `groups` over the chunks those groups may read at `version`."""
         marks = ",".join("?" * len(ids)) or "NULL"
         scope, params = self._term_scope(version, groups)
+        table = self.keyword_table()
         out = {}
         for term in terms:
             count, present = self.conn.execute(
-                f"SELECT count(*), coalesce(max(rowid IN ({marks})), 0) FROM chunks_fts WHERE chunks_fts MATCH ?"
-                f"{scope}", (*ids, f'"{term}"', *params)).fetchone()
+                f"SELECT count(*), coalesce(max(rowid IN ({marks})), 0) FROM {table} WHERE {table} MATCH ?"
+                f"{scope}", (*ids, self.word_match(term), *params)).fetchone()
             out[term] = (int(count), bool(present))
         return out
 
@@ -560,7 +730,8 @@ class ChunkStore:
         if not ids:
             return []
         marks = ",".join("?" * len(ids))
-        select = ("SELECT c.id, d.path, c.title, c.page, c.position, c.text, d.mtime_ns, d.id, {ocr} FROM chunks c "
+        select = (f"SELECT c.id, d.path, c.title, c.page, c.position, c.text, d.mtime_ns, d.id, {self._section}, "
+                  "{ocr} FROM chunks c "
                   "JOIN documents d ON d.id = c.doc_id {join} WHERE c.id IN ({marks})")
         try:
             cursor = self.conn.execute(select.format(
@@ -574,5 +745,6 @@ class ChunkStore:
             r = rows.get(chunk_id)
             if r is not None:
                 hits.append(Hit(chunk_id=r[0], path=r[1], title=r[2], page=r[3], position=r[4],
-                                score=float(score), text=r[5], mtime=r[6] / 1e9, doc_id=r[7], ocr_confidence=r[8]))
+                                score=float(score), text=r[5], mtime=r[6] / 1e9, doc_id=r[7], section=r[8],
+                                ocr_confidence=r[9]))
         return hits

@@ -256,12 +256,17 @@ def stems(text: str) -> set[str]:
     return {stem(w) for w in WORD.findall(text)}
 
 
+_PRONOUNS = frozenset("i you he she it we they one someone something everyone nobody".split())
+
+
 def subject_missing(claim: str, passages: Sequence[str]) -> str:
     """The claim's subject ("Contractors" in "Contractors get 25 days", "gym" in "The gym is open") when no
     passage has any word of it in any form, else "". A claim about someone or something the passages never
     mention is not backed by them, however similar the rest of it reads. The subject is taken as the first
     run of content words, when the sentence opens with it (or with one determiner before it)."""
     tokens = WORD.findall(claim)
+    if tokens and tokens[0].lower() in _PRONOUNS:
+        return ""  # "She tells a story": the subject is a pronoun, and what follows is the verb
     start = 0 if tokens and tokens[0].lower() not in STOPWORDS else 1
     run: list[str] = []
     for token in tokens[start:]:

@@ -18,11 +18,24 @@ def page_unit(path: str) -> str:
 
 @dataclass(frozen=True)
 class ChunkInput:
-    """A piece of a document ready to embed and store."""
+    """A piece of a document ready to embed and store, under its heading path ("Backups › Retention")."""
 
     text: str
     position: int
     page: int | None = None
+    section: str = ""
+
+    @property
+    def embed_input(self) -> str:
+        """What is embedded (and the key its vector is reused under): the heading path, then the text."""
+        return embed_input(self.text, self.section)
+
+
+def embed_input(text: str, section: str) -> str:
+    """A passage as the embedding model reads it: its heading path on a first line, when it has one (a
+    chunk of "OPTIONS › --amend" is found by "amend the last commit" even where its text says "the tip
+    of the current branch")."""
+    return f"{section}\n{text}" if section else text
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,7 @@ class DocumentInput:
     chunks: tuple[ChunkInput, ...]
     groups: tuple[str, ...] = ()  # who may read it; empty: unknown, admins only
     ocr_pages: tuple[OcrPageInput, ...] = ()
+    parser_version: int = 0  # which release's parsers read it (an older one's documents are read again)
 
 
 @dataclass(frozen=True)
@@ -74,12 +88,14 @@ class Hit:
     duplicate_ids: tuple[int, ...] = ()  # near-identical chunks left out in favour of this one
     doc_id: int = 0
     ocr_confidence: float | None = None  # set when the chunk's page was read by OCR
+    section: str = ""  # the heading path the chunk stands under ("Backups › Retention"), "" when none
 
     def metadata(self) -> dict[str, object]:
         """Where the chunk is and how it ranked: the fields of `rag search --json` (without the text), also
         a LangChain Document's metadata. OCR'd chunks add `ocr` and the engine's `ocr_confidence`."""
         out: dict[str, object] = {"chunk_id": self.chunk_id, "path": self.path, "page": self.page,
-                                  "unit": page_unit(self.path), "score": round(self.score, 6), "title": self.title}
+                                  "unit": page_unit(self.path), "score": round(self.score, 6), "title": self.title,
+                                  "section": self.section}
         if self.ocr_confidence is not None:
             out.update(ocr=True, ocr_confidence=round(self.ocr_confidence, 3))
         return out
@@ -97,6 +113,54 @@ class SearchResult:
 
 # The group every signed-in user belongs to: a folder marked "everyone" is open to all staff.
 EVERYONE = "everyone"
+# Readers from file-system permissions (ingest/fs_acl.py): an account that may read a file, and POSIX's
+# "other" (whoever is no account of the system's user database)
+USER_READER = "user:"
+UNIX_OTHER = "unix-other"
+
+
+def is_system_account(name: str) -> bool:
+    """Whether the system's user database (NSS) knows an account by this name."""
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except (KeyError, ValueError):
+        return False
+    return True
+
+
+def system_groups(account: str) -> frozenset[str]:
+    """The groups the system's group database (NSS: /etc/group, sssd, winbind) puts `account` in, its
+    primary group included; empty for an unknown account."""
+    import grp
+    import os
+    import pwd
+
+    try:
+        gids = os.getgrouplist(account, pwd.getpwnam(account).pw_gid)
+    except (KeyError, ValueError, OSError):
+        return frozenset()
+    names = set()
+    for gid in gids:
+        try:
+            names.add(grp.getgrgid(gid).gr_name)
+        except KeyError:  # a gid without a name: nothing a .rag-acl can name
+            continue
+    return frozenset(names)
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """How a sign-in name becomes a system account (RAG_ACCOUNT_MAP), and whether that account's groups in the
+    system's database count as the user's groups (RAG_GROUPS_FROM_SYSTEM), so that a .rag-acl naming a file
+    server's group and the sign-in agree."""
+
+    names: tuple[tuple[str, str], ...] = ()  # sign-in name -> account; a name not listed is its own account
+    system_groups: bool = False
+
+    def account(self, username: str) -> str:
+        return dict(self.names).get(username, username)
 
 
 @dataclass(frozen=True)
@@ -116,6 +180,18 @@ class Principal:
     def member_of(cls, groups: "Iterable[str]") -> "Principal":
         """A user in `groups` (and in "everyone")."""
         return cls(frozenset(groups) | {EVERYONE})
+
+    @classmethod
+    def signed_in(cls, username: str, groups: "Iterable[str]", accounts: Accounts = Accounts()) -> "Principal":
+        """A signed-in user in `groups`: also the reader `user:<account>` of documents whose file-system
+        permissions let their system account read them, or, with no such account, POSIX's "other" (the
+        account: the one `accounts` names, else the account of the same name); with `accounts.system_groups`
+        also in the account's groups of the system's database."""
+        account = accounts.account(username)
+        if not is_system_account(account):
+            return cls(frozenset(groups) | {EVERYONE, UNIX_OTHER})
+        own = {f"{USER_READER}{account}"} | (system_groups(account) if accounts.system_groups else set())
+        return cls(frozenset(groups) | {EVERYONE} | own)
 
 
 ADMIN = Principal(admin=True)

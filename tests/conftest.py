@@ -154,6 +154,52 @@ def serve_page(base: Path, index: Path, env: dict[str, str]) -> Iterator[str]:
             process.wait(10)
 
 
+RAG = Path(sys.executable).with_name("rag")
+
+
+def rag_cli(*args: str, env: dict[str, str], stdin: str = "") -> str:
+    """Run a `rag` command as an admin would; its stdout (fails the test with its stderr on a non-zero exit)."""
+    done = subprocess.run([str(RAG), *args], env=env, input=stdin, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"rag {' '.join(args)} failed: {done.stderr}"
+    return done.stdout
+
+
+@contextmanager
+def serve_api(base: Path, index: Path, env: dict[str, str], process_out: list | None = None) -> Iterator[str]:
+    """`rag api` as a real process on a free loopback port over `index` with `env` (its log in
+    `base`/api.log); yields its URL once it serves (and appends the process to `process_out`), stops it
+    afterwards."""
+    import time
+
+    log = open(base / "api.log", "wb")
+    process = subprocess.Popen([str(RAG), "api", "--index", str(index), "--port", "0", "--host", "127.0.0.1"],
+                               env=env, stdout=subprocess.PIPE, stderr=log, cwd=base)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().decode()  # "serving the API on http://127.0.0.1:PORT (...)"
+        if "serving the API on" not in line:
+            process.wait(10)
+            raise RuntimeError(f"rag api did not start: {line}{(base / 'api.log').read_text()}")
+        url = line.split(" on ", 1)[1].split()[0]
+        if process_out is not None:
+            process_out.append(process)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                import urllib.request
+
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, (base / "api.log").read_text()
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """gpu tests run only where torch sees a CUDA device."""
     try:
@@ -184,6 +230,19 @@ def require_chromium() -> Path:
     return CHROMIUM
 
 
+def require_tool(command: str, package: str) -> str:
+    """A Debian tool the test runs (nginx, ...): CI fails without it, elsewhere the test skips."""
+    import os
+    import shutil
+
+    found = shutil.which(command) or shutil.which(command, path="/usr/sbin:/sbin")
+    if found is None:
+        if os.environ.get("RAG_CI"):
+            pytest.fail(f"{command} not found: apt-get install {package}")
+        pytest.skip(f"{command} not found (apt-get install {package})")
+    return found
+
+
 def browser_ask(page: Any, question: str, timeout_ms: int) -> str:
     """Ask on the page's chat box (the first visit waits for the models) and wait for the answer's footer
     line; the last chat message's text."""
@@ -194,6 +253,15 @@ def browser_ask(page: Any, question: str, timeout_ms: int) -> str:
     box.press("Enter")
     page.get_by_text("index version").nth(answers).wait_for(timeout=timeout_ms)
     return str(page.locator('[data-testid="stChatMessage"]').last.inner_text())
+
+
+def browser_sign_in(page: Any, url: str, username: str, timeout_ms: int = 120_000) -> None:
+    """Open the page and sign in as `username` (password "<username> password"); wait for the sidebar's line."""
+    page.goto(url)
+    page.get_by_label("User name").fill(username)
+    page.get_by_label("Password", exact=True).fill(f"{username} password")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Signed in as", exact=False).first.wait_for(timeout=timeout_ms)
 
 
 def browser_index(page: Any, folder: Path, done_text: str, timeout_ms: int) -> None:

@@ -31,6 +31,69 @@ def write_pdf(path: Path, pages: list[str], title: str = "", password: str | Non
     return path
 
 
+def write_manual_pdf(path: Path, chapters: list[tuple[str, list[tuple[str, list[str]]]]], running_head: str = "",
+                     two_columns: bool = False, contents: bool = False) -> Path:
+    """A typeset manual: per chapter (title, [(section heading, paragraphs)]), a new page each; headings in
+    larger bold type; paragraphs justified in 10 pt, so lines reach the margin; `running_head` at the top of
+    every page with the printed page number (pages counted from 1 after an unnumbered title page) and the
+    number alone at the bottom; `two_columns`: the body in two columns; `contents`: a table of contents page
+    with dot leaders. A paragraph holding "soft~hyphen" has the word broken at a line end with a hyphen."""
+    from fpdf import FPDF
+
+    class Manual(FPDF):
+        def header(self) -> None:
+            if running_head and self.page_no() > 1:
+                self.set_font("Helvetica", size=8)
+                self.cell(0, 5, f"{running_head}    {self.page_no() - 1}", align="R")
+                self.ln(8)
+
+        def footer(self) -> None:
+            if self.page_no() > 1:
+                self.set_y(-12)
+                self.set_font("Helvetica", size=8)
+                self.cell(0, 5, str(self.page_no() - 1), align="C")
+
+    pdf = Manual()
+    pdf.set_auto_page_break(auto=True, margin=18)
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 24)
+    pdf.cell(0, 20, "The Manual", new_x="LMARGIN", new_y="NEXT")
+    if contents:
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=10)
+        for number, (title, sections) in enumerate(chapters, start=1):
+            pdf.cell(0, 6, f"{number} {title} " + ". " * 30 + f" {number * 2}", new_x="LMARGIN", new_y="NEXT")
+    for number, (title, sections) in enumerate(chapters, start=1):
+        pdf.add_page()
+        pdf.set_font("Helvetica", "B", 18)
+        pdf.cell(0, 12, f"{number} {title}", new_x="LMARGIN", new_y="NEXT")
+        for heading, paragraphs in sections:
+            pdf.set_font("Helvetica", "B", 13)
+            pdf.cell(0, 9, heading, new_x="LMARGIN", new_y="NEXT")
+            pdf.set_font("Helvetica", size=10)
+            if two_columns:
+                with pdf.text_columns(ncols=2, gutter=10, text_align="J") as columns:
+                    for text in paragraphs:
+                        columns.write(text=text)
+                        columns.ln()
+                        columns.ln()
+                continue
+            for text in paragraphs:
+                if "~" in text:  # a word broken at the line's end, as TeX does: the line spaced out to the margin
+                    first, rest = text.split("~", 1)
+                    line = first + "-"
+                    spare = pdf.epw - pdf.get_string_width(line)
+                    pdf.set_char_spacing(max(0.0, spare / max(1, len(line) - 1)) * pdf.k)
+                    pdf.cell(0, 5, line, new_x="LMARGIN", new_y="NEXT")
+                    pdf.set_char_spacing(0)
+                    pdf.multi_cell(0, 5, rest, new_x="LMARGIN", new_y="NEXT", align="J")
+                else:
+                    pdf.multi_cell(0, 5, text, new_x="LMARGIN", new_y="NEXT", align="J")
+                pdf.ln(3)
+    pdf.output(str(path))
+    return path
+
+
 def write_docx(path: Path, paragraphs: list[str], title: str = "", heading: str = "",
                table: list[list[str]] | None = None) -> Path:
     import docx
@@ -157,6 +220,25 @@ def text_image(lines: list[str], dpi: int = 200, skew: float = 0.0, noise: float
         pixels = np.asarray(page, dtype=np.float32) + np.random.default_rng(0).normal(0, noise, page.size[::-1])
         page = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     return page
+
+
+def photo_of_text(lines: list[str], size: int = 34, angle: float = 3.0, blur: float = 0.8, noise: int = 25,
+                  quality: int = 70) -> bytes:
+    """A phone photo of a printed note, as JPEG bytes: `lines` in DejaVu Sans at `size` px on a 1600 x 700
+    white page, rotated by `angle` degrees, blurred, with +-`noise` grey noise, saved at `quality`."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+    page = Image.new("L", (1600, 700), 255)
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", size)
+    for i, line in enumerate(lines):
+        draw.text((120, 250 + i * 2 * size), line, font=font, fill=0)
+    page = page.rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=255).filter(ImageFilter.GaussianBlur(blur))
+    grey = np.asarray(page).astype(np.int16) + np.random.default_rng(1).integers(-noise, noise + 1, (700, 1600))
+    out = io.BytesIO()
+    Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=quality)
+    return out.getvalue()
 
 
 def write_scanned_pdf(path: Path, pages: list[tuple[str, list[str]]], dpi: int = 200) -> Path:

@@ -35,7 +35,7 @@ from tests.conftest import (BOARD_MARK, CROWD_QUESTION, HR_MARK, PROBES, REPO, S
 from ui.api.app import ApiState, create_app
 from ui.api.auth import RateLimiter
 from ui.appdb import AppDB
-from ui.auth import add_user, load_users
+from ui.auth import UsersFile, add_user
 from ui.jobs import JobManager
 
 pytestmark = pytest.mark.slow  # one server with the real models for the module
@@ -64,7 +64,7 @@ def api(tmp_path_factory: pytest.TempPathFactory, embedder, model_cache: Path) -
     settings = load_settings(index_dir=base / "index", device="cpu", model_cache_dir=model_cache,
                              ui_users_file=users_file, app_db=base / "app.sqlite", ui_allowed_roots=[docs],
                              acl_roots={docs / "handbook": ["everyone"]}, max_new_tokens=24,
-                             api_rate_per_minute=1200, max_concurrent_generations=1)
+                             api_rate_per_minute=1200, max_concurrent_generations=1, generation_queue_s=0)
     run_ingest(settings, [docs], embedder=embedder, progress=False)
     state = make_state(settings, embedder)
     db = state.db
@@ -84,7 +84,7 @@ def make_state(settings: Settings, embedder) -> ApiState:  # type: ignore[no-unt
     service = QAService(Searcher(embedder, IndexReader(settings.index), settings.search), generator, settings.answers)
     service.searcher.warm_up()
     db = AppDB(settings.audit.app_db, settings.audit.retention_days)
-    users = load_users(settings.page.users_file) if settings.page.users_file else None
+    users = UsersFile(settings.page.users_file) if settings.page.users_file else None
     return ApiState(settings, service, db, JobManager(settings, embedder, db), users, single_user=users is None,
                     limiter=RateLimiter(settings.api.rate_per_minute))
 
@@ -352,27 +352,83 @@ def test_a_client_that_leaves_mid_stream_frees_the_generator(api: Api) -> None:
     wait_for(lambda: any("disconnected" in r["outcome"] for r in api.state.db.rows("audit", 5)), 5)
     [left_turn] = [r for r in api.state.db.rows("audit", 5) if "disconnected" in r["outcome"]]
     assert left_turn["username"] == "sam" and left_turn["question"] == body["messages"][0]["content"]
+    # the client was shown words built from passages: those passages are on the record
+    assert any(str(s["path"]).endswith("lunch.txt") for s in left_turn["shown"])  # type: ignore[union-attr]
+
+
+# Every route, by whether it shows document content (a passage, a document's text or file, a page image, a
+# stored answer, the list of what a user may read). A new route must be put in one of the two, and the
+# first is checked to write an audit row for each successful call.
+SHOWS_CONTENT = {("POST", "/v1/search"), ("POST", "/v1/ask"), ("POST", "/v1/chat/completions"),
+                 ("GET", "/v1/documents"), ("GET", "/v1/documents/{doc_id}"), ("GET", "/v1/documents/{doc_id}/file"),
+                 ("GET", "/v1/chunks/{chunk_id}/page"), ("GET", "/v1/conversations/{conversation_id}")}
+SHOWS_NO_CONTENT = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/v1/models"),
+                    ("GET", "/v1/conversations"),  # titles: the user's own first questions
+                    ("PATCH", "/v1/conversations/{conversation_id}"), ("DELETE", "/v1/conversations/{conversation_id}"),
+                    ("POST", "/v1/ingest"), ("GET", "/v1/jobs/{job_id}"), ("DELETE", "/v1/documents/{doc_id}"),
+                    ("GET", "/v1/audit"), ("GET", "/v1/feedback"),  # admins' own records
+                    ("GET", "/docs/openapi-3.0.json"), ("GET", "/docs"), ("GET", "/openapi.json")}
+
+
+def test_every_route_that_shows_document_content_is_audited(api: Api) -> None:
+    from fastapi.routing import APIRoute
+
+    routes = {(method, r.path) for r in create_app(api.state).routes if isinstance(r, APIRoute)
+              for method in r.methods if method != "HEAD"}
+    assert routes - SHOWS_CONTENT - SHOWS_NO_CONTENT == set(), "classify the new route above"
+    with api.client("hanna") as client:
+        [hr] = client.get("/v1/documents", params={"contains": "salary"}).json()["documents"]
+        answer = client.post("/v1/chat/completions", json={
+            "model": "rag", "messages": [{"role": "user", "content": "What is the salary band?"}]}).json()
+        calls = {("POST", "/v1/search"): lambda: client.post("/v1/search", json={"query": "salary review"}),
+                 ("POST", "/v1/ask"): lambda: client.post("/v1/ask", json={"question": "What is the salary band?"}),
+                 ("POST", "/v1/chat/completions"): lambda: client.post("/v1/chat/completions", json={
+                     "model": "rag", "messages": [{"role": "user", "content": "Who gets a raise?"}]}),
+                 ("GET", "/v1/documents"): lambda: client.get("/v1/documents"),
+                 ("GET", "/v1/documents/{doc_id}"): lambda: client.get(f"/v1/documents/{hr['id']}"),
+                 ("GET", "/v1/documents/{doc_id}/file"): lambda: client.get(f"/v1/documents/{hr['id']}/file"),
+                 ("GET", "/v1/conversations/{conversation_id}"): lambda: client.get(
+                     f"/v1/conversations/{answer['rag']['conversation_id']}")}
+        # the page image of a chunk is audited as "viewed source" (a PDF's, tests/test_browser_sources.py)
+        assert set(calls) == SHOWS_CONTENT - {("GET", "/v1/chunks/{chunk_id}/page")}
+        for route, call in calls.items():
+            before = len(api.state.db.rows("audit", 100_000))
+            response = call()
+            assert response.status_code == 200, (route, response.text)
+            after = api.state.db.rows("audit", 100_000)
+            assert len(after) > before and after[0]["username"] == "hanna", route
 
 
 # -- administration ---------------------------------------------------------------------------------------
+def job_done(client: httpx.Client, job: int, seconds: float = 120) -> dict:
+    """The job once it stopped running, polled four times a second (well inside the request budget, however
+    long the first run takes to load its models)."""
+    deadline = time.monotonic() + seconds
+    while (state := client.get(f"/v1/jobs/{job}").json())["status"] == "running":
+        assert time.monotonic() < deadline, state
+        time.sleep(0.25)
+    return state
+
+
 def test_admin_indexes_follows_the_job_removes_and_reads_the_audit(api: Api) -> None:
     write(api.docs / "handbook" / "api-new" / "parking.txt", "Visitors park in the north garage, level 2.")
     with api.client("ada") as client:
         started = client.post("/v1/ingest", json={"folder": str(api.docs / "handbook" / "api-new")})
         assert started.status_code == 202
         job = started.json()["job_id"]
-        wait_for(lambda: client.get(f"/v1/jobs/{job}").json()["status"] != "running", 60)
-        finished = client.get(f"/v1/jobs/{job}").json()
+        finished = job_done(client, job)
         assert finished["status"] == "done" and finished["summary"]["files_indexed"] == 1, finished
         [doc] = client.get("/v1/documents", params={"contains": "parking"}).json()["documents"]
         assert client.post("/v1/ingest", json={"folder": "/etc"}).status_code == 403
         removal = client.delete(f"/v1/documents/{doc['id']}")
         assert removal.status_code == 202
-        wait_for(lambda: client.get(f"/v1/jobs/{removal.json()['job_id']}").json()["status"] != "running", 60)
+        assert job_done(client, removal.json()["job_id"])["status"] == "done"
         assert client.get("/v1/documents", params={"contains": "parking"}).json()["documents"] == []
         assert client.get("/v1/jobs/999999").status_code == 404
+        with api.client("sam") as sam:  # another user's search: the admin reads it in the audit log
+            assert sam.post("/v1/search", json={"query": "lunch"}).status_code == 200
         audit = client.get("/v1/audit").json()["audit"]
-        assert any(row["username"] == "sam" for row in audit)
+        assert any(row["username"] == "sam" and row["outcome"] == "searched" for row in audit)
         csv = client.get("/v1/audit", params={"format": "csv"})
         assert csv.headers["content-type"].startswith("text/csv") and csv.text.startswith("created,username")
         assert client.get("/v1/feedback").json() == {"feedback": []}
@@ -431,3 +487,64 @@ def test_rag_token_and_rag_api_from_the_command_line(api: Api, tmp_path: Path) -
     single = subprocess.run([*rag, "api", "--host", "0.0.0.0"], env=alone,
                             capture_output=True, text=True, timeout=60)
     assert single.returncode != 0 and "binds to 127.0.0.1 only" in single.stderr
+
+
+def test_anonymous_clients_cannot_grow_the_metrics_and_huge_ids_are_refused(api: Api) -> None:
+    """Requests are counted before their token is checked: random methods and paths from anyone must not add
+    series. Ids past SQLite's 64 bits were a 500 (OverflowError)."""
+    def series() -> int:
+        return sum(1 for line in httpx.get(f"{api.url}/metrics").text.splitlines()
+                   if line.startswith("rag_api_requests_total{"))
+
+    with httpx.Client(base_url=api.url, timeout=30) as anonymous:
+        for i in range(40):
+            anonymous.request(f"X{i}METHOD", f"/v1/random-{i}")
+        first = series()
+        for i in range(40, 400):
+            anonymous.request(f"X{i}METHOD", f"/v1/random-{i}")
+        assert series() <= first + 3  # a handful of (method "other", status) pairs, never one per request
+    huge = 2**64 + 5
+    with api.client("ada") as client:
+        for path in (f"/v1/documents/{huge}", f"/v1/documents/{huge}/file", f"/v1/chunks/{huge}/page",
+                     f"/v1/jobs/{huge}"):
+            assert client.get(path).status_code == 400, path
+
+
+def test_one_tokens_batch_does_not_starve_anothers_question(api: Api) -> None:
+    """One generator, a model that takes 0.3 s per answer: sam's batch of 8 questions waits its turn like
+    everyone's; hanna's one question, asked while it runs, is answered after at most one more of sam's
+    (turns between users), not after all of them and not with 429. A batch counts each question against the
+    token's answer budget, and max_tokens cannot exceed the settings'."""
+    from rag.generation import Generation, GenerationSlots
+    from rag.generation.formats import DollyFormat
+    from tests.conftest import ScriptedBackend
+
+    settings = api.state.settings.model_copy(update={"answer_mode": "generative", "max_new_tokens": 12})
+    generator = Generation(ScriptedBackend(" ".join(f"w{i}" for i in range(40)), delay_s=0.025), DollyFormat(),
+                           GenerationSlots(1, 30.0))
+    service = QAService(api.state.service.searcher, generator, settings.answers)
+    state = ApiState(settings, service, api.state.db, api.state.jobs, api.state.users, False, RateLimiter(1000),
+                     answer_limiter=RateLimiter(60, burst=10))
+    finished: dict[str, float] = {}
+    with serve(state) as url:
+        def batch() -> None:
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {api.tokens['sam']}"}, timeout=120) as c:
+                response = c.post("/v1/ask", json={"questions": [f"When is lunch served? ({i})" for i in range(8)]})
+                assert response.status_code == 200
+                finished["batch"] = time.monotonic()
+
+        started = time.monotonic()
+        runner = threading.Thread(target=batch)
+        runner.start()
+        time.sleep(0.5)  # the batch holds the generator
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {api.tokens['hanna']}"}, timeout=120) as c:
+            response = c.post("/v1/chat/completions", json={
+                "model": "rag", "max_tokens": 4000, "messages": [{"role": "user", "content": "Who gets a raise?"}]})
+            finished["single"] = time.monotonic()
+        runner.join()
+        assert response.status_code == 200
+        assert len(response.json()["choices"][0]["message"]["content"].split()) <= 12  # the settings' cap
+        assert finished["single"] - started < 0.5 * (finished["batch"] - started)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {api.tokens['sam']}"}, timeout=120) as c:
+            refused = c.post("/v1/ask", json={"questions": [f"q{i}" for i in range(12)]})  # over what is left
+            assert refused.status_code == 429 and "questions" in refused.json()["error"]["message"]

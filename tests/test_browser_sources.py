@@ -18,7 +18,7 @@ from ingest.ocr import find_tessdata
 from rag.index import IndexReader
 from rag.settings import load_settings
 from rag.types import Principal
-from tests.conftest import browser_ask, require_chromium, serve_page
+from tests.conftest import browser_ask, browser_sign_in as sign_in, require_chromium, serve_page
 from tests.docgen import write_scanned_pdf
 from ui.appdb import AppDB
 from ui.auth import add_user
@@ -79,14 +79,6 @@ def seed_history(path: Path, scan: str, canteen: str) -> None:
             db.add_feedback(f"user{n % 5}", f"question {n}", "an answer", shown, -1 if n % 10 == 0 else 1,
                             "wrong figure" if n % 10 == 0 else "")
         db.close()
-
-
-def sign_in(page, url: str, username: str) -> None:  # type: ignore[no-untyped-def]
-    page.goto(url)
-    page.get_by_label("User name").fill(username)
-    page.get_by_label("Password", exact=True).fill(f"{username} password")
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_text("Signed in as", exact=False).first.wait_for(timeout=60_000)
 
 
 def highlighted_pixels(png: bytes) -> int:

@@ -167,6 +167,9 @@ class FailingAfter:
         self.calls -= 1
         return self.inner.embed_batch(texts)
 
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self.inner.embed_queries(texts)
+
 
 def test_switching_backend_re_embeds_resumably_and_search_follows(
         make_settings: Callable[..., Settings], backends: dict[str, Embedder]) -> None:
@@ -216,3 +219,58 @@ def test_another_model_is_still_refused(make_settings: Callable[..., Settings], 
     assert reader.manifest is not None
     with pytest.raises(ModelMismatchError, match="built with embedding model .* configure the same model"):
         check_model(reader.manifest, reader.dir, "other-model@123456")
+
+
+# -- prompts and languages (multilingual models by configuration) ---------------------------------------
+@pytest.mark.parametrize("name", ["torch", "onnx"])
+def test_a_models_prompts_go_before_questions_and_passages(backends: dict[str, Embedder], model_cache: Path,
+                                                          name: str) -> None:
+    """E5-style prompts ("query: ", "passage: "), from the settings or from the model folder's own
+    config_sentence_transformers.json: each text embedded with its prompt, under another model id."""
+    plain = backends[name]
+    base = EmbeddingSettings(model="", device="cpu", batch_size=0, model_cache_dir=model_cache, backend=name)  # type: ignore[arg-type]
+    prompted = make_embedder(replace(base, query_prefix="query: ", passage_prefix="passage: "))
+    question, passage = "How many vacation days do I get?", TEXTS[0]
+    assert float(prompted.embed_queries([question])[0] @ plain.embed_batch(["query: " + question])[0]) > 0.9999
+    assert float(prompted.embed_batch([passage])[0] @ plain.embed_batch(["passage: " + passage])[0]) > 0.9999
+    assert float(plain.embed_queries([question])[0] @ plain.embed_batch([question])[0]) > 0.9999  # none: as before
+    assert prompted.model_id != plain.model_id  # an index is never mixed: the next run re-embeds
+    assert vector_space(prompted.model_id) == vector_space(plain.model_id)
+
+
+def test_a_model_folders_own_prompts_and_languages_are_read(tmp_path: Path, model_cache: Path) -> None:
+    import json
+
+    from rag.embedding.base import model_languages, model_prompts, resolve_embedding_folder
+
+    default = resolve_embedding_folder(EmbeddingSettings(model="", device="cpu", batch_size=0))
+    folder = tmp_path / "multilingual-model"
+    shutil.copytree(default, folder)
+    config = folder / "config_sentence_transformers.json"
+    data = json.loads(config.read_text()) if config.is_file() else {}
+    data["prompts"] = {"query": "query: ", "passage": "passage: "}
+    config.write_text(json.dumps(data))
+    (folder / "README.md").write_text("---\nlanguage:\n- de\n- en\n- fr\nlicense: mit\n---\n# A model\n")
+    settings = EmbeddingSettings(model=str(folder), device="cpu", batch_size=0, model_cache_dir=model_cache)
+    assert model_prompts(folder, settings).query == "query: "
+    assert model_prompts(folder, replace(settings, query_prefix="")).query == ""  # the settings win
+    assert model_languages(folder) == ["de", "en", "fr"]
+    embedder = make_embedder(settings)
+    own = make_embedder(EmbeddingSettings(model="", device="cpu", batch_size=0, model_cache_dir=model_cache))
+    assert float(embedder.embed_queries(["vacation"])[0] @ own.embed_batch(["query: vacation"])[0]) > 0.9999
+
+
+def test_doctor_says_which_languages_the_model_leaves_to_keywords(make_settings: Callable[..., Settings],
+                                                                  tmp_path: Path, model_cache: Path) -> None:
+    from ui.cli.doctor import check_index
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "de.txt").write_text("Die Kennwörter der Benutzer laufen nach neunzig Tagen ab; die Änderung erfolgt "
+                                 "im Portal unter Einstellungen.")
+    (docs / "en.txt").write_text(TEXTS[0])
+    settings = make_settings()
+    run_ingest(settings, [docs], progress=False)
+    languages = [c for c in check_index(settings) if c.name == "embedding languages"]
+    assert languages[0].status == "warn" and "german (1 chunks)" in languages[0].detail
+    assert "RAG_EMBEDDING_MODEL" in languages[0].detail

@@ -28,8 +28,11 @@ def test_golden_questions(tmp_path: Path, model_cache: Path) -> None:
     assert report["questions"] >= 40 and report["unanswerable"] >= 10
     assert report["source_accuracy"] >= 0.95, report["failures"]
     assert report["abstained_answerable"] <= 0.05 and report["declined_answerable"] <= 0.05, report["failures"]
-    assert report["abstained_unanswerable"] >= 0.45, report["failures"]
-    assert report["declined_unanswerable"] >= 0.75, report["failures"]
+    # abstention is calibrated on real documentation to refuse at most 5% of answerable questions per set
+    # (docs/benchmarks.md): the samples' near misses, abstained at 0.50 and declined at 0.79 by the earlier
+    # thresholds tuned on them, are now 0.29 and 0.43; these floors keep them from falling further
+    assert report["abstained_unanswerable"] >= 0.25, report["failures"]
+    assert report["declined_unanswerable"] >= 0.4, report["failures"]
     # quoted answers hold the expected answer far more often than the demo model's own
     assert report["answer_accuracy"] >= report["answer_accuracy_model"] + 0.3
 

@@ -98,7 +98,7 @@ def test_index_refuses_another_model(make_settings, embedder, tmp_path: Path) ->
 def test_second_writer_is_refused(make_settings, embedder, tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
-    settings = make_settings()
+    settings = make_settings(lock_timeout_s=0.5)  # a bounded wait, then the one-line refusal
     with IndexWriter.open(settings.index, embedder.model_id):
         with pytest.raises(IndexBusyError, match="another ingest run"):
             run_ingest(settings, [docs], embedder=embedder, progress=False)

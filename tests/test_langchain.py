@@ -80,7 +80,7 @@ class TestIndexRetriever(RetrieversIntegrationTests):
 def test_retriever_takes_mode_and_reader_at_call_time(sample_searcher: Searcher) -> None:
     retriever = IndexRetriever(searcher=sample_searcher, k=3)
     [doc] = retriever.invoke(QUESTION, k=1, mode="keyword")
-    assert set(doc.metadata) == {"chunk_id", "path", "page", "unit", "score", "title"}  # `rag search --json`'s
+    assert set(doc.metadata) == {"chunk_id", "path", "page", "unit", "score", "title", "section"}  # `rag search --json`'s
     assert doc.metadata["path"].endswith("leave-policy.pdf") and doc.metadata["unit"] == "page"
     # a reader in no group that may read the samples gets nothing, inside the search
     assert retriever.invoke(QUESTION, principal=Principal(frozenset({"nobody"}))) == []

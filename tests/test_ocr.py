@@ -20,6 +20,7 @@ from rag.embedding import SentenceTransformerEmbedder
 from rag.index import IndexReader
 from rag.search import Searcher
 from rag.settings import ConfigError, OcrSettings
+from tests import docgen
 from tests.docgen import (text_image, write_bomb_png, write_scanned_pdf, write_slow_scan_pdf, write_tiff)
 
 
@@ -125,6 +126,20 @@ def test_skewed_noisy_photo_and_multipage_tiff(tmp_path: Path) -> None:
     tiff = write_tiff(tmp_path / "fax.tif", FAX)
     units = parse_image(tiff.read_bytes(), str(tiff), options(reader)).units
     assert [u.page for u in units] == [1, 2] and "Bergen warehouse" in words(units[1].text)
+
+
+@pytest.mark.parametrize("name", ["tesseract", "rapidocr"])
+def test_a_photo_of_a_note_keeps_the_spaces_between_its_words(name: str) -> None:
+    """A blurred, noisy, rotated phone photo: RapidOCR's recogniser reads each line as one run of letters
+    ("Thesparekey for theserverroom"); the spaces it dropped are put back from the gaps the page shows."""
+    if name == "rapidocr":
+        pytest.importorskip("rapidocr_onnxruntime")
+    lines = ["The spare key for the server room is kept at reception.",
+             "Ask the facilities team before you borrow it overnight."]
+    photo = docgen.photo_of_text(lines)
+    parsed = parse_image(photo, "note.jpg", options(engine(name)))
+    assert words(parsed.units[0].text) == " ".join(lines)
+    assert [w.text for w in parsed.units[0].ocr.words][:4] == ["The", "spare", "key", "for"]  # word boxes
 
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path: Path) -> None:

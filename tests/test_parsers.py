@@ -28,7 +28,7 @@ def test_docx_paragraphs_tables_title(tmp_path: Path) -> None:
                                   table=[["Room", "Floor"], ["Lab", "3"]]))
     assert doc.title == "Access"
     text = doc.units[0].text
-    assert "Badges open door 7." in text and "Room: Lab; Floor: 3" in text
+    assert "Badges open door 7." in text and "Room: Lab · Floor: 3" in text
 
 
 def test_pptx_one_unit_per_slide_with_notes(tmp_path: Path) -> None:
@@ -41,12 +41,12 @@ def test_pptx_one_unit_per_slide_with_notes(tmp_path: Path) -> None:
 
 def test_xlsx_rows_keep_their_headers(tmp_path: Path) -> None:
     doc = parse(docgen.write_xlsx(tmp_path / "a.xlsx", {"Prices": [["Item", "EUR"], ["Widget", 12]]}))
-    assert "Sheet: Prices" in doc.units[0].text and "Item: Widget; EUR: 12" in doc.units[0].text
+    assert doc.units[0].heading == ("Sheet: Prices",) and "Item: Widget · EUR: 12" in doc.units[0].text
 
 
 def test_csv_json_eml(tmp_path: Path) -> None:
     csv_doc = parse(docgen.write_csv(tmp_path / "a.csv", [["City", "Office"], ["Oslo", "North"]]))
-    assert "City: Oslo; Office: North" in csv_doc.units[0].text
+    assert "City: Oslo · Office: North" in csv_doc.units[0].text
     json_doc = parse(docgen.write_json(tmp_path / "a.json", {"title": "Owners", "svc": [{"name": "api", "owner": "Ann"}]}))
     assert json_doc.title == "Owners" and "svc[0].owner: Ann" in json_doc.units[0].text
     mail = parse(docgen.write_eml(tmp_path / "a.eml", "a@x.example", "b@x.example", "Fire drill",

@@ -113,3 +113,14 @@ def test_relevance_separates_covered_from_uncovered_questions(copies_service: QA
     covered = copies_service.retrieve("Who approves business class flights?").relevance
     uncovered = copies_service.retrieve("What did the Habsburg emperor decree in 1848?").relevance
     assert covered >= copies_service.settings.abstain_threshold > uncovered
+
+
+def test_neighbours_on_different_pages_stay_apart() -> None:
+    """A passage is cited with one page: chunks across a page break (a slide, a sheet) are not merged."""
+    from dataclasses import replace
+
+    first = replace(hit(1, "Leave policy, page one ends here with vacation.", position=0), page=1)
+    second = replace(hit(2, "Sick leave starts page two: a doctor's note from day four.", position=1), page=2)
+    third = replace(hit(3, "Parental leave is sixteen weeks, still on page two.", position=2), page=2)
+    merged = merge_neighbours([second, first, third])
+    assert [(h.chunk_id, h.page, h.merged_ids) for h in merged] == [(2, 2, (3,)), (1, 1, ())]

@@ -4,6 +4,7 @@ re-embedding; documents with unknown permissions are for admins only."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,36 @@ def test_changing_a_folders_groups_needs_no_re_embedding(corpus: Path, embedder,
         assert SALES_MARK in texts(searcher, "Acme deal", Principal.member_of(["management"]), "hybrid")
     finally:
         acl.write_text(before)
+
+
+@pytest.mark.parametrize("source", ["files", "filesystem", "both"])
+def test_every_readers_source_keeps_the_contract(source: str, tmp_path: Path) -> None:
+    """What ingest relies on from any `Readers` (ingest/acl.py): a sorted tuple of distinct readers per path,
+    the same for the same path whichever run asks, empty (admins only) for a file whose permission cannot be
+    known, and that file among the problems with a one-line reason."""
+    from ingest.acl import make_readers
+    from rag.settings import load_settings
+
+    import tempfile
+
+    # under /var/tmp, entered by everyone (pytest's own folders are 0700: nobody but root could read there)
+    docs = Path(tempfile.mkdtemp(prefix="rag-readers-", dir="/var/tmp")) / "docs"
+    docs.parent.chmod(0o755)
+    (docs / "open").mkdir(parents=True)
+    (docs / "open" / ".rag-acl").write_text("everyone, staff\n")
+    (docs / "open" / "a.txt").write_text("a")
+    settings = load_settings(index_dir=tmp_path / "index", acl_source=source).ingest
+    readers = make_readers(settings, [docs])
+    first = readers.groups_for(str(docs / "open" / "a.txt"))
+    assert list(first) == sorted(set(first)) and first == make_readers(settings, [docs / "open"]).groups_for(
+        str(docs / "open" / "a.txt"))
+    gone = str(docs / "open" / "missing.txt")
+    if source != "files":  # a file whose permissions cannot be read is for admins only, and reported
+        assert first and readers.groups_for(gone) == () and [p for p, _ in readers.problems()] == [gone]
+    else:  # .rag-acl rules are by folder: a broken permission file closes its folder, and is reported
+        assert first == ("everyone", "staff")
+        (docs / "open" / ".rag-acl").write_text("not a group!\n")
+        fresh = make_readers(settings, [docs])
+        assert fresh.groups_for(str(docs / "open" / "a.txt")) == () and len(fresh.problems()) == 1
+    assert all(isinstance(reason, str) and "\n" not in reason for _, reason in readers.problems())
+    shutil.rmtree(docs.parent)

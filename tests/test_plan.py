@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ingest.parsers import PARSER_VERSION
 from ingest.plan import GroupChange, plan_changes
 from ingest.walk import FoundFile, Skipped
 from rag.store import StoredDocument
@@ -17,7 +18,7 @@ def found(name: str, size: int = 10, mtime_ns: int = 1) -> FoundFile:
 
 
 def stored(doc_id: int, size: int = 10, mtime_ns: int = 1, groups: tuple[str, ...] = ()) -> StoredDocument:
-    return StoredDocument(doc_id, size, mtime_ns, f"hash{doc_id}", groups)
+    return StoredDocument(doc_id, size, mtime_ns, f"hash{doc_id}", groups, PARSER_VERSION)
 
 
 def key(name: str) -> bytes:
@@ -52,3 +53,11 @@ def test_scanning_reports_progress_while_it_walks() -> None:
     walked = [found(f"f{i}.txt") for i in range(450)]
     plan_changes(walked, [ROOT], {}, [], lambda p: (), 1, seen.append)
     assert [(r.phase, r.files_seen) for r in seen] == [("scanning", 0), ("scanning", 200), ("scanning", 400)]
+
+
+def test_documents_an_earlier_release_parsed_are_read_again_whatever_their_bytes() -> None:
+    old = StoredDocument(1, 10, 1, "hash1", (), PARSER_VERSION - 1)
+    plan = plan_changes([found("same.txt")], [ROOT], {key("same.txt"): old}, [], lambda p: (), max_file_mb=2)
+    # parsed with no known hash, so the worker does not skip it as unchanged content
+    assert [(p.found.path, p.task.known_hash) for p in plan.parse] == [(str(ROOT / "same.txt"), None)]
+    assert plan.summary.files_reparsed == 1 and plan.summary.files_unchanged == 0

@@ -11,7 +11,8 @@ from pathlib import Path
 
 
 from rag.generation import GenerationParams, GeneratorBusyError, make_generator
-from rag.qa import Answer, sentence_spans, SentenceSupport
+from rag.qa import Answer, SentenceSupport
+from rag.sentences import sentence_spans
 from tests.conftest import REPO
 from tests.conftest import tiny_dolly
 from ui.web.render import answer_markup, safe, text_html
@@ -46,7 +47,8 @@ def test_the_safety_check_catches_each_rule(tmp_path: Path) -> None:
 
 def test_a_flood_gets_busy_errors_quickly_and_the_service_keeps_serving(make_settings, tmp_path: Path) -> None:
     generator = make_generator(make_settings(generator_model=str(tiny_dolly(tmp_path / "m", "yes")),
-                                                    max_concurrent_generations=2).generation)
+                                                    max_concurrent_generations=2,
+                                                    generation_queue_s=0).generation)  # no queue: busy at once
     generator.warm_up()
     slow = GenerationParams(max_new_tokens=300)
     outcomes: list[tuple[str, float]] = []

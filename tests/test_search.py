@@ -8,19 +8,25 @@ import pytest
 
 from ingest.job import run_ingest
 from rag.index import IndexReader
+from rag.store import LANGUAGES_KEY, ChunkStore, connect
 from rag.search import (ConvexFusion, Fusion, RankFusion, Searcher, convex_fusion, keyword_match, keyword_terms,
                         reciprocal_rank_fusion)
 
 
-def keyword_query(text: str) -> str | None:
-    return keyword_match(keyword_terms(text))
+def test_keyword_query_keeps_content_words_quoted(tmp_path: Path) -> None:
+    store = ChunkStore(connect(tmp_path))
+    store.set_meta(LANGUAGES_KEY, '["en"]')
 
+    def keyword_query(text: str) -> str | None:
+        return keyword_match(store, keyword_terms(text))
 
-def test_keyword_query_keeps_content_words_quoted() -> None:
     assert keyword_query('What is the VPN\'s "portal" address?') == '"vpn" OR "portal" OR "address"'
     assert keyword_query("who is it?") is None
-    # FTS5 syntax in a question is only ever words: no operator, column filter or prefix gets through
-    assert keyword_query('NEAR(budget) title:memo* "q') == '"near" OR "budget" OR "title" OR "memo"'
+    # FTS5 syntax in a question is only ever words (stemmed): no operator, column filter or prefix gets through
+    assert keyword_query('NEAR(budget) title:memo* "q') == '"near" OR "budget" OR "titl" OR "memo"'
+    # in an index of English and German passages, a word meets both languages' forms
+    store.set_meta(LANGUAGES_KEY, '["de", "en"]')
+    assert keyword_query("Kennwörter") == '("kennwort" OR "kenn" OR "wort" OR "kennwörter")'
 
 
 def test_convex_fusion_keeps_confidence() -> None:
@@ -78,11 +84,13 @@ def test_common_words_are_pruned_from_keyword_queries_on_large_indexes(make_sett
     searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
     # "project", "update", "team", "review" are in every memo; the three rarest words stay
     match = searcher.keyword.match("project update team review kiln pottery fridays", searcher.current())
-    assert match == '"kiln" OR "pottery" OR "fridays"'
+    assert match == '"kiln" OR "potteri" OR "friday"'  # as the index stores them: Snowball stems
     assert searcher.search("project update team review kiln pottery fridays", mode="keyword").hits[0].path.endswith(
         "kiln.txt")
     unpruned = Searcher(embedder, IndexReader(make_settings().index), make_settings().search)
-    assert unpruned.keyword.match("project update team review kiln", unpruned.current()) == keyword_query("project update team review kiln")
+    view = unpruned.current()
+    assert unpruned.keyword.match("project update team review kiln", view) == keyword_match(
+        view.store, keyword_terms("project update team review kiln"))
 
 
 @pytest.mark.slow  # a 12,000-vector IVF-PQ index built and searched

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import stat
@@ -249,6 +250,47 @@ def test_throttling_is_per_user_and_address_not_per_session(tmp_path: Path) -> N
     assert throttle.verify(users, "alice", "correct horse", "10.0.9.9") is not None
 
 
+def test_guessing_made_up_names_behind_a_proxy_locks_nobody_else_out(tmp_path: Path) -> None:
+    """Behind the documented reverse proxy every request came from the proxy's address: six guesses for
+    made-up names locked every account out. Now an unknown address is never throttled, a client's own is
+    throttled for its own tries, and spraying many accounts is reported, not answered by refusing everyone."""
+    add_user(tmp_path / "users.yaml", "alice", "correct horse")
+    add_user(tmp_path / "users.yaml", "bob", "battery staple")
+    users = load_users(tmp_path / "users.yaml")
+    clock, reported = [0.0], []
+    throttle = LoginThrottle(clock=lambda: clock[0], on_spraying=lambda address, n: reported.append((address, n)))
+    for name in ("zed", "yan", "xia", "wim", "vic", "una", "tom"):  # X-Forwarded-For missing: address unknown
+        assert throttle.verify(users, name, "guess", None) is None
+    assert throttle.verify(users, "alice", "correct horse", None) is not None
+    for name in ("zed", "yan", "xia", "wim", "vic", "una", "tom"):  # the guesser's own address, as forwarded
+        try:
+            throttle.verify(users, name, "guess", "203.0.113.7")
+        except ThrottledError:
+            pass
+    with pytest.raises(ThrottledError):  # that address is slowed ...
+        throttle.verify(users, "sam", "guess", "203.0.113.7")
+    assert throttle.verify(users, "bob", "battery staple", "198.51.100.2") is not None  # ... nobody else
+    assert reported == [("203.0.113.7", 5)]  # once per window, for the admins
+
+
+@pytest.mark.parametrize(("peer", "forwarded", "trusted", "client"), [
+    ("203.0.113.7", "10.9.9.9", [], "203.0.113.7"),  # no proxy configured: X-Forwarded-For is the client's lie
+    ("10.0.0.2", "203.0.113.7", ["10.0.0.2"], "203.0.113.7"),
+    ("::ffff:127.0.0.1", "203.0.113.7", ["127.0.0.1"], "203.0.113.7"),  # IPv4 as a dual-stack server sees it
+    ("10.0.0.2", "6.6.6.6, 203.0.113.7", ["10.0.0.0/24"], "203.0.113.7"),  # the left entry is the client's own
+    ("10.0.0.2", "203.0.113.7, 10.0.0.9", ["10.0.0.0/24"], "203.0.113.7"),  # two proxies in a row
+    ("10.0.0.2", None, ["10.0.0.2"], None),  # the proxy forwarded nobody: unknown, never throttled
+    ("10.0.0.2", "not-an-address", ["10.0.0.2"], None),
+    (None, "203.0.113.7", ["10.0.0.2"], None),
+])
+def test_the_client_address_is_believed_only_from_trusted_proxies(peer, forwarded, trusted, client) -> None:  # type: ignore[no-untyped-def]
+    from rag.network import client_address
+
+    assert client_address(peer, forwarded, trusted) == client
+    assert load_settings(trusted_proxies=["10.0.0.2"], api_trusted_proxies=["10.0.0.3"]).page.trusted_proxies == (
+        "10.0.0.2", "10.0.0.3")
+
+
 def sign_in(at: AppTest, username: str, password: str) -> AppTest:
     at.text_input[0].set_value(username)
     at.text_input[1].set_value(password)
@@ -420,7 +462,9 @@ def test_unreadable_documents_do_not_change_another_groups_relevance(make_settin
         retrieved = service.retrieve(question, 2, "hybrid", staff)
         long_query = searcher.search("lunch cafeteria zorbium budget parking served", 2, "keyword", staff)
         seen.append((retrieved.relevance, [h.path for h in retrieved.hits], [h.path for h in long_query.hits]))
-    assert seen[0] == seen[1]
+    # the same passages and words; the relevance equal but for the last float bits, which int8 embeddings
+    # vary with what else was in the ingest's batch (seen on AVX-512 VNNI CPUs)
+    assert seen[0][1:] == seen[1][1:] and seen[0][0] == pytest.approx(seen[1][0], abs=1e-6)
 
 
 # -- 12. rag serve-llm and the HTTP generator ---------------------------------------------------------
@@ -479,8 +523,12 @@ def test_serve_llm_refuses_bad_requests() -> None:
 def test_serve_llm_bounds_connections_and_requires_its_token() -> None:
     with llm_server(token="s3cret", max_connections=2) as server:
         port = server.server_address[1]
+        # one request at a time: a client may read its answer before the server thread has given its slot back,
+        # and a third connection in that instant is refused (the bound doing its job; CI saw it under load)
         assert post(port, {"prompt": "hi"}) == 401
+        wait_for(lambda: server.active_connections == 0)
         assert post(port, {"prompt": "hi"}, "Authorization: Bearer wrong\r\n") == 401
+        wait_for(lambda: server.active_connections == 0)
         assert post(port, {"prompt": "hi"}, "Authorization: Bearer s3cret\r\n") == 200
         wait_for(lambda: server.active_connections == 0)  # the finished clients' slots are back
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]  # clients that never send
@@ -581,3 +629,31 @@ def test_groups_given_as_a_string_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="must be a list"):
         oidc_user({"email": "eve@example.org", "groups": "rag-admins"}, "rag-admins", now=0)
     assert AclResolver({}).groups_for("/nonexistent/x.txt") == ()
+
+
+def test_a_folder_swapped_for_a_link_after_the_pages_check_is_not_indexed(make_settings, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Staff with write access to a share: the admin asks to index share/team (inside the allowed roots);
+    between the check and the walk, team becomes a link to a private folder outside them."""
+    from ui.appdb import AppDB
+    from ui.jobs import JobManager, allowed_path
+
+    share, private = tmp_path / "share", tmp_path / "private"
+    write(share / "team" / "notes.txt", "Team notes: the offsite is in May.")
+    write(private / "salaries.txt", "PRIVATEMARK salaries of the board.")
+    settings = make_settings(ui_allowed_roots=[share])
+    jobs = JobManager(settings, embedder, AppDB(tmp_path / "app.sqlite"))
+    checked = allowed_path(str(share / "team"), settings.page.allowed_roots)  # the page's check passes
+    shutil.rmtree(share / "team")
+    (share / "team").symlink_to(private, target_is_directory=True)  # ... then the swap
+    job = jobs._start("ada", "ingest", [str(checked)])
+    wait_for(lambda: not job.running, 60)
+    assert "no longer inside the folders" in job.error
+    # and a file whose folder on the way is swapped after the scan is never opened through the link
+    from ingest.walk import FileChangedError, open_verified
+
+    write(share / "docs" / "a.txt", "a")
+    st = os.stat(share / "docs" / "a.txt")
+    os.rename(share / "docs", share / "docs-old")
+    (share / "docs").symlink_to(share / "docs-old", target_is_directory=True)
+    with pytest.raises(FileChangedError):
+        open_verified(str(share / "docs"), str(share / "docs" / "a.txt"), st.st_dev, st.st_ino)

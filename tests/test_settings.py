@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("embedding", "index", "search", "ingest", "rerank", "answers", "generation", "page", "api", "audit")
 # the places that assemble parts and so hold the whole object; every other function takes a section
 COMPOSITION_ROOTS = {"build_searcher", "build_service", "evaluate_retrieval", "run_ingest", "run_questions",
-                     "run_eval"}
+                     "run_eval", "run_folder_questions"}
 
 
 def test_sections_are_frozen_and_carry_the_configured_values(tmp_path: Path) -> None:
@@ -63,3 +63,16 @@ def test_every_setting_reaches_a_section_or_an_entry_point() -> None:
     unread = [name for name in Settings.model_fields
               if f"self.{name}" not in sections_source and f"settings.{name}" not in entry_points]
     assert not unread, unread
+
+
+def test_a_database_url_is_refused_not_taken_for_a_path(tmp_path: Path) -> None:
+    """RAG_APP_DB=postgresql://… used to create a folder "postgresql:" per replica and keep going."""
+    import os
+    import subprocess
+    import sys
+
+    rag = Path(sys.executable).with_name("rag")
+    done = subprocess.run([str(rag), "status"], capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          env={**os.environ, "RAG_APP_DB": "postgresql://rag@db:5432/ragapp"})
+    assert done.returncode == 2 and "postgresql:// is not supported" in done.stderr and "Traceback" not in done.stderr
+    assert not list(tmp_path.iterdir())  # nothing written where the URL pointed

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rag.qa import Answer
+    from rag.qa import Answer, Source
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -92,6 +92,8 @@ CREATE TABLE IF NOT EXISTS turns (
     PRIMARY KEY (conversation_id, position)
 );
 """
+
+SCHEMA_VERSION = 1  # 1: conversations keep sources by reference (ui/conversations.py)
 
 TOKEN_PREFIX = "rag_"
 SCOPES = ("read", "admin")
@@ -234,7 +236,27 @@ class AppDB:
         if columns and "seconds" not in columns:  # a database from before answer times were kept
             self._conn.execute("ALTER TABLE audit ADD COLUMN seconds REAL")
         self._conn.executescript(SCHEMA)
+        self._migrate()
         self._lock = threading.Lock()
+
+    def _migrate(self) -> None:
+        """Bring a database an earlier release wrote up to SCHEMA_VERSION (PRAGMA user_version), each step in
+        one transaction: a run stopped half-way leaves the database as it was."""
+        from ui.conversations import stored_answer
+
+        version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        if version < 1:  # conversations keep their sources by reference, without the passages' text
+            converted = 0
+            with self._conn:
+                for rowid, answer in self._conn.execute("SELECT rowid, answer FROM turns").fetchall():
+                    data = json.loads(answer)
+                    if data:
+                        self._conn.execute("UPDATE turns SET answer = ? WHERE rowid = ?",
+                                           (json.dumps(stored_answer(data)), rowid))
+                        converted += 1
+                self._conn.execute("PRAGMA user_version = 1")
+            if converted:  # secure_delete overwrote the old rows; the write-ahead log still holds them
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def add_feedback(self, username: str, question: str, answer: str, sources: list[dict], rating: int,
                      comment: str = "", model: str = "", index_version: int = 0) -> None:
@@ -266,18 +288,25 @@ class AppDB:
                 self._purged = now
 
     def audit_answer(self, username: str, question: str, searched: str, answer: Answer | None,
-                     error: str = "", seconds: float | None = None) -> None:
+                     error: str = "", seconds: float | None = None, sources: "list[Source] | None" = None) -> None:
         """Record a question with what came of it (the page's and the API's one way to do so): answered,
-        abstained or the error, the sources shown (and which the answer cited) and how long it took."""
+        abstained or the error, the sources shown (and which the answer cited) and how long it took.
+        `sources`: what the reader was shown when no `answer` came (a stream cut before its end)."""
         outcome = f"error: {error}" if error else "abstained" if answer and answer.abstained else "answered"
         shown = [{"path": s.path, "page": s.page, "chunk_id": s.chunk_id, "cited": s.cited}
-                 for s in (answer.sources if answer else [])]
+                 for s in (answer.sources if answer else sources or [])]
         self.audit(username, question, searched, outcome, shown, answer.model if answer else "",
                    answer.index_version if answer else 0, seconds)
 
     def audit_source(self, username: str, outcome: str, path: str, doc_id: int, page: int | None = None) -> None:
-        """Record that a user viewed ("viewed source") or downloaded ("downloaded") a document."""
+        """Record that a user viewed ("viewed source"), read ("read document") or downloaded ("downloaded") a
+        document."""
         self.audit(username, "", "", outcome, [{"path": path, "page": page, "doc_id": doc_id}])
+
+    def audit_shown(self, username: str, outcome: str, request: str, shown: list[dict]) -> None:
+        """Record what a request that is no question showed a user: the passages of a search ("searched"),
+        the documents of a list ("listed documents"), a stored conversation ("read conversation")."""
+        self.audit(username, request, "", outcome, shown)
 
     def audit_csv(self) -> str:
         """The audit log as CSV, oldest first."""
@@ -435,6 +464,10 @@ class AppDB:
 
     def add_turn(self, username: str, conversation_id: str, question: str, searched: str, answer: dict,
                  error: str = "") -> None:
+        """Append a turn; `answer` (`Answer.to_dict`, {} for an error) is kept without its passages' text
+        (`ui.conversations.stored_answer`): `ui.conversations.shown_answer` resolves it when shown."""
+        from ui.conversations import stored_answer
+
         now = self.clock()
         with self._lock, self._conn:
             owned = self._conn.execute("SELECT 1 FROM conversations WHERE id = ? AND username = ?",
@@ -444,7 +477,8 @@ class AppDB:
             self._conn.execute(
                 "INSERT INTO turns(conversation_id, position, created, question, searched, answer, error) VALUES "
                 "(?, (SELECT coalesce(max(position), -1) + 1 FROM turns WHERE conversation_id = ?), ?, ?, ?, ?, ?)",
-                (conversation_id, conversation_id, now, question, searched, json.dumps(answer), error))
+                (conversation_id, conversation_id, now, question, searched,
+                 json.dumps(stored_answer(answer) if answer else {}), error))
             self._conn.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id))
 
     def rename_conversation(self, username: str, conversation_id: str, title: str) -> bool:

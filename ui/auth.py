@@ -110,6 +110,41 @@ def load_users(path: Path) -> dict[str, StoredUser]:
     return users
 
 
+class UsersFile:
+    """The users file as it is now: re-read whenever it changed, so a removed user, a demoted admin or a
+    changed group applies at the next request, never after a restart.
+
+    Each `current()` costs one stat(); the file is parsed again only when its identity, size, modification
+    or change time moved (an editor's in-place write, `rag user add`'s atomic rename, a restored backup).
+    A file that became invalid is an error at every request until it is fixed (fail closed): the last
+    good copy is never used, since it may be the one that still lists a removed user."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, ...] | None = None
+        self._users: dict[str, StoredUser] = {}
+        self.current()  # a broken file is a start-up error
+
+    def _stat(self) -> tuple[int, ...]:
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise ConfigError(f"users file {self.path} cannot be read ({exc.strerror}): restore it, or create "
+                              f"it with `rag user add NAME --users-file {self.path}`") from None
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+    def current(self) -> dict[str, StoredUser]:
+        """The users the file lists now; ConfigError when it is missing or invalid."""
+        stamp = self._stat()  # taken before reading: what is read is at least this new
+        with self._lock:
+            if stamp != self._stamp:
+                self._stamp = None  # a failed read leaves nothing behind to be trusted
+                self._users = load_users(self.path)
+                self._stamp = stamp
+            return self._users
+
+
 # Checked against when the name is unknown, so a wrong name costs the same time as a wrong password.
 _DUMMY_HASH = bcrypt.hashpw(b"not a password", bcrypt.gensalt(12))
 
@@ -150,18 +185,28 @@ class ThrottledError(RuntimeError):
 class LoginThrottle:
     """Process-wide sign-in throttling, shared by every session of the page.
 
-    Failures are counted per user name and per client address, so a script opening a new session
-    (a new websocket) per guess gains nothing. After `free` failures each further try must wait
-    `base_s * 2**(n - free)` seconds (at most `max_s`), refused at once rather than slept on, so no
-    server thread is held. At most `concurrent` bcrypt checks run at once: a flood of guesses queues
-    behind them instead of taking every core from the people asking questions.
+    Failures are counted per account (the user name, whoever tries it) and per client address, so a script
+    opening a new session (a new websocket) per guess gains nothing. After `free` failures each further
+    try must wait `base_s * 2**(n - free)` seconds (at most `max_s`), refused at once rather than slept on,
+    so no server thread is held. Guessing one account's password slows that account; guessing from one
+    address slows that address. An address that is not a client's own (None: unknown, or a reverse proxy
+    that did not say whom it forwards) is never throttled: behind a proxy it would be everyone's, and one
+    person guessing made-up names would lock every other account out. Failures against many accounts from
+    one address (password spraying) are reported to `on_spraying` (the admins' log), once per window.
+    At most `concurrent` bcrypt checks run at once: a flood of guesses queues behind them instead of taking
+    every core from the people asking questions.
     """
 
     def __init__(self, free: int = 5, base_s: float = 1.0, max_s: float = 300.0, concurrent: int = 2,
-                 clock: "Callable[[], float]" = time.monotonic) -> None:
+                 clock: "Callable[[], float]" = time.monotonic, spraying_accounts: int = 5,
+                 spraying_window_s: float = 600.0, on_spraying: "Callable[[str, int], None] | None" = None) -> None:
         self.free, self.base_s, self.max_s = free, base_s, max_s
         self._clock = clock
         self._failures: dict[str, tuple[int, float]] = {}  # key -> (failures, time of the last one)
+        self._accounts: dict[str, dict[str, float]] = {}  # address -> {account: time of its last failure}
+        self._reported: dict[str, float] = {}  # address -> when spraying from it was last reported
+        self.spraying_accounts, self.spraying_window_s = spraying_accounts, spraying_window_s
+        self.on_spraying = on_spraying
         self._lock = threading.Lock()
         self._checks = threading.BoundedSemaphore(concurrent)
 
@@ -171,9 +216,11 @@ class LoginThrottle:
             return 0.0
         return max(0.0, last + min(self.max_s, self.base_s * 2 ** (count - self.free)) - now)
 
-    def verify(self, users: dict[str, StoredUser], username: str, password: str, address: str) -> User | None:
-        """The user when the password matches; None when it does not; ThrottledError while throttled."""
-        keys = (f"user:{username.lower()}", f"addr:{address}")
+    def verify(self, users: dict[str, StoredUser], username: str, password: str, address: str | None) -> User | None:
+        """The user when the password matches; None when it does not; ThrottledError while throttled.
+        `address`: the client's own address, None when it is not known (see the class)."""
+        account = username.lower()
+        keys = [f"user:{account}"] + ([f"addr:{address}"] if address else [])
         with self._lock:
             now = self._clock()
             wait = max(self._wait(k, now) for k in keys)
@@ -185,15 +232,27 @@ class LoginThrottle:
             user = verify(users, username, password)
         finally:
             self._checks.release()
+        spraying = 0
         with self._lock:
+            now = self._clock()
             for key in keys:
                 if user is not None:
                     self._failures.pop(key, None)
                 else:
                     count, _ = self._failures.get(key, (0, 0.0))
-                    self._failures[key] = (count + 1, self._clock())
-            if len(self._failures) > 100_000:  # bounded memory under a flood of fresh names
-                oldest = sorted(self._failures, key=lambda k: self._failures[k][1])[:50_000]
-                for key in oldest:
-                    del self._failures[key]
+                    self._failures[key] = (count + 1, now)
+            if user is None and address:
+                recent = {a: t for a, t in self._accounts.get(address, {}).items() if now - t < self.spraying_window_s}
+                recent[account] = now
+                self._accounts[address] = recent
+                if len(recent) >= self.spraying_accounts and now - self._reported.get(address, -1e18) >= \
+                        self.spraying_window_s:
+                    self._reported[address] = now
+                    spraying = len(recent)
+            for table in (self._failures, self._accounts):
+                if len(table) > 100_000:  # bounded memory under a flood of fresh names or addresses
+                    for key in list(table)[:50_000]:
+                        del table[key]
+        if spraying and self.on_spraying is not None:
+            self.on_spraying(address or "", spraying)
         return user

@@ -13,7 +13,7 @@ from rag.metrics import percentile
 from ui.appdb import AppDB, csv_text
 
 # What the audit log records besides answers (source views, downloads): not questions.
-NOT_QUESTIONS = ("viewed source", "downloaded")
+NOT_QUESTIONS = ("viewed source", "downloaded", "sign-in spraying", "searched", "read document", "listed documents")
 
 
 @dataclass(frozen=True)

@@ -53,13 +53,17 @@ def allowed_path(text: str, roots: Sequence[Path]) -> Path:
     path = Path(text).expanduser()
     if not path.is_absolute():
         path = roots[0] / path  # relative to the first allowed root
-    resolved = path.resolve()  # symbolic links resolved: a link may not lead out of the roots
-    if not any(_inside(resolved, root) for root in roots):
-        raise PathNotAllowedError(f"{text} is outside the folders the page may index "
-                                  f"({', '.join(map(str, roots))}): to allow it, add it to the setting "
-                                  f"RAG_UI_ALLOWED_ROOTS and restart the page")
-    if not resolved.exists():
-        raise PathNotAllowedError(f"{resolved} does not exist")
+    shown = text if len(text) <= 200 else text[:200] + "…"
+    try:
+        resolved = path.resolve()  # symbolic links resolved: a link may not lead out of the roots
+        if not any(_inside(resolved, root) for root in roots):
+            raise PathNotAllowedError(f"{shown} is outside the folders the page may index "
+                                      f"({', '.join(map(str, roots))}): to allow it, add it to the setting "
+                                      f"RAG_UI_ALLOWED_ROOTS and restart the page")
+        if not resolved.exists():
+            raise PathNotAllowedError(f"{resolved} does not exist")
+    except OSError as exc:  # a name too long for the file system, a folder that may not be entered
+        raise PathNotAllowedError(f"{shown}: {exc.strerror or exc}") from None
     return resolved
 
 
@@ -171,7 +175,8 @@ class JobManager:
             if job.kind == "ingest":
                 summary: IngestSummary = run_ingest(self.settings, [Path(p) for p in job.paths],
                                                     embedder=self._ingest_embedder(), progress=False,
-                                                    on_progress=progress)
+                                                    on_progress=progress,
+                                                    within=list(self.settings.page.allowed_roots))
                 job.summary = summary.to_dict()
             else:
                 job.phase = "removing"

@@ -4,7 +4,9 @@ highlighted, and the original file, for a user allowed to read it.
 Every call starts from a chunk id or a document id and the caller's `Principal`; a document the caller
 may not read is answered exactly like one that does not exist (None), so neither its content, nor a
 rendering, nor its existence leaks. Pages are rendered by `ui.render_source` in a sandboxed child with a
-time limit, at a bounded size, and cached per (document content, page); the highlight is drawn here.
+time limit, within a pixel bound, the highlight drawn there too (no image of a document is decoded in the
+server's process), at most `MAX_RENDERS` at once per process, and cached per (document content, page,
+passage).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from threading import Lock
+from threading import BoundedSemaphore, Lock
 from typing import Literal
 
 from ingest.sandbox import scrubbed_environment
@@ -31,6 +33,9 @@ from rag.store import DocumentInfo
 from rag.types import Hit, Principal, page_unit
 
 RENDER_WIDTH = 1100  # pixels: enough to read a page on a laptop screen, small enough to send quickly
+VIEW_MAX_PIXELS = 8_000_000  # a page image is never larger: a tall A4 page at 1100 px wide is 1.7 megapixels
+MAX_RENDERS = 2  # renders in flight per process; more wait up to RENDER_WAIT_S, then get a refusal
+RENDER_WAIT_S = 3.0
 HIGHLIGHT = (255, 214, 0, 110)  # translucent yellow
 
 
@@ -56,13 +61,16 @@ class SourcePage:
 
 @dataclass(frozen=True)
 class Rendered:
-    """A page as the sandboxed renderer gave it (cached; no highlight yet)."""
+    """A page as the sandboxed renderer gave it, its passage highlighted (cached)."""
 
     pages: int
     png: bytes
-    text: str = ""
-    boxes: tuple[tuple[float, float, float, float], ...] = ()
+    highlighted: bool = False
     error: str = ""
+
+
+class RenderBusyError(RuntimeError):
+    """Every renderer of this process is busy: try again in a moment."""
 
 
 def read_indexed_file(path: Path, content_hash: str, max_bytes: int) -> bytes:
@@ -121,18 +129,34 @@ def _line_boxes(boxes: list[tuple[float, float, float, float]]) -> list[tuple[fl
     return [(a, b, c, d) for a, b, c, d in lines]
 
 
-def highlight(png: bytes, boxes: list[tuple[float, float, float, float]]) -> bytes:
-    """The page with translucent marker over `boxes` (fractions of the page)."""
+def highlight_boxes(passage: str, text: str, chars: "list[tuple[float, float, float, float]]",
+                    words: "list | None") -> list[tuple[float, float, float, float]]:
+    """Where to draw the marker for `passage` on a page, one box per line (fractions of the page): from the
+    OCR `words` ([x0, y0, x1, y1, word]) when the page was read by OCR, else from the page's `text` and its
+    per-character boxes."""
+    if words:
+        return _line_boxes([tuple(words[i][:4]) for i in  # type: ignore[misc]
+                            _word_marks([str(w[4]) for w in words], passage)])
+    boxes: list[tuple[float, float, float, float]] = []
+    for start, end in passage_spans(text, passage):
+        boxes.extend(_line_boxes(list(chars[start:end])))
+    return boxes
+
+
+def highlight_image(image: "object", boxes: list[tuple[float, float, float, float]]) -> bytes:
+    """A PIL image as PNG, with translucent marker over `boxes` (fractions of the page)."""
     from PIL import Image, ImageDraw
 
-    page = Image.open(io.BytesIO(png)).convert("RGBA")
-    layer = Image.new("RGBA", page.size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(layer)
-    w, h = page.size
-    for x0, y0, x1, y1 in boxes:
-        draw.rectangle([x0 * w - 2, y0 * h - 2, x1 * w + 2, y1 * h + 2], fill=HIGHLIGHT)
+    page = image.convert("RGBA")  # type: ignore[attr-defined]
+    if boxes:
+        layer = Image.new("RGBA", page.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(layer)
+        w, h = page.size
+        for x0, y0, x1, y1 in boxes:
+            draw.rectangle([x0 * w - 2, y0 * h - 2, x1 * w + 2, y1 * h + 2], fill=HIGHLIGHT)
+        page = Image.alpha_composite(page, layer)
     out = io.BytesIO()
-    Image.alpha_composite(page, layer).convert("RGB").save(out, "PNG")
+    page.convert("RGB").save(out, "PNG")
     return out.getvalue()
 
 
@@ -144,8 +168,9 @@ class SourceViewer:
     max_pixels: int = 80_000_000
     render_timeout_s: float = 10.0
     cache_size: int = 64
-    _cache: "OrderedDict[tuple[str, int], Rendered]" = field(default_factory=OrderedDict)
+    _cache: "OrderedDict[tuple[str, int, str], Rendered]" = field(default_factory=OrderedDict)
     _lock: Lock = field(default_factory=Lock)
+    _renders: BoundedSemaphore = field(default_factory=lambda: BoundedSemaphore(MAX_RENDERS))
 
     # -- permission ----------------------------------------------------------------------------------
     def chunk(self, view: IndexView, chunk_id: int, who: Principal) -> tuple[DocumentInfo, Hit] | None:
@@ -208,43 +233,46 @@ class SourceViewer:
 
     def _image_page(self, view: IndexView, document: DocumentInfo, hit: Hit, shown: int,
                     kind: Literal["pdf", "image"]) -> SourcePage:
+        passage = hit.text if hit.page == shown else ""
+        words = None
+        if passage:
+            ocr = view.store.ocr_pages(document.doc_id, shown)
+            words = [list(w) for w in ocr[0].words] if ocr else None
         try:
-            rendered = self.render(document, shown, kind)
+            rendered = self.render(document, shown, kind, passage, words)
         except SourceChangedError as exc:
             return self._text_page(view, document, hit, shown, page_unit(document.path), note=str(exc))
         if rendered.error:
             return self._text_page(view, document, hit, shown, page_unit(document.path),
                                    note=f"the page could not be shown ({rendered.error}); its indexed text instead")
-        boxes: list[tuple[float, float, float, float]] = []
-        if hit.page == shown:
-            ocr = view.store.ocr_pages(document.doc_id, shown)
-            if ocr:
-                words = ocr[0].words
-                boxes = _line_boxes([tuple(words[i][:4]) for i in  # type: ignore[misc]
-                                     _word_marks([w[4] for w in words], hit.text)])
-            elif rendered.text:
-                for start, end in passage_spans(rendered.text, hit.text):
-                    boxes.extend(_line_boxes(list(rendered.boxes[start:end])))
-        png = highlight(rendered.png, boxes) if boxes else rendered.png
-        return SourcePage(document, shown, rendered.pages, "image", png=png, highlighted=bool(boxes))
+        return SourcePage(document, shown, rendered.pages, "image", png=rendered.png, highlighted=rendered.highlighted)
 
-    def render(self, document: DocumentInfo, page: int, kind: Literal["pdf", "image"]) -> Rendered:
-        """Page `page` of the document as indexed (cached per content hash and page), rendered in the sandbox."""
-        key = (document.content_hash, page)
+    def render(self, document: DocumentInfo, page: int, kind: Literal["pdf", "image"], passage: str = "",
+               words: list | None = None) -> Rendered:
+        """Page `page` of the document as indexed, `passage` highlighted (cached per content hash, page and
+        passage), rendered in the sandbox; RenderBusyError when MAX_RENDERS renders are in flight and none
+        ends within RENDER_WAIT_S."""
+        key = (document.content_hash, page, hashlib.sha256(passage.encode()).hexdigest()[:16])
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        data = read_indexed_file(Path(document.path), document.content_hash, self.max_file_bytes)
-        rendered = self._render(data, page, kind)
+        if not self._renders.acquire(timeout=RENDER_WAIT_S):
+            raise RenderBusyError("every page renderer is busy: try again in a moment")
+        try:
+            data = read_indexed_file(Path(document.path), document.content_hash, self.max_file_bytes)
+            rendered = self._render(data, page, kind, passage, words)
+        finally:
+            self._renders.release()
         with self._lock:
             self._cache[key] = rendered
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return rendered
 
-    def _render(self, data: bytes, page: int, kind: str) -> Rendered:
-        request = {"kind": kind, "page": page, "max_width": RENDER_WIDTH, "max_pixels": self.max_pixels,
+    def _render(self, data: bytes, page: int, kind: str, passage: str = "", words: list | None = None) -> Rendered:
+        request = {"kind": kind, "page": page, "max_width": RENDER_WIDTH,
+                   "max_pixels": min(self.max_pixels, VIEW_MAX_PIXELS), "passage": passage, "words": words,
                    "memory_bytes": 1 << 30, "cpu_seconds": int(self.render_timeout_s) + 1}
         try:
             done = subprocess.run([sys.executable, "-m", "ui.render_source"], input=json.dumps(request).encode()
@@ -259,5 +287,4 @@ class SourceViewer:
             return Rendered(0, b"", error=f"the renderer stopped (exit code {done.returncode})")
         if "error" in info:
             return Rendered(0, b"", error=str(info["error"]))
-        return Rendered(int(info["pages"]), png, info.get("text", ""),
-                        tuple(tuple(b) for b in info.get("boxes", [])))  # type: ignore[misc]
+        return Rendered(int(info["pages"]), png, bool(info.get("highlighted")))

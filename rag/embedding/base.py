@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -32,7 +33,62 @@ class Embedder(Protocol):
     @property
     def dim(self) -> int: ...
 
-    def embed_batch(self, texts: list[str]) -> np.ndarray: ...
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        """Passages (what is indexed, and any text compared with text), with the model's passage prompt."""
+        ...
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """Questions and search queries, with the model's query prompt (E5's "query: ")."""
+        ...
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """What a model card says to put before a question and before a passage ("query: ", "passage: " for the
+    E5 models); empty for models trained without (all-MiniLM-L6-v2)."""
+
+    query: str = ""
+    passage: str = ""
+
+    def queries(self, texts: list[str]) -> list[str]:
+        return [self.query + t for t in texts] if self.query else texts
+
+    def passages(self, texts: list[str]) -> list[str]:
+        return [self.passage + t for t in texts] if self.passage else texts
+
+
+def model_prompts(folder: Path, settings: EmbeddingSettings) -> Prompts:
+    """The prompts for the model in `folder`: the settings' when given, else the folder's own (the "query"
+    and "passage" or "document" prompts of config_sentence_transformers.json), else none."""
+    query = passage = ""
+    config = folder / "config_sentence_transformers.json"
+    if config.is_file():
+        prompts = json.loads(config.read_text(encoding="utf-8")).get("prompts") or {}
+        query = str(prompts.get("query", ""))
+        passage = str(prompts.get("passage", prompts.get("document", "")))
+    return Prompts(query if settings.query_prefix is None else settings.query_prefix,
+                   passage if settings.passage_prefix is None else settings.passage_prefix)
+
+
+def model_languages(folder: Path) -> list[str] | None:
+    """The languages a model covers, from its model card's `language:` list (README.md's front matter); the
+    packaged default is English-only; None when the card does not say."""
+    card = folder / "README.md"
+    if not card.is_file():
+        return None
+    text = card.read_text(encoding="utf-8", errors="replace")
+    if not text.startswith("---"):
+        return None
+    import yaml
+
+    try:
+        front = yaml.safe_load(text.split("---", 2)[1]) or {}
+    except yaml.YAMLError:
+        return None
+    languages = front.get("language") if isinstance(front, dict) else None
+    if isinstance(languages, str):
+        languages = [languages]
+    return [str(x) for x in languages] if isinstance(languages, list) and languages else None
 
 
 def set_offline_mode() -> None:
@@ -73,7 +129,12 @@ def resolve_embedding_folder(settings: EmbeddingSettings) -> Path:
 def base_model_id(settings: EmbeddingSettings) -> str:
     """The configured embedding model's id, whatever the backend; loads nothing."""
     # the packaged default lives in a folder called "model": give it its real name
-    return model_fingerprint(resolve_embedding_folder(settings), None if settings.model else DEFAULT_NAME)
+    folder_id = model_fingerprint(resolve_embedding_folder(settings), None if settings.model else DEFAULT_NAME)
+    if settings.query_prefix is None and settings.passage_prefix is None:
+        return folder_id  # the folder's own prompts are in its fingerprint (its .json files)
+    # prompts set in the settings make other vectors: another id, so an index is never mixed
+    prompts = json.dumps([settings.query_prefix, settings.passage_prefix]).encode()
+    return f"{folder_id}+prompts-{hashlib.sha256(prompts).hexdigest()[:8]}"
 
 
 # Vectors an index may mix only when they come from the same space: fp32 PyTorch and fp32 ONNX Runtime

@@ -23,6 +23,7 @@ from rag.embedding.base import (
     base_model_id,
     model_fingerprint,
     model_max_tokens,
+    model_prompts,
     resolve_embedding_folder,
     set_offline_mode,
     space_model_id,
@@ -90,6 +91,7 @@ class OnnxEmbedder:
                               f"set RAG_EMBEDDING_BACKEND=torch")
         self.precision = precision
         self.model_id = space_model_id(base_model_id(settings), precision)
+        self.prompts = model_prompts(self.folder, settings)
         self.batch_size = settings.batch_size or DEFAULT_BATCH
         self.device = "unloaded"
         self._cache_dir = settings.model_cache_dir.expanduser()
@@ -137,6 +139,14 @@ class OnnxEmbedder:
                  self.precision)
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
+        """Passages, with the model's passage prompt."""
+        return self._embed_sorted(self.prompts.passages(texts))
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """Questions, with the model's query prompt."""
+        return self._embed_sorted(self.prompts.queries(texts))
+
+    def _embed_sorted(self, texts: list[str]) -> np.ndarray:
         """Embed texts in length-sorted batches (less padding), rows in input order."""
         self._ensure_loaded()
         out = np.zeros((len(texts), self._dim), dtype=np.float32)

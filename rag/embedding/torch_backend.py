@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.embedding.base import base_model_id, resolve_device, resolve_embedding_folder, set_offline_mode
+from rag.embedding.base import (base_model_id, model_prompts, resolve_device, resolve_embedding_folder,
+                                set_offline_mode)
 from rag.settings import EmbeddingSettings
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ class SentenceTransformerEmbedder:
     def __init__(self, settings: EmbeddingSettings) -> None:
         self.folder = resolve_embedding_folder(settings)
         self.model_id = base_model_id(settings)  # the fp32 space (fp16 on a GPU shares it)
+        self.prompts = model_prompts(self.folder, settings)
         self.batch_size = settings.batch_size  # 0: chosen by device at load time
         self._settings = settings
         self._model: SentenceTransformer | None = None
@@ -72,13 +74,23 @@ class SentenceTransformerEmbedder:
         return model
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
-        """Embed texts; sentence-transformers sorts them by length internally and restores order."""
+        """Passages, with the model's passage prompt."""
+        return self._embed(self.prompts.passages(texts))
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """Questions, with the model's query prompt."""
+        return self._embed(self.prompts.queries(texts))
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """Embed texts (prompts already in them); sentence-transformers sorts them by length internally and
+        restores order."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if len(texts) <= SMALL_BATCH and not getattr(self.model, "default_prompt_name", None):
+        if len(texts) <= SMALL_BATCH:
             return self._embed_small(texts)
         vectors = self.model.encode(
             texts,
+            prompt="",  # the prompts are ours (Prompts): never the model's default prompt on top
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,

@@ -42,25 +42,51 @@ class GenerationParams:
     timeout_s: float = 60.0
     stops: tuple[str, ...] = ()
     fail_on_time_limit: bool = False
+    owner: str = ""  # who asks (a user, a token): waiting questions are served in turn between owners
 
 
 class GenerationSlots:
-    """The bound on concurrent generations: beyond it, after waiting up to `wait_s`, a clear "busy" error."""
+    """The bound on concurrent generations. Beyond it a question waits up to `wait_s` for a slot, then gets a
+    clear "busy" error. Waiting questions are served in turn between their owners, not first come first
+    served: one user's batch of 32 questions, each taking a slot in turn, cannot keep another user's single
+    question waiting behind all of them (the owner served longest ago goes first; one owner's questions in
+    the order they came)."""
 
     def __init__(self, limit: int, wait_s: float) -> None:
         self.limit = limit
         self.wait_s = wait_s
         self.in_use = 0  # generations running now (the API's metrics)
-        self._semaphore = threading.BoundedSemaphore(limit)
-        self._count = threading.Lock()
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[str, threading.Event]] = []  # in arrival order
+        self._served: dict[str, float] = {}  # owner -> when a slot was last given to them
+        self._turn = 0  # a counter standing for time (no clock: ties between owners are broken by arrival)
 
-    def acquire(self) -> None:
-        """Take a slot, waiting up to `wait_s`; raises GeneratorBusyError when none frees up."""
-        got = self._semaphore.acquire(timeout=self.wait_s) if self.wait_s > 0 else self._semaphore.acquire(False)
-        if not got:
-            raise self._busy()
-        with self._count:
-            self.in_use += 1
+    def acquire(self, owner: str = "") -> None:
+        """Take a slot, waiting up to `wait_s` (in turn between owners); GeneratorBusyError when none frees up."""
+        with self._lock:
+            if self.in_use < self.limit and not self._waiting:
+                self._grant(owner)
+                return
+            if self.wait_s <= 0:
+                raise self._busy()
+            event = threading.Event()
+            entry = (owner, event)
+            self._waiting.append(entry)
+        if event.wait(self.wait_s):
+            return  # granted by a release (in_use counted there)
+        with self._lock:
+            if event.is_set():  # granted just as the wait ended
+                return
+            self._waiting.remove(entry)
+        raise self._busy()
+
+    def _grant(self, owner: str) -> None:
+        self.in_use += 1
+        self._turn += 1
+        self._served[owner] = self._turn
+        if len(self._served) > 10_000:
+            for key in sorted(self._served, key=self._served.__getitem__)[:5_000]:
+                del self._served[key]
 
     def refuse_if_full(self) -> None:
         """GeneratorBusyError now if every slot is taken and questions do not queue: for a caller that
@@ -73,14 +99,21 @@ class GenerationSlots:
             f"the answer generator is busy ({self.limit} question(s) at a time); try again in a moment")
 
     def release(self) -> None:
-        with self._count:
+        with self._lock:
             self.in_use -= 1
-        self._semaphore.release()
+            if self._waiting and self.in_use < self.limit:
+                # the owner served longest ago (never served: first), their earliest question
+                owners = list(dict.fromkeys(owner for owner, _ in self._waiting))
+                owner = min(owners, key=lambda o: self._served.get(o, 0))
+                entry = next(e for e in self._waiting if e[0] == owner)
+                self._waiting.remove(entry)
+                self._grant(owner)
+                entry[1].set()
 
-    def stream(self, pieces: Iterator[str]) -> Iterator[str]:
+    def stream(self, pieces: Iterator[str], owner: str = "") -> Iterator[str]:
         """`pieces` run while holding a slot; the slot is taken before the first piece is asked for and
         given back when they end, fail or the consumer closes the stream."""
-        self.acquire()
+        self.acquire(owner)
         try:
             yield from pieces
         finally:

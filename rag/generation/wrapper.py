@@ -53,7 +53,7 @@ class Generation:
 
     def stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
         """The answer in pieces, as the backend produces them."""
-        return self.slots.stream(self._stream(prompt, params))
+        return self.slots.stream(self._stream(prompt, params), params.owner)
 
     def _stream(self, prompt: str, params: GenerationParams) -> Iterator[str]:
         cancel = threading.Event()

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rag.types import ADMIN, Principal
+from rag.types import ADMIN, Accounts, Principal
 from ui.appdb import AppDB
 from ui.auth import LOCAL_ADMIN, StoredUser, User
 
@@ -33,11 +33,13 @@ class Caller:
     user: User
     scope: str  # read | admin
     key: str
+    accounts: Accounts = Accounts()  # sign-in name -> system account (RAG_ACCOUNT_MAP, RAG_GROUPS_FROM_SYSTEM)
 
     @property
     def principal(self) -> Principal:
         """What the caller may read: everything for admins, else their groups' documents (as on the page)."""
-        return ADMIN if self.user.is_admin else Principal.member_of(self.user.groups)
+        return ADMIN if self.user.is_admin else Principal.signed_in(self.user.username, self.user.groups,
+                                                                    self.accounts)
 
     @property
     def groups(self) -> list[str] | None:
@@ -77,23 +79,24 @@ def authenticate(header: str, db: AppDB, users: dict[str, StoredUser] | None, si
 class RateLimiter:
     """A token bucket per caller: `per_minute` requests a minute, bursts of a tenth of that."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic, burst: float | None = None) -> None:
         self.rate = per_minute / 60.0
-        self.burst = max(1.0, per_minute / 10)
+        self.burst = burst if burst is not None else max(1.0, per_minute / 10)
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def take(self, key: str) -> None:
-        """Count one request for `key`; ApiError 429 with Retry-After when its bucket is empty."""
+    def take(self, key: str, cost: int = 1, what: str = "requests") -> None:
+        """Count `cost` (requests, or questions of a batch) for `key`; ApiError 429 with Retry-After when its
+        bucket holds less."""
         now = self.clock()
         with self._lock:
             level, last = self._buckets.get(key, (self.burst, now))
             level = min(self.burst, level + (now - last) * self.rate)
-            if level < 1:
-                wait = (1 - level) / self.rate
+            if level < cost:
+                wait = (cost - level) / self.rate
                 self._buckets[key] = (level, now)
-                raise ApiError(429, f"too many requests: at most {round(self.rate * 60)} a minute per token; "
+                raise ApiError(429, f"too many {what}: at most {round(self.rate * 60)} a minute per token; "
                                     f"retry in {wait:.0f} s", "rate_limit_error",
                                {"Retry-After": str(max(1, math.ceil(wait)))})
-            self._buckets[key] = (level - 1, now)
+            self._buckets[key] = (level - cost, now)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +23,7 @@ from rag.types import page_unit
 
 if TYPE_CHECKING:
     from ingest.job import IngestSummary
-    from rag.types import Hit
+    from rag.types import Accounts, Hit
     from ui.appdb import AppDB
     from rag.types import Principal
 
@@ -34,6 +36,9 @@ IndexOption = Annotated[Optional[Path], typer.Option("--index", metavar="DIR", h
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 GroupsOption = Annotated[Optional[list[str]], typer.Option(
     "--as-group", metavar="GROUP", help="Answer as a user in this group (repeat for several); default: as an admin, who reads all.")]
+UserOption = Annotated[Optional[str], typer.Option(
+    "--as-user", metavar="USER", help="Answer as this signed-in user (with --as-group: in those groups); documents "
+    "indexed with RAG_ACL_SOURCE=filesystem are read as the account of this name may read them.")]
 
 
 class Engine(str, Enum):
@@ -52,10 +57,14 @@ class Scope(str, Enum):
     admin = "admin"
 
 
-def _principal(groups: list[str] | None) -> "Principal | None":
-    """A user in `groups`, or None: the operator at the command line reads everything, as an admin."""
-    from rag.types import Principal
+def _principal(groups: list[str] | None, user: str | None = None,
+               accounts: "Accounts | None" = None) -> "Principal | None":
+    """A user (`user`, signed in, their account from `accounts`) in `groups`, or None: the operator at the
+    command line reads everything, as an admin."""
+    from rag.types import Accounts, Principal
 
+    if user:
+        return Principal.signed_in(user, groups or [], accounts or Accounts())
     return Principal.member_of(groups) if groups else None
 
 
@@ -136,6 +145,9 @@ def ingest(
     json_out: JsonOption = False,
     every: Annotated[float, typer.Option("--every", min=0, metavar="SECONDS",
                                          help="Re-run every N seconds (0: once).")] = 0,
+    watch: Annotated[bool, typer.Option("--watch", help="Run until stopped: changes are searchable seconds after "
+                                        "they happen (file-system events, and a rescan every RAG_WATCH_RESCAN_S)."
+                                        )] = False,
     engine: Annotated[Engine, typer.Option("--engine", metavar="ENGINE", help="local, or ray (parse and embed on a Ray cluster: "
                                         "RAY_ADDRESS, else a local Ray).")] = Engine.local,
     config: ConfigOption = None,
@@ -148,7 +160,12 @@ def ingest(
     from ingest.job import run_ingest
 
     # a scheduled run is a service: its log lines say what each run did
-    settings = _setup(ctx, config, logging.INFO if every else logging.WARNING, index_dir=index)
+    settings = _setup(ctx, config, logging.INFO if every or watch else logging.WARNING, index_dir=index)
+    if watch:
+        if every or engine != Engine.local:
+            _fail("--watch runs until stopped with the local engine: leave out --every and --engine")
+        _watch(settings, paths, json_out)
+        return
     if not every:
         _print_summary(_guard(run_ingest)(settings, paths, engine=engine.value), json_out)
         return
@@ -163,6 +180,31 @@ def ingest(
         except typer.Exit:
             pass  # the one-line reason is printed; a busy index or a missing folder may be fine next time
         time.sleep(every)
+
+
+def _watch(settings: "Settings", paths: list[Path], json_out: bool) -> None:
+    """`rag ingest --watch`: batches of changes until SIGTERM or Ctrl-C (the batch in flight is finished or,
+    killed, leaves the last published version)."""
+    import signal
+    import threading
+
+    from ingest.job import run_ingest
+    from ingest.watch import Watcher
+    from rag.embedding import make_embedder, resolve_backend
+    from rag.index import recorded_model_id
+
+    embedder = make_embedder(resolve_backend(settings.embedding, recorded_model_id(settings.index)))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with _guarded():
+        watcher = Watcher(settings.ingest, settings.index_dir, paths,
+                          lambda roots: run_ingest(settings, roots, embedder=embedder, progress=False),
+                          on_summary=lambda s: _print_summary(s, json_out))
+    typer.echo(f"watching {', '.join(map(str, watcher.roots))} (Ctrl-C stops)", err=True)
+    try:
+        watcher.run(stop)
+    except KeyboardInterrupt:
+        pass
 
 
 def _print_summary(summary: "IngestSummary", json_out: bool) -> None:
@@ -216,6 +258,7 @@ def search(
     index: IndexOption = None,
     json_out: JsonOption = False,
     as_group: GroupsOption = None,
+    as_user: UserOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Find the chunks that best match a query (or each line of --queries).
@@ -229,7 +272,7 @@ def search(
     _guard(searcher.warm_up)(settings.search.mode)
     results = []
     for start in range(0, len(texts), 64):
-        results.extend(_guard(searcher.search_batch)(texts[start:start + 64], k, None, _principal(as_group)))
+        results.extend(_guard(searcher.search_batch)(texts[start:start + 64], k, None, _principal(as_group, as_user, settings.page.accounts)))
     for result in results:
         if json_out:
             typer.echo(json.dumps({"query": result.query, "hits": [_hit_dict(h) for h in result.hits],
@@ -264,15 +307,24 @@ def status(ctx: typer.Context, index: IndexOption = None, json_out: JsonOption =
     data["index_dir"] = str(settings.index_dir)
     if state is not None:
         data.update(state.fields())
+    from ingest.watch import WatchState
+
+    watching = WatchState.read(settings.index_dir)
+    if watching is not None:
+        data["watcher"] = watching.fields()
     if json_out:
         typer.echo(json.dumps(data))
         return
     for key, value in data.items():
-        if not key.startswith("run_") and key != "running":
+        if key == "languages":  # chunks per language, as the keyword index analyses them
+            value = ", ".join(f"{lang or 'not recognised'} {n}" for lang, n in value.items()) or "-"  # type: ignore[union-attr]
+        if not key.startswith("run_") and key not in ("running", "watcher"):
             typer.echo(f"{key}: {value}")
     note = state.describe() if state is not None else ""
     if note:
         typer.echo(note)
+    if watching is not None:
+        typer.echo(watching.describe())
 
 
 @app.command()
@@ -284,6 +336,7 @@ def ask(
     index: IndexOption = None,
     json_out: JsonOption = False,
     as_group: GroupsOption = None,
+    as_user: UserOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Answer a question from the indexed documents with the local model, citing its sources.
@@ -303,10 +356,10 @@ def ask(
         # guarded while streaming too: a bad prompt budget surfaces mid-answer, not at the call
         with _guarded():
             try:
-                for item in service.ask_stream(text, principal=_principal(as_group)):
+                for item in service.ask_stream(text, principal=_principal(as_group, as_user, settings.page.accounts)):
                     if isinstance(item, Answer):
                         answer = item
-                    elif not json_out:
+                    elif isinstance(item, str) and not json_out:
                         streamed += item
                         typer.echo(printable(item, keep_lines=True), nl=False)
             except GeneratorBusyError as exc:
@@ -321,7 +374,8 @@ def ask(
         if answer.note:
             typer.echo(f"  note: {answer.note}")
         for source in answer.sources:
-            typer.echo(f"  [{source.number}]{'*' if source.cited else ' '} {_where(source.path, source.page)}")
+            section = printable(f" · {source.section}") if source.section else ""
+            typer.echo(f"  [{source.number}]{'*' if source.cited else ' '} {_where(source.path, source.page)}{section}")
         for s in answer.support:
             if not s.supported:
                 typer.echo(printable(f"  not supported by the passages: \"{s.sentence}\" ({s.reason})"))
@@ -336,6 +390,7 @@ def check(
     index: IndexOption = None,
     json_out: JsonOption = False,
     as_group: GroupsOption = None,
+    as_user: UserOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Check a statement against the indexed documents, sentence by sentence (no model is run).
@@ -350,7 +405,7 @@ def check(
         searcher = build_searcher(settings)
         searcher.warm_up()
         service = QAService(searcher, None, settings.answers)  # type: ignore[arg-type]  # checking runs no generator
-        results = service.check_statements(texts, _principal(as_group))
+        results = service.check_statements(texts, _principal(as_group, as_user, settings.page.accounts))
     for result in results:
         sentences = []
         for s in result.sentences:
@@ -398,16 +453,37 @@ def eval_(
                                                     help="Keep the index here (reused when present).")] = None,
     answers: Annotated[int, typer.Option("--answers", min=0, metavar="N",
                                          help="Also answer the first N questions.")] = 0,
+    questions: Annotated[Optional[Path], typer.Option(
+        "--questions", metavar="FILE", help="With a folder of documents: its questions, one JSON line each "
+        '({"question", "answer", "path", "page"?, "answerable"?}, paths relative to the folder).')] = None,
+    no_answers: Annotated[bool, typer.Option("--no-answers", help="With --questions: search only.")] = False,
     json_out: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Measure retrieval (and answers) on a QA dataset, indexed into a temporary index.
 
-    DATASET is a folder with corpus.jsonl and queries.jsonl, or a golden questions file
-    (samples/questions.jsonl)."""
-    from ingest.datasets import run_eval, run_questions
+    DATASET is a folder with corpus.jsonl and queries.jsonl, a golden questions file
+    (samples/questions.jsonl), or a folder of documents with --questions FILE: the folder is indexed
+    (into --index, kept and updated incrementally, or a temporary index) and the report gives the right
+    page in the top 5, the expected fact in the answer, refusals and abstentions."""
+    from ingest.datasets import run_eval, run_folder_questions, run_questions
 
     settings = _setup(ctx, config, index_dir=index)
+    if questions is not None:
+        if not dataset.is_dir():
+            _fail(f"{dataset} is not a folder: --questions measures a folder of documents")
+        report = _guard(run_folder_questions)(settings, dataset, questions, index, not no_answers, limit)
+        if json_out:
+            typer.echo(json.dumps(report))
+            return
+        typer.echo(f"{dataset}: {report['documents']} documents, {report['chunks']} chunks "
+                   f"(ingest {report['ingest_seconds']} s), {report['questions']} questions")
+        for key in ("page_top5", "fact_in_answer", "fact_in_passages", "refused_answerable",
+                    "abstained_unanswerable"):
+            if key in report:
+                figure = report[key]
+                typer.echo(f"  {key:24s} {figure['hits']}/{figure['of']} ({figure['share']:.2f})")  # type: ignore[index]
+        return
     if dataset.is_file():
         golden = _guard(run_questions)(settings, dataset, index)
         if json_out:
@@ -549,6 +625,99 @@ def api(
 
 
 @app.command()
+def backup(
+    ctx: typer.Context,
+    dest: Annotated[Path, typer.Argument(metavar="DEST", help="A new folder for the backup.")],
+    index: IndexOption = None,
+    no_app_db: Annotated[bool, typer.Option("--no-app-db", help="Leave the app database out.")] = False,
+    json_out: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Back up the newest published index version and the app database (conversations, tokens, audit) into a
+    new folder, consistently, while the service runs; each file listed with its checksum."""
+    from rag.backup import BackupError, take_backup
+
+    settings = _setup(ctx, config, index_dir=index)
+    app_db = None if no_app_db else settings.audit.app_db
+    if app_db is not None and not app_db.is_file():
+        app_db = None  # no app database yet (nobody has used the page or the API): the index alone
+    try:
+        manifest = take_backup(settings.index_dir, app_db, dest)
+    except (BackupError, OSError, sqlite3.Error) as exc:
+        _fail(str(exc))
+    size = sum(f.size for f in manifest.files)
+    if json_out:
+        typer.echo(json.dumps({"backup": str(dest), "index_version": manifest.index_version,
+                               "app_db": manifest.app_db, "files": len(manifest.files), "bytes": size}))
+    else:
+        typer.echo(f"backed up index version {manifest.index_version}" + (" and the app database" if manifest.app_db
+                   else "") + f" to {dest} ({len(manifest.files)} files, {size / 1e6:.1f} MB)")
+
+
+@app.command()
+def restore(
+    ctx: typer.Context,
+    source: Annotated[Path, typer.Argument(metavar="SRC", help="A folder `rag backup` wrote.")],
+    index: IndexOption = None,
+    app_db: Annotated[Optional[Path], typer.Option("--app-db", metavar="FILE", help="Where to restore the app "
+                                                   "database (default: $RAG_APP_DB); it must not exist.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Verify a backup (every file against its checksum), then install it into a new or empty index folder and
+    a new app database path."""
+    from rag.backup import BackupError
+    from rag.backup import restore as restore_backup
+
+    settings = _setup(ctx, config, index_dir=index)
+    try:
+        manifest = restore_backup(source, settings.index_dir, app_db or settings.audit.app_db)
+    except (BackupError, OSError, sqlite3.Error) as exc:
+        _fail(str(exc))
+    typer.echo(f"restored index version {manifest.index_version} into {settings.index_dir}" +
+               (f" and the app database to {app_db or settings.audit.app_db}" if manifest.app_db else ""))
+
+
+@app.command()
+def mcp(
+    ctx: typer.Context,
+    index: IndexOption = None,
+    url: Annotated[Optional[str], typer.Option("--url", metavar="URL", help="Relay to this rag api's /mcp "
+                                               "(e.g. https://qa.example.org/api) instead of a local index.")] = None,
+    token_file: Annotated[Optional[Path], typer.Option("--token-file", metavar="FILE", help="Read the API token "
+                                                       "from this file (default: $RAG_TOKEN).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Serve the MCP server over stdio for an agent (desktop assistants, coding agents), as the user of the API
+    token in $RAG_TOKEN: on the local index, or with --url on a remote rag api (the desktop holds no index)."""
+    import anyio
+
+    from ui.mcp.stdio import TokenRefused, serve_local, serve_remote
+
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            _fail(f"cannot read the token file {token_file}: {exc.strerror}")
+    else:
+        token = os.environ.get("RAG_TOKEN", "").strip()
+    if url and not token:
+        _fail("no API token: set RAG_TOKEN or --token-file (an admin makes one with `rag token create`)")
+    try:
+        if url:
+            if not url.startswith(("http://", "https://")):
+                _fail(f"--url {url!r}: give the API's http:// or https:// address")
+            anyio.run(serve_remote, url, token)
+        else:
+            settings = _setup(ctx, config, logging.WARNING, index_dir=index)
+            with _guarded():
+                serve_local(settings, token)
+    except TokenRefused as exc:
+        _fail(str(exc))
+    except OSError as exc:  # the remote API cannot be reached
+        _fail(f"cannot reach {url}: {exc}")
+
+
+@app.command()
 def doctor(ctx: typer.Context, index: IndexOption = None, json_out: JsonOption = False, config: ConfigOption = None) -> None:
     """Check the installation (models, GPU, index, users, config) and say what to fix; exit 1 on a failure."""
     from dataclasses import asdict
@@ -634,6 +803,51 @@ def main() -> None:
         code = 130
     sys.exit(code if isinstance(code, int) else 0)
 
+
+
+index_app = typer.Typer(help="Copies of an index for readers on other hosts.", rich_markup_mode=None)
+app.add_typer(index_app, name="index")
+
+
+@index_app.callback(invoke_without_command=True)
+def _index(ctx: typer.Context) -> None:
+    _help_without_command(ctx)
+
+
+@index_app.command("sync")
+def index_sync(
+    ctx: typer.Context,
+    source: Annotated[Path, typer.Argument(metavar="SRC", help="The index its writer publishes (a shared or "
+                                           "mounted folder).")],
+    dest: Annotated[Path, typer.Argument(metavar="DEST", help="This host's copy, which its page and API read.")],
+    every: Annotated[int, typer.Option("--every", metavar="SECONDS", min=0, help="Keep syncing, this often "
+                                       "(0: once).")] = 0,
+    json_out: JsonOption = False,
+) -> None:
+    """Bring a local copy to the newest published version of an index: copied, verified against its manifest,
+    then swapped in; the page and the API reading the copy pick it up at their next question."""
+    import time as clock
+
+    from rag.sync import SyncError, sync_index
+
+    while True:
+        try:
+            report = sync_index(source, dest)
+        except SyncError as exc:
+            if not every:
+                _fail(str(exc))
+            typer.echo(f"error: {exc}", err=True)  # a loop keeps serving the last good copy and tries again
+        else:
+            if json_out:
+                typer.echo(json.dumps({"version": report.version, "copied": report.copied, "bytes": report.bytes}))
+            elif report.copied:
+                typer.echo(f"{dest} now serves version {report.version} ({report.bytes / 1e6:.1f} MB copied)")
+            elif not every:
+                typer.echo(f"{dest} already serves version {report.version}, the newest")
+            sys.stdout.flush()
+        if not every:
+            return
+        clock.sleep(every)
 
 
 token_app = typer.Typer(help="Manage the HTTP API's tokens.", rich_markup_mode=None)

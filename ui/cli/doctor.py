@@ -152,7 +152,34 @@ def check_index(settings: Settings) -> list[Check]:
     if not out:
         out.append(Check("index", "ok", f"version {status['version']}: {status['documents']} documents, "
                                         f"{status['chunks']} chunks, {status['index_type']} index"))
-    return out
+    return out + check_languages(settings, status["languages"])  # type: ignore[arg-type]
+
+
+def check_languages(settings: Settings, indexed: dict[str, int]) -> list[Check]:
+    """Which languages the embedding model covers (its model card's `language:` list; the packaged default is
+    English-only), and a warning when the index holds others: there the keyword side carries the search."""
+    from rag.analysis import LANGUAGES
+    from rag.embedding import resolve_embedding_folder
+    from rag.embedding.base import model_languages
+
+    try:
+        folder = resolve_embedding_folder(settings.embedding)
+    except ConfigError:
+        return []  # reported by the embedding check
+    covered = ["en"] if not settings.embedding.model else model_languages(folder)
+    if covered is None:
+        return [Check("embedding languages", "ok", "the model card does not say which languages the model covers")]
+    outside = {lang: n for lang, n in indexed.items() if lang and lang not in covered}
+    named = ", ".join(sorted(covered)) if len(covered) <= 12 else f"{len(covered)} languages"
+    if not outside:
+        return [Check("embedding languages", "ok", f"the model covers {named}: every indexed language")]
+    listed = ", ".join(f"{LANGUAGES.get(lang, lang)} ({n} chunks)" for lang, n in outside.items())
+    return [Check("embedding languages", "warn", f"the model covers {named}, the index also holds {listed}: "
+                                                 f"search there rests on keywords; for a multilingual model set "
+                                                 f"RAG_EMBEDDING_MODEL to its folder (e.g. multilingual-e5-small, "
+                                                 f"with RAG_EMBEDDING_QUERY_PREFIX='query: ' and "
+                                                 f"RAG_EMBEDDING_PASSAGE_PREFIX='passage: ' if its folder "
+                                                 f"gives no prompts) and re-run rag ingest")]
 
 
 def check_private(path: Path) -> list[Check]:

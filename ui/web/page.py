@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -20,23 +21,29 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import streamlit as st
+from streamlit import runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from ingest.watch import WatchState
+from rag.analysis import LANGUAGES
 from rag.generation import GenerationParams, GeneratorBusyError
-from rag.index import IndexNotFoundError, RagIndexError, index_state
+from rag.index import IndexNotFoundError, IndexView, RagIndexError, index_state
+from rag.network import client_address as network_client_address
 from rag.network import is_loopback
 from rag.qa import Answer, QAService, build_service
 from rag.followup import standalone_question
 from rag.settings import ConfigError, PageSettings, Settings, load_settings
 from rag.types import ADMIN, Principal
 from ui.appdb import AppDB
-from ui.auth import (LOCAL_ADMIN, LoginThrottle, StoredUser, ThrottledError, User, load_users,
-                     oidc_user)
+from ui.auth import LOCAL_ADMIN, LoginThrottle, StoredUser, ThrottledError, User, UsersFile, oidc_user
+from ui.conversations import answer_from_shown, shown_answer
 from ui.jobs import Job, JobBusyError, JobManager, PathNotAllowedError
 from ui.logs import configure_logging
 from ui import insights
-from ui.sources import SourceViewer
+from ui.sources import RenderBusyError, SourceViewer
 from ui.web.render import answer_markup, passage_markup, safe, source_label, source_text_markup, text_html
 
+log = logging.getLogger(__name__)
 MODES = ["hybrid", "dense", "keyword"]
 # A local file: a Material or emoji icon would make the browser fetch it from Google's servers.
 ICON = Path(__file__).with_name("icon.png")
@@ -50,7 +57,7 @@ class AppState:
     service: QAService
     db: AppDB
     jobs: JobManager
-    users: dict[str, StoredUser] | None
+    users: UsersFile | None  # re-read when it changes: a removed user's session ends at the next run
     throttle: LoginThrottle
     viewer: SourceViewer
 
@@ -89,7 +96,7 @@ def app_state(settings_json: str) -> AppState:
     """Built once per process and settings; the models load here, not per session."""
     settings = Settings(**json.loads(settings_json))
     configure_logging(settings.log_format)
-    users = load_users(settings.page.users_file) if settings.page.users_file else None
+    users = UsersFile(settings.page.users_file) if settings.page.users_file else None
     service = build_service(settings)
     try:
         service.warm_up()
@@ -98,12 +105,21 @@ def app_state(settings_json: str) -> AppState:
     db = AppDB(settings.audit.app_db, settings.audit.retention_days)
     viewer = SourceViewer(int(settings.ingest.max_file_mb * 2**20), settings.ocr.max_pixels)
     return AppState(settings, service, db, JobManager(settings, service.embedder, db), users,
-                    LoginThrottle(), viewer)
+                    LoginThrottle(on_spraying=partial(report_spraying, db)), viewer)
 
 
-def principal(user: User) -> Principal:
-    """What the user may read: everything for admins, else the documents of their groups."""
-    return ADMIN if user.is_admin else Principal.member_of(user.groups)
+def report_spraying(db: AppDB, address: str, accounts: int) -> None:
+    """Password spraying seen: a warning in the log and an entry in the audit log, for the admins (nobody is
+    refused for it: the address's own tries are slowed, the accounts' are each slowed by their own failures)."""
+    log.warning("sign-in: failed passwords for %d accounts from %s in 10 minutes (password spraying?)", accounts,
+                address)
+    db.audit("-", f"sign-in failures for {accounts} accounts from {address}", "", "sign-in spraying", [], "", 0)
+
+
+def principal(user: User, state: AppState) -> Principal:
+    """What the user may read: everything for admins, else the documents of their groups (and of their
+    system account, RAG_ACCOUNT_MAP)."""
+    return ADMIN if user.is_admin else Principal.signed_in(user.username, user.groups, state.settings.page.accounts)
 
 
 def friendly_error(exc: BaseException, user: User) -> str:
@@ -127,8 +143,26 @@ def friendly_error(exc: BaseException, user: User) -> str:
     return f"The question could not be answered{detail}."
 
 
-def client_address() -> str:
-    return str(getattr(st.context, "ip_address", None) or "unknown")
+def client_address(settings: PageSettings) -> str | None:
+    """The client's own address: the peer's, or behind a trusted reverse proxy the one it forwards (None
+    when it is not known: sign-in is then throttled per account only)."""
+    headers = st.context.headers
+    forwarded = headers.get("X-Forwarded-For") if headers else None
+    return network_client_address(peer_address(), forwarded, settings.trusted_proxies)
+
+
+def peer_address() -> str | None:
+    """The address of the websocket's TCP peer. Not `st.context.ip_address`: it answers None for a peer on
+    loopback, which is exactly where a reverse proxy on the same host connects from, so the proxy's
+    X-Forwarded-For would never be read and every client would share one unknown address. Streamlit's own
+    request guard reads the same field (`client_context.remote_ip`, the unforgeable peer)."""
+    ctx = get_script_run_ctx()
+    client = runtime.get_instance().get_client(ctx.session_id) if ctx is not None and runtime.exists() else None
+    context = getattr(client, "client_context", None)
+    if context is None:
+        return getattr(st.context, "ip_address", None)
+    remote = getattr(context, "remote_ip", None)
+    return str(remote) if remote else None
 
 
 # -- sign-in -------------------------------------------------------------------------------------------
@@ -151,25 +185,50 @@ def current_user(state: AppState) -> User:
         return oidc
     if state.users is None:
         return LOCAL_ADMIN
-    user = st.session_state.get("user")
-    if isinstance(user, User):
-        return user
+    try:
+        people = state.users.current()
+    except ConfigError as exc:  # fail closed: the last good copy may still list a removed user
+        st.error(f"Sign-in is unavailable: {exc}. Tell an administrator.")
+        st.stop()
+    signed_in = session_user(people)
+    if signed_in is not None:
+        return signed_in
     st.title("Document Q&A")
+    if st.session_state.pop("signed_out_why", None):
+        st.warning("You were signed out: your account was removed or its password changed. Sign in again.")
     with st.form("login"):
         username = st.text_input("User name")
         password = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Sign in")
     if submitted:
         try:
-            signed_in = state.throttle.verify(state.users, username.strip(), password, client_address())
+            checked = state.throttle.verify(people, username.strip(), password, client_address(s))
         except ThrottledError as exc:
             st.error(f"Sign-in refused: {exc}.")
             st.stop()
-        if signed_in is not None:
-            st.session_state.user = signed_in
+        if checked is not None:
+            st.session_state.user = checked
+            st.session_state.password_hash = people[checked.username].password_hash
             st.rerun()
         st.error("Unknown user name or wrong password.")
     st.stop()
+
+
+def session_user(people: dict[str, StoredUser]) -> User | None:
+    """The session's user as the users file describes them now (roles and groups changed there apply at once);
+    None when nobody is signed in, and the session is ended when its user was removed or their password
+    changed since they signed in (a reset after a compromise ends the intruder's session too)."""
+    user = st.session_state.get("user")
+    if not isinstance(user, User):
+        return None
+    stored = people.get(user.username)
+    if stored is None or stored.password_hash != st.session_state.get("password_hash"):
+        st.session_state.clear()
+        st.session_state.signed_out_why = True
+        return None
+    if stored.user != user:
+        st.session_state.user = stored.user
+    return stored.user
 
 
 def sign_out() -> None:
@@ -211,12 +270,12 @@ def ask_page(state: AppState, user: User) -> None:
         placeholder = st.empty()
         text, started = "", time.perf_counter()
         params = GenerationParams(max_new_tokens=s.max_new_tokens, temperature=temperature,
-                                  timeout_s=s.timeout_s)
+                                  timeout_s=s.timeout_s, owner=user.username)
         try:
-            for piece in state.service.ask_stream(standalone, params, passages, mode, principal(user)):
+            for piece in state.service.ask_stream(standalone, params, passages, mode, principal(user, state)):
                 if isinstance(piece, Answer):
                     turn.answer = piece
-                else:
+                elif isinstance(piece, str):
                     text += piece
                     placeholder.html(text_html(text + " ▌"))
         except (RuntimeError, TimeoutError, ConnectionError, ValueError) as exc:
@@ -247,12 +306,21 @@ def conversations_sidebar(state: AppState, user: User) -> None:
     st.subheader("Conversations")
     current = st.session_state.get("conversation")
     for c in past:
-        label = f"{c.title[:40]} · {time.strftime('%d %b', time.localtime(c.updated))}"
+        # a title is the user's (or an API client's) text: escaped, a button label renders Markdown
+        label = safe(f"{c.title[:40]} · {time.strftime('%d %b', time.localtime(c.updated))}")
         if st.button(label, key=f"conversation-{c.id}", type="primary" if c.id == current else "secondary",
                      use_container_width=True):
             st.session_state.conversation = c.id
-            st.session_state.chat = [Turn(t.question, t.searched, Answer.from_dict(t.answer) if t.answer else None,
-                                          t.error) for t in state.db.turns(user.username, c.id)]
+            # sources resolved for the user as they are now (gone or no longer readable ones say so, an answer
+            # standing on one is withheld), in the current version: they open again after a re-index
+            try:
+                view: IndexView | None = state.service.searcher.current()
+            except RagIndexError:
+                view = None  # no index: every source is unavailable
+            st.session_state.chat = [
+                Turn(t.question, t.searched,
+                     answer_from_shown(shown_answer(t.answer, view, principal(user, state))) if t.answer else None, t.error)
+                for t in state.db.turns(user.username, c.id)]
             st.rerun()
     if current is not None and any(c.id == current for c in past):
         title = st.text_input("Rename this conversation", key=f"rename-{current}", max_chars=120)
@@ -291,7 +359,7 @@ def show_turn(state: AppState, user: User, i: int, turn: Turn) -> None:
         for j, source in enumerate(answer.sources):
             with st.expander(source_label(source), expanded=source.cited or len(answer.sources) == 1):
                 st.html(passage_markup(source, answer.support))
-                if st.button("Open the source", key=f"open-{i}-{j}", icon=":material/description:",
+                if source.chunk_id and st.button("Open the source", key=f"open-{i}-{j}", icon=":material/description:",
                              help="The cited page with the passage highlighted, and the original file"):
                     st.session_state[f"viewer-page-{source.chunk_id}"] = source.page
                     source_dialog(state, user, source.chunk_id)
@@ -305,7 +373,11 @@ def source_dialog(state: AppState, user: User, chunk_id: int) -> None:
     as for a document no longer indexed)."""
     key = f"viewer-page-{chunk_id}"
     view = state.service.searcher.current()
-    shown = state.viewer.page(view, chunk_id, principal(user), st.session_state.get(key))
+    try:
+        shown = state.viewer.page(view, chunk_id, principal(user, state), st.session_state.get(key))
+    except RenderBusyError:
+        st.warning("Other pages are being drawn right now: open the source again in a moment.")
+        return
     if shown is None:
         st.error("This source is not available: it is no longer indexed, or you may not read it.")
         return
@@ -338,7 +410,7 @@ def source_dialog(state: AppState, user: User, chunk_id: int) -> None:
         return
 
     def original() -> bytes:
-        found = state.viewer.original(state.service.searcher.current(), document.doc_id, principal(user))
+        found = state.viewer.original(state.service.searcher.current(), document.doc_id, principal(user, state))
         if found is None:
             raise PermissionError("not available")
         state.db.audit_source(user.username, "downloaded", document.path, document.doc_id)
@@ -467,6 +539,9 @@ def documents_page(state: AppState, user: User) -> None:
     note = progress.describe() if progress is not None else ""
     if note:
         st.info(note[0].upper() + note[1:])
+    watching = WatchState.read(state.settings.index_dir)
+    if watching is not None:  # `rag ingest --watch`: changes are published seconds after they happen
+        (st.info if watching.alive else st.warning)(safe(watching.describe()[0].upper() + watching.describe()[1:]))
     try:
         view = state.service.searcher.current()
     except IndexNotFoundError:
@@ -479,8 +554,11 @@ def documents_page(state: AppState, user: User) -> None:
     b.metric("Chunks", status["chunks"])
     c.metric("Index version", status["version"])
     published = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(status["published_at"])))
+    languages = ", ".join(f"{LANGUAGES.get(lang, 'not recognised').capitalize()} {n}"
+                          for lang, n in status["languages"].items())  # type: ignore[attr-defined]
     st.caption(f"Last published {published} · embedding model {status['embedding_model']} · "
-               f"{status['index_type']} index on {status['device']}")
+               f"{status['index_type']} index on {status['device']}" + (f" · chunks by language: {languages}"
+                                                                       if languages else ""))
     contains = st.text_input("Find documents", placeholder="part of a path or title")
     docs = view.list_documents(contains)
     table = st.dataframe(

@@ -87,10 +87,12 @@ def _mark(text: str, spans: list[tuple[int, int]], template: str) -> str:
 
 
 def source_label(source: Source) -> str:
-    """"[1] Title · path, slide 2 · cited", escaped (Streamlit renders expander labels as Markdown, images too)."""
+    """"[1] Title › Section · path, slide 2 · cited", escaped (Streamlit renders expander labels as Markdown,
+    images too)."""
     page = f", {source.unit} {source.page}" if source.page else ""
     cited = " · cited" if source.cited else ""
-    return safe(f"[{source.number}] {source.title or source.path} · {source.path}{page}{cited}")
+    section = f" › {source.section}" if source.section else ""
+    return safe(f"[{source.number}] {source.title or source.path}{section} · {source.path}{page}{cited}")
 
 
 def source_text_markup(text: str, spans: list[tuple[int, int]]) -> str:

@@ -1,0 +1,314 @@
+"""PDF text in reading order, as paragraphs under headings, without the page furniture.
+
+PDFium gives a page's text as runs of one font on one line (its "rects"). From them this module builds
+lines (a line's runs in x order), puts two-column pages in column order, and then, over the whole
+document:
+
+- removes running headers and footers (a line at the top or bottom of a page that recurs on other pages
+  once its digits are ignored, or that holds the page's own printed number) and lone page numbers;
+- joins the lines of a paragraph (a line that reaches the right margin continues in the next one) and
+  words hyphenated at a line end ("inter-" + "face"; kept hyphenated when the document writes the word
+  with its hyphen elsewhere, as in "lower-level");
+- finds headings where the PDF has no tags: a short line set larger than the body text, or a short bold
+  line standing alone, with levels by size;
+- drops table-of-contents lines ("Installation . . . . . 12"), which would otherwise match every
+  question about the sections they list.
+
+Pure over PDFium's text objects: no rendering, a few calls per text run (about 5 ms a page).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+BOLD_WEIGHT = 550  # PDFium's font weight from which a run counts as bold
+_LIST_START = re.compile(r"^(?:[•◦▪‣∙·*–—-]\s|\(?\d{1,3}[.)]\s|\(?[a-z][.)]\s)")
+_TOC_LINE = re.compile(r"(?:\.\s?){4,}\s*\d+\s*$|\s\.{2,}\s*\d+\s*$")
+_NUMBER_AT_END = re.compile(r"(\d{1,4})\s*$")
+_NUMBER_AT_START = re.compile(r"^\s*(\d{1,4})\b")
+_ROMAN = re.compile(r"^[ivxlcdm]{1,6}$", re.I)
+_DIGITS = re.compile(r"\d+")
+_WORD_HYPHEN = re.compile(r"([A-Za-zÀ-ÿ]+)-$")
+_SOFT_HYPHENS = ("\x02", "\u00ad")  # PDFium marks a hyphen it knows was added to break a word with \x02
+_NEXT_WORD = re.compile(r"^([a-zà-ÿ][\w]*)")
+
+
+@dataclass
+class Line:
+    """One line of text on a page, with where it lies (PDF points, y upwards) and how it is set."""
+
+    text: str
+    x0: float
+    x1: float
+    bottom: float
+    top: float
+    size: float
+    bold: bool
+    chars: int = 0
+
+
+@dataclass
+class PageLayout:
+    """A page's lines in reading order, and its size."""
+
+    number: int
+    width: float
+    height: float
+    lines: list[Line] = field(default_factory=list)
+
+
+@dataclass
+class Block:
+    """A paragraph (or a heading) of the document, on its page."""
+
+    page: int
+    text: str
+    heading_level: int | None = None  # 1 = largest heading; None for body text
+
+
+def page_layout(textpage: object, number: int, width: float, height: float) -> PageLayout:
+    """The lines of one page from PDFium's text runs, in reading order (two columns: left, then right)."""
+    import pypdfium2.raw as pdfium_c
+
+    boxes = []
+    for i in range(textpage.count_rects()):  # type: ignore[attr-defined]
+        left, bottom, right, top = textpage.get_rect(i)  # type: ignore[attr-defined]
+        index = textpage.get_index(left + min(1.0, (right - left) / 2), (bottom + top) / 2, 2, 2)  # type: ignore[attr-defined]
+        size, weight = 0.0, 0
+        if index is not None and index >= 0:
+            size = float(pdfium_c.FPDFText_GetFontSize(textpage.raw, index))  # type: ignore[attr-defined]
+            weight = int(pdfium_c.FPDFText_GetFontWeight(textpage.raw, index))  # type: ignore[attr-defined]
+        boxes.append([left, bottom, right, top, "", size, weight])
+    runs = []
+    for group in _group_lines(boxes):
+        # runs that overlap on a line (a logo's raised and lowered letters, "LaTeX") are read as one box:
+        # read box by box, the letters inside both would come twice
+        group.sort(key=lambda r: r[0])
+        merged: list[list] = []
+        for box in group:
+            if merged and box[0] < merged[-1][2] - 0.5:
+                last = merged[-1]
+                last[0], last[1], last[2], last[3] = (min(last[0], box[0]), min(last[1], box[1]), max(last[2], box[2]),
+                                                      max(last[3], box[3]))
+                continue
+            merged.append(list(box))
+        for box in merged:
+            box[4] = textpage.get_text_bounded(box[0], box[1], box[2], box[3]).replace("\r", "").replace("\n", " ")  # type: ignore[attr-defined]
+            if box[4].strip():
+                runs.append(tuple(box))
+    return PageLayout(number, width, height, _order_columns(_lines(runs), width))
+
+
+def _group_lines(runs: list) -> list[list]:
+    """Runs grouped into lines (vertical overlap with the line's runs), top to bottom."""
+    runs = sorted(runs, key=lambda r: -r[3])
+    groups: list[list] = []
+    for run in runs:
+        placed = False
+        for group in reversed(groups[-3:]):  # a line is among the last few started
+            bottom, top = min(r[1] for r in group), max(r[3] for r in group)
+            overlap = min(top, run[3]) - max(bottom, run[1])
+            if overlap > 0.5 * min(top - bottom, run[3] - run[1]):
+                group.append(run)
+                placed = True
+                break
+        if not placed:
+            groups.append([run])
+    return groups
+
+
+def _lines(runs: list[tuple]) -> list[Line]:
+    """Runs grouped into lines, top to bottom, each left to right."""
+    groups = _group_lines(runs)
+    lines = []
+    for group in groups:
+        group.sort(key=lambda r: r[0])
+        parts: list[str] = []
+        previous_right = None
+        for left, _, right, _, text, _, _ in group:
+            if previous_right is not None and parts and not parts[-1].endswith(" ") and left - previous_right > 1.5:
+                parts.append(" ")
+            parts.append(text)
+            previous_right = right
+        text = " ".join("".join(parts).split())
+        if not text:
+            continue
+        chars = [(len(r[4].strip()), r[5], r[6]) for r in group]
+        total = sum(n for n, _, _ in chars) or 1
+        size = max((s for n, s, _ in chars if n), default=0.0)
+        bold = sum(n for n, _, w in chars if w >= BOLD_WEIGHT) / total > 0.8
+        lines.append(Line(text, group[0][0], max(r[2] for r in group), min(r[1] for r in group),
+                          max(r[3] for r in group), size, bold, total))
+    return lines
+
+
+def _order_columns(lines: list[Line], width: float) -> list[Line]:
+    """Two-column pages read down the left column, then the right; a line spanning both columns (a title,
+    a wide figure caption) first ends the columns above it."""
+    middle = width / 2
+    left = [ln for ln in lines if ln.x1 < middle]
+    right = [ln for ln in lines if ln.x0 > middle]
+    if len(left) < 5 or len(right) < 5 or (len(left) + len(right)) < 0.6 * len(lines):
+        return lines
+    ordered: list[Line] = []
+    column_left: list[Line] = []
+    column_right: list[Line] = []
+    for line in lines:  # top to bottom
+        if line.x1 < middle:
+            column_left.append(line)
+        elif line.x0 > middle:
+            column_right.append(line)
+        else:
+            ordered.extend(column_left + column_right)
+            column_left, column_right = [], []
+            ordered.append(line)
+    return ordered + column_left + column_right
+
+
+# -- the whole document ----------------------------------------------------------------------------------
+def _furniture_key(text: str) -> str:
+    return _DIGITS.sub("#", " ".join(text.lower().split()))
+
+
+def _edge_lines(page: PageLayout) -> list[int]:
+    """Indexes of the two topmost and two lowest lines of the page: where running heads, feet and page
+    numbers are (whatever the margins)."""
+    by_height = sorted(range(len(page.lines)), key=lambda i: -page.lines[i].top)
+    return sorted(set(by_height[:2] + by_height[-2:]))
+
+
+def remove_furniture(pages: Sequence[PageLayout]) -> None:
+    """Drop running headers and footers, page numbers and table-of-contents lines, in place."""
+    keys: Counter[str] = Counter()
+    offsets: Counter[int] = Counter()
+    for page in pages:
+        seen = set()
+        for i in _edge_lines(page):
+            text = page.lines[i].text
+            seen.add(_furniture_key(text))
+            for pattern in (_NUMBER_AT_START, _NUMBER_AT_END):
+                match = pattern.search(text)
+                if match:
+                    offsets[page.number - int(match.group(1))] += 1
+        keys.update(seen)
+    recurring = max(3, int(0.15 * len(pages)))
+    body = _body_size(pages)
+    offset, votes = offsets.most_common(1)[0] if offsets else (None, 0)
+    printed_numbers = votes >= max(2, 0.3 * len(pages))
+    for page in pages:
+        printed = str(page.number - offset) if printed_numbers and offset is not None else None
+        doomed = set()
+        for i in _edge_lines(page):
+            text = page.lines[i].text.strip()
+            words = text.split()
+            # a running head holds the printed page number; a chapter title set large ("1 Layout") does not
+            numbered = printed is not None and words and printed in (words[0], words[-1]) and \
+                page.lines[i].size < body * 1.15
+            if keys[_furniture_key(text)] >= recurring or text.isdigit() or _ROMAN.match(text) or numbered:
+                doomed.add(i)
+        page.lines = [ln for i, ln in enumerate(page.lines) if i not in doomed and not _TOC_LINE.search(ln.text)]
+
+
+def _body_size(pages: Sequence[PageLayout]) -> float:
+    sizes: Counter[float] = Counter()
+    for page in pages:
+        for line in page.lines:
+            sizes[round(line.size, 1)] += line.chars
+    return sizes.most_common(1)[0][0] if sizes else 0.0
+
+
+def _heading_sizes(pages: Sequence[PageLayout], body: float) -> list[float]:
+    """The distinct sizes of heading lines, largest first (each a level)."""
+    sizes = {round(ln.size, 1) for p in pages for ln in p.lines if _looks_like_heading(ln, body)}
+    return sorted(sizes, reverse=True)
+
+
+def _looks_like_heading(line: Line, body: float) -> bool:
+    text = line.text.strip()
+    words = text.split()
+    if not words or len(words) > 14 or len(text) < 2 or text.endswith((".", ",", ";")) or not any(c.isalpha() for c in text):
+        return False
+    larger = body > 0 and line.size >= body * 1.15
+    return larger or (line.bold and line.size >= body * 0.95 and len(words) <= 10)
+
+
+def document_blocks(pages: Sequence[PageLayout]) -> list[Block]:
+    """The document's paragraphs and headings, in reading order, page by page."""
+    remove_furniture(pages)
+    body = _body_size(pages)
+    levels = {size: i + 1 for i, size in enumerate(_heading_sizes(pages, body))}
+    hyphenated = Counter(w.lower() for p in pages for ln in p.lines for w in re.findall(r"\b\w+-\w+\b", ln.text))
+    blocks: list[Block] = []
+    for page in pages:
+        blocks.extend(_page_blocks(page, body, levels, hyphenated))
+    return blocks
+
+
+def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphenated: Counter[str]) -> Iterator[Block]:
+    lines = page.lines
+    if not lines:
+        return
+    right_edge = sorted(ln.x1 for ln in lines)[int(0.9 * (len(lines) - 1))]
+    left_edge = min(ln.x0 for ln in lines)
+    width = max(1.0, right_edge - left_edge)
+    gaps = sorted(a.bottom - b.top for a, b in zip(lines, lines[1:]) if 0 < a.bottom - b.top < 3 * max(body, 1))
+    usual_gap = gaps[len(gaps) // 2] if gaps else body * 0.3
+    paragraph: list[str] = []
+    previous: Line | None = None
+    previous_heading: Block | None = None
+    for line in lines:
+        # a short line set larger than the text is a heading; a bold line of the text's size only when it
+        # also ends well before the margin (a bold first line of a note is not)
+        if _looks_like_heading(line, body) and (line.size >= body * 1.15 or line.x1 < right_edge - 0.12 * width):
+            level = levels.get(round(line.size, 1), len(levels) + 1)
+            if paragraph:
+                yield Block(page.number, " ".join(paragraph))
+                paragraph = []
+            elif (previous_heading is not None and previous_heading.heading_level == level and previous is not None
+                  and previous.bottom - line.top < 2 * max(usual_gap, 1) and not re.match(r"\d", line.text)):
+                previous_heading.text += " " + line.text  # a heading that wraps onto a second line
+                previous = line
+                continue
+            if previous_heading is not None:
+                yield previous_heading
+            previous_heading, previous = Block(page.number, line.text, level), line
+            continue
+        if previous_heading is not None:
+            yield previous_heading
+            previous_heading = None
+        elif previous is not None and paragraph:
+            gap = previous.bottom - line.top
+            ended = previous.x1 < right_edge - 0.12 * width or previous.text.rstrip().endswith(":")
+            if gap > max(1.6 * usual_gap, usual_gap + 3) or ended or _LIST_START.match(line.text):
+                yield Block(page.number, " ".join(paragraph))
+                paragraph = []
+            else:
+                joined = _dehyphenate(paragraph[-1], line.text, hyphenated)
+                if joined is not None:
+                    paragraph[-1] = joined
+                    previous = line
+                    continue
+        paragraph.append(line.text)
+        previous = line
+    if previous_heading is not None:
+        yield previous_heading
+    if paragraph:
+        yield Block(page.number, " ".join(paragraph))
+
+
+def _dehyphenate(before: str, after: str, hyphenated: Counter[str]) -> str | None:
+    """`before` joined with the next line `after` when `before` ends in a word broken by a hyphen: without
+    the hyphen, unless the document writes the whole word with it; None when no word was broken."""
+    if before.endswith(_SOFT_HYPHENS):
+        return before[:-1] + after
+    end = _WORD_HYPHEN.search(before)
+    start = _NEXT_WORD.match(after)
+    if end is None or start is None:
+        return None
+    whole = f"{end.group(1)}-{start.group(1)}".lower()
+    if hyphenated[whole] > 0:
+        return before + after
+    return before[:-1] + after

@@ -1,0 +1,67 @@
+"""The keyword index by language (rag/analysis.py): each passage's language detected, its words stemmed with
+that language's Snowball stemmer, its stop words left out, German and Dutch compounds split; a question's
+words meet the passages in every language the index holds. The passages below are ours, written for the
+test; the dev sets on real documentation (tests/data/devsets) measure it (docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ingest.job import run_ingest
+from rag.analysis import UNKNOWN, analyzer
+from rag.index import IndexReader
+from rag.search import Searcher
+from tests.conftest import rag_cli
+
+GERMAN = ("Kennwörter der Benutzer laufen nach neunzig Tagen ab. Die Passwortänderung erfolgt im Portal unter "
+          "Einstellungen, danach gilt das neue Kennwort sofort für alle Dienste.")
+FRENCH = ("Les mots de passe expirent après quatre-vingt-dix jours. On les change dans le portail, rubrique "
+          "Paramètres ; le nouveau mot de passe vaut aussitôt pour tous les services.")
+ENGLISH = "Passwords expire after ninety days. Change yours in the portal under Settings; it applies at once."
+
+
+def test_a_passages_words_are_stemmed_in_its_language_and_compounds_split() -> None:
+    a = analyzer()
+    assert a.languages([GERMAN, FRENCH, ENGLISH]) == ["de", "fr", "en"]
+    assert a.languages(["Einleitung"], default="de") == ["de"]  # a heading takes its document's language
+    assert a.detect("1234 5678")[0] == UNKNOWN
+    german = set(a.passage_terms(GERMAN, "de").split())
+    assert {"kennwort", "passwort", "ander"} <= german  # plural and compound meet the singular and the parts
+    assert "der" not in german and "die" not in german  # German stop words are not indexed
+    assert a.compound_parts("einstellungen", "de") == []  # "ein" is no part: a common word stays whole
+    assert a.compound_parts("passwortänderung", "de") == ["passwort", "änderung"]
+    french = set(a.passage_terms(FRENCH, "fr").split())
+    assert {"mot", "pass", "expirent"} <= french  # "mots" meets "mot"
+    assert "les" not in french
+    # a question's word meets every language the index holds
+    assert set(a.word_forms("Kennwort", ["de", "en"])) & german
+    assert set(a.word_forms("mots", ["fr"])) & french
+
+
+def test_questions_in_each_language_find_their_passages(tmp_path: Path, make_settings, embedder,  # type: ignore[no-untyped-def]
+                                                        model_cache: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "kennwort.txt").write_text(GERMAN)
+    (docs / "motdepasse.txt").write_text(FRENCH)
+    (docs / "password.txt").write_text(ENGLISH)
+    (docs / "kantine.txt").write_text("Die Kantine im Erdgeschoss öffnet werktags um halb zwölf; freitags gibt es "
+                                      "Fisch und am Monatsende ein Sommerfest im Innenhof.")
+    settings = make_settings()
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
+
+    def first(question: str) -> str:
+        return Path(searcher.search(question, 3, "keyword").hits[0].path).name
+
+    # inflected and compound forms the passage does not use
+    assert first("Wie ändere ich mein Passwort?") == "kennwort.txt"
+    assert first("Wann läuft ein Kennwort ab?") == "kennwort.txt"
+    assert first("Comment changer son mot de passe ?") == "motdepasse.txt"
+    assert first("When does my password expire?") == "password.txt"
+    assert first("Gibt es ein Fest für das Ende des Monats?") == "kantine.txt"  # "Monatsende", "Sommerfest"
+    status = json.loads(rag_cli("status", "--index", str(settings.index_dir), "--json",
+                                env={**os.environ, "RAG_DEVICE": "cpu", "RAG_MODEL_CACHE_DIR": str(model_cache)}))
+    assert status["languages"] == {"de": 2, "en": 1, "fr": 1}

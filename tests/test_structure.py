@@ -1,0 +1,242 @@
+"""Text that keeps the document's structure: HTML as the reader sees it, PDF pages without their furniture,
+sections with their heading paths, chunks that follow sections, and sentences of technical text.
+
+The HTML pages below are written here in the shapes of the documentation generators real manuals come
+from (Sphinx, DocBook, AsciiDoc), with their navigation and chrome; the PDFs are typeset by fpdf2 with
+running heads, page numbers, a table of contents, hyphenation and two columns (tests/docgen.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingest.html import html_sections, html_to_text
+from ingest.parsers import ParseOptions, markdown_sections, parser_for, rst_sections
+from rag.sentences import evidence_blocks, split_sentences
+from tests import docgen
+
+SPHINX = """<!DOCTYPE html><html><head><title>shelf — Keep things on shelves — Docs 3.1</title></head><body>
+<div class="related" role="navigation"><ul><li><a href="index.html">index</a></li><li><a href="x.html">next</a> |</li>
+<li><a href="y.html">previous</a> |</li></ul></div>
+<div class="document"><div class="documentwrapper"><div class="bodywrapper"><div class="body" role="main">
+<section id="shelf"><h1>shelf — Keep things on shelves<a class="headerlink" href="#shelf">¶</a></h1>
+<p>The <a href="#shelf.put"><code class="xref"><span class="pre">put()</span></code></a> function stores an
+<em>item</em> on the shelf named by <code>name</code>, creating it when needed.</p>
+<section id="functions"><h2>Functions<a class="headerlink" href="#functions">¶</a></h2>
+<dl class="py function"><dt class="sig" id="shelf.put"><span class="sig-prename">shelf.</span><span class="sig-name">put</span>(<em>item</em>, <em>name</em>, <em>timeout=30</em>)<a class="headerlink" href="#">¶</a></dt>
+<dd><p>Put <em>item</em> on shelf <em>name</em>. The <em>timeout</em> defaults to
+30 seconds.</p></dd></dl>
+<dl class="py function"><dt class="sig" id="shelf.take"><span class="sig-prename">shelf.</span><span class="sig-name">take</span>(<em>name</em>)</dt>
+<dd><p>Take the newest item from shelf <em>name</em>. """ + "It waits when the shelf is empty. " * 20 + """</p>
+<p>Raises <code>EmptyShelf</code> after the timeout.</p></dd></dl>
+<p>Both functions are thread-safe.</p>
+<table class="docutils"><thead><tr><th>Setting</th><th>Default</th></tr></thead>
+<tbody><tr><td><code>timeout</code></td><td>30 s</td></tr><tr><td>retries</td><td>3</td></tr></tbody></table>
+<div class="highlight"><pre>shelf.put(box, "top")
+    # indented comment
+shelf.take("top")</pre></div>
+</section></section></div></div></div>
+<div class="sphinxsidebar" role="navigation"><h3>Table of Contents</h3><ul><li>shelf</li></ul></div></div>
+<div class="footer">© Copyright 2026. Last updated on Nov 30.</div></body></html>"""
+
+DOCBOOK = """<html><head><title>Chapter 4. Backups</title></head><body>
+<div class="navheader"><table summary="Navigation header"><tr><th colspan="3">Chapter 4. Backups</th></tr>
+<tr><td><a href="ch03.html">Prev</a></td><td></td><td><a href="ch05.html">Next</a></td></tr></table></div>
+<div class="chapter"><div class="titlepage"><h1 class="title">Chapter 4. Backups</h1></div>
+<div class="toc"><p><b>Table of Contents</b></p><dl class="toc"><dt>4.1. Retention</dt></dl></div>
+<div class="section"><div class="titlepage"><h2 class="title">4.1. Retention</h2></div>
+<div class="tip"><table border="0" summary="Tip"><tr><td rowspan="2"><img src="tip.png" alt="[Tip]"></td><th>Tip</th></tr>
+<tr><td><p>Keep one copy <span class="emphasis"><em>off site</em></span>.</p></td></tr></table></div>
+<p>Nightly copies are kept for <code class="literal">30</code> days.</p></div></div>
+<div class="navfooter"><table summary="Navigation footer"><tr><td><a href="ch03.html">Prev</a></td><td><a href="index.html">Home</a></td></tr></table></div>
+</body></html>"""
+
+ASCIIDOC = """<html><head><title>tool-sync(1)</title></head><body>
+<div id="header"><h1>tool-sync(1) Manual Page</h1><h2>NAME</h2><div class="sectionbody"><p>tool-sync -
+   Mirror a folder</p></div></div>
+<div id="content"><div class="sect1"><h2 id="_options">OPTIONS</h2><div class="sectionbody"><div class="dlist"><dl>
+<dt class="hdlist1">-n</dt><dt class="hdlist1">--dry-run</dt><dd><p>Show what would be copied,
+   copy nothing.</p></dd>
+<dt class="hdlist1">--delete</dt><dd><p>Delete files that are gone from the source.</p>
+<div class="ulist"><ul><li><p>Never on the first run.</p></li></ul></div></dd>
+</dl></div></div></div></div>
+<div id="footer"><div id="footer-text">Last updated 2026-11-30</div></div></body></html>"""
+
+
+def text_of(sections) -> str:  # type: ignore[no-untyped-def]
+    return "\n\n".join(s.text for s in sections)
+
+
+def test_html_sentences_stay_whole_and_chrome_goes() -> None:
+    title, sections = html_sections(SPHINX)
+    text = text_of(sections)
+    assert title.startswith("shelf — Keep things")
+    # inline elements (a link around code, emphasis) stay inside their sentence
+    assert "The put() function stores an item on the shelf named by name, creating it when needed." in text
+    for chrome in ("previous", "index", "Table of Contents", "Copyright", "¶"):
+        assert chrome not in text
+    # a short definition keeps its term; a long one (an API entry) becomes a section of its own
+    assert "shelf.put(item, name, timeout=30): Put item on shelf name. The timeout defaults to 30 seconds." in text
+    take = next(s for s in sections if s.heading[-1:] == ("shelf.take(name)",))
+    assert take.heading == ("Functions", "shelf.take(name)") and "Raises EmptyShelf after the timeout." in take.text
+    after = next(s for s in sections if "Both functions are thread-safe." in s.text)
+    assert after.heading == ("Functions",)  # what follows the entry is back in its section
+    assert "Setting: timeout · Default: 30 s" in after.text and "Setting: retries · Default: 3" in after.text
+    assert 'shelf.put(box, "top")\n    # indented comment\nshelf.take("top")' in after.text  # code verbatim
+
+
+def test_docbook_and_asciidoc_pages() -> None:
+    title, sections = html_sections(DOCBOOK)
+    text = text_of(sections)
+    assert "Prev" not in text and "Next" not in text and "Table of Contents" not in text
+    assert sections[0].heading == ("4.1. Retention",)  # the chapter title is the page's title
+    assert "Keep one copy off site." in text and "Nightly copies are kept for 30 days." in text
+    title, sections = html_sections(ASCIIDOC)
+    text = text_of(sections)
+    assert "tool-sync - Mirror a folder" in text and "Last updated" not in text
+    options = next(s for s in sections if s.heading == ("OPTIONS",))
+    assert "-n, --dry-run: Show what would be copied, copy nothing." in options.text
+    assert "--delete: Delete files that are gone from the source.\n\n- Never on the first run." in options.text
+    assert html_to_text(ASCIIDOC)[1].startswith("NAME\n\ntool-sync - Mirror a folder")
+
+
+def test_hostile_nesting_does_not_overflow() -> None:
+    deep = "<div>" * 50_000 + "deep text" + "</div>" * 50_000
+    title, sections = html_sections(f"<html><body>{deep}<p>after</p></body></html>")
+    assert "deep text" in text_of(sections)
+
+
+def test_markdown_and_rst_sections() -> None:
+    md = "# Guide\n\nIntro.\n\n## Install\n\nRun it.\n\n```\n# not a heading\n```\n\n### Linux\n\nUse apt.\n\nUsage\n-----\n\nCall it.\n"
+    assert markdown_sections(md) == [((), ""), (("Guide",), "\nIntro.\n"), (("Guide", "Install"),
+                                     "\nRun it.\n\n```\n# not a heading\n```\n"), (("Guide", "Install", "Linux"),
+                                     "\nUse apt.\n"), (("Guide", "Usage"), "\nCall it.\n")]
+    rst = "=====\nGuide\n=====\n\nIntro.\n\nInstall\n=======\n\nRun it.\n\nLinux\n-----\n\nUse apt.\n\nUsage\n=====\n\nCall.\n"
+    assert [h for h, _ in rst_sections(rst)] == [(), ("Guide",), ("Guide", "Install"), ("Guide", "Install", "Linux"),
+                                                  ("Guide", "Usage")]
+
+
+def test_docx_headings_lists_and_tables(tmp_path: Path) -> None:
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Handbook", 0)
+    document.add_heading("Travel", 1)
+    document.add_paragraph("Book through the portal.")
+    document.add_paragraph("Economy below six hours", style="List Bullet")
+    document.add_heading("Rates", 2)
+    grid = document.add_table(rows=2, cols=2)
+    for c, (a, b) in enumerate([("City", "Oslo"), ("Rate", "120 EUR")]):
+        grid.cell(0, c).text, grid.cell(1, c).text = a, b
+    document.save(str(tmp_path / "h.docx"))
+    doc = parser_for(".docx")((tmp_path / "h.docx").read_bytes(), "h.docx", ParseOptions())
+    assert doc.title == "Handbook"
+    assert [(u.heading, u.text) for u in doc.units] == [
+        (("Travel",), "Book through the portal.\n\n- Economy below six hours"),
+        (("Travel", "Rates"), "City | Rate\n\nCity: Oslo · Rate: 120 EUR")]
+
+
+LONG = ("Nightly backups are kept for thirty days on the primary storage array and then moved to tape, where the "
+        "archive keeps each weekly copy for one year before the rotation overwrites it.")
+
+
+def parse_pdf_file(path: Path):  # type: ignore[no-untyped-def]
+    return parser_for(".pdf")(path.read_bytes(), path.name, ParseOptions())
+
+
+def test_pdf_pages_lose_their_furniture_and_keep_sections(tmp_path: Path) -> None:
+    path = docgen.write_manual_pdf(tmp_path / "m.pdf", [
+        ("Backups", [("Retention", [LONG, "The prune job runs at 02:00 and logs to the con~figuration folder.", LONG]),
+                     ("Restore", ["Restores need a ticket number from the service desk."])]),
+        ("Networking", [("Firewall", ["Port 8443 is open to the office network only."])])],
+        running_head="Operations Manual v2.1", contents=True)
+    doc = parse_pdf_file(path)
+    units = [(u.page, u.heading, u.text) for u in doc.units]
+    text = "\n".join(t for _, _, t in units)
+    assert "Operations Manual" not in text and ". . ." not in text  # running heads and the contents page
+    assert not any(line.strip().isdigit() for line in text.splitlines())  # page numbers
+    assert "logs to the configuration folder." in text  # hyphenation at the line's end joined
+    assert LONG in text  # a paragraph's lines joined into one
+    assert (3, ("1 Backups", "Restore"), "Restores need a ticket number from the service desk.") in units
+    assert (4, ("2 Networking", "Firewall"), "Port 8443 is open to the office network only.") in units
+
+
+def test_two_column_pages_read_in_column_order(tmp_path: Path) -> None:
+    left = "Alpha text opens the left column and goes on long enough to fill several lines of it. " * 3
+    right = "Omega text closes the page in the right column and says the last word about it. " * 3
+    doc = parse_pdf_file(docgen.write_manual_pdf(tmp_path / "c.pdf", [("Layout", [("Columns", [left, right])])],
+                                                 two_columns=True))
+    [unit] = doc.units
+    assert unit.text == f"{left.strip()}\n\n{right.strip()}"
+
+
+def test_chunks_follow_sections_and_carry_their_heading_path(tmp_path: Path) -> None:
+    from ingest.chunking import Chunker
+    from ingest.parsers import TextUnit
+    from rag.embedding.base import default_embedding_folder
+
+    chunker = Chunker(default_embedding_folder(), 60, 8, 256)
+    units = [TextUnit("Tiny intro.", heading=("Guide",)),
+             TextUnit("HOOKS text is short.", heading=("Guide", "HOOKS")),
+             TextUnit("FILES text is short too.", heading=("Guide", "FILES")),
+             TextUnit(" ".join(["A long section about retention policies and their many exceptions."] * 12),
+                      heading=("Guide", "Retention")),
+             TextUnit("After it.", page=2, heading=("Guide", "End"))]
+    pieces = chunker.split_units(units)
+    assert pieces[0].section == "Guide" and pieces[0].text == ("Tiny intro.\n\nHOOKS\n\nHOOKS text is short.\n\n"
+                                                               "FILES\n\nFILES text is short too.")
+    retention = [p for p in pieces if p.section == "Guide › Retention"]
+    assert len(retention) >= 2 and retention[0].text.startswith("A long section")  # the heading starts a chunk
+    assert pieces[-1].page == 2 and pieces[-1].section == "Guide › End"
+
+
+@pytest.mark.parametrize("text, sentences", [
+    ("Use os.path.join() here, e.g. for paths. See Fig. 3 on p. 56.",
+     ["Use os.path.join() here, e.g. for paths.", "See Fig. 3 on p. 56."]),
+    ("Set gc.auto to 0. alias is the alias name. The default is 6700.",
+     ["Set gc.auto to 0.", "alias is the alias name.", "The default is 6700."]),
+    ("Run it (see git-commit(1).) and wait. (It may take a while.) Done.",
+     ["Run it (see git-commit(1).) and wait.", "(It may take a while.)", "Done."]),
+    ("Drücken Sie z.B. Strg-C, d.h. beide Tasten. Dann ist es fertig.",
+     ["Drücken Sie z.B. Strg-C, d.h. beide Tasten.", "Dann ist es fertig."]),
+    ("Use if... elif... else. For values, use a dict.", ["Use if... elif... else.", "For values, use a dict."]),
+])
+def test_sentences_of_technical_text(text: str, sentences: list[str]) -> None:
+    assert split_sentences(text) == sentences
+
+
+def test_evidence_keeps_paragraphs_apart() -> None:
+    text = ("gc.auto: When there are more loose objects than this, gc runs. The default value is 6700.\n\n"
+            "gc.autoPackLimit: When there are more packs than this, they are combined.\n\n1.")
+    assert evidence_blocks(text) == [
+        ["gc.auto: When there are more loose objects than this, gc runs.", "The default value is 6700."],
+        ["gc.autoPackLimit: When there are more packs than this, they are combined."]]
+
+
+def test_the_heading_path_reaches_search_the_model_and_the_sources(make_settings, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from ingest.job import run_ingest
+    from rag.prompt import passage_text
+    from rag.qa import QAService
+    from rag.search import Searcher
+    from rag.index import IndexReader
+    from tests.conftest import scripted_generator
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "shelf.html").write_text(SPHINX, encoding="utf-8")
+    settings = make_settings(answer_mode="extractive")
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
+    hit = searcher.search("What does shelf.take raise when the shelf stays empty?", 1).hits[0]
+    assert hit.section == "Functions › shelf.take(name)" and hit.metadata()["section"] == hit.section
+    assert passage_text(hit).startswith("(Functions › shelf.take(name))\n")  # what the model reads
+    service = QAService(searcher, scripted_generator("unused"), settings.answers)
+    answer = service.ask("How long is the default timeout of shelf.put?")
+    assert "The timeout defaults to 30 seconds." in answer.answer
+    answer = service.ask("What does shelf.take do when the shelf is empty?")
+    assert "It waits when the shelf is empty." in answer.answer
+    # neighbouring chunks were merged into one passage, which keeps its first chunk's heading path
+    [cited] = [s for s in answer.sources if s.cited]
+    assert hit.chunk_id in cited.chunk_ids and answer.to_dict()["sources"][0]["section"] == cited.section

@@ -1,0 +1,1 @@
+"""The MCP server: agents reach the documents with the same permissions and audit as the API."""
