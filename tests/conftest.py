@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,6 +115,13 @@ def wait_for(condition: Callable[[], bool], seconds: float = 10) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.01)
+
+
+def wait_for_partial(folder: Path, pattern: str, process: "subprocess.Popen[bytes]") -> None:
+    """Until a hidden `pattern` folder appears in `folder` (a copy has begun) or `process` ends: a kill timed
+    from there falls while it copies, however long the process took to start."""
+    while process.poll() is None and not list(folder.glob(pattern)):
+        time.sleep(0.002)
 
 
 def wait_for_page(url: str, process: "subprocess.Popen[bytes]", timeout_s: float = 60) -> None:

@@ -23,7 +23,7 @@ from ingest.job import run_ingest
 from rag.backup import BACKUP_FILE, BackupError, restore, take_backup, verify
 from rag.search import build_searcher
 from rag.settings import load_settings
-from tests.conftest import RAG, SAMPLES, rag_cli
+from tests.conftest import RAG, SAMPLES, rag_cli, wait_for_partial
 from ui.appdb import AppDB
 
 
@@ -111,7 +111,9 @@ def test_a_backup_killed_at_any_point_leaves_nothing_restore_accepts(served: dic
         dest = tmp_path / f"killed-{attempt}"
         process = subprocess.Popen([str(RAG), "backup", str(dest)], env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(copying, whole))  # somewhere while it copies
+        # somewhere while it copies: from when its hidden folder appears (start-up time varies from run to run)
+        wait_for_partial(tmp_path, f".killed-{attempt}.partial-*", process)
+        time.sleep(rng.uniform(0, 0.9 * (whole - copying)))
         process.send_signal(signal.SIGKILL)
         process.wait(30)
         if dest.exists():  # it finished before the kill: then it is whole

@@ -22,7 +22,7 @@ import pytest
 from ingest.job import run_ingest
 from rag.index import Manifest
 from rag.sync import SyncError, sync_index
-from tests.conftest import RAG, SAMPLES, rag_cli, serve_api
+from tests.conftest import RAG, SAMPLES, rag_cli, serve_api, wait_for_partial
 
 
 def hits(url: str, query: str) -> list[str]:
@@ -94,7 +94,8 @@ def test_a_sync_killed_at_any_point_leaves_the_copy_serving(tmp_path: Path, make
     for _ in range(6):
         process = subprocess.Popen([str(RAG), "index", "sync", str(settings.index_dir), str(copy)], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(copying, whole))
+        wait_for_partial(copy, ".sync.partial-*", process)  # then somewhere while it copies and installs
+        time.sleep(rng.uniform(0, 0.9 * (whole - copying)))
         process.send_signal(signal.SIGKILL)
         process.wait(30)
         version = Manifest.read(copy).version  # type: ignore[union-attr]
