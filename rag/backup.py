@@ -23,6 +23,7 @@ been published meanwhile (the rows of the first could have been collected), it s
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -32,6 +33,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rag.files import atomic_write, file_sha256, fsync_path, process_alive
+from rag.keywords import KEYWORDS_DIR, snapshot as keyword_snapshot
+
+log = logging.getLogger(__name__)
 
 BACKUP_FILE = "backup.json"
 FORMAT = 1
@@ -136,13 +140,19 @@ def snapshot_index(index_dir: Path, target: Path) -> dict[str, object]:
             with open(target / published["vectors_file"], "wb") as out:
                 shutil.copyfileobj(vectors, out, 1 << 20)
         sqlite_copy(index_dir / DB_NAME, target / DB_NAME)
+        # after the chunk store: the keyword copy's commit then covers at least what the copied store says
+        try:
+            keyword_snapshot(index_dir, target)
+        except OSError as exc:  # the copy's readers use FTS5 until a writer rebuilds it
+            log.warning("the keyword index was not copied (%s): searches of the copy use FTS5", exc)
+            shutil.rmtree(target / KEYWORDS_DIR, ignore_errors=True)
         now = json.loads((index_dir / MANIFEST).read_text())
         if now["version"] <= published["version"] + 1:  # its rows cannot have been collected
             atomic_write(target / MANIFEST, json.dumps(published, indent=1).encode())
             fsync_path(target / published["vectors_file"])
             return published
         for path in target.iterdir():
-            path.unlink()
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     raise BackupError(f"{index_dir} published new versions faster than it could be copied ({ATTEMPTS} tries): "
                       "try again when ingest is quieter")
 
@@ -210,6 +220,7 @@ def restore(folder: Path, index_dir: Path, app_db: Path | None) -> BackupManifes
         for f in manifest.files:
             if f.path.startswith("index/"):
                 target = tmp / f.path.removeprefix("index/")
+                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the keyword index's folder
                 shutil.copyfile(folder / f.path, target)
                 os.chmod(target, 0o600)
                 fsync_path(target)

@@ -34,6 +34,8 @@ from filelock import FileLock, Timeout
 from rag.settings import IndexSettings
 from rag.embedding import Embedder, vector_space, without_space
 from rag.files import atomic_replace, atomic_write, file_sha256, private_dir, process_alive
+from rag.keywords import META_INSTANCE as KEYWORDS_INSTANCE, META_VERSION as KEYWORDS_VERSION, KeywordWriter
+from rag.keywords import available as keywords_available, drop as drop_keywords
 from rag.store import DB_NAME, ChunkStore, DocumentInfo, Exclusion, StoredDocument, StoreReader, connect, text_hash
 from rag.types import DocumentInput, Hit
 
@@ -400,6 +402,7 @@ class IndexWriter:
         self.store: ChunkStore
         self.published: Manifest | None = None
         self.version = 0  # the working version this run writes
+        self.keywords: KeywordWriter | None = None  # the keyword index's tantivy copy (rag.keywords)
 
     @classmethod
     @contextmanager
@@ -421,6 +424,8 @@ class IndexWriter:
             writer._start()
             yield writer
         finally:
+            if writer.keywords is not None:
+                writer.keywords.close()
             if writer.conn is not None:
                 writer.conn.close()
             (settings.dir / RUN_FILE).unlink(missing_ok=True)
@@ -455,9 +460,46 @@ class IndexWriter:
         self.published = Manifest.read(self.dir)
         published_version = self.published.version if self.published else 0
         self.version = published_version + 1
+        self._start_keywords()  # before collecting garbage: the rows it deletes leave the copy too
         with self.conn:
             self.store.collect_garbage(published_version)
         self._remove_stale_files(published_version)
+
+    def _start_keywords(self) -> None:
+        """Keep the keyword index's tantivy copy (RAG_KEYWORD_ENGINE=tantivy) or remove it (sqlite). A copy
+        that cannot be kept is only logged: readers use FTS5 for the versions it does not cover."""
+        assert self.conn is not None
+        if self.settings.keyword_engine != "tantivy":
+            if drop_keywords(self.dir, self.conn):
+                log.info("removed the keyword index's tantivy copy (RAG_KEYWORD_ENGINE=sqlite)")
+            return
+        if not keywords_available():
+            log.warning("RAG_KEYWORD_ENGINE=tantivy, but the tantivy package is not installed: keyword search "
+                        "uses FTS5 (pip install -r requirements.txt)")
+            return
+        keywords = KeywordWriter(self.dir, self.conn)
+        try:
+            keywords.start()
+        except (OSError, ValueError, sqlite3.Error) as exc:
+            log.warning("the keyword index's tantivy copy in %s cannot be kept (%s): keyword search uses FTS5",
+                        self.dir, exc)
+            return
+        self.keywords = keywords
+
+    def _catch_up_keywords(self, version: int) -> None:
+        """Bring the tantivy copy up to the rows stored now, as covering `version` (before its manifest)."""
+        if self.keywords is None:
+            return
+        started = time.monotonic()
+        try:
+            added, deleted = self.keywords.catch_up(version)
+        except (OSError, ValueError, RuntimeError, sqlite3.Error) as exc:
+            log.warning("the keyword index's tantivy copy was not brought up to version %d (%s): keyword search "
+                        "uses FTS5 for it; the next run tries again", version, exc)
+            return
+        if added or deleted:
+            log.info("keyword index (tantivy): %d rows added, %d deleted in %.1f s", added, deleted,
+                     time.monotonic() - started)
 
     def _remove_stale_files(self, published_version: int) -> None:
         """Keep the published FAISS file and its predecessor (readers may still hold it)."""
@@ -576,6 +618,8 @@ class IndexWriter:
             raise RagIndexError(f"index {self.dir} is being re-embedded into other vectors (an interrupted run): "
                                 f"run `rag ingest` to finish it; this change is kept and published with it")
         if not removed and not added and previous is not None and previous.embedding_model == self.model_id:
+            if self.keywords is not None and self.keywords.covered_version() < previous.version:
+                self._catch_up_keywords(previous.version)  # an index from before the copy, or one left behind
             return PublishReport(previous.version, previous.vectors, published=False)
         if dim is None:
             dim = previous.dim if previous else 0
@@ -586,6 +630,7 @@ class IndexWriter:
             index = self._rebuild(visible, dim)
         name = vectors_file_name(self.version)
         index.write(self.dir / name)
+        self._catch_up_keywords(self.version)
         manifest = Manifest(
             version=self.version, vectors_file=name, vectors=index.ntotal, index_type=index.index_type,
             embedding_model=self.model_id, dim=dim, published_at=time.time(),
@@ -670,6 +715,14 @@ class IndexView:
         """SQLite's quick check of the chunk store: "ok", or what is wrong."""
         return self.store.integrity()
 
+    def keyword_engine(self) -> str:
+        """Which engine answers this version's keyword searches: "tantivy" where its copy covers the version
+        (rag.keywords), else "fts5" (with why, when a copy exists but is behind)."""
+        if self.store.get_meta(KEYWORDS_INSTANCE) is None:
+            return "fts5"
+        covered = int(self.store.get_meta(KEYWORDS_VERSION) or 0)
+        return "tantivy" if covered >= self.manifest.version else f"fts5 (the tantivy copy covers version {covered})"
+
     def status(self) -> dict[str, object]:
         """What this version holds and which model built it (for `rag status` and the admin page)."""
         documents, chunks = self.store.counts(self.manifest.version)
@@ -677,6 +730,7 @@ class IndexView:
             "documents": documents, "chunks": chunks, "vectors": self.vectors.ntotal,
             "ocr_pages": self.store.ocr_page_count(self.manifest.version),
             "languages": self.store.language_counts(self.manifest.version),
+            "keyword_engine": self.keyword_engine(),
             "embedding_model": self.manifest.embedding_model, "index_type": self.manifest.index_type,
             "device": self.vectors.device, "version": self.manifest.version,
             "published_at": self.manifest.published_at,

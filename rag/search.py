@@ -1,4 +1,4 @@
-"""Retrieval over a published index: dense (FAISS), keyword (SQLite FTS5/BM25) or both fused."""
+"""Retrieval over a published index: dense (FAISS), keyword (BM25: tantivy or SQLite FTS5) or both fused."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
@@ -133,6 +134,7 @@ class Readable:
 
     ids: np.ndarray
     exact: FaissVectorIndex | None = None  # their vectors alone, when the main index is approximate
+    keyword_filter: object = None  # the keyword engine's filter to them (TantivyRetriever), built at first use
 
 
 class DenseRetriever:
@@ -174,8 +176,17 @@ class DenseRetriever:
         return sorted(zip(ids, (float(x) for x in exact)), key=lambda item: -item[1])
 
 
-class KeywordRetriever:
-    """BM25 over chunk text and title (SQLite FTS5), restricted in SQL to what a principal may read."""
+class KeywordRetriever(Protocol):
+    """BM25 over the analysed chunk text, title and heading path: each query's best `pool` chunks visible at
+    the view's version, only among `readable` (its chunk ids; None: everything) when given, best first."""
+
+    def retrieve(self, view: IndexView, queries: list[str], pool: int, readable: "Readable | None",
+                 groups: list[str] | None) -> list[Ranked]: ...
+
+
+class Fts5Retriever:
+    """BM25 by SQLite FTS5 over the chunk store's keyword table, restricted in SQL to what a principal may
+    read. Above `keyword_prune_above` chunks, its most common words are left out (`match`)."""
 
     def __init__(self, settings: SearchSettings) -> None:
         self.settings = settings
@@ -208,6 +219,68 @@ class KeywordRetriever:
         return keyword_match(view.store, [t for t in terms if t in kept])
 
 
+class TantivyRetriever:
+    """BM25 by tantivy (rag.keywords) where its copy covers the view's version, exact (no word left out);
+    FTS5 for a version it does not cover (being built, behind, absent), and for an index an earlier release
+    wrote that no run has migrated yet."""
+
+    def __init__(self, settings: SearchSettings, index_dir: Path) -> None:
+        from rag.keywords import KeywordReader
+
+        self.fts5 = Fts5Retriever(settings)
+        self.copy = KeywordReader(index_dir)
+
+    def retrieve(self, view: IndexView, queries: list[str], pool: int, readable: "Readable | None",
+                 groups: list[str] | None) -> list[Ranked]:
+        from rag.keywords import allowed_query, query_for
+
+        opened = self.copy.searcher(view.store, view.manifest.version)
+        if opened is None or view.store.keyword_table() != "chunk_terms":
+            return self.fts5.retrieve(view, queries, pool, readable, groups)
+        searcher, schema = opened
+        allowed = None
+        if readable is not None:
+            if not len(readable.ids):
+                return [[] for _ in queries]
+            if readable.keyword_filter is None:  # built once per readable set (its version and groups)
+                readable.keyword_filter = allowed_query(schema, readable.ids.tolist())
+            allowed = readable.keyword_filter
+        rows: list[Ranked] = []
+        for text in queries:
+            query = query_for(schema, [view.store.word_forms(w) for w in question_words(view.store, text)], allowed)
+            rows.append(self._visible_top(view, searcher, query, pool, restricted=allowed is not None)
+                        if query is not None else [])
+        return rows
+
+    @staticmethod
+    def _visible_top(view: IndexView, searcher: object, query: object, k: int, restricted: bool) -> Ranked:
+        """The best `k` rows visible at the view's version. The copy holds every stored row (unpublished
+        and retired ones too, as FTS5's table does): a restricted query only meets readable rows of this
+        version; otherwise the top rows are checked in the store, widening the fetch while too few pass."""
+        from rag.keywords import top
+
+        fetch = k if restricted else 2 * k
+        while True:
+            rows = top(searcher, query, fetch)
+            if not restricted:
+                visible = view.store.visible_ids([i for i, _ in rows], view.manifest.version)
+                rows_kept = [(i, s) for i, s in rows if i in visible]
+            else:
+                rows_kept = rows
+            if len(rows_kept) >= k or len(rows) < fetch or fetch >= 1 << 20:
+                return rows_kept[:k]
+            fetch *= 4
+
+
+def make_keyword_retriever(settings: SearchSettings, index_dir: Path) -> KeywordRetriever:
+    """The configured keyword engine (RAG_KEYWORD_ENGINE); tantivy without its package installed is FTS5."""
+    from rag.keywords import available
+
+    if settings.keyword_engine == "tantivy" and available():
+        return TantivyRetriever(settings, index_dir)
+    return Fts5Retriever(settings)
+
+
 class Searcher:
     """Batch-first search; `search` wraps `search_batch`. Picks up newly published versions.
 
@@ -228,7 +301,7 @@ class Searcher:
         self._follow_lock = threading.Lock()
         self.settings = settings
         self.dense = DenseRetriever(self.settings)
-        self.keyword = KeywordRetriever(self.settings)
+        self.keyword = make_keyword_retriever(self.settings, reader.dir)
         self.fusion = make_fusion(self.settings)
         self._readable: OrderedDict[tuple, Readable] = OrderedDict()
         self._readable_lock = threading.Lock()

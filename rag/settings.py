@@ -65,6 +65,7 @@ class IndexSettings:
     ivf_nprobe: int
     pq_bytes: int
     lock_timeout_s: float
+    keyword_engine: Literal["tantivy", "sqlite"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class SearchSettings:
     pq_rescore: int
     keyword_max_df: float
     keyword_prune_above: int
+    keyword_engine: Literal["tantivy", "sqlite"]
     fusion: Literal["convex", "rrf"]
     hybrid_alpha: float
     rrf_k: float
@@ -247,7 +249,12 @@ class Settings(BaseSettings):
     keyword_max_df: float = Field(
         0.02, gt=0, le=1, description="Keyword search drops words found in more than this share of chunks "
         "(keeping the three rarest), which bounds its cost on large indexes.")
-    keyword_prune_above: int = Field(20_000, ge=0, description="Apply keyword_max_df only above this many chunks.")
+    keyword_prune_above: int = Field(20_000, ge=0, description="Apply keyword_max_df only above this many chunks "
+                                     "(FTS5 only: tantivy's top k is exact and fast without it).")
+    keyword_engine: Literal["tantivy", "sqlite"] = Field(
+        "tantivy", description="The keyword search engine: tantivy (a copy of the keyword index beside the chunk "
+        "store, exact BM25 in milliseconds at millions of chunks; FTS5 answers until the writer's next run has "
+        "built it) or sqlite (FTS5 alone; the writer removes the copy).")
     fusion: Literal["convex", "rrf"] = Field(
         "convex", description="How hybrid search fuses: weighted max-normalised scores, or reciprocal ranks.")
     hybrid_alpha: float = Field(
@@ -411,14 +418,14 @@ class Settings(BaseSettings):
         return IndexSettings(
             dir=self.index_dir, device=self.device, exact_max_vectors=self.exact_max_vectors,
             compressed_min_vectors=self.compressed_min_vectors, ivf_nprobe=self.ivf_nprobe, pq_bytes=self.pq_bytes,
-            lock_timeout_s=self.lock_timeout_s)
+            lock_timeout_s=self.lock_timeout_s, keyword_engine=self.keyword_engine)
 
     @property
     def search(self) -> SearchSettings:
         return SearchSettings(
             mode=self.search_mode, candidates=self.search_candidates, exact_max_vectors=self.exact_max_vectors,
             pq_rescore=self.pq_rescore, keyword_max_df=self.keyword_max_df,
-            keyword_prune_above=self.keyword_prune_above, fusion=self.fusion, hybrid_alpha=self.hybrid_alpha,
+            keyword_prune_above=self.keyword_prune_above, keyword_engine=self.keyword_engine, fusion=self.fusion, hybrid_alpha=self.hybrid_alpha,
             rrf_k=self.rrf_k)
 
     @property

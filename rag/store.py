@@ -308,6 +308,10 @@ class StoreReader(Protocol):
 
     def word_match(self, word: str, prefix: bool = False) -> str: ...
 
+    def word_forms(self, word: str) -> list[str]: ...
+
+    def visible_ids(self, ids: Sequence[int], version: int) -> set[int]: ...
+
     def keyword_search(self, match: str, k: int, version: int,
                        groups: Sequence[str] | None = None) -> list[tuple[int, float]]: ...
 
@@ -635,18 +639,30 @@ class ChunkStore:
                 self._languages, self._languages_raw = list(json.loads(raw)), raw
             return self._languages
 
+    def word_forms(self, word: str) -> list[str]:
+        """The index terms one of a question's words may meet: its forms in each of the index's languages
+        (rag.analysis); the word itself where analysis leaves nothing."""
+        from rag.analysis import analyzer
+
+        return analyzer().word_forms(word, self.keyword_languages()) or [word.lower()]
+
     def word_match(self, word: str, prefix: bool = False) -> str:
-        """The FTS5 MATCH expression for one of a question's words: its forms in each of the index's
-        languages (rag.analysis), each quoted (no FTS5 syntax gets through); `prefix`: words starting with it.
-        In a legacy index, the word itself (FTS5's Porter stemmer stems it)."""
+        """The FTS5 MATCH expression for one of a question's words: its forms (`word_forms`), each quoted (no
+        FTS5 syntax gets through); `prefix`: words starting with it. In a legacy index, the word itself
+        (FTS5's Porter stemmer stems it)."""
         word = word.replace('"', "")
         if prefix or self.keyword_table() == LEGACY_KEYWORD_TABLE:
             return f'"{word.lower()}"' + ("*" if prefix else "")
-        from rag.analysis import analyzer
+        forms = [f.replace('"', "") for f in self.word_forms(word)]
+        return "(" + " OR ".join(f'"{f}"' for f in forms) + ")" if len(forms) > 1 else f'"{forms[0]}"'
 
-        forms = analyzer().word_forms(word, self.keyword_languages())
-        return "(" + " OR ".join(f'"{f}"' for f in forms) + ")" if len(forms) > 1 else f'"{forms[0]}"' if forms \
-            else f'"{word.lower()}"'
+    def visible_ids(self, ids: Sequence[int], version: int) -> set[int]:
+        """Those of `ids` that are chunks visible at `version`."""
+        if not ids:
+            return set()
+        marks = ",".join(str(int(i)) for i in ids)
+        return {int(r[0]) for r in self.conn.execute(f"SELECT id FROM chunks c WHERE id IN ({marks}) AND "
+                                                     f"{_visible('c')}", {"version": version})}
 
     def keyword_search(self, match: str, k: int, version: int,
                        groups: Sequence[str] | None = None) -> list[tuple[int, float]]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from rag.backup import clear_stale_partials, snapshot_index
 from rag.files import atomic_write, file_sha256, private_dir
+from rag.keywords import KEYWORDS_DIR, install as install_keywords
 
 if TYPE_CHECKING:
     from rag.index import Manifest
@@ -64,9 +65,14 @@ def sync_index(source: Path, dest: Path) -> SyncReport:
         copied = snapshot_index(source, staging)
         manifest = Manifest(**copied)  # type: ignore[arg-type]
         _verify(staging, manifest)
-        size = sum(p.stat().st_size for p in staging.iterdir())
+        size = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
         os.replace(staging / manifest.vectors_file, dest / manifest.vectors_file)
+        keywords = (staging / KEYWORDS_DIR).is_dir()
+        if keywords:  # before the store that names it: readers check that the two agree
+            install_keywords(staging / KEYWORDS_DIR, dest)
         os.replace(staging / DB_NAME, dest / DB_NAME)
+        if not keywords:  # the source has no keyword copy (any more)
+            shutil.rmtree(dest / KEYWORDS_DIR, ignore_errors=True)
         atomic_write(dest / MANIFEST, (staging / MANIFEST).read_bytes())  # the new version is visible now
     except SyncError:
         raise

@@ -48,10 +48,13 @@ def test_a_restored_backup_answers_the_same_and_keeps_the_conversations(served: 
     env = {**os.environ, "RAG_DEVICE": "cpu", "RAG_MODEL_CACHE_DIR": str(model_cache),
            "RAG_INDEX_DIR": str(settings.index_dir), "RAG_APP_DB": str(settings.audit.app_db)}
     out = json.loads(rag_cli("backup", str(tmp_path / "backup"), "--json", env=env))
-    assert out["index_version"] == 1 and out["app_db"] and out["files"] == 4
     manifest = verify(tmp_path / "backup")
-    assert {f.path for f in manifest.files} == {"index/manifest.json", "index/chunks.sqlite", "app.sqlite",
-                                                "index/vectors-000001.faiss"}
+    paths = {f.path for f in manifest.files}
+    keywords = {p for p in paths if p.startswith("index/keywords/")}  # the keyword index's tantivy copy
+    assert paths - keywords == {"index/manifest.json", "index/chunks.sqlite", "app.sqlite",
+                                "index/vectors-000001.faiss"}
+    assert {"index/keywords/meta.json", "index/keywords/instance"} < keywords
+    assert out["index_version"] == 1 and out["app_db"] and out["files"] == len(paths)
     restored_env = {**env, "RAG_INDEX_DIR": str(tmp_path / "restored"), "RAG_APP_DB": str(tmp_path / "restored.sqlite")}
     assert "restored index version 1" in rag_cli("restore", str(tmp_path / "backup"), env=restored_env)
     for query in ("When is lunch served?", "How many vacation days do I get?", "VPN portal address"):

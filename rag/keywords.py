@@ -1,0 +1,377 @@
+"""The keyword index's engine: tantivy beside the chunk store, derived from it.
+
+The chunk store (SQLite) stays the index's truth: every chunk's analysed terms are in its `chunk_terms` table
+(rag.store), which SQLite FTS5 searches. Tantivy, Quickwit's Rust search library, keeps a second, derived
+copy of those terms in INDEX_DIR/keywords, where BM25 top-k is exact and fast at millions of chunks
+(block-max WAND over compressed postings: bench/keyword_engines.py; FTS5 must prune posting lists to be
+fast there, which changes results).
+
+How the copy stays safe:
+- The writer brings it up to date (`KeywordWriter.catch_up`) while publishing a version, before the manifest
+  names it, and only then records in the chunk store's meta which version it covers (`keywords_version`) and
+  the last chunk it holds (`keywords_chunk_id`). A run killed anywhere leaves a copy that covers an older
+  version, or rows a later catch-up deletes and adds again; readers use the copy only for versions it covers.
+- Deleted chunk rows are logged by a trigger (`keyword_removed`) and deleted from the copy at the next
+  catch-up. Until then a stale row only costs a lookup: every hit is checked against the chunk store's
+  visibility at the reader's version, as FTS5's are.
+- Readers never block on the writer: they search the last commit, which covers their version or is ignored
+  (FTS5 answers that version instead).
+- Permissions stay in the chunk store (not copied): a restricted search is filtered, inside tantivy, to the
+  chunk ids the asker may read at their version (`Readable.ids`), so a permission change applies at once.
+- The copy is tied to the chunk store by an instance id (a file in the folder and a meta key): a copy from
+  elsewhere, or a store from elsewhere, is never trusted; the writer rebuilds it from `chunk_terms` (no
+  re-embedding), which is also how an index written before this engine migrates, in a normal run.
+
+Tokens: the analysed text is folded as FTS5's unicode61 tokenizer folds it (lower case, diacritics removed,
+split at anything but letters and digits), here in Python for the documents and the questions alike.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import threading
+import unicodedata
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag.files import fsync_path
+
+if TYPE_CHECKING:
+    from rag.store import StoreReader
+
+log = logging.getLogger(__name__)
+
+KEYWORDS_DIR = "keywords"
+INSTANCE_FILE = "instance"
+META_INSTANCE = "keywords_instance"
+META_VERSION = "keywords_version"
+META_CHUNK = "keywords_chunk_id"
+# The fields and their BM25 weights, as FTS5's (rag.store.BM25_WEIGHTS): text, title, heading path.
+FIELDS = (("text", 1.0), ("title", 0.5), ("section", 0.5))
+LONGEST_TOKEN = 39  # bytes; tantivy drops longer tokens at indexing, so they are dropped here first, everywhere
+WRITER_HEAP = 64_000_000
+REMOVED_LOG = """CREATE TABLE IF NOT EXISTS keyword_removed (chunk_id INTEGER PRIMARY KEY)"""
+REMOVED_TRIGGER = """CREATE TRIGGER IF NOT EXISTS keyword_removed_ad AFTER DELETE ON chunks BEGIN
+    INSERT OR IGNORE INTO keyword_removed(chunk_id) VALUES (old.id);
+END"""
+
+_TOKEN = re.compile(r"[^\W_]+")
+_MARKS = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+
+
+def tokens(text: str) -> list[str]:
+    """Index tokens of analysed text (or of one query form): lower case, diacritics removed, split at
+    anything but letters and digits, tokens over LONGEST_TOKEN bytes dropped."""
+    text = text.lower()
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", _MARKS.sub("", unicodedata.normalize("NFKD", text)))
+    return [t for t in _TOKEN.findall(text) if len(t.encode()) <= LONGEST_TOKEN]
+
+
+def available() -> bool:
+    """Whether the tantivy package is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("tantivy") is not None
+
+
+def _schema() -> Any:
+    import tantivy
+
+    builder = tantivy.SchemaBuilder()
+    builder.add_unsigned_field("chunk_id", indexed=True, fast=True)
+    for name, _ in FIELDS:
+        builder.add_text_field(name, tokenizer_name="whitespace", index_option="freq")
+    return builder.build()
+
+
+def read_instance(folder: Path) -> str | None:
+    try:
+        return (folder / INSTANCE_FILE).read_text().strip() or None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+class KeywordWriter:
+    """The writer's side: keeps INDEX_DIR/keywords in step with the chunk store (one per `IndexWriter`)."""
+
+    def __init__(self, index_dir: Path, conn: sqlite3.Connection) -> None:
+        self.folder = index_dir / KEYWORDS_DIR
+        self.conn = conn
+        self._index: Any = None
+        self._writer: Any = None
+        self._schema: Any = None
+
+    def _meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, values: dict[str, str]) -> None:
+        self.conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = "
+                              "excluded.value", list(values.items()))
+
+    def start(self) -> None:
+        """At the writer's start: log deleted chunks from now on; a copy this store does not know (none yet,
+        another store's, a damaged one) is replaced by an empty one that the next catch-up fills."""
+        with self.conn:
+            self.conn.execute(REMOVED_LOG)
+            self.conn.execute(REMOVED_TRIGGER)
+        instance = read_instance(self.folder)
+        if instance is not None and instance == self._meta(META_INSTANCE):
+            try:
+                self._open()
+                return
+            except (OSError, ValueError) as exc:
+                log.warning("the keyword index in %s cannot be opened (%s): rebuilding it", self.folder, exc)
+        self._create()
+
+    def _open(self) -> None:
+        import tantivy
+
+        self._index = tantivy.Index.open(str(self.folder))
+        self._schema = self._index.schema
+
+    def _create(self) -> None:
+        import tantivy
+
+        with self.conn:  # readers stop using the old copy before it goes
+            self.conn.execute("DELETE FROM meta WHERE key IN (?, ?, ?)", (META_INSTANCE, META_VERSION, META_CHUNK))
+            self.conn.execute("DELETE FROM keyword_removed")
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(mode=0o700)
+        self._schema = _schema()
+        self._index = tantivy.Index(self._schema, path=str(self.folder), reuse=False)
+        instance = uuid.uuid4().hex
+        (self.folder / INSTANCE_FILE).write_text(instance + "\n")
+        fsync_path(self.folder / INSTANCE_FILE)
+        fsync_path(self.folder)
+        with self.conn:
+            self._set_meta({META_INSTANCE: instance, META_CHUNK: "0", META_VERSION: "0"})
+
+    def covered_version(self) -> int:
+        return int(self._meta(META_VERSION) or 0)
+
+    def catch_up(self, version: int) -> tuple[int, int]:
+        """Make the copy hold every chunk row stored now and none deleted, and record that it covers
+        `version` (about to be published). Returns (rows added, rows deleted)."""
+        if self._meta(META_INSTANCE) is None:  # a failed catch-up of this run invalidated it: start again
+            self._create()
+        if self._writer is None:
+            self._writer = self._index.writer(heap_size=WRITER_HEAP, num_threads=1)
+        try:
+            return self._catch_up(version)
+        except BaseException:
+            # what the writer holds after a failure is unknown: drop it, and the copy's claim until a rebuild
+            writer, self._writer = self._writer, None
+            try:
+                writer.rollback()
+            except Exception:  # noqa: BLE001 - the copy is invalidated below whatever the rollback says
+                pass
+            with self.conn:
+                self.conn.execute("DELETE FROM meta WHERE key IN (?, ?)", (META_INSTANCE, META_VERSION))
+            raise
+
+    def _catch_up(self, version: int) -> tuple[int, int]:
+        import tantivy
+
+        writer, schema = self._writer, self._schema
+        covered = int(self._meta(META_CHUNK) or 0)
+        # rows after the last recorded one: a catch-up that committed and died before recording it
+        writer.delete_documents_by_query(tantivy.Query.range_query(
+            schema, "chunk_id", tantivy.FieldType.Unsigned, lower_bound=covered, include_lower=False))
+        removed = [int(r[0]) for r in self.conn.execute("SELECT chunk_id FROM keyword_removed WHERE chunk_id <= ?",
+                                                        (covered,))]
+        for start in range(0, len(removed), 20_000):
+            writer.delete_documents_by_query(tantivy.Query.term_set_query(schema, "chunk_id",
+                                                                          removed[start:start + 20_000]))
+        added, last = 0, covered
+        rows = self.conn.execute("SELECT c.id, t.text, t.title, t.section FROM chunks c JOIN chunk_terms t ON "
+                                 "t.rowid = c.id WHERE c.id > ? ORDER BY c.id", (covered,))
+        titles: dict[str, str] = {}  # a document's title and heading path repeat over its chunks
+        for chunk_id, text, title, section in rows:
+            if title not in titles:
+                titles[title] = " ".join(tokens(title))
+            if section not in titles:
+                titles[section] = " ".join(tokens(section))
+            doc = tantivy.Document()
+            doc.add_unsigned("chunk_id", int(chunk_id))  # (a keyword argument would be a signed integer)
+            doc.add_text("text", " ".join(tokens(text)))
+            doc.add_text("title", titles[title])
+            doc.add_text("section", titles[section])
+            writer.add_document(doc)
+            added, last = added + 1, int(chunk_id)
+            if len(titles) > 10_000:
+                titles.clear()
+        writer.commit()
+        # the copy holds exactly the stored rows, or it is not trusted
+        self._index.reload()
+        held = int(self._index.searcher().num_docs)
+        stored = int(self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        if held != stored:
+            raise RuntimeError(f"the copy holds {held} rows for {stored} stored; it is rebuilt at the next run")
+        with self.conn:
+            self.conn.execute("DELETE FROM keyword_removed WHERE chunk_id <= ?", (last,))
+            self._set_meta({META_CHUNK: str(last), META_VERSION: str(version)})
+        return added, len(removed)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.wait_merging_threads()
+            finally:
+                self._writer = None
+
+
+def drop(index_dir: Path, conn: sqlite3.Connection) -> bool:
+    """Remove the tantivy copy (RAG_KEYWORD_ENGINE=sqlite): readers go back to FTS5 first. Returns whether
+    there was one."""
+    folder = index_dir / KEYWORDS_DIR
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name IN ('keyword_removed', "
+                                         "'keyword_removed_ad')")}
+    had = folder.exists() or bool(tables)
+    if had:
+        with conn:
+            conn.execute("DELETE FROM meta WHERE key IN (?, ?, ?)", (META_INSTANCE, META_VERSION, META_CHUNK))
+            conn.execute("DROP TRIGGER IF EXISTS keyword_removed_ad")
+            conn.execute("DROP TABLE IF EXISTS keyword_removed")
+        shutil.rmtree(folder, ignore_errors=True)
+    return had
+
+
+@dataclass
+class _Opened:
+    index: Any
+    schema: Any
+    folder_id: tuple[int, int]
+    instance: str
+    commit: tuple[int, int]  # the commit its searcher was last reloaded for (meta.json's inode and time)
+
+
+class KeywordReader:
+    """The readers' side: the copy's searcher for a published version it covers, or None (FTS5 answers).
+
+    Safe to share between threads; reopens the folder when it is replaced (`rag index sync`)."""
+
+    def __init__(self, index_dir: Path) -> None:
+        self.folder = index_dir / KEYWORDS_DIR
+        self._opened: _Opened | None = None
+        self._lock = threading.Lock()
+        self._warned: str | None = None
+
+    def searcher(self, store: "StoreReader", version: int) -> tuple[Any, Any] | None:
+        """(tantivy searcher, schema) over a commit covering `version`, or None when the copy does not cover
+        it (being built, behind after a failure, absent, or not this store's)."""
+        instance = store.get_meta(META_INSTANCE)
+        covered = int(store.get_meta(META_VERSION) or 0)
+        if instance is None:
+            return None
+        if covered < version:
+            self._warn(f"the keyword index covers version {covered}, not {version}: FTS5 answers until it does")
+            return None
+        try:
+            st = self.folder.stat()
+            with self._lock:
+                opened = self._opened
+                if opened is None or opened.folder_id != (st.st_dev, st.st_ino) or opened.instance != instance:
+                    if read_instance(self.folder) != instance:
+                        self._warn("the keyword index folder is not this chunk store's: FTS5 answers")
+                        return None
+                    import tantivy
+
+                    index = tantivy.Index.open(str(self.folder))
+                    opened = self._opened = _Opened(index, index.schema, (st.st_dev, st.st_ino), instance, (0, 0))
+                meta = (self.folder / "meta.json").stat()  # replaced by each commit
+                if opened.commit != (meta.st_ino, meta.st_mtime_ns):
+                    opened.index.reload()
+                    opened.commit = (meta.st_ino, meta.st_mtime_ns)
+                return opened.index.searcher(), opened.schema
+        except (OSError, ValueError) as exc:
+            self._warn(f"the keyword index in {self.folder} cannot be read ({exc}): FTS5 answers")
+            return None
+
+    def _warn(self, message: str) -> None:
+        if message != self._warned:
+            self._warned = message
+            log.warning("%s", message)
+
+
+def query_for(schema: Any, words: Sequence[Sequence[str]], allowed: Any = None) -> Any:
+    """The BM25 query: every form's tokens in each field (weighted as FTS5's columns), OR-ed; `allowed`: a
+    filter query that adds no score (the readable chunk ids)."""
+    import tantivy
+
+    terms = list(dict.fromkeys(t for forms in words for form in forms for t in tokens(form)))
+    clauses = []
+    for field, weight in FIELDS:
+        for term in terms:
+            query = tantivy.Query.term_query(schema, field, term, index_option="freq")
+            clauses.append((tantivy.Occur.Should, query if weight == 1.0 else tantivy.Query.boost_query(query, weight)))
+    if not clauses:
+        return None
+    query = tantivy.Query.boolean_query(clauses)
+    if allowed is not None:
+        query = tantivy.Query.boolean_query([(tantivy.Occur.Must, query),
+                                             (tantivy.Occur.Must, tantivy.Query.boost_query(allowed, 0.0))])
+    return query
+
+
+def allowed_query(schema: Any, ids: Iterable[int]) -> Any:
+    import tantivy
+
+    return tantivy.Query.term_set_query(schema, "chunk_id", [int(i) for i in ids])
+
+
+def top(searcher: Any, query: Any, fetch: int) -> list[tuple[int, float]]:
+    """The query's best `fetch` rows: [(chunk id, score)], best first."""
+    hits = searcher.search(query, fetch, count=False).hits
+    if not hits:
+        return []
+    ids = searcher.fast_field_values("chunk_id", [address for _, address in hits])
+    return [(int(i), float(score)) for i, (score, _) in zip(ids, hits)]
+
+
+def snapshot(index_dir: Path, target: Path, attempts: int = 5) -> bool:
+    """Copy the keyword index's last commit (its meta.json, the files of the segments it names, the instance
+    file) into `target`/keywords while a writer may be committing and merging: files are immutable once
+    named by a commit, so a file gone means a newer commit; read it again. Returns whether there was one."""
+    source = index_dir / KEYWORDS_DIR
+    if read_instance(source) is None:
+        return False
+    dest = target / KEYWORDS_DIR
+    for _ in range(attempts):
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(mode=0o700)
+        try:
+            meta = (source / "meta.json").read_bytes()
+            segments = [s["segment_id"].replace("-", "") for s in json.loads(meta)["segments"]]
+            for segment in segments:
+                for path in source.glob(f"{segment}.*"):
+                    shutil.copy2(path, dest / path.name)
+            (dest / "meta.json").write_bytes(meta)
+            shutil.copy2(source / INSTANCE_FILE, dest / INSTANCE_FILE)
+            for path in dest.iterdir():
+                fsync_path(path)
+            fsync_path(dest)
+            return True
+        except FileNotFoundError:
+            continue
+    raise OSError(f"the keyword index in {source} changed faster than it could be copied ({attempts} tries)")
+
+
+def install(staged: Path, dest_index: Path) -> None:
+    """Put a copied keyword folder in place of `dest_index`/keywords (readers reopen it: its inode changes)."""
+    dest = dest_index / KEYWORDS_DIR
+    old = dest_index / f".{KEYWORDS_DIR}.old-{os.getpid()}"
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(staged, dest)
+    fsync_path(dest_index)
+    shutil.rmtree(old, ignore_errors=True)

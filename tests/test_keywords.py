@@ -1,0 +1,261 @@
+"""The keyword engine (rag.keywords, rag.search.TantivyRetriever): tantivy's copy of the keyword index.
+
+Its top k is checked against a brute-force BM25 over the same analysed tokens (bench/keyword_engines.py's
+reference, not the engine against itself); a restricted reader gets their few documents however many better
+matches they may not read; a version is searched only where the copy covers it, rows of unpublished runs
+never show, a catch-up killed after its commit leaves no duplicates, deleted rows leave the copy, an index
+without the copy gains it in a normal run, a copy that is not this store's is never read, and copies made
+by `rag index sync` and `rag backup` carry it.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.keyword_engines import Reference, fieldnorm, same_top
+from ingest.job import run_ingest
+from rag.index import IndexReader, IndexWriter
+from rag.keywords import FIELDS, KEYWORDS_DIR, META_CHUNK, META_VERSION, tokens
+from rag.search import Fts5Retriever, Searcher, TantivyRetriever, question_words
+from rag.types import Principal
+from tests.conftest import CROWD_QUESTION, write_crowd
+
+VOCABULARY = ("kiln glaze clay wheel studio firing pottery ceramic porcelain stoneware enamel oxide cone "
+              "temperature shelf bisque slip trimming throwing handle spout lid vase bowl mug plate").split()
+
+
+def write_pottery(folder: Path, n: int = 80, seed: int = 5) -> Path:
+    """Documents of very different lengths over one small vocabulary (so words meet in many chunks with many
+    frequencies), some with headings: every BM25 ingredient varies."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        words = [rng.choice(VOCABULARY[: rng.randint(4, len(VOCABULARY))]) for _ in range(rng.randint(3, 90))]
+        title = " ".join(rng.sample(VOCABULARY, 2))
+        (folder / f"note-{i:03d}.md").write_text(f"# {title}\n\n" + " ".join(words).capitalize() + ".\n")
+    return folder
+
+
+def searcher_for(settings, embedder) -> Searcher:  # type: ignore[no-untyped-def]
+    return Searcher(embedder, IndexReader(settings.index), settings.search)
+
+
+def engine_used(searcher: Searcher) -> str:
+    """Which engine answers the current version: tantivy where its copy covers it, else FTS5."""
+    assert isinstance(searcher.keyword, TantivyRetriever)
+    view = searcher.current()
+    return "tantivy" if searcher.keyword.copy.searcher(view.store, view.manifest.version) else "fts5"
+
+
+def reference(index_dir: Path) -> tuple[list[int], dict[str, Reference]]:
+    """Every stored row's tokens per field, as the copy indexes them, in brute-force BM25 references."""
+    with sqlite3.connect(index_dir / "chunks.sqlite") as conn:
+        rows = conn.execute("SELECT rowid, text, title, section FROM chunk_terms ORDER BY rowid").fetchall()
+    ids = [int(r[0]) for r in rows]
+    return ids, {field: Reference([tokens(r[1 + i]) for r in rows]) for i, (field, _) in enumerate(FIELDS)}
+
+
+def reference_scores(refs: dict[str, Reference], terms: list[str]) -> np.ndarray:
+    """tantivy's BM25 (Lucene's idf, lengths stored in one byte), each field weighted, summed."""
+    total = None
+    for field, weight in FIELDS:
+        ref = refs[field]
+        lengths = np.array([fieldnorm(int(n)) for n in ref.lengths], dtype=np.float64)
+        scores = weight * ref.scores(terms, "lucene", lengths)
+        total = scores if total is None else total + scores
+    assert total is not None
+    return total
+
+
+def test_tantivy_top_k_is_exact_bm25(tmp_path: Path, make_settings, embedder) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings()
+    run_ingest(settings, [write_pottery(tmp_path / "docs")], embedder=embedder, progress=False)
+    searcher = searcher_for(settings, embedder)
+    assert engine_used(searcher) == "tantivy"
+    ids, refs = reference(settings.index_dir)
+    view = searcher.current()
+    rng = random.Random(11)
+    checked = 0
+    for _ in range(40):
+        question = "How do I " + " ".join(rng.sample(VOCABULARY, rng.randint(1, 4))) + "?"
+        terms = list(dict.fromkeys(t for w in question_words(view.store, question)
+                                   for f in view.store.word_forms(w) for t in tokens(f)))
+        scores = reference_scores(refs, terms)
+        found = [ids.index(h.chunk_id) for h in searcher.search(question, 10, "keyword").hits]
+        assert same_top(found, scores), (question, found, np.argsort(-scores)[:10].tolist())
+        checked += int(len(found) == 10)
+    assert checked >= 30  # most questions had ten matches to order
+
+
+def test_a_reader_of_three_documents_among_many_gets_them(tmp_path: Path, make_settings, embedder) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings()
+    run_ingest(settings, [write_crowd(tmp_path / "docs")], embedder=embedder, progress=False)
+    searcher = searcher_for(settings, embedder)
+    assert engine_used(searcher) == "tantivy"
+    hits = searcher.search(CROWD_QUESTION, 5, "keyword", Principal(frozenset({"sales"}))).hits
+    assert hits and all("/sales/" in h.path for h in hits)
+    assert len(searcher.search("reimbursed", 10, "keyword", Principal(frozenset({"sales"}))).hits) == 3
+    assert not searcher.search(CROWD_QUESTION, 5, "keyword", Principal(frozenset({"nobody"}))).hits
+    admin = searcher.search(CROWD_QUESTION, 5, "keyword", Principal(admin=True)).hits
+    assert len(admin) == 5 and all("/finance/" in h.path for h in admin)
+
+
+def test_rows_of_a_run_that_died_before_publishing_never_show(tmp_path: Path, make_settings, embedder) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings()
+    docs = write_pottery(tmp_path / "docs", n=10)
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    searcher = searcher_for(settings, embedder)
+    (docs / "heron.md").write_text("The heron count is taken in May by the lake warden.")
+    # the run dies after its catch-up committed the new rows to the copy, before the manifest names them
+    from rag.types import ChunkInput, DocumentInput
+
+    with IndexWriter.open(settings.index, embedder.model_id) as writer:
+        path = str(docs / "heron.md")  # an earlier text of it: the next run reads the file again
+        doc = DocumentInput(path_key=path.encode(), path=path, title="heron", size=1, mtime_ns=1,
+                            content_hash="h", chunks=(ChunkInput("The heron count is taken in May.", 0),))
+        writer.write_batch([doc], embedder.embed_batch(["The heron count is taken in May."]), [])
+        writer._catch_up_keywords(writer.version)
+    assert engine_used(searcher) == "tantivy"  # the copy covers more than the published version
+    assert not searcher.search("heron count", 3, "keyword").hits
+    assert searcher.search("kiln glaze", 3, "keyword").hits
+    run_ingest(settings, [docs], embedder=embedder, progress=False)  # replaces the dead run's rows, publishes
+    assert [h.path for h in searcher.search("heron warden", 3, "keyword").hits] == [str(docs / "heron.md")]
+    assert copy_rows(settings.index_dir) == stored_rows(settings.index_dir)
+
+
+def copy_rows(index_dir: Path) -> int:
+    import tantivy
+
+    index = tantivy.Index.open(str(index_dir / KEYWORDS_DIR))
+    index.reload()
+    return int(index.searcher().num_docs)
+
+
+def stored_rows(index_dir: Path) -> int:
+    with sqlite3.connect(index_dir / "chunks.sqlite") as conn:
+        return int(conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+
+def test_a_catch_up_killed_after_its_commit_leaves_no_duplicates_and_deleted_rows_leave(  # type: ignore[no-untyped-def]
+        tmp_path: Path, make_settings, embedder) -> None:
+    settings = make_settings()
+    docs = write_pottery(tmp_path / "docs", n=12)
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    assert copy_rows(settings.index_dir) == stored_rows(settings.index_dir)
+    (docs / "note-000.md").write_text("# Heron\n\nThe heron count is taken in May.\n")
+    (docs / "note-001.md").unlink()
+    with sqlite3.connect(settings.index_dir / "chunks.sqlite") as conn:  # as if the last record were lost
+        conn.execute("UPDATE meta SET value = '3' WHERE key = ?", (META_CHUNK,))
+    run_ingest(settings, [docs], embedder=embedder, progress=False)  # retires two documents' rows
+    run_ingest(settings, [docs], embedder=embedder, progress=False)  # collects them: the copy deletes them
+    assert copy_rows(settings.index_dir) == stored_rows(settings.index_dir)
+    with sqlite3.connect(settings.index_dir / "chunks.sqlite") as conn:
+        assert conn.execute("SELECT count(*) FROM keyword_removed").fetchone()[0] == 0
+    searcher = searcher_for(settings, embedder)
+    assert engine_used(searcher) == "tantivy"
+    assert [Path(h.path).name for h in searcher.search("heron", 3, "keyword").hits] == ["note-000.md"]
+
+
+def test_an_index_without_the_copy_gains_it_in_a_normal_run_and_loses_it_when_switched_off(  # type: ignore[no-untyped-def]
+        tmp_path: Path, make_settings, embedder) -> None:
+    docs = write_pottery(tmp_path / "docs", n=20)
+    sqlite_only = make_settings(keyword_engine="sqlite")
+    run_ingest(sqlite_only, [docs], embedder=embedder, progress=False)
+    assert not (sqlite_only.index_dir / KEYWORDS_DIR).exists()
+    assert isinstance(searcher_for(sqlite_only, embedder).keyword, Fts5Retriever)
+    settings = make_settings()
+    searcher = searcher_for(settings, embedder)
+    assert engine_used(searcher) == "fts5"  # the tantivy engine reads FTS5 until the copy exists
+    before = [h.chunk_id for h in searcher.search("porcelain kiln", 5, "keyword").hits]
+    summary = run_ingest(settings, [docs], embedder=embedder, progress=False)  # nothing changed: no new version
+    assert summary.version == searcher.current().manifest.version
+    assert engine_used(searcher) == "tantivy"
+    after = [h.chunk_id for h in searcher.search("porcelain kiln", 5, "keyword").hits]
+    assert before[:1] == after[:1]
+    run_ingest(sqlite_only, [docs], embedder=embedder, progress=False)
+    assert not (settings.index_dir / KEYWORDS_DIR).exists() and engine_used(searcher) == "fts5"
+    assert [h.chunk_id for h in searcher.search("porcelain kiln", 5, "keyword").hits] == before
+
+
+def test_a_copy_that_is_not_this_stores_is_never_read(tmp_path: Path, make_settings, embedder) -> None:  # type: ignore[no-untyped-def]
+    other = make_settings(index_dir=tmp_path / "other")
+    run_ingest(other, [write_pottery(tmp_path / "other-docs", n=5, seed=9)], embedder=embedder, progress=False)
+    settings = make_settings()
+    docs = write_pottery(tmp_path / "docs", n=8)
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    shutil.rmtree(settings.index_dir / KEYWORDS_DIR)
+    shutil.copytree(other.index_dir / KEYWORDS_DIR, settings.index_dir / KEYWORDS_DIR)
+    searcher = searcher_for(settings, embedder)
+    assert engine_used(searcher) == "fts5"
+    run_ingest(settings, [docs], embedder=embedder, progress=False)  # the writer rebuilds it from the store
+    assert engine_used(searcher) == "tantivy" and copy_rows(settings.index_dir) == stored_rows(settings.index_dir)
+
+
+def test_a_version_the_copy_does_not_cover_is_answered_by_fts5(tmp_path: Path, make_settings, embedder) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings()
+    run_ingest(settings, [write_pottery(tmp_path / "docs", n=8)], embedder=embedder, progress=False)
+    with sqlite3.connect(settings.index_dir / "chunks.sqlite") as conn:  # a catch-up failed at the last publish
+        conn.execute("UPDATE meta SET value = '0' WHERE key = ?", (META_VERSION,))
+    searcher = searcher_for(settings, embedder)
+    assert engine_used(searcher) == "fts5" and searcher.search("kiln", 3, "keyword").hits
+
+
+@pytest.mark.slow
+def test_sync_and_backup_copies_carry_the_copy(tmp_path: Path, make_settings, embedder) -> None:  # type: ignore[no-untyped-def]
+    from rag.backup import restore, take_backup
+    from rag.sync import sync_index
+
+    settings = make_settings()
+    docs = write_pottery(tmp_path / "docs", n=15)
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    expected = [h.chunk_id for h in searcher_for(settings, embedder).search("glaze oxide", 5, "keyword").hits]
+    sync_index(settings.index_dir, tmp_path / "copy")
+    take_backup(settings.index_dir, None, tmp_path / "backup")
+    restore(tmp_path / "backup", tmp_path / "restored", None)
+    for folder in (tmp_path / "copy", tmp_path / "restored"):
+        searcher = searcher_for(make_settings(index_dir=folder), embedder)
+        assert engine_used(searcher) == "tantivy", folder
+        assert [h.chunk_id for h in searcher.search("glaze oxide", 5, "keyword").hits] == expected
+    (docs / "heron.md").write_text("The heron count is taken in May.")
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    sync_index(settings.index_dir, tmp_path / "copy")
+    searcher = searcher_for(make_settings(index_dir=tmp_path / "copy"), embedder)
+    assert engine_used(searcher) == "tantivy" and searcher.search("heron", 3, "keyword").hits
+
+
+@pytest.mark.parametrize("engine", ["tantivy", "sqlite"])
+def test_every_keyword_engine_keeps_the_contract(engine: str, tmp_path: Path, make_settings, embedder) -> None:  # type: ignore[no-untyped-def]
+    """Best first, each chunk once, only chunks of the searched version, only what the reader may read."""
+    settings = make_settings(keyword_engine=engine)
+    docs = write_crowd(tmp_path / "docs")
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    searcher = searcher_for(settings, embedder)
+    view = searcher.current()
+    retriever = searcher.keyword
+    assert isinstance(retriever, TantivyRetriever if engine == "tantivy" else Fts5Retriever)
+    questions = [CROWD_QUESTION, "train ticket receipt", "mileage rate"]
+    for row in retriever.retrieve(view, questions, 20, None, None):
+        assert row and len({i for i, _ in row}) == len(row) and [s for _, s in row] == sorted((s for _, s in row), reverse=True)
+    sales = Principal(frozenset({"sales"}))
+    readable = searcher.readable(view, sales)
+    [row] = retriever.retrieve(view, [CROWD_QUESTION], 20, readable, sorted(sales.groups))
+    assert sorted(i for i, _ in row) == sorted(readable.ids.tolist())  # all three, however many better unreadable
+    (docs / "sales" / "note-0.txt").unlink()
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    new_view = searcher.current()
+    assert new_view.manifest.version == view.manifest.version + 1
+    question = ["train ticket receipt reimbursed"]
+    [old_row] = retriever.retrieve(view, question, 5, None, None)  # a reader still on the old version
+    [new_row] = retriever.retrieve(new_view, question, 5, None, None)
+    names = {h.chunk_id: Path(h.path).name for h in new_view.store.fetch_hits([i for i, _ in old_row + new_row],
+                                                                               [0.0] * len(old_row + new_row))}
+    assert names[old_row[0][0]] == "note-0.txt"
+    assert new_row and "note-0.txt" not in {names[i] for i, _ in new_row}
+    if engine == "tantivy":
+        assert engine_used(searcher) == "tantivy"
