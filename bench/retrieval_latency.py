@@ -7,7 +7,9 @@ normal index writer, so the index is the one `rag ingest` would publish (IVF abo
 Queries are real questions, one at a time, as a user would send them. Our search runs with each
 embedding backend that makes these (fp32) vectors: PyTorch, and ONNX Runtime fp32 (what "auto" picks
 for an fp32 index). Also: the recall cost of keyword pruning (RAG_KEYWORD_MAX_DF), as the share of the
-unpruned keyword and hybrid top 10 that the pruned search still returns.
+unpruned keyword and hybrid top 10 that the pruned search still returns; and the keyword engines side by
+side (`engines`): tantivy and FTS5, for an admin and for a user who may read a tenth of the chunks (each
+document belongs to one of ten teams), tantivy's top 10 against a brute-force BM25, sizes on disk.
 
     .venv/bin/python bench/retrieval_latency.py [--chunks 100000] [--queries 200] [--no-langchain]
 """
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
+import sqlite3
 import statistics
 import time
 from dataclasses import replace
@@ -28,9 +32,9 @@ from bench.ann_recall import real_vectors
 from bench.ingest_vs_langchain import shared_passages
 from rag.embedding import SentenceTransformerEmbedder, make_embedder
 from rag.index import IndexReader, IndexWriter
-from rag.search import Searcher
+from rag.search import Searcher, question_words
 from rag.settings import load_settings
-from rag.types import ChunkInput, DocumentInput
+from rag.types import ChunkInput, DocumentInput, Principal
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "eval"
@@ -55,7 +59,7 @@ def build(index_dir: Path, n: int, embedder: SentenceTransformerEmbedder) -> tup
     with IndexWriter.open(settings.index, embedder.model_id) as writer:
         for start in range(0, n, 10_000):
             docs = [DocumentInput(path_key=f"/bench/doc-{d}.txt".encode(), path=f"/bench/doc-{d}.txt", title=f"doc {d}",
-                                  size=1, mtime_ns=1, content_hash=str(d),
+                                  size=1, mtime_ns=1, content_hash=str(d), groups=(f"team-{d % 10}",),
                                   chunks=tuple(ChunkInput(texts[i], i - d * 10) for i in range(d * 10, min(n, d * 10 + 10))))
                     for d in range(start // 10, min(n, start + 10_000) // 10)]
             writer.write_batch(docs, vectors[start:start + 10_000], [])
@@ -92,6 +96,76 @@ def pruning_recall(settings, embedder, questions: list[str]) -> dict[str, float]
     return out
 
 
+def engines(settings, embedder, questions: list[str]) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The keyword engines side by side on this index (one run): tantivy (the default) and FTS5 (with its
+    pruning, as before tantivy), for an admin and for a user who may read a tenth of the chunks (one team of
+    ten); tantivy's keyword top 10 against a brute-force BM25 over the same tokens; sizes on disk."""
+    out: dict[str, object] = {}
+    tenth = Principal(frozenset({"team-3"}))
+    for engine in ("tantivy", "sqlite"):
+        searcher = Searcher(embedder, IndexReader(settings.index), replace(settings.search, keyword_engine=engine))
+        searcher.warm_up()
+        for principal, who in ((None, "admin"), (tenth, "tenth")):
+            for q in questions[:10]:
+                searcher.search(q, 5, "hybrid", principal)
+            for mode in ("keyword", "hybrid"):
+                p50_ms, p95_ms = timings(lambda q, m=mode, p=principal: searcher.search(q, 5, m, p), questions)
+                key = f"{'fts5' if engine == 'sqlite' else engine}_{who}_{mode}"
+                out[f"{key}_p50_ms"], out[f"{key}_p95_ms"] = round(p50_ms, 2), round(p95_ms, 2)
+        print(json.dumps(out), flush=True)
+        if engine == "tantivy":
+            out["tantivy_exact_top10"] = exact_share(settings, searcher, questions)
+    folder = settings.index_dir
+    out["size_mb"] = {name: round(sum(p.stat().st_size for p in ([folder / name] if (folder / name).is_file() else
+                                                                  (folder / name).rglob("*")) if p.is_file()) / 1e6, 1)
+                      for name in ("chunks.sqlite", "keywords", searcher.reader.manifest.vectors_file)}
+    return out
+
+
+def exact_share(settings, searcher: Searcher, questions: list[str]) -> float:  # type: ignore[no-untyped-def]
+    """Share of the questions whose tantivy keyword top 10 is a right top 10 of a brute-force BM25 over the
+    same tokens (bench/keyword_engines.py's reference and tie rule; three fields weighted as the engine's)."""
+    from bench.keyword_engines import K1, B, fieldnorm, same_top
+    from rag.keywords import FIELDS, tokens
+
+    view = searcher.current()
+    wanted = {q: list(dict.fromkeys(t for w in question_words(view.store, q) for f in view.store.word_forms(w)
+                                    for t in tokens(f))) for q in questions}
+    vocabulary = {t for terms in wanted.values() for t in terms}
+    with sqlite3.connect(settings.index_dir / "chunks.sqlite") as conn:
+        rows = conn.execute("SELECT rowid, text, title, section FROM chunk_terms ORDER BY rowid").fetchall()
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    lengths = np.zeros((len(FIELDS), len(rows)))
+    postings: dict[tuple[int, str], list[tuple[int, int]]] = {}
+    for row, r in enumerate(rows):
+        for f in range(len(FIELDS)):
+            toks = tokens(r[1 + f])
+            lengths[f, row] = len(toks)
+            counts: dict[str, int] = {}
+            for t in toks:
+                if t in vocabulary:
+                    counts[t] = counts.get(t, 0) + 1
+            for t, c in counts.items():
+                postings.setdefault((f, t), []).append((row, c))
+    n = len(rows)
+    right = 0
+    for q, terms in wanted.items():
+        scores = np.zeros(n)
+        for f, (_, weight) in enumerate(FIELDS):
+            avg = float(lengths[f].mean())
+            for t in terms:
+                p = postings.get((f, t))
+                if not p:
+                    continue
+                rows_of, tf = np.array([x for x, _ in p]), np.array([c for _, c in p], dtype=np.float64)
+                idf = math.log(1 + (n - len(p) + 0.5) / (len(p) + 0.5))
+                norm = np.array([fieldnorm(int(x)) for x in lengths[f, rows_of]])
+                scores[rows_of] += weight * idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * norm / avg))
+        found = [int(np.searchsorted(ids, h.chunk_id)) for h in searcher.search(q, 10, "keyword").hits]
+        right += same_top(found, scores)
+    return round(right / len(wanted), 4)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, default=100_000)
@@ -126,6 +200,7 @@ def main() -> None:
         p50_ms, p95_ms = timings(lambda q, m=mode: unpruned.search(q, 5, m), questions)
         report[f"unpruned_{mode}_p50_ms"], report[f"unpruned_{mode}_p95_ms"] = round(p50_ms, 2), round(p95_ms, 2)
     report["index_type"] = searcher.reader.manifest.index_type if searcher.reader.manifest else None
+    report.update(engines(settings, searcher.embedder, questions))
     print(json.dumps(report), flush=True)
     if args.no_langchain:
         return
