@@ -618,8 +618,9 @@ class IndexWriter:
             raise RagIndexError(f"index {self.dir} is being re-embedded into other vectors (an interrupted run): "
                                 f"run `rag ingest` to finish it; this change is kept and published with it")
         if not removed and not added and previous is not None and previous.embedding_model == self.model_id:
-            if self.keywords is not None and self.keywords.covered_version() < previous.version:
-                self._catch_up_keywords(previous.version)  # an index from before the copy, or one left behind
+            if self.keywords is not None and self.keywords.behind(previous.version):
+                # readers changed or rows collected without a new version; an index from before the copy
+                self._catch_up_keywords(previous.version)
             return PublishReport(previous.version, previous.vectors, published=False)
         if dim is None:
             dim = previous.dim if previous else 0

@@ -16,8 +16,11 @@ How the copy stays safe:
   visibility at the reader's version, as FTS5's are.
 - Readers never block on the writer: they search the last commit, which covers their version or is ignored
   (FTS5 answers that version instead).
-- Permissions stay in the chunk store (not copied): a restricted search is filtered, inside tantivy, to the
-  chunk ids the asker may read at their version (`Readable.ids`), so a permission change applies at once.
+- Permissions: each row carries its document's readers (groups), so a restricted search is filtered inside
+  tantivy by the asker's groups (a few terms, however many rows they may read). Readers changed in the
+  store are logged by triggers and the document's rows re-indexed at the next catch-up; meanwhile every
+  hit is also checked against what the store says the asker may read at their version (`Readable.ids`),
+  so a revoked reader never sees a row, at once.
 - The copy is tied to the chunk store by an instance id (a file in the folder and a meta key): a copy from
   elsewhere, or a store from elsewhere, is never trusted; the writer rebuilds it from `chunk_terms` (no
   re-embedding), which is also how an index written before this engine migrates, in a normal run.
@@ -37,7 +40,7 @@ import sqlite3
 import threading
 import unicodedata
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,10 +61,23 @@ META_CHUNK = "keywords_chunk_id"
 FIELDS = (("text", 1.0), ("title", 0.5), ("section", 0.5))
 LONGEST_TOKEN = 39  # bytes; tantivy drops longer tokens at indexing, so they are dropped here first, everywhere
 WRITER_HEAP = 64_000_000
-REMOVED_LOG = """CREATE TABLE IF NOT EXISTS keyword_removed (chunk_id INTEGER PRIMARY KEY)"""
-REMOVED_TRIGGER = """CREATE TRIGGER IF NOT EXISTS keyword_removed_ad AFTER DELETE ON chunks BEGIN
+SCHEMA_VERSION = "2"  # the copy's fields; a copy of another schema is rebuilt (its instance id starts with it)
+# What the next catch-up must apply: chunk rows deleted, documents whose readers changed (logged by triggers).
+LOGS = (
+    "CREATE TABLE IF NOT EXISTS keyword_removed (chunk_id INTEGER PRIMARY KEY)",
+    """CREATE TRIGGER IF NOT EXISTS keyword_removed_ad AFTER DELETE ON chunks BEGIN
     INSERT OR IGNORE INTO keyword_removed(chunk_id) VALUES (old.id);
-END"""
+END""",
+    "CREATE TABLE IF NOT EXISTS keyword_regroup (doc_id INTEGER PRIMARY KEY)",
+    """CREATE TRIGGER IF NOT EXISTS keyword_regroup_ai AFTER INSERT ON document_groups BEGIN
+    INSERT OR IGNORE INTO keyword_regroup(doc_id) VALUES (new.doc_id);
+END""",
+    """CREATE TRIGGER IF NOT EXISTS keyword_regroup_ad AFTER DELETE ON document_groups BEGIN
+    INSERT OR IGNORE INTO keyword_regroup(doc_id) VALUES (old.doc_id);
+END""",
+)
+LOG_OBJECTS = (("trigger", "keyword_removed_ad"), ("trigger", "keyword_regroup_ai"), ("trigger", "keyword_regroup_ad"),
+               ("table", "keyword_removed"), ("table", "keyword_regroup"))
 
 _TOKEN = re.compile(r"[^\W_]+")
 _MARKS = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
@@ -88,9 +104,19 @@ def _schema() -> Any:
 
     builder = tantivy.SchemaBuilder()
     builder.add_unsigned_field("chunk_id", indexed=True, fast=True)
+    builder.add_unsigned_field("doc_id", indexed=True)
+    builder.add_text_field("readers", tokenizer_name="raw", index_option="basic")  # the document's groups
     for name, _ in FIELDS:
         builder.add_text_field(name, tokenizer_name="whitespace", index_option="freq")
     return builder.build()
+
+
+ROWS = ("SELECT c.id, c.doc_id, t.text, t.title, t.section FROM chunks c JOIN chunk_terms t ON t.rowid = c.id")
+
+
+def _parts(values: list[int], size: int = 20_000) -> Iterator[list[int]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def read_instance(folder: Path) -> str | None:
@@ -122,10 +148,10 @@ class KeywordWriter:
         """At the writer's start: log deleted chunks from now on; a copy this store does not know (none yet,
         another store's, a damaged one) is replaced by an empty one that the next catch-up fills."""
         with self.conn:
-            self.conn.execute(REMOVED_LOG)
-            self.conn.execute(REMOVED_TRIGGER)
+            for statement in LOGS:
+                self.conn.execute(statement)
         instance = read_instance(self.folder)
-        if instance is not None and instance == self._meta(META_INSTANCE):
+        if instance is not None and instance == self._meta(META_INSTANCE) and instance.startswith(f"{SCHEMA_VERSION}-"):
             try:
                 self._open()
                 return
@@ -145,19 +171,24 @@ class KeywordWriter:
         with self.conn:  # readers stop using the old copy before it goes
             self.conn.execute("DELETE FROM meta WHERE key IN (?, ?, ?)", (META_INSTANCE, META_VERSION, META_CHUNK))
             self.conn.execute("DELETE FROM keyword_removed")
+            self.conn.execute("DELETE FROM keyword_regroup")
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(mode=0o700)
         self._schema = _schema()
         self._index = tantivy.Index(self._schema, path=str(self.folder), reuse=False)
-        instance = uuid.uuid4().hex
+        instance = f"{SCHEMA_VERSION}-{uuid.uuid4().hex}"
         (self.folder / INSTANCE_FILE).write_text(instance + "\n")
         fsync_path(self.folder / INSTANCE_FILE)
         fsync_path(self.folder)
         with self.conn:
             self._set_meta({META_INSTANCE: instance, META_CHUNK: "0", META_VERSION: "0"})
 
-    def covered_version(self) -> int:
-        return int(self._meta(META_VERSION) or 0)
+    def behind(self, version: int) -> bool:
+        """Whether the copy needs a catch-up for `version`: it covers an older one, or the store logged
+        deleted rows or changed readers since its last one."""
+        return (int(self._meta(META_VERSION) or 0) < version
+                or self.conn.execute("SELECT EXISTS (SELECT 1 FROM keyword_removed) OR EXISTS (SELECT 1 FROM "
+                                     "keyword_regroup)").fetchone()[0] == 1)
 
     def catch_up(self, version: int) -> tuple[int, int]:
         """Make the copy hold every chunk row stored now and none deleted, and record that it covers
@@ -189,27 +220,17 @@ class KeywordWriter:
             schema, "chunk_id", tantivy.FieldType.Unsigned, lower_bound=covered, include_lower=False))
         removed = [int(r[0]) for r in self.conn.execute("SELECT chunk_id FROM keyword_removed WHERE chunk_id <= ?",
                                                         (covered,))]
-        for start in range(0, len(removed), 20_000):
-            writer.delete_documents_by_query(tantivy.Query.term_set_query(schema, "chunk_id",
-                                                                          removed[start:start + 20_000]))
-        added, last = 0, covered
-        rows = self.conn.execute("SELECT c.id, t.text, t.title, t.section FROM chunks c JOIN chunk_terms t ON "
-                                 "t.rowid = c.id WHERE c.id > ? ORDER BY c.id", (covered,))
-        titles: dict[str, str] = {}  # a document's title and heading path repeat over its chunks
-        for chunk_id, text, title, section in rows:
-            if title not in titles:
-                titles[title] = " ".join(tokens(title))
-            if section not in titles:
-                titles[section] = " ".join(tokens(section))
-            doc = tantivy.Document()
-            doc.add_unsigned("chunk_id", int(chunk_id))  # (a keyword argument would be a signed integer)
-            doc.add_text("text", " ".join(tokens(text)))
-            doc.add_text("title", titles[title])
-            doc.add_text("section", titles[section])
-            writer.add_document(doc)
-            added, last = added + 1, int(chunk_id)
-            if len(titles) > 10_000:
-                titles.clear()
+        for part in _parts(removed):
+            writer.delete_documents_by_query(tantivy.Query.term_set_query(schema, "chunk_id", part))
+        # documents whose readers changed: their rows again, with the new readers (deletes apply to earlier adds)
+        regrouped = [int(r[0]) for r in self.conn.execute("SELECT doc_id FROM keyword_regroup")]
+        again = 0
+        for part in _parts(regrouped):
+            writer.delete_documents_by_query(tantivy.Query.term_set_query(schema, "doc_id", part))
+            again += self._add(writer, self.conn.execute(
+                f"{ROWS} WHERE c.doc_id IN ({','.join(map(str, part))}) AND c.id <= ? ORDER BY c.id", (covered,)))
+        added = self._add(writer, self.conn.execute(f"{ROWS} WHERE c.id > ? ORDER BY c.id", (covered,)))
+        last = int(self.conn.execute("SELECT coalesce(max(id), ?) FROM chunks", (covered,)).fetchone()[0])
         writer.commit()
         # the copy holds exactly the stored rows, or it is not trusted
         self._index.reload()
@@ -218,9 +239,39 @@ class KeywordWriter:
         if held != stored:
             raise RuntimeError(f"the copy holds {held} rows for {stored} stored; it is rebuilt at the next run")
         with self.conn:
-            self.conn.execute("DELETE FROM keyword_removed WHERE chunk_id <= ?", (last,))
-            self._set_meta({META_CHUNK: str(last), META_VERSION: str(version)})
-        return added, len(removed)
+            self.conn.execute("DELETE FROM keyword_removed WHERE chunk_id <= ?", (max(last, covered),))
+            self.conn.executemany("DELETE FROM keyword_regroup WHERE doc_id = ?", [(d,) for d in regrouped])
+            self._set_meta({META_CHUNK: str(max(last, covered)), META_VERSION: str(version)})
+        return added + again, len(removed)
+
+    def _add(self, writer: Any, rows: Iterable[tuple[int, int, str, str, str]]) -> int:
+        """Add chunk rows (id, document id, analysed text, title, heading path) with their document's readers."""
+        import tantivy
+
+        added = 0
+        shared: dict[str, str] = {}  # a document's title and heading path repeat over its chunks
+        readers: dict[int, list[str]] = {}
+        for chunk_id, doc_id, text, title, section in rows:
+            if len(shared) > 10_000 or len(readers) > 10_000:
+                shared.clear()
+                readers.clear()
+            for value in (title, section):
+                if value not in shared:
+                    shared[value] = " ".join(tokens(value))
+            if doc_id not in readers:
+                readers[doc_id] = [str(r[0]) for r in self.conn.execute(
+                    "SELECT grp FROM document_groups WHERE doc_id = ?", (doc_id,))]
+            doc = tantivy.Document()
+            doc.add_unsigned("chunk_id", int(chunk_id))  # (a keyword argument would be a signed integer)
+            doc.add_unsigned("doc_id", int(doc_id))
+            for group in readers[doc_id]:
+                doc.add_text("readers", group)
+            doc.add_text("text", " ".join(tokens(text)))
+            doc.add_text("title", shared[title])
+            doc.add_text("section", shared[section])
+            writer.add_document(doc)
+            added += 1
+        return added
 
     def close(self) -> None:
         if self._writer is not None:
@@ -234,14 +285,13 @@ def drop(index_dir: Path, conn: sqlite3.Connection) -> bool:
     """Remove the tantivy copy (RAG_KEYWORD_ENGINE=sqlite): readers go back to FTS5 first. Returns whether
     there was one."""
     folder = index_dir / KEYWORDS_DIR
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name IN ('keyword_removed', "
-                                         "'keyword_removed_ad')")}
-    had = folder.exists() or bool(tables)
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    had = folder.exists() or any(name in names for _, name in LOG_OBJECTS)
     if had:
         with conn:
             conn.execute("DELETE FROM meta WHERE key IN (?, ?, ?)", (META_INSTANCE, META_VERSION, META_CHUNK))
-            conn.execute("DROP TRIGGER IF EXISTS keyword_removed_ad")
-            conn.execute("DROP TABLE IF EXISTS keyword_removed")
+            for kind, name in LOG_OBJECTS:
+                conn.execute(f"DROP {kind.upper()} IF EXISTS {name}")
         shutil.rmtree(folder, ignore_errors=True)
     return had
 
@@ -323,10 +373,12 @@ def query_for(schema: Any, words: Sequence[Sequence[str]], allowed: Any = None) 
     return query
 
 
-def allowed_query(schema: Any, ids: Iterable[int]) -> Any:
+def allowed_query(schema: Any, groups: Sequence[str]) -> Any:
+    """Rows of documents any of `groups` may read, as the copy last recorded their readers (the caller checks
+    each hit against what the store says now: a reader removed since is never shown a row)."""
     import tantivy
 
-    return tantivy.Query.term_set_query(schema, "chunk_id", [int(i) for i in ids])
+    return tantivy.Query.term_set_query(schema, "readers", list(groups))
 
 
 def top(searcher: Any, query: Any, fetch: int) -> list[tuple[int, float]]:

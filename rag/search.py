@@ -134,7 +134,6 @@ class Readable:
 
     ids: np.ndarray
     exact: FaissVectorIndex | None = None  # their vectors alone, when the main index is approximate
-    keyword_filter: object = None  # the keyword engine's filter to them (TantivyRetriever), built at first use
 
 
 class DenseRetriever:
@@ -240,35 +239,32 @@ class TantivyRetriever:
         searcher, schema = opened
         allowed = None
         if readable is not None:
-            if not len(readable.ids):
+            if not len(readable.ids) or not groups:
                 return [[] for _ in queries]
-            if readable.keyword_filter is None:  # built once per readable set (its version and groups)
-                readable.keyword_filter = allowed_query(schema, readable.ids.tolist())
-            allowed = readable.keyword_filter
+            allowed = allowed_query(schema, groups)
         rows: list[Ranked] = []
         for text in queries:
             query = query_for(schema, [view.store.word_forms(w) for w in question_words(view.store, text)], allowed)
-            rows.append(self._visible_top(view, searcher, query, pool, restricted=allowed is not None)
-                        if query is not None else [])
+            rows.append(self._visible_top(view, searcher, query, pool, readable) if query is not None else [])
         return rows
 
     @staticmethod
-    def _visible_top(view: IndexView, searcher: object, query: object, k: int, restricted: bool) -> Ranked:
-        """The best `k` rows visible at the view's version. The copy holds every stored row (unpublished
-        and retired ones too, as FTS5's table does): a restricted query only meets readable rows of this
-        version; otherwise the top rows are checked in the store, widening the fetch while too few pass."""
+    def _visible_top(view: IndexView, searcher: object, query: object, k: int, readable: "Readable | None") -> Ranked:
+        """The best `k` rows visible at the view's version (and readable: `readable`'s ids, which are this
+        version's). The copy holds every stored row (unpublished and retired ones too, as FTS5's table does)
+        and the readers of its last catch-up: the top rows are checked, the fetch widening while too few pass."""
         from rag.keywords import top
 
-        fetch = k if restricted else 2 * k
+        fetch = 2 * k
         while True:
             rows = top(searcher, query, fetch)
-            if not restricted:
-                visible = view.store.visible_ids([i for i, _ in rows], view.manifest.version)
-                rows_kept = [(i, s) for i, s in rows if i in visible]
+            if readable is not None:
+                kept = [(i, s) for i, s in rows if _contains(readable.ids, i)]
             else:
-                rows_kept = rows
-            if len(rows_kept) >= k or len(rows) < fetch or fetch >= 1 << 20:
-                return rows_kept[:k]
+                visible = view.store.visible_ids([i for i, _ in rows], view.manifest.version)
+                kept = [(i, s) for i, s in rows if i in visible]
+            if len(kept) >= k or len(rows) < fetch or fetch >= 1 << 20:
+                return kept[:k]
             fetch *= 4
 
 

@@ -259,3 +259,27 @@ def test_every_keyword_engine_keeps_the_contract(engine: str, tmp_path: Path, ma
     assert new_row and "note-0.txt" not in {names[i] for i, _ in new_row}
     if engine == "tantivy":
         assert engine_used(searcher) == "tantivy"
+
+
+def test_a_readers_change_applies_at_once_and_the_copy_follows_it(tmp_path: Path, make_settings, embedder) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings()
+    docs = write_crowd(tmp_path / "docs")
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    searcher = searcher_for(settings, embedder)
+    sales, finance = Principal(frozenset({"sales"})), Principal(frozenset({"finance"}))
+    note = [h for h in searcher.search("train ticket receipt", 3, "keyword", sales).hits if "note-0" in h.path]
+    assert note
+    with IndexWriter.open(settings.index, embedder.model_id) as writer:  # no publish, no catch-up yet
+        writer.set_groups(note[0].doc_id, ("finance",))
+        # the copy still lists sales as a reader: the store's answer wins, at once
+        assert engine_used(searcher) == "tantivy"
+        assert not [h for h in searcher.search("train ticket receipt", 3, "keyword", sales).hits if "note-0" in h.path]
+    (docs / "sales" / ".rag-acl").write_text("finance\n")  # the next run sees the same change for every note
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    with sqlite3.connect(settings.index_dir / "chunks.sqlite") as conn:
+        assert conn.execute("SELECT count(*) FROM keyword_regroup").fetchone()[0] == 0
+    assert engine_used(searcher) == "tantivy"
+    assert not searcher.search("train ticket receipt", 3, "keyword", sales).hits
+    found = searcher.search("train ticket receipt", 3, "keyword", finance).hits
+    assert found and "note-0" in found[0].path
+    assert copy_rows(settings.index_dir) == stored_rows(settings.index_dir)
