@@ -96,7 +96,7 @@ def pruning_recall(settings, embedder, questions: list[str]) -> dict[str, float]
     return out
 
 
-def engines(settings, embedder, questions: list[str]) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def engines(settings, embedder, questions: list[str], exact: bool = True) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """The keyword engines side by side on this index (one run): tantivy (the default) and FTS5 (with its
     pruning, as before tantivy), for an admin and for a user who may read a tenth of the chunks (one team of
     ten); tantivy's keyword top 10 against a brute-force BM25 over the same tokens; sizes on disk."""
@@ -113,7 +113,7 @@ def engines(settings, embedder, questions: list[str]) -> dict[str, object]:  # t
                 key = f"{'fts5' if engine == 'sqlite' else engine}_{who}_{mode}"
                 out[f"{key}_p50_ms"], out[f"{key}_p95_ms"] = round(p50_ms, 2), round(p95_ms, 2)
         print(json.dumps(out), flush=True)
-        if engine == "tantivy":
+        if engine == "tantivy" and exact:
             out["tantivy_exact_top10"] = exact_share(settings, searcher, questions)
     folder = settings.index_dir
     out["size_mb"] = {name: round(sum(p.stat().st_size for p in ([folder / name] if (folder / name).is_file() else
@@ -172,6 +172,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--no-langchain", action="store_true")
+    parser.add_argument("--no-exact", action="store_true", help="skip the brute-force check (minutes at 1M)")
     parser.add_argument("--engines-only", action="store_true",
                         help="reuse the index built by an earlier run (its keyword copy brought up to date) and "
                              "measure only the keyword engines")
@@ -184,8 +185,8 @@ def main() -> None:
     if args.engines_only:
         with IndexWriter.open(settings.index, embedder.model_id) as writer:  # builds or updates the keyword copy
             writer.publish(None)
-        print(json.dumps({"chunks": args.chunks, **engines(settings, make_embedder(replace(settings.embedding,
-                                                                                          backend="onnx")), questions)}))
+        onnx = make_embedder(replace(settings.embedding, backend="onnx"))
+        print(json.dumps({"chunks": args.chunks, **engines(settings, onnx, questions, not args.no_exact)}))
         return
     started = time.perf_counter()
     texts, vectors = build(settings.index_dir, args.chunks, embedder)
@@ -210,7 +211,7 @@ def main() -> None:
         p50_ms, p95_ms = timings(lambda q, m=mode: unpruned.search(q, 5, m), questions)
         report[f"unpruned_{mode}_p50_ms"], report[f"unpruned_{mode}_p95_ms"] = round(p50_ms, 2), round(p95_ms, 2)
     report["index_type"] = searcher.reader.manifest.index_type if searcher.reader.manifest else None
-    report.update(engines(settings, searcher.embedder, questions))
+    report.update(engines(settings, searcher.embedder, questions, not args.no_exact))
     print(json.dumps(report), flush=True)
     if args.no_langchain:
         return

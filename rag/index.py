@@ -226,16 +226,25 @@ class FaissVectorIndex:
         except RuntimeError as exc:  # an index type without a GPU implementation
             log.warning("FAISS index stays on the CPU: %s", exc)
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    @staticmethod
+    def selector(allowed: np.ndarray) -> object:
+        """An id selector for `search` (reusable: build it once for a set of ids searched many times)."""
+        import faiss
+
+        return faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
+               selector: object = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query; with `allowed`, only among those ids (the filter runs inside the
-        search, on the CPU index: FAISS's GPU indexes take no id selector)."""
+        search, on the CPU index: FAISS's GPU indexes take no id selector); `selector`: `allowed`'s, built
+        before (`selector`)."""
         import faiss
 
         if self.ntotal == 0 or (allowed is not None and len(allowed) == 0):
             empty = np.full((len(queries), k), -1, dtype=np.int64)
             return np.zeros((len(queries), k), dtype=np.float32), empty
         if allowed is not None:
-            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+            selector = selector if selector is not None else self.selector(allowed)
             params = (faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
                       if self.index_type in ("ivf", "ivfpq") else faiss.SearchParameters(sel=selector))
             return self.index.search(  # type: ignore[attr-defined]

@@ -134,6 +134,13 @@ class Readable:
 
     ids: np.ndarray
     exact: FaissVectorIndex | None = None  # their vectors alone, when the main index is approximate
+    _selector: object = None
+
+    def selector(self) -> object:
+        """FAISS's id selector for them, built once (for 100,000 ids it costs about 25 ms, which every query paid)."""
+        if self._selector is None:
+            self._selector = FaissVectorIndex.selector(self.ids)
+        return self._selector
 
 
 class DenseRetriever:
@@ -153,7 +160,7 @@ class DenseRetriever:
         elif readable.exact is not None:
             scores, ids = readable.exact.search(vectors, pool)
         else:
-            scores, ids = view.vectors.search(vectors, fetch, readable.ids)
+            scores, ids = view.vectors.search(vectors, fetch, readable.ids, readable.selector())
         rows = [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
                 for row_ids, row_scores in zip(ids, scores)]
         if compressed:
