@@ -479,14 +479,14 @@ class IndexWriter:
         that cannot be kept is only logged: readers use FTS5 for the versions it does not cover."""
         assert self.conn is not None
         if self.settings.keyword_engine != "tantivy":
-            if drop_keywords(self.dir, self.conn):
+            if drop_keywords(self.dir, self.store):
                 log.info("removed the keyword index's tantivy copy (RAG_KEYWORD_ENGINE=sqlite)")
             return
         if not keywords_available():
             log.warning("RAG_KEYWORD_ENGINE=tantivy, but the tantivy package is not installed: keyword search "
                         "uses FTS5 (pip install -r requirements.txt)")
             return
-        keywords = KeywordWriter(self.dir, self.conn)
+        keywords = KeywordWriter(self.dir, self.store)
         try:
             keywords.start()
         except (OSError, ValueError, sqlite3.Error) as exc:

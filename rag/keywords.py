@@ -36,7 +36,6 @@ import logging
 import os
 import re
 import shutil
-import sqlite3
 import threading
 import unicodedata
 import uuid
@@ -48,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from rag.files import fsync_path
 
 if TYPE_CHECKING:
-    from rag.store import StoreReader
+    from rag.store import ChunkStore, StoreReader
 
 log = logging.getLogger(__name__)
 
@@ -129,20 +128,18 @@ def read_instance(folder: Path) -> str | None:
 class KeywordWriter:
     """The writer's side: keeps INDEX_DIR/keywords in step with the chunk store (one per `IndexWriter`)."""
 
-    def __init__(self, index_dir: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, index_dir: Path, store: "ChunkStore") -> None:
         self.folder = index_dir / KEYWORDS_DIR
-        self.conn = conn
+        self.store = store
+        self.conn = store.conn
         self._index: Any = None
         self._writer: Any = None
         self._schema: Any = None
 
-    def _meta(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def _set_meta(self, values: dict[str, str]) -> None:
-        self.conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = "
-                              "excluded.value", list(values.items()))
+    def _forget(self, *keys: str) -> None:
+        """Drop the copy's records from the store's meta (in the caller's transaction): readers stop using it."""
+        for key in keys:
+            self.store.delete_meta(key)
 
     def start(self) -> None:
         """At the writer's start: log deleted chunks from now on; a copy this store does not know (none yet,
@@ -151,7 +148,8 @@ class KeywordWriter:
             for statement in LOGS:
                 self.conn.execute(statement)
         instance = read_instance(self.folder)
-        if instance is not None and instance == self._meta(META_INSTANCE) and instance.startswith(f"{SCHEMA_VERSION}-"):
+        known = self.store.get_meta(META_INSTANCE)
+        if instance is not None and instance == known and instance.startswith(f"{SCHEMA_VERSION}-"):
             try:
                 self._open()
                 return
@@ -169,7 +167,7 @@ class KeywordWriter:
         import tantivy
 
         with self.conn:  # readers stop using the old copy before it goes
-            self.conn.execute("DELETE FROM meta WHERE key IN (?, ?, ?)", (META_INSTANCE, META_VERSION, META_CHUNK))
+            self._forget(META_INSTANCE, META_VERSION, META_CHUNK)
             self.conn.execute("DELETE FROM keyword_removed")
             self.conn.execute("DELETE FROM keyword_regroup")
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -181,19 +179,20 @@ class KeywordWriter:
         fsync_path(self.folder / INSTANCE_FILE)
         fsync_path(self.folder)
         with self.conn:
-            self._set_meta({META_INSTANCE: instance, META_CHUNK: "0", META_VERSION: "0"})
+            for key, value in ((META_INSTANCE, instance), (META_CHUNK, "0"), (META_VERSION, "0")):
+                self.store.set_meta(key, value)
 
     def behind(self, version: int) -> bool:
         """Whether the copy needs a catch-up for `version`: it covers an older one, or the store logged
         deleted rows or changed readers since its last one."""
-        return (int(self._meta(META_VERSION) or 0) < version
+        return (int(self.store.get_meta(META_VERSION) or 0) < version
                 or self.conn.execute("SELECT EXISTS (SELECT 1 FROM keyword_removed) OR EXISTS (SELECT 1 FROM "
                                      "keyword_regroup)").fetchone()[0] == 1)
 
     def catch_up(self, version: int) -> tuple[int, int]:
         """Make the copy hold every chunk row stored now and none deleted, and record that it covers
         `version` (about to be published). Returns (rows added, rows deleted)."""
-        if self._meta(META_INSTANCE) is None:  # a failed catch-up of this run invalidated it: start again
+        if self.store.get_meta(META_INSTANCE) is None:  # a failed catch-up of this run invalidated it: start again
             self._create()
         if self._writer is None:
             self._writer = self._index.writer(heap_size=WRITER_HEAP, num_threads=1)
@@ -207,14 +206,14 @@ class KeywordWriter:
             except Exception:  # noqa: BLE001 - the copy is invalidated below whatever the rollback says
                 pass
             with self.conn:
-                self.conn.execute("DELETE FROM meta WHERE key IN (?, ?)", (META_INSTANCE, META_VERSION))
+                self._forget(META_INSTANCE, META_VERSION)
             raise
 
     def _catch_up(self, version: int) -> tuple[int, int]:
         import tantivy
 
         writer, schema = self._writer, self._schema
-        covered = int(self._meta(META_CHUNK) or 0)
+        covered = int(self.store.get_meta(META_CHUNK) or 0)
         # rows after the last recorded one: a catch-up that committed and died before recording it
         writer.delete_documents_by_query(tantivy.Query.range_query(
             schema, "chunk_id", tantivy.FieldType.Unsigned, lower_bound=covered, include_lower=False))
@@ -241,7 +240,8 @@ class KeywordWriter:
         with self.conn:
             self.conn.execute("DELETE FROM keyword_removed WHERE chunk_id <= ?", (max(last, covered),))
             self.conn.executemany("DELETE FROM keyword_regroup WHERE doc_id = ?", [(d,) for d in regrouped])
-            self._set_meta({META_CHUNK: str(max(last, covered)), META_VERSION: str(version)})
+            self.store.set_meta(META_CHUNK, str(max(last, covered)))
+            self.store.set_meta(META_VERSION, str(version))
         return added + again, len(removed)
 
     def _add(self, writer: Any, rows: Iterable[tuple[int, int, str, str, str]]) -> int:
@@ -281,15 +281,16 @@ class KeywordWriter:
                 self._writer = None
 
 
-def drop(index_dir: Path, conn: sqlite3.Connection) -> bool:
+def drop(index_dir: Path, store: "ChunkStore") -> bool:
     """Remove the tantivy copy (RAG_KEYWORD_ENGINE=sqlite): readers go back to FTS5 first. Returns whether
     there was one."""
-    folder = index_dir / KEYWORDS_DIR
+    folder, conn = index_dir / KEYWORDS_DIR, store.conn
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     had = folder.exists() or any(name in names for _, name in LOG_OBJECTS)
     if had:
         with conn:
-            conn.execute("DELETE FROM meta WHERE key IN (?, ?, ?)", (META_INSTANCE, META_VERSION, META_CHUNK))
+            for key in (META_INSTANCE, META_VERSION, META_CHUNK):
+                store.delete_meta(key)
             for kind, name in LOG_OBJECTS:
                 conn.execute(f"DROP {kind.upper()} IF EXISTS {name}")
         shutil.rmtree(folder, ignore_errors=True)
