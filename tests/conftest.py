@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -312,6 +313,38 @@ def write_acl_corpus(docs: Path) -> Path:
     write(docs / "board" / "minutes.txt", f"Board minutes: the merger with Globex was approved. Reference {BOARD_MARK}.")
     return docs
 
+
+@dataclass
+class AclSite:
+    """A deployment over `write_acl_corpus`: the documents, a users file, the index and the environment the
+    servers run with."""
+
+    base: Path
+    docs: Path
+    users: Path
+    index: Path
+    env: dict[str, str]
+
+
+def acl_site(base: Path, embedder: Any, model_cache: Path, users: Sequence[tuple[str, list[str], list[str]]] = (),
+             extra: Callable[[Path], None] | None = None, **env: str) -> AclSite:
+    """`write_acl_corpus` under `base` (then `extra(docs)`), hanna (hr) and sam (sales) and any `users`
+    ((name, roles, groups); password "NAME password") in a users file, one ingest, and the environment a
+    served page or API gets (`env` on top: RAG_... values)."""
+    from ingest.job import run_ingest
+    from ui.auth import add_user
+
+    docs = write_acl_corpus(base / "docs")
+    if extra is not None:
+        extra(docs)
+    users_file = base / "users.yaml"
+    for name, roles, groups in [*users, ("hanna", ["user"], ["hr"]), ("sam", ["user"], ["sales"])]:
+        add_user(users_file, name, f"{name} password", name.capitalize(), roles, groups)
+    index = base / "index"
+    run_ingest(load_settings(index_dir=index, device="cpu"), [docs], embedder=embedder, progress=False)
+    return AclSite(base, docs, users_file, index,
+                   {**os.environ, "RAG_DEVICE": "cpu", "RAG_MODEL_CACHE_DIR": str(model_cache),
+                    "RAG_UI_USERS_FILE": str(users_file), "RAG_APP_DB": str(base / "app.sqlite"), **env})
 
 
 CROWD_QUESTION = "How fast are travel expenses reimbursed?"

@@ -22,10 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.job import run_ingest
-from rag.settings import load_settings
-from tests.conftest import browser_sign_in, free_port, require_chromium, require_tool, serve_page, write_acl_corpus
-from ui.auth import add_user
+from tests.conftest import acl_site, browser_sign_in, free_port, require_chromium, require_tool, serve_page
 
 pytestmark = pytest.mark.slow  # a real page in a real browser
 
@@ -92,14 +89,8 @@ def test_one_person_guessing_names_behind_the_proxy_locks_nobody_else_out(tmp_pa
     chromium = require_chromium()
     from playwright.sync_api import sync_playwright
 
-    docs = write_acl_corpus(tmp_path / "docs")
-    users = tmp_path / "users.yaml"
-    add_user(users, "hanna", "hanna password", "Hanna", ["user"], ["hr"])
-    add_user(users, "sam", "sam password", "Sam", ["user"], ["sales"])
-    index = tmp_path / "index"
-    run_ingest(load_settings(index_dir=index, device="cpu"), [docs], embedder=embedder, progress=False)
-    env = {**os.environ, "RAG_DEVICE": "cpu", "RAG_MODEL_CACHE_DIR": str(model_cache), "RAG_UI_USERS_FILE": str(users),
-           "RAG_APP_DB": str(tmp_path / "app.sqlite"), "RAG_TRUSTED_PROXIES": json.dumps(["127.0.0.1"])}
+    site = acl_site(tmp_path, embedder, model_cache, RAG_TRUSTED_PROXIES=json.dumps(["127.0.0.1"]))
+    index, env = site.index, site.env
     with serve_page(tmp_path, index, env) as page_url, nginx_in_front(tmp_path, page_url, [ATTACKER, HANNA, SAM]) as via, \
             sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])

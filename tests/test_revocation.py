@@ -8,45 +8,26 @@ reset. None of them may outlive the edit by a single request.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
-from ingest.job import run_ingest
-from rag.settings import load_settings
-from tests.conftest import (HR_MARK, browser_sign_in as sign_in, rag_cli, require_chromium, serve_api, serve_page,
-                            write_acl_corpus)
-from ui.auth import add_user
+from tests.conftest import (HR_MARK, AclSite, acl_site, browser_sign_in as sign_in, rag_cli, require_chromium,
+                            serve_api, serve_page)
 
 pytestmark = pytest.mark.slow  # real servers with the real models
 
 
-@dataclass
-class Site:
-    base: Path
-    users: Path
-    index: Path
-    env: dict[str, str]
+Site = AclSite
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, embedder, model_cache: Path) -> Site:  # type: ignore[no-untyped-def]
-    base = tmp_path_factory.mktemp("revocation")
-    docs = write_acl_corpus(base / "docs")
-    users = base / "users.yaml"
-    add_user(users, "ada", "ada password", "Ada", ["user", "admin"])
-    add_user(users, "hanna", "hanna password", "Hanna", ["user"], ["hr"])
-    add_user(users, "sam", "sam password", "Sam", ["user"], ["sales"])
-    index = base / "index"
-    run_ingest(load_settings(index_dir=index, device="cpu"), [docs], embedder=embedder, progress=False)
-    env = {**os.environ, "RAG_DEVICE": "cpu", "RAG_MODEL_CACHE_DIR": str(model_cache), "RAG_UI_USERS_FILE": str(users),
-           "RAG_APP_DB": str(base / "app.sqlite"), "RAG_MAX_NEW_TOKENS": "24"}
-    return Site(base, users, index, env)
+    return acl_site(tmp_path_factory.mktemp("revocation"), embedder, model_cache, [("ada", ["user", "admin"], [])],
+                    RAG_MAX_NEW_TOKENS="24")
 
 
 def set_user(site: Site, name: str, *flags: str) -> None:
