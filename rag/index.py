@@ -433,12 +433,16 @@ class IndexWriter:
             writer._start()
             yield writer
         finally:
-            if writer.keywords is not None:
-                writer.keywords.close()
-            if writer.conn is not None:
-                writer.conn.close()
-            (settings.dir / RUN_FILE).unlink(missing_ok=True)
-            writer._lock.release()
+            try:
+                if writer.keywords is not None:
+                    writer.keywords.close()  # waits for tantivy's merges; a failure there must not skip the rest
+            finally:
+                try:
+                    if writer.conn is not None:
+                        writer.conn.close()
+                    (settings.dir / RUN_FILE).unlink(missing_ok=True)
+                finally:
+                    writer._lock.release()
 
     def _start(self) -> None:
         self.conn = connect(self.dir)
