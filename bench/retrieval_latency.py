@@ -141,13 +141,12 @@ def exact_share(settings, searcher: Searcher, questions: list[str]) -> float:  #
         for f in range(len(FIELDS)):
             toks = tokens(r[1 + f])
             lengths[f, row] = len(toks)
-            counts: dict[str, int] = {}
-            for t in toks:
-                if t in vocabulary:
-                    counts[t] = counts.get(t, 0) + 1
-            for t, c in counts.items():
-                postings.setdefault((f, t), []).append((row, c))
-    n = len(rows)
+            for t in vocabulary.intersection(toks):  # in C; only the question words are counted
+                postings.setdefault((f, t), []).append((row, toks.count(t)))
+    arrays = {key: (np.array([x for x, _ in p]), np.array([c for _, c in p], dtype=np.float64))
+              for key, p in postings.items()}
+    del rows, postings
+    n = len(ids)
     stored = np.array([fieldnorm(length) for length in range(int(lengths.max()) + 1)], dtype=np.float64)
     norms = stored[lengths.astype(np.int64)]  # each length as tantivy stores it (one byte)
     right = 0
@@ -156,11 +155,10 @@ def exact_share(settings, searcher: Searcher, questions: list[str]) -> float:  #
         for f, (_, weight) in enumerate(FIELDS):
             avg = float(lengths[f].mean())
             for t in terms:
-                p = postings.get((f, t))
-                if not p:
+                if (f, t) not in arrays:
                     continue
-                rows_of, tf = np.array([x for x, _ in p]), np.array([c for _, c in p], dtype=np.float64)
-                idf = math.log(1 + (n - len(p) + 0.5) / (len(p) + 0.5))
+                rows_of, tf = arrays[(f, t)]
+                idf = math.log(1 + (n - len(tf) + 0.5) / (len(tf) + 0.5))
                 scores[rows_of] += weight * idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * norms[f, rows_of] / avg))
         found = [int(np.searchsorted(ids, h.chunk_id)) for h in searcher.search(q, 10, "keyword").hits]
         right += same_top(found, scores)
