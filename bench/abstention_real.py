@@ -31,8 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-SETS = {"git": ["git-html"], "python": ["python-html"], "debref": ["debref-en", "debref-de", "debref-fr"],
-        "pdf": ["pdf-manuals"]}
+from bench.quote_selection import SETS, devset_questions  # noqa: E402
 
 
 QA_SETS = ("boolq-dev", "narrativeqa-dev")
@@ -88,6 +87,7 @@ def samples_rows(index_root: Path) -> list[tuple[str, np.ndarray, bool]]:
 
 
 def collect(index_root: Path) -> list[tuple[str, np.ndarray, bool]]:
+    from rag.evaluation import is_answerable
     from rag.qa import build_service
     from rag.settings import load_settings
 
@@ -97,9 +97,8 @@ def collect(index_root: Path) -> list[tuple[str, np.ndarray, bool]]:
         service = build_service(settings)
         service.searcher.warm_up()
         for name in files:
-            for line in (REPO / "tests" / "data" / "devsets" / f"{name}.jsonl").open():
-                q = json.loads(line)
-                answerable = q.get("answerable", True) is not False and bool(q.get("answer"))
+            for q in devset_questions(name):
+                answerable = is_answerable(q)
                 retrieved = service.retrieve(q["question"], None, None, None, settings.answers.quote_passages)
                 features, _ = service.relevance_features(q["question"], retrieved.hits, retrieved.more)
                 out.append((name, np.array(features, dtype=np.float64), answerable))

@@ -29,6 +29,7 @@ DEV = (("git", "git", ["git-html"]), ("python", "python", ["python-html"]),
 
 
 def main() -> None:
+    from bench.quote_selection import devset_questions
     from rag.evaluation import evaluate_folder
     from rag.qa import build_service
     from rag.settings import load_settings
@@ -46,8 +47,7 @@ def main() -> None:
         for engine in ("tantivy", "sqlite"):
             service = build_service(load_settings(index_dir=index, device="cpu", keyword_engine=engine))
             for name in files:
-                questions = [json.loads(line) for line in (REPO / "tests" / "data" / "devsets" / f"{name}.jsonl").open()]
-                figure = evaluate_folder(service, questions, args.docs_root / docs, answers=False)["page_top5"]
+                figure = evaluate_folder(service, devset_questions(name), args.docs_root / docs, answers=False)["page_top5"]
                 report.setdefault(name, {})["fts5" if engine == "sqlite" else engine] = f"{figure['hits']}/{figure['of']}"  # type: ignore[index]
                 print(json.dumps({name: report[name]}), file=sys.stderr, flush=True)
     print(json.dumps(report, indent=1))

@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.quote_selection import SETS, Question, accuracy, fit  # noqa: E402
+from bench.quote_selection import SETS, Question, accuracy, devset_questions, fit  # noqa: E402
 
 STOP = {"the", "a", "an", "of", "to", "in", "on", "for", "and", "or", "is", "are", "do", "does", "i", "my", "what",
         "which", "how", "can", "when", "where", "who", "why", "it", "be", "with", "by", "from", "that", "this",
@@ -91,7 +91,7 @@ def maxsim(question: np.ndarray, sentence: np.ndarray) -> float:
 
 
 def collect(index_root: Path, tokens: TokenVectors | None, only: set[str] | None = None) -> list[dict]:
-    from rag.evaluation import contains_fact
+    from rag.evaluation import contains_fact, is_answerable
     from rag.extractive import candidate_sentences, complete, question_wants, sentence_features
     from rag.qa import build_service
     from rag.settings import load_settings
@@ -110,9 +110,8 @@ def collect(index_root: Path, tokens: TokenVectors | None, only: set[str] | None
         if tokens is None:
             tokens = TokenVectors(Path(service.embedder.folder))  # type: ignore[attr-defined]
         for name in files:
-            for line in (REPO / "tests" / "data" / "devsets" / f"{name}.jsonl").open():
-                q = json.loads(line)
-                answerable = q.get("answerable", True) is not False and bool(q.get("answer"))
+            for q in devset_questions(name):
+                answerable = is_answerable(q)
                 retrieved = service.retrieve(q["question"], None, None, None, settings.answers.quote_passages)
                 relevance, scored = service.relevance_features(q["question"], retrieved.hits, retrieved.more)
                 hits = [*retrieved.hits, *retrieved.more]

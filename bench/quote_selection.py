@@ -36,6 +36,11 @@ SETS = {"git": ["git-html"], "python": ["python-html"], "debref": ["debref-en", 
         "pdf": ["pdf-manuals"]}
 
 
+def devset_questions(name: str) -> list[dict]:
+    """The rows of tests/data/devsets/NAME.jsonl."""
+    return [json.loads(line) for line in (REPO / "tests" / "data" / "devsets" / f"{name}.jsonl").open()]
+
+
 @dataclass
 class Question:
     name: str  # the questions file it came from
@@ -48,7 +53,7 @@ class Question:
 
 
 def collect(index_root: Path, passages: int, extra: int) -> list[Question]:
-    from rag.evaluation import contains_fact
+    from rag.evaluation import contains_fact, is_answerable
     from rag.extractive import candidate_sentences, complete, question_wants, sentence_features
     from rag.qa import build_service
     from rag.settings import load_settings
@@ -63,9 +68,8 @@ def collect(index_root: Path, passages: int, extra: int) -> list[Question]:
         service = build_service(settings)
         service.searcher.warm_up()
         for name in files:
-            rows = [json.loads(line) for line in (REPO / "tests" / "data" / "devsets" / f"{name}.jsonl").open()]
-            for q in rows:
-                if q.get("answerable") is False or not q.get("answer"):
+            for q in devset_questions(name):
+                if not is_answerable(q):
                     continue
                 retrieved = service.retrieve(q["question"], passages, None, None, extra)
                 hits = [*retrieved.hits, *retrieved.more]

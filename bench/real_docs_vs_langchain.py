@@ -31,8 +31,10 @@ SETS = {"git": ("git", ["git-html"]), "python": ("python", ["python-html"]),
 
 
 def answerable(name: str) -> list[dict]:
+    from rag.evaluation import is_answerable
+
     rows = [json.loads(line) for line in (DEVSETS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
-    return [q for q in rows if q.get("answerable", True) is not False and q.get("answer")]
+    return [q for q in rows if is_answerable(q)]
 
 
 def hits(top: list[list[tuple[str, int | None]]], questions: list[dict]) -> int:

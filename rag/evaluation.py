@@ -250,6 +250,11 @@ def _relative(path: str, root: Path) -> str:
         return path
 
 
+def is_answerable(question: dict) -> bool:
+    """Whether a questions-file row expects an answer: not marked `"answerable": false`, and it gives one."""
+    return question.get("answerable", True) is not False and bool(question.get("answer"))
+
+
 def evaluate_folder(service: QAService, questions: list[dict], root: Path, k: int = 5,
                     answers: bool = True) -> dict[str, object]:
     """A folder of real documents with a questions file of {question, answer, path, page?, answerable?}
@@ -268,7 +273,7 @@ def evaluate_folder(service: QAService, questions: list[dict], root: Path, k: in
         results.extend(service.searcher.search_batch(texts[start:start + 64], k))
     started = time.perf_counter()
     for q, result in zip(questions, results):
-        answerable = q.get("answerable", True) is not False and bool(q.get("answer"))
+        answerable = is_answerable(q)
         where = [(_relative(h.path, root), h.page) for h in result.hits]
         row: dict[str, object] = {"question": q["question"], "answerable": answerable,
                                   "top": [f"{p}#{page}" if page else p for p, page in where]}

@@ -21,21 +21,18 @@ from tests.conftest import (HR_MARK, AclSite, acl_site, browser_sign_in as sign_
 pytestmark = pytest.mark.slow  # real servers with the real models
 
 
-Site = AclSite
-
-
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory, embedder, model_cache: Path) -> Site:  # type: ignore[no-untyped-def]
+def site(tmp_path_factory: pytest.TempPathFactory, embedder, model_cache: Path) -> AclSite:  # type: ignore[no-untyped-def]
     return acl_site(tmp_path_factory.mktemp("revocation"), embedder, model_cache, [("ada", ["user", "admin"], [])],
                     RAG_MAX_NEW_TOKENS="24")
 
 
-def set_user(site: Site, name: str, *flags: str) -> None:
+def set_user(site: AclSite, name: str, *flags: str) -> None:
     """`rag user add` as an admin runs it (the file replaced atomically)."""
     rag_cli("user", "add", name, "--password-stdin", *flags, env=site.env, stdin=f"{name} password\n")
 
 
-def edit_by_hand(site: Site, name: str, roles: list[str] | None = None) -> None:
+def edit_by_hand(site: AclSite, name: str, roles: list[str] | None = None) -> None:
     """The user deleted (or given `roles`) in an editor: the file rewritten in place (same inode, maybe
     within the same second as the last change), the password hash left as it was."""
     data = yaml.safe_load(site.users.read_text())
@@ -48,14 +45,14 @@ def edit_by_hand(site: Site, name: str, roles: list[str] | None = None) -> None:
 
 
 @pytest.fixture()
-def api(site: Site) -> Iterator[str]:
+def api(site: AclSite) -> Iterator[str]:
     before = site.users.read_bytes()
     with serve_api(site.base, site.index, site.env) as url:
         yield url
     site.users.write_bytes(before)  # the next test starts from the three users
 
 
-def test_the_api_applies_the_users_file_at_the_next_request(site: Site, api: str) -> None:
+def test_the_api_applies_the_users_file_at_the_next_request(site: AclSite, api: str) -> None:
     tokens = {who: rag_cli("token", "create", f"{who}-token", "--user", who, *(["--scope", "admin"] if who == "ada"
                                                                              else []), env=site.env).strip()
               for who in ("ada", "hanna", "sam")}
@@ -93,7 +90,7 @@ def test_the_api_applies_the_users_file_at_the_next_request(site: Site, api: str
     assert get("sam", f"/v1/documents/{hr['id']}").status_code == 200
 
 
-def test_an_open_page_session_ends_when_its_user_is_removed_or_their_password_reset_and_demotion_applies(site: Site) -> None:
+def test_an_open_page_session_ends_when_its_user_is_removed_or_their_password_reset_and_demotion_applies(site: AclSite) -> None:
     require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
