@@ -106,9 +106,10 @@ def collect(index_root: Path) -> list[tuple[str, np.ndarray, bool]]:
 
 
 def search(rows: list[tuple[str, np.ndarray, bool]], trials: int = 20000, refused: float = 0.05,
-           seed: int = 0, tiebreak: list[tuple[str, np.ndarray, bool]] = ()) -> tuple[np.ndarray, float]:
+           seed: int = 0, tiebreak: list[tuple[str, np.ndarray, bool]] = (), extra: int = 0) -> tuple[np.ndarray, float]:
     """(weights, threshold) of a linear relevance score: among random weights (signs fixed: similarity and
-    coverage count for, unknown words and missing names against), the one that abstains on the most
+    coverage count for, unknown words and missing names against; `extra` features beyond RELEVANCE_FEATURES,
+    each counting for, as bench/late_interaction.py measures), the one that abstains on the most
     unanswerable questions while its threshold refuses at most `refused` of every set's answerable ones
     (at least one question for a set of 15 or more); ties go to the weights that abstain on more of
     `tiebreak`'s unanswerable questions and refuse fewer of its answerable ones."""
@@ -121,7 +122,8 @@ def search(rows: list[tuple[str, np.ndarray, bool]], trials: int = 20000, refuse
     best: tuple[tuple[float, float], np.ndarray, float] | None = None
     for _ in range(trials):
         w = np.array([rng.uniform(0, 1), rng.uniform(0, 0.5), rng.uniform(0, 1), rng.uniform(0, 0.05),
-                      -rng.uniform(0, 2), -rng.uniform(0, 0.3), rng.uniform(0, 1)])
+                      -rng.uniform(0, 2), -rng.uniform(0, 0.3), rng.uniform(0, 1),
+                      *(rng.uniform(0, 1) for _ in range(extra))])
         cut = np.inf
         for features in answerable.values():
             if len(features):

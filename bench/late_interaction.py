@@ -183,27 +183,11 @@ def abstention(rows: list[dict], trials: int = 20000, refused: float = 0.05) -> 
             base.append(max(r["maxsim_content"], default=0.0))
         return np.array(base, dtype=np.float64)
 
-    def search(train: list[dict], extra: bool, seed: int = 0) -> tuple[np.ndarray, float]:
-        rng = np.random.default_rng(seed)
-        sets = sorted({r["set"] for r in train})
-        yes = {s: np.array([features(r, extra) for r in train if r["set"] == s and r["answerable"]]) for s in sets}
-        no = np.array([features(r, extra) for r in train if not r["answerable"]])
-        best = None
-        for _ in range(trials):
-            w = [rng.uniform(0, 1), rng.uniform(0, 0.5), rng.uniform(0, 1), rng.uniform(0, 0.05), -rng.uniform(0, 2),
-                 -rng.uniform(0, 0.3), rng.uniform(0, 1)]
-            if extra:
-                w.append(rng.uniform(0, 1))
-            w = np.array(w)
-            cut = np.inf
-            for f in yes.values():
-                if len(f):
-                    s = np.sort(f @ w)
-                    cut = min(cut, s[max(int(refused * len(s)), 1 if len(s) >= 15 else 0)])
-            abstained = float((no @ w < cut).sum()) if len(no) else 0.0
-            if best is None or abstained > best[0]:
-                best = (abstained, w, float(cut))
-        return best[1], best[2]
+    def search(train: list[dict], extra: bool) -> tuple[np.ndarray, float]:
+        from bench.abstention_real import search as weights_search
+
+        return weights_search([(r["set"], features(r, extra), r["answerable"]) for r in train], trials, refused,
+                              extra=int(extra))
 
     report: dict[str, object] = {}
     for label, extra in (("today", False), ("with_maxsim", True)):
