@@ -92,7 +92,7 @@ class Committer:
             self.progress.update(files=1)
         elif outcome.unchanged:
             assert stored is not None
-            self.writer.touch(stored.doc_id, found.size, found.mtime_ns)
+            self.writer.touch(stored.doc_id, found.size, found.mtime_ns, found.source_state)
             if stored.groups != planned.groups:
                 self.set_groups(stored.doc_id, planned.groups)
             summary.files_unchanged += 1
@@ -104,6 +104,7 @@ class Committer:
                 chunks=tuple(ChunkInput(text=text, position=i, page=page, section=section)
                              for i, (text, page, section) in enumerate(outcome.chunks)),
                 groups=planned.groups, ocr_pages=tuple(outcome.ocr_pages), parser_version=outcome.parser_version,
+                source_state=found.source_state,
             ))
             summary.pages_ocr += len(outcome.ocr_pages)
             summary.parts_unread.extend(FailedFile(found.display, warning) for warning in outcome.warnings)

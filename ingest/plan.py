@@ -7,7 +7,7 @@ no index, no parser, no model; so what a run will do is testable on its own.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -100,14 +100,18 @@ class IngestPlan:
     group_changes: list[GroupChange] = field(default_factory=list)
 
 
-def plan_changes(walked: Iterable[FoundFile | Skipped], roots: list[Path], live: dict[bytes, StoredDocument],
-                 excluded: list[Path], groups_for: Callable[[str], tuple[str, ...]], max_file_mb: float,
+def plan_changes(walked: Iterable[FoundFile | Skipped], owns: Callable[[str], bool],
+                 live: dict[bytes, StoredDocument], excluded: Sequence[Path | str],
+                 groups_for: Callable[[str], tuple[str, ...]], max_file_mb: float,
                  on_progress: ProgressCallback | None = None) -> IngestPlan:
-    """Compare the files the walk found under `roots` with the index's `live` documents.
+    """Compare the items a source's scan found (`walked`) with the index's `live` documents.
 
-    Unchanged files (same size and modification time) are not parsed; only their readers are compared.
-    A live document under `roots` whose file is gone, larger than `max_file_mb` or under an admin's
-    removal (`excluded`) is stale. A live document outside `roots` is another folder's, left alone.
+    Unchanged files (same size and modification time) are not parsed; only their readers are compared. A
+    fetched item (bytes in hand, `FoundFile.spool`) is left to its content hash. A live document the
+    source `owns` (under the run's folders; a web page in a crawl's scope) that the scan did not find, that
+    is larger than `max_file_mb` or under an admin's removal (`excluded`) is stale. A live document the
+    source does not own is another source's, left alone. `owns` is asked after the scan (a crawl knows only
+    then whether it saw the whole site).
     """
     summary = IngestSummary()
     plan = IngestPlan(summary)
@@ -137,7 +141,8 @@ def plan_changes(walked: Iterable[FoundFile | Skipped], roots: list[Path], live:
             continue
         groups = groups_for(item.path)
         outdated = stored is not None and stored.parser_version < PARSER_VERSION
-        if stored is not None and not outdated and stored.size == item.size and stored.mtime_ns == item.mtime_ns:
+        if (stored is not None and not outdated and not item.spool and stored.size == item.size
+                and stored.mtime_ns == item.mtime_ns):
             summary.files_unchanged += 1
             if stored.groups != groups:
                 plan.group_changes.append(GroupChange(stored.doc_id, groups))
@@ -147,7 +152,7 @@ def plan_changes(walked: Iterable[FoundFile | Skipped], roots: list[Path], live:
         known = stored.content_hash if stored is not None and not outdated else None
         plan.parse.append(PlannedFile(Task.of(item, known), item, stored, groups))
     for key, stored in live.items():
-        if key not in seen_keys and is_under(os.fsdecode(key), roots):
+        if key not in seen_keys and owns(os.fsdecode(key)):
             plan.stale.append(stored.doc_id)
             summary.files_removed += 1
     return plan

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,14 +20,18 @@ SYSTEM_DIRS = frozenset({
 
 @dataclass(frozen=True)
 class FoundFile:
-    """A regular file under one of the roots."""
+    """An item a source found: a regular file under one of the roots, or a fetched item (a web page) whose
+    bytes the source spooled into a file of its own (`spool`, under `root`)."""
 
-    path: str  # str with surrogate escapes: opens any name the file system holds
+    path: str  # str with surrogate escapes: opens any name the file system holds; a fetched item's URL
     size: int
     mtime_ns: int
     root: str = ""  # the (resolved) root it was found under
     dev: int = 0  # identity at scan time: what is parsed must be this very file (open_verified)
     ino: int = 0
+    spool: str = ""  # a fetched item: the file holding the bytes fetched (its content hash decides a change)
+    kind: str = ""  # a fetched item: the extension its content type maps to (a URL need not end in one)
+    source_state: str = ""  # a fetched item: what its source keeps to tell a change next time (ETag, links)
 
     @property
     def path_key(self) -> bytes:
@@ -39,7 +43,7 @@ class FoundFile:
 
     @property
     def extension(self) -> str:
-        return os.path.splitext(self.path)[1].lower()
+        return self.kind or os.path.splitext(self.path)[1].lower()
 
 
 @dataclass(frozen=True)
@@ -137,8 +141,9 @@ def resolve_roots(paths: list[Path]) -> list[Path]:
     return roots
 
 
-def is_under(path: str, roots: list[Path]) -> bool:
-    return any(path == str(r) or path.startswith(str(r).rstrip(os.sep) + os.sep) for r in roots)
+def is_under(path: str, roots: "Sequence[Path | str]") -> bool:
+    """Whether `path` is one of `roots` or below one (paths, or URLs given as strings)."""
+    return any(path == str(r) or path.startswith(str(r).rstrip("/") + "/") for r in roots)
 
 
 def walk(roots: list[Path]) -> Iterator[FoundFile | Skipped]:

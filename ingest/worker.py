@@ -69,8 +69,8 @@ class WorkerConfig:
 
 @dataclass(frozen=True)
 class Task:
-    """Parse the file the scan found at `path` (under `root`, with that device and inode) unless its
-    content hash equals `known_hash`."""
+    """Parse the file the scan found at `path` (under `root`, with that device and inode; for a fetched
+    item, the file `spool` its source wrote the bytes to) unless its content hash equals `known_hash`."""
 
     path: str
     extension: str
@@ -78,14 +78,15 @@ class Task:
     root: str = ""
     dev: int = 0
     ino: int = 0
+    spool: str = ""
 
     @classmethod
     def of(cls, found: FoundFile, known_hash: str | None = None) -> "Task":
-        return cls(found.path, found.extension, known_hash, found.root, found.dev, found.ino)
+        return cls(found.path, found.extension, known_hash, found.root, found.dev, found.ino, found.spool)
 
     def open(self) -> int:
-        """The verified descriptor of the scanned file (see `open_verified`)."""
-        return open_verified(self.root, self.path, self.dev, self.ino)
+        """The verified descriptor of the scanned (or spooled) file (see `open_verified`)."""
+        return open_verified(self.root, self.spool or self.path, self.dev, self.ino)
 
 
 @dataclass

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -36,7 +36,8 @@ from rag.embedding import Embedder, vector_space, without_space
 from rag.files import atomic_replace, atomic_write, file_sha256, private_dir, process_alive
 from rag.keywords import META_INSTANCE as KEYWORDS_INSTANCE, META_VERSION as KEYWORDS_VERSION, KeywordWriter
 from rag.keywords import available as keywords_available, drop as drop_keywords
-from rag.store import DB_NAME, ChunkStore, DocumentInfo, Exclusion, StoredDocument, StoreReader, connect, text_hash
+from rag.store import (DB_NAME, SOURCES_KEY, ChunkStore, DocumentInfo, Exclusion, SourceRecord, StoredDocument,
+                       StoreReader, connect, text_hash)
 from rag.types import DocumentInput, Hit
 
 log = logging.getLogger(__name__)
@@ -593,9 +594,19 @@ class IndexWriter:
         self.write_batch([doc for _, doc in docs], vectors, [doc_id for doc_id, _ in docs])
         return len(docs), embedded
 
-    def touch(self, doc_id: int, size: int, mtime_ns: int) -> None:
+    def record_sources(self, records: "list[SourceRecord]") -> None:
+        """Register or update the sources of this run (`rag sources`), committed with the next publish's
+        meta: a source keeps the time of its first run."""
+        known = sources_of(self.store)
+        for record in records:
+            first = known[(record.kind, record.name)].first_sync if (record.kind, record.name) in known else 0.0
+            known[(record.kind, record.name)] = replace(record, first_sync=first or record.last_sync)
         with self.conn:
-            self.store.touch_document(doc_id, size, mtime_ns)
+            self.store.set_meta(SOURCES_KEY, json.dumps([asdict(r) for r in known.values()]))
+
+    def touch(self, doc_id: int, size: int, mtime_ns: int, source_state: str | None = None) -> None:
+        with self.conn:
+            self.store.touch_document(doc_id, size, mtime_ns, source_state)
 
     def exclusions(self) -> list[Exclusion]:
         """The paths admins removed, which this run must leave out."""
@@ -729,6 +740,10 @@ class IndexView:
         """SQLite's quick check of the chunk store: "ok", or what is wrong."""
         return self.store.integrity()
 
+    def sources(self) -> "list[SourceRecord]":
+        """The sources the index was built from, most recently synced first."""
+        return sorted(sources_of(self.store).values(), key=lambda r: -r.last_sync)
+
     def keyword_engine(self) -> str:
         """Which engine answers this version's keyword searches: "tantivy" where its copy covers the version
         (rag.keywords), else "fts5" (with why, when a copy exists but is behind)."""
@@ -810,3 +825,9 @@ class IndexReader:
             return "cpu"
         return "cuda" if faiss_gpu_count() > 0 else "cpu"
 
+
+def sources_of(store: "StoreReader") -> "dict[tuple[str, str], SourceRecord]":
+    """The sources recorded in an index's meta, by (kind, name)."""
+    raw = store.get_meta(SOURCES_KEY)
+    records = [SourceRecord.from_dict(d) for d in json.loads(raw)] if raw else []
+    return {(r.kind, r.name): r for r in records}

@@ -42,7 +42,10 @@ CREATE TABLE IF NOT EXISTS documents (
     chunk_count INTEGER NOT NULL,
     added_version INTEGER NOT NULL,
     removed_version INTEGER,
-    parser_version INTEGER NOT NULL DEFAULT 0
+    parser_version INTEGER NOT NULL DEFAULT 0,
+    -- what a source needs to tell next time whether the item changed, beyond size and modification time
+    -- (a web page's ETag, Last-Modified and links, as JSON; '' for files), opaque to the store
+    source_state TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS documents_path ON documents(path_key);
 -- Who may read a document (a row per group). Not versioned: a permission change applies at once.
@@ -115,7 +118,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     chunk_columns = {r[1] for r in conn.execute("PRAGMA table_info(chunks)")}
     document_columns = {r[1] for r in conn.execute("PRAGMA table_info(documents)")}
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")}
-    if ({"section", "lang"} <= chunk_columns and "parser_version" in document_columns
+    if ({"section", "lang"} <= chunk_columns and {"parser_version", "source_state"} <= document_columns
             and {"chunk_terms", "chunk_terms_ad"} <= tables and LEGACY_KEYWORD_TABLE not in tables):
         return
     started = time.monotonic()
@@ -127,6 +130,8 @@ def migrate(conn: sqlite3.Connection) -> None:
             conn.execute("ALTER TABLE chunks ADD COLUMN lang TEXT NOT NULL DEFAULT ''")
         if "parser_version" not in document_columns:
             conn.execute("ALTER TABLE documents ADD COLUMN parser_version INTEGER NOT NULL DEFAULT 0")
+        if "source_state" not in document_columns:
+            conn.execute("ALTER TABLE documents ADD COLUMN source_state TEXT NOT NULL DEFAULT ''")
         for trigger in ("chunks_ai", "chunks_ad"):
             conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         conn.execute(f"DROP TABLE IF EXISTS {LEGACY_KEYWORD_TABLE}")
@@ -201,6 +206,28 @@ class StoredDocument:
     content_hash: str
     groups: tuple[str, ...] = ()
     parser_version: int = 0  # the parsers' version that read it (an older one's documents are read again)
+    source_state: str = ""  # what its source keeps to tell a change next time (ingest.sources), '' for files
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """A source the index was built from, as `rag sources` lists it: registered at its first run, updated by
+    each (the index's meta row `sources`)."""
+
+    kind: str  # "folder" or "web"
+    name: str  # the folders, or the site's start address
+    last_sync: float  # seconds since the epoch: when its last run ended
+    items: int  # documents (files, pages) its last run found
+    failed: int  # of them, or of its known documents, those that could not be indexed
+    errors: tuple[str, ...] = ()  # the first few failures: "where: why"
+    first_sync: float = 0.0
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SourceRecord":
+        return cls(**{**data, "errors": tuple(data.get("errors", ()))})
+
+
+SOURCES_KEY = "sources"
 
 
 @dataclass(frozen=True)
@@ -337,6 +364,7 @@ class ChunkStore:
         document_columns = {r[1] for r in conn.execute("PRAGMA table_info(documents)")}
         self._section = "c.section" if "section" in chunk_columns else "''"
         self._parser_version = "d.parser_version" if "parser_version" in document_columns else "0"
+        self._source_state = "d.source_state" if "source_state" in document_columns else "''"
         self._languages_lock = threading.Lock()
         self._languages: list[str] = []
         self._languages_raw: str | None = None
@@ -364,12 +392,12 @@ class ChunkStore:
         """Documents visible at `version`, keyed by raw path."""
         rows = self.conn.execute(
             "SELECT path_key, id, size, mtime_ns, content_hash, (SELECT group_concat(grp, char(10)) FROM "
-            f"(SELECT grp FROM document_groups g WHERE g.doc_id = d.id ORDER BY grp)), {self._parser_version} "
-            f"FROM documents d WHERE {_visible('d')}",
+            f"(SELECT grp FROM document_groups g WHERE g.doc_id = d.id ORDER BY grp)), {self._parser_version}, "
+            f"{self._source_state} FROM documents d WHERE {_visible('d')}",
             {"version": version},
         )
-        return {bytes(r[0]): StoredDocument(r[1], r[2], r[3], r[4], tuple(r[5].split("\n")) if r[5] else (), r[6])
-                for r in rows}
+        return {bytes(r[0]): StoredDocument(r[1], r[2], r[3], r[4], tuple(r[5].split("\n")) if r[5] else (), r[6],
+                                            r[7]) for r in rows}
 
     def exclusions(self) -> list[Exclusion]:
         """Every removed path, oldest first (none for an index made before removals stuck)."""
@@ -419,9 +447,9 @@ class ChunkStore:
         for doc in docs:
             cur = self.conn.execute(
                 "INSERT INTO documents(path_key, path, title, size, mtime_ns, content_hash, chunk_count, "
-                "added_version, parser_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "added_version, parser_version, source_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (doc.path_key, doc.path, doc.title, doc.size, doc.mtime_ns, doc.content_hash,
-                 len(doc.chunks), version, doc.parser_version),
+                 len(doc.chunks), version, doc.parser_version, doc.source_state),
             )
             doc_id = cur.lastrowid
             assert doc_id is not None
@@ -477,8 +505,8 @@ class ChunkStore:
         """Documents visible at `version` with ids up to `max_id`, as inputs to store again (with their
         chunks and groups), lowest id first, about `max_chunks` chunks (at least one document)."""
         rows = self.conn.execute(
-            f"SELECT id, path_key, path, title, size, mtime_ns, content_hash, chunk_count, {self._parser_version} "
-            "FROM documents d "
+            f"SELECT id, path_key, path, title, size, mtime_ns, content_hash, chunk_count, {self._parser_version}, "
+            f"{self._source_state} FROM documents d "
             f"WHERE d.id <= :max_id AND {_visible('d')} ORDER BY id", {"max_id": max_id, "version": version})
         picked: list[tuple] = []
         chunks = 0
@@ -488,19 +516,23 @@ class ChunkStore:
             picked.append(row)
             chunks += row[7]
         out = []
-        for doc_id, path_key, path, title, size, mtime_ns, content_hash, _, parser_version in picked:
+        for doc_id, path_key, path, title, size, mtime_ns, content_hash, _, parser_version, source_state in picked:
             parts = tuple(ChunkInput(text, position, page, section) for text, position, page, section in self.conn.execute(
                 f"SELECT text, position, page, {self._section} FROM chunks c WHERE doc_id = :id AND {_visible('c')} "
                 "ORDER BY position", {"id": doc_id, "version": version}))
             groups = tuple(g for (g,) in self.conn.execute(
                 "SELECT grp FROM document_groups WHERE doc_id = ? ORDER BY grp", (doc_id,)))
             out.append((doc_id, DocumentInput(bytes(path_key), path, title, size, mtime_ns, content_hash, parts,
-                                              groups, self.ocr_pages(doc_id), parser_version)))
+                                              groups, self.ocr_pages(doc_id), parser_version, source_state)))
         return out
 
-    def touch_document(self, doc_id: int, size: int, mtime_ns: int) -> None:
-        """Record a new modification time for a document whose content did not change."""
-        self.conn.execute("UPDATE documents SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, doc_id))
+    def touch_document(self, doc_id: int, size: int, mtime_ns: int, source_state: str | None = None) -> None:
+        """Record a new modification time (and source state) for a document whose content did not change."""
+        if source_state is None:
+            self.conn.execute("UPDATE documents SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, doc_id))
+        else:
+            self.conn.execute("UPDATE documents SET size = ?, mtime_ns = ?, source_state = ? WHERE id = ?",
+                              (size, mtime_ns, source_state, doc_id))
 
     def changes_at(self, version: int) -> tuple[list[int], list[int]]:
         """(ids of chunks to remove from the previous FAISS index, ids of chunks to add) for `version`."""

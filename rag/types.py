@@ -69,6 +69,7 @@ class DocumentInput:
     groups: tuple[str, ...] = ()  # who may read it; empty: unknown, admins only
     ocr_pages: tuple[OcrPageInput, ...] = ()
     parser_version: int = 0  # which release's parsers read it (an older one's documents are read again)
+    source_state: str = ""  # what its source keeps to tell a change next time (a web page's ETag and links)
 
 
 @dataclass(frozen=True)

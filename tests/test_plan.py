@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 from ingest.parsers import PARSER_VERSION
 from ingest.plan import GroupChange, plan_changes
-from ingest.walk import FoundFile, Skipped
+from ingest.walk import FoundFile, Skipped, is_under
 from rag.store import StoredDocument
 
 ROOT = Path("/share")
+OWNS = partial(is_under, roots=[ROOT])  # the run's folder: what it does not find there is gone
 
 
 def found(name: str, size: int = 10, mtime_ns: int = 1) -> FoundFile:
@@ -34,7 +36,7 @@ def test_a_plan_parses_what_changed_and_removes_what_is_gone() -> None:
               Skipped(str(ROOT / "notes.xyz"), "unsupported type", False),
               Skipped(str(ROOT / "link"), "a link out of the folders", True)]
     groups = {str(ROOT / "readers.txt"): ("hr",)}
-    plan = plan_changes(walked, [ROOT], live, [ROOT / "removed"], lambda p: groups.get(p, ()), max_file_mb=2)
+    plan = plan_changes(walked, OWNS, live, [ROOT / "removed"], lambda p: groups.get(p, ()), max_file_mb=2)
 
     assert [(p.found.path, p.task.known_hash) for p in plan.parse] == [
         (str(ROOT / "edited.txt"), "hash2"), (str(ROOT / "new.txt"), None)]
@@ -51,13 +53,13 @@ def test_a_plan_parses_what_changed_and_removes_what_is_gone() -> None:
 def test_scanning_reports_progress_while_it_walks() -> None:
     seen = []
     walked = [found(f"f{i}.txt") for i in range(450)]
-    plan_changes(walked, [ROOT], {}, [], lambda p: (), 1, seen.append)
+    plan_changes(walked, OWNS, {}, [], lambda p: (), 1, seen.append)
     assert [(r.phase, r.files_seen) for r in seen] == [("scanning", 0), ("scanning", 200), ("scanning", 400)]
 
 
 def test_documents_an_earlier_release_parsed_are_read_again_whatever_their_bytes() -> None:
     old = StoredDocument(1, 10, 1, "hash1", (), PARSER_VERSION - 1)
-    plan = plan_changes([found("same.txt")], [ROOT], {key("same.txt"): old}, [], lambda p: (), max_file_mb=2)
+    plan = plan_changes([found("same.txt")], OWNS, {key("same.txt"): old}, [], lambda p: (), max_file_mb=2)
     # parsed with no known hash, so the worker does not skip it as unchanged content
     assert [(p.found.path, p.task.known_hash) for p in plan.parse] == [(str(ROOT / "same.txt"), None)]
     assert plan.summary.files_reparsed == 1 and plan.summary.files_unchanged == 0
