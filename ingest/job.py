@@ -5,40 +5,41 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ingest.acl import make_readers
 from ingest.commit import Committer, Progress
 from ingest.engines import EngineName, make_engine
 from ingest.plan import FailedFile, IngestProgress, IngestSummary, ProgressCallback, plan_changes
-from ingest.walk import display_path, is_under, resolve_roots, walk
+from ingest.sources import Source, make_sources
+from ingest.walk import FoundFile, Skipped, display_path, is_under
 from ingest.worker import WorkerConfig
 from rag.analysis import analyzer
 from rag.embedding import Embedder, make_embedder, model_max_tokens, resolve_backend, resolve_embedding_folder
 from rag.index import IndexWriter, recorded_model_id
 from rag.settings import EmbeddingSettings, IndexSettings, IngestSettings, Settings
-from rag.store import StoredDocument
+from rag.store import SourceRecord, StoredDocument
 
 log = logging.getLogger(__name__)
 __all__ = ["FailedFile", "IngestProgress", "IngestSummary", "ProgressCallback", "run_ingest", "remove_paths",
            "restore_paths", "documents_under"]
 
 
-def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | None = None,
+def run_ingest(settings: Settings, paths: Sequence[Path | str], *, embedder: Embedder | None = None,
                progress: bool | None = None, on_progress: ProgressCallback | None = None,
                engine: EngineName = "local", after_scan: Callable[[], None] | None = None,
                within: list[Path] | None = None) -> IngestSummary:
-    """Bring the configured index up to date with the files under `paths`.
+    """Bring the configured index up to date with the sources `paths` name: folders, and web sites by their
+    address (ingest/sources.py).
 
     `progress`: a terminal progress bar (None: when stderr is a terminal); `on_progress`: called with an
-    `IngestProgress` while the folders are scanned, as files are committed and before publishing, e.g. by
+    `IngestProgress` while the sources are scanned, as files are committed and before publishing, e.g. by
     the web page's job.
     `engine`: "local" parses in sandboxed processes here and embeds in this process; "ray" parses and
     embeds on a Ray cluster (ingest/ray_engine.py). Either way this process plans the run
     (ingest/plan.py), commits every parsed file through one path (ingest/commit.py: stored vectors
-    reused by content hash) and publishes. `after_scan`: called once the folders are scanned and
+    reused by content hash) and publishes. `after_scan`: called once the sources are scanned and
     before any file is parsed (tests use it to change the files in between, as an attacker would).
     `within`: folders the roots must still lie in once resolved (the page's and the API's allowed roots:
     a folder swapped for a link out of them after the check is refused here).
@@ -48,13 +49,20 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
     the end. Files that cannot be indexed are listed in the summary with a reason.
     """
     started = time.perf_counter()
-    roots = resolve_roots(paths)
-    if within is not None:
-        allowed = [Path(os.path.realpath(p)) for p in within]
-        for root in roots:
-            if not any(root == a or a in root.parents for a in allowed):
-                raise ValueError(f"{display_path(str(root))} is no longer inside the folders that may be indexed "
-                                 "(a folder on the way was replaced by a link?): not indexed")
+    sources = make_sources(settings.ingest, paths, within)
+    try:
+        return _run(settings, sources, embedder, progress, on_progress, engine, after_scan, started)
+    finally:
+        for source in sources:
+            source.close()
+
+
+def _run(settings: Settings, sources: list[Source], embedder: Embedder | None, progress: bool | None,
+         on_progress: ProgressCallback | None, engine: EngineName, after_scan: Callable[[], None] | None,
+         started: float) -> IngestSummary:
+    if engine == "ray" and any(s.kind != "folder" for s in sources):
+        raise ValueError("--engine ray reads folders only (its parsers open files on their own hosts): index web "
+                         "sites with the local engine")
     # a concrete backend for the engine's own embedders too (Ray's actors, on other CPUs): auto keeps the
     # index's kind of vectors; a caller's embedder sets the kind
     if embedder is None:
@@ -63,8 +71,7 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
     else:
         embedding = resolve_backend(replace(settings.embedding, backend="auto"), embedder.model_id)
     job = settings.ingest
-    acl = make_readers(job, roots)
-    analyzer().warm_up_in_background()  # the language model loads while the folders are walked and parsed
+    analyzer().warm_up_in_background()  # the language model loads while the sources are scanned and parsed
     with IndexWriter.open(settings.index, embedder.model_id, switch=True) as writer:
 
         def report(state: IngestProgress) -> None:
@@ -73,9 +80,22 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
                 on_progress(state)
 
         reembedded = reembed(writer, embedder, job.commit_chunks, report) if writer.switching else 0
-        excluded = [Path(e.path) for e in writer.exclusions()]
-        plan = plan_changes(walk(roots), roots, writer.live_documents(), excluded, acl.groups_for,
-                            job.max_file_mb, report)
+        excluded = [e.path for e in writer.exclusions()]
+        live = writer.live_documents()
+        found_by: dict[str, Source] = {}  # what each source's scan found, and what it could not read
+        failed_by: dict[str, Source] = {}
+
+        def scanned() -> Iterator[FoundFile | Skipped]:
+            for source in sources:
+                for item in source.scan(live):
+                    if isinstance(item, FoundFile):
+                        found_by[item.path] = source
+                    elif item.is_failure:
+                        failed_by[display_path(item.path)] = source
+                    yield item
+
+        plan = plan_changes(scanned(), lambda key: any(s.owns(key) for s in sources), live, excluded,
+                            lambda key: found_by[key].groups_for(key), job.max_file_mb, report)
         summary = plan.summary
         summary.chunks_reembedded = reembedded
         bar = Progress(summary.files_seen, progress, report)
@@ -101,17 +121,33 @@ def run_ingest(settings: Settings, paths: list[Path], *, embedder: Embedder | No
                     committer.flush()
         finally:
             bar.close()
-        summary.files_failed.extend(FailedFile(display_path(path), error) for path, error in acl.problems())
-        summary.files_admins_only = acl.nobody
+        for source in sources:
+            summary.files_failed.extend(FailedFile(display_path(path), error) for path, error in source.problems())
+            summary.files_admins_only += source.nobody
         dim = committer.dim
         if dim is None and writer.published is None:
             dim = embedder.dim  # a first run that added nothing still publishes an empty index
         report(IngestProgress("publishing", summary.files_seen, summary.files_seen, summary.chunks_added))
+        writer.record_sources([source_record(s, summary, found_by, failed_by) for s in sources])
         published = writer.publish(dim)
         summary.vectors_total = published.vectors_total
         summary.version = published.version
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def source_record(source: Source, summary: IngestSummary, found_by: dict[str, Source],
+                  failed_by: dict[str, Source]) -> SourceRecord:
+    """What `rag sources` shows of a source after this run: the items its scan found (those it could not read
+    included), and its failures (the first few)."""
+    def whose(path: str) -> bool:
+        owner = found_by.get(path) or failed_by.get(path)
+        return owner is source if owner is not None else source.owns(path)
+
+    mine = [f for f in summary.files_failed if whose(f.path)]
+    found = sum(1 for s in found_by.values() if s is source) + sum(1 for s in failed_by.values() if s is source)
+    return SourceRecord(kind=source.kind, name=source.name, last_sync=time.time(), items=found, failed=len(mine),
+                        errors=tuple(f"{f.path}: {f.error}" for f in mine[:5]))
 
 
 def reembed(writer: IndexWriter, embedder: Embedder, batch_chunks: int, report: ProgressCallback) -> int:
@@ -157,9 +193,9 @@ class RemovalSummary:
 
 
 def documents_under(live: dict[bytes, StoredDocument], paths: list[str]) -> list[StoredDocument]:
-    """The documents of `live` at or under `paths` (as stored): what a removal of `paths` takes."""
-    folders = [Path(p) for p in paths]
-    return [doc for key, doc in live.items() if is_under(os.fsdecode(key), folders)]
+    """The documents of `live` at or under `paths` (as stored: folders, files, or a site's addresses): what a
+    removal of `paths` takes."""
+    return [doc for key, doc in live.items() if is_under(os.fsdecode(key), paths)]
 
 
 def remove_paths(settings: IndexSettings, paths: list[str], model_id: str, by: str = "") -> RemovalSummary:

@@ -120,6 +120,8 @@ class IngestSettings:
     watch_rescan_s: float = 300.0
     watch_settle_s: float = 1.0
     acl_source: str = "files"  # files | filesystem | both
+    sources_file: Path | None = None  # the sites (ingest/web.py) and their settings, TOML
+    secrets_file: Path | None = None  # the sources' credentials, TOML, mode 0600 (ingest/secrets.py)
 
 
 @dataclass(frozen=True)
@@ -359,6 +361,13 @@ class Settings(BaseSettings):
         default_factory=dict, description="Groups allowed to read each folder root (JSON object, e.g. "
         "'{\"/srv/docs/hr\": [\"hr\"], \"/srv/docs/handbook\": [\"everyone\"]}'); a .rag-acl file in a folder "
         "overrides it for that folder and below. Documents with neither are shown to admins only.")
+    sources_file: Path | None = Field(
+        None, description="TOML file of the web sites `rag ingest URL` crawls, each a [[site]] table: url, its "
+        "readers (groups, and groups_by_prefix), scope, limits, rate and the name of its credentials in "
+        "RAG_SECRETS_FILE (docs/sources.md). A site without an entry is crawled with the defaults, admins only.")
+    secrets_file: Path | None = Field(
+        None, description="TOML file of the sources' credentials (a header, a cookie or a user name and "
+        "password per entry, docs/sources.md); refused unless only its owner, this process's user, may read it.")
     # The web page (ui/). Kept here so one settings object configures the whole process.
     ui_users_file: Path | None = Field(
         None, description="YAML users file (streamlit-authenticator's format: credentials.usernames.<name> "
@@ -437,7 +446,7 @@ class Settings(BaseSettings):
             zip_max_uncompressed_mb=self.zip_max_uncompressed_mb, zip_max_ratio=self.zip_max_ratio,
             acl_roots=dict(self.acl_roots), device=self.device, publish_interval_s=self.publish_interval_s,
             ocr=self.ocr, watch_rescan_s=self.watch_rescan_s, watch_settle_s=self.watch_settle_s,
-            acl_source=self.acl_source)
+            acl_source=self.acl_source, sources_file=self.sources_file, secrets_file=self.secrets_file)
 
     @property
     def ocr(self) -> OcrSettings:

@@ -75,7 +75,10 @@ class RenderBusyError(RuntimeError):
 
 def read_indexed_file(path: Path, content_hash: str, max_bytes: int) -> bytes:
     """The file's bytes if they are exactly what was indexed (sha256); never through a final symbolic link,
-    never a device or a pipe. SourceChangedError when the file changed or went away."""
+    never a device or a pipe. SourceChangedError when the file changed or went away, or when the document is
+    not a file on this machine (a web page's key is its address: never opened as a relative path)."""
+    if not path.is_absolute():
+        raise SourceChangedError("a web page, not a file: open it at its address")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError:
@@ -193,6 +196,8 @@ class SourceViewer:
     def file_changed(document: DocumentInfo) -> str:
         """Why the file on disk is not the one indexed (by type, size and modification time: cheap, for
         the page to say it before offering a download), or ""; the download itself checks the content hash."""
+        if not os.path.isabs(document.path):
+            return "a web page, not a file: open it at its address"
         try:
             info = os.lstat(document.path)
         except OSError:

@@ -1,4 +1,4 @@
-"""The `rag` command line: ingest, search, status, ask, check, serve-llm, eval, doctor, ui, api, user and token (run
+"""The `rag` command line: ingest, search, sources, status, ask, check, serve-llm, eval, doctor, ui, api, user and token (run
 `rag --help` for each one's line)."""
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def _guard(fn):  # type: ignore[no-untyped-def]
 @app.command()
 def ingest(
     ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(metavar="FOLDER", hidden=True)],
+    targets: Annotated[list[str] | None, typer.Argument(metavar="FOLDER|URL", hidden=True)] = None,
     index: IndexOption = None,
     json_out: JsonOption = False,
     every: Annotated[float, typer.Option("--every", min=0, metavar="SECONDS",
@@ -152,19 +152,38 @@ def ingest(
                                         "RAY_ADDRESS, else a local Ray).")] = Engine.local,
     config: ConfigOption = None,
 ) -> None:
-    """Index document folders (incremental; safe to re-run and to interrupt).
+    """Index document folders and intranet sites (incremental; safe to re-run and to interrupt).
 
-    Indexes the documents in each FOLDER (and below) into the index folder; unchanged files are skipped."""
+    Indexes the documents in each FOLDER (and below), the pages of each site at URL (an http:// or https://
+    address: crawled within its path) and the messages of each mailbox at URL (imaps://host/Mailbox,
+    maildir:/path, mbox:/path), as RAG_SOURCES_FILE configures them, into the index folder; unchanged files,
+    pages and messages are skipped. Without FOLDER or URL: every site and mailbox RAG_SOURCES_FILE declares
+    (the compose `crawl` service)."""
     import time
 
     from ingest.job import run_ingest
+    from ingest.mail import is_mailbox
+    from ingest.sources import is_url
 
     # a scheduled run is a service: its log lines say what each run did
     settings = _setup(ctx, config, logging.INFO if every or watch else logging.WARNING, index_dir=index)
+    if not targets:
+        from ingest.mail import load_mailboxes
+        from ingest.web import load_sites
+
+        targets = [site.url for site in _guard(load_sites)(settings.ingest)] + \
+            [box.url for box in _guard(load_mailboxes)(settings.ingest)]
+        if not targets:
+            _fail("missing FOLDER or URL: give the folders or site addresses to index, or declare sites in "
+                  "RAG_SOURCES_FILE (rag ingest --help)")
+    remote = [t for t in targets if is_url(t) or is_mailbox(t)]  # addresses stay strings; the rest are folders
+    paths: list[Path | str] = [t if t in remote else Path(t) for t in targets]
     if watch:
         if every or engine != Engine.local:
             _fail("--watch runs until stopped with the local engine: leave out --every and --engine")
-        _watch(settings, paths, json_out)
+        if remote:
+            _fail("--watch follows folders: re-read a site or a mailbox with --every SECONDS")
+        _watch(settings, [Path(t) for t in targets], json_out)
         return
     if not every:
         _print_summary(_guard(run_ingest)(settings, paths, engine=engine.value), json_out)
@@ -282,6 +301,32 @@ def search(
         for rank, hit in enumerate(result.hits, start=1):
             snippet = " ".join(hit.text.split())[:200]
             typer.echo(f"{rank}. [{hit.score:.3f}] {_where(hit.path, hit.page)}\n   {printable(snippet)}")
+
+
+@app.command()
+def sources(ctx: typer.Context, index: IndexOption = None, json_out: JsonOption = False,
+            config: ConfigOption = None) -> None:
+    """List the sources the index was built from (folders, sites): last sync, items found, failures."""
+    import datetime
+    from dataclasses import asdict
+
+    from rag.index import IndexReader
+
+    settings = _setup(ctx, config, index_dir=index)
+    reader = IndexReader(settings.index)
+    _guard(reader.refresh)()
+    assert reader.view is not None
+    records = reader.view.sources()
+    if json_out:
+        typer.echo(json.dumps([asdict(r) for r in records], ensure_ascii=False))
+        return
+    if not records:
+        typer.echo("no source recorded yet (sources are registered by their first `rag ingest` of this release)")
+    for r in records:
+        synced = datetime.datetime.fromtimestamp(r.last_sync).isoformat(sep=" ", timespec="seconds")
+        typer.echo(f"{r.kind} {printable(r.name)}: last sync {synced}, {r.items} found, {r.failed} failed")
+        for error in r.errors:
+            typer.echo(f"   {printable(error)}")
 
 
 @app.command()

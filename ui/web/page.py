@@ -24,6 +24,7 @@ import streamlit as st
 from streamlit import runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from ingest.sources import is_url
 from ingest.watch import WatchState
 from rag.analysis import LANGUAGES
 from rag.generation import GenerationParams, GeneratorBusyError
@@ -404,6 +405,9 @@ def source_dialog(state: AppState, user: User, chunk_id: int) -> None:
         st.image(shown.png, use_container_width=True)
     else:
         st.html(source_text_markup(shown.text, list(shown.spans)))
+    if is_url(document.path):  # a crawled page: its own site serves it (a link, no download)
+        st.link_button("Open on its site", document.path, icon=":material/open_in_new:")
+        return
     changed = state.viewer.file_changed(document)
     if changed:
         st.warning(safe(changed[0].upper() + changed[1:]) + ".")
