@@ -32,7 +32,7 @@ def test_compose_file_validates() -> None:
         if os.environ.get("RAG_CI"):
             pytest.fail("docker-compose not found: apt-get install docker-compose")
         pytest.skip("docker-compose not installed (apt-get install docker-compose)")
-    for profiles in ([], ["--profile", "llm", "--profile", "gpu", "--profile", "ingest"]):
+    for profiles in ([], ["--profile", "llm", "--profile", "gpu", "--profile", "ingest", "--profile", "crawl"]):
         done = subprocess.run([tool, "-f", str(COMPOSE), *profiles, "config", "-q"], capture_output=True,
                               text=True, cwd=REPO)
         assert done.returncode == 0, done.stderr
@@ -45,8 +45,13 @@ def test_no_service_can_reach_the_outside(compose: dict) -> None:
     services = compose["services"]
     published = [name for name, service in services.items() if service.get("ports")]
     assert published == ["ui", "api"]
+    # the crawler alone joins the operator's network to the intranet sites (external: compose creates no route)
+    assert networks["intranet"]["external"] is True
     for name, service in services.items():
         assert "internal" in service["networks"], name
+        if name == "crawl":
+            assert service["networks"] == ["internal", "intranet"] and not service.get("ports")
+            continue
         assert set(service["networks"]) <= {"internal", "edge"}, name
         if name not in published:
             assert service["networks"] == ["internal"], name
