@@ -26,7 +26,7 @@ __all__ = ["FailedFile", "IngestProgress", "IngestSummary", "ProgressCallback", 
            "restore_paths", "documents_under"]
 
 
-def run_ingest(settings: Settings, paths: Sequence[Path | str], *, embedder: Embedder | None = None,
+def run_ingest(settings: Settings, paths: Sequence[Path | str | Source], *, embedder: Embedder | None = None,
                progress: bool | None = None, on_progress: ProgressCallback | None = None,
                engine: EngineName = "local", after_scan: Callable[[], None] | None = None,
                within: list[Path] | None = None) -> IngestSummary:
@@ -51,28 +51,28 @@ def run_ingest(settings: Settings, paths: Sequence[Path | str], *, embedder: Emb
     started = time.perf_counter()
     sources = make_sources(settings.ingest, paths, within)
     try:
-        return _run(settings, sources, embedder, progress, on_progress, engine, after_scan, started)
+        return _run(settings.index, settings.embedding, settings.ingest, sources, embedder, progress, on_progress,
+                    engine, after_scan, started)
     finally:
         for source in sources:
             source.close()
 
 
-def _run(settings: Settings, sources: list[Source], embedder: Embedder | None, progress: bool | None,
-         on_progress: ProgressCallback | None, engine: EngineName, after_scan: Callable[[], None] | None,
-         started: float) -> IngestSummary:
+def _run(index: IndexSettings, embedding_settings: EmbeddingSettings, job: IngestSettings, sources: list[Source],
+         embedder: Embedder | None, progress: bool | None, on_progress: ProgressCallback | None, engine: EngineName,
+         after_scan: Callable[[], None] | None, started: float) -> IngestSummary:
     if engine == "ray" and any(s.kind != "folder" for s in sources):
         raise ValueError("--engine ray reads folders only (its parsers open files on their own hosts): index web "
                          "sites with the local engine")
     # a concrete backend for the engine's own embedders too (Ray's actors, on other CPUs): auto keeps the
     # index's kind of vectors; a caller's embedder sets the kind
     if embedder is None:
-        embedding = resolve_backend(settings.embedding, recorded_model_id(settings.index))
+        embedding = resolve_backend(embedding_settings, recorded_model_id(index))
         embedder = make_embedder(embedding)  # lazy: the Ray engine never loads it here
     else:
-        embedding = resolve_backend(replace(settings.embedding, backend="auto"), embedder.model_id)
-    job = settings.ingest
+        embedding = resolve_backend(replace(embedding_settings, backend="auto"), embedder.model_id)
     analyzer().warm_up_in_background()  # the language model loads while the sources are scanned and parsed
-    with IndexWriter.open(settings.index, embedder.model_id, switch=True) as writer:
+    with IndexWriter.open(index, embedder.model_id, switch=True) as writer:
 
         def report(state: IngestProgress) -> None:
             writer.report_progress(state.phase, state.files_seen, state.files_done, state.chunks)
@@ -109,7 +109,7 @@ def _run(settings: Settings, sources: list[Source], embedder: Embedder | None, p
             bar.update(files=summary.files_unchanged)
             if plan.parse:
                 planned = {p.task.path: p for p in plan.parse}
-                config = worker_config(job, settings.embedding)
+                config = worker_config(job, embedding_settings)
                 with make_engine(engine, config, job, embedding, embedder) as parser:
                     committer.use(parser.embedder, parser.commit_chunks)
                     for item in parser.parse([p.task for p in plan.parse]):

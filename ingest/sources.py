@@ -117,7 +117,7 @@ def is_url(target: "str | Path") -> bool:
     return isinstance(target, str) and target.split("://", 1)[0].lower() in ("http", "https") and "://" in target
 
 
-def make_sources(ingest: "IngestSettings", targets: Sequence["str | Path"],
+def make_sources(ingest: "IngestSettings", targets: Sequence["str | Path | Source"],
                  within: Sequence[Path] | None = None) -> list[Source]:
     """The sources for `rag ingest TARGET...`: one `FolderSource` for the folders given, one `WebSource` per
     site address (configured by its entry in RAG_SOURCES_FILE, credentials from RAG_SECRETS_FILE). Bad input
@@ -125,10 +125,12 @@ def make_sources(ingest: "IngestSettings", targets: Sequence["str | Path"],
     others may read."""
     from ingest.mail import is_mailbox
 
+    given: list[Source] = [t for t in targets if hasattr(t, "scan")]  # type: ignore[misc]  # sources made by a caller
+    targets = [t for t in targets if not hasattr(t, "scan")]
     urls = [str(t) for t in targets if is_url(t)]
     boxes = [str(t) for t in targets if isinstance(t, str) and is_mailbox(t)]
     folders = [Path(t) for t in targets if not is_url(t) and not (isinstance(t, str) and is_mailbox(t))]
-    sources: list[Source] = []
+    sources: list[Source] = list(given)
     if folders:
         sources.append(FolderSource(ingest, folders, within))
     if (urls or boxes) and within is not None:

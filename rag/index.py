@@ -736,6 +736,10 @@ class IndexView:
         """The paths admins removed, which ingest runs leave out."""
         return self.store.exclusions()
 
+    def stored_document(self, key: str) -> StoredDocument | None:
+        """This version's document under `key` (a path, an address), or None."""
+        return self.store.stored_document(self.manifest.version, os.fsencode(key))
+
     def integrity(self) -> str:
         """SQLite's quick check of the chunk store: "ok", or what is wrong."""
         return self.store.integrity()

@@ -191,6 +191,9 @@ class ApiSettings:
     trusted_proxies: tuple[str, ...]
     answers_per_minute: int = 30
     link_hosts: tuple[str, ...] = ()  # hosts whose links in answers stay links
+    push_max_bytes: int = 50 * 2**20  # a pushed document's request body (PUT /v1/sources/...)
+    push_per_minute: int = 12000  # pushes a token may make per minute
+    push_interval_s: float = 5.0  # how often pushed documents are committed and published
 
 
 @dataclass(frozen=True)
@@ -408,6 +411,15 @@ class Settings(BaseSettings):
     api_answers_per_minute: int = Field(
         30, ge=1, description="Questions a token may have answered per minute (a batch of N counts N), apart "
         "from the request limit: the generator is shared, one token's batches must not take it from everyone.")
+    api_push_max_mb: float = Field(
+        50.0, gt=0, le=1024, description="Larger bodies of a pushed document (PUT /v1/sources/.../documents/...) "
+        "are refused (413); every other route keeps RAG_API_MAX_BODY_KB.")
+    api_push_per_minute: int = Field(
+        12000, ge=1, description="Documents an ingest token may push (or delete) per minute, apart from the "
+        "request limit of the reading routes.")
+    api_push_interval_s: float = Field(
+        5.0, gt=0, description="Pushed documents are committed and published this often (a push with "
+        "?publish=true at once).")
     api_trusted_proxies: list[str] = Field(
         default_factory=list, description="The API's reverse proxies (kept for older configurations; "
         "RAG_TRUSTED_PROXIES covers the page and the API).")
@@ -490,7 +502,8 @@ class Settings(BaseSettings):
     def api(self) -> ApiSettings:
         return ApiSettings(max_body_bytes=self.api_max_body_kb * 1024, rate_per_minute=self.api_rate_per_minute,
                            answers_per_minute=self.api_answers_per_minute, link_hosts=tuple(self.api_link_hosts),
-                           trusted_proxies=self._proxies)
+                           trusted_proxies=self._proxies, push_max_bytes=int(self.api_push_max_mb * 2**20),
+                           push_per_minute=self.api_push_per_minute, push_interval_s=self.api_push_interval_s)
 
     @property
     def audit(self) -> AuditSettings:

@@ -307,6 +307,8 @@ class StoreReader(Protocol):
 
     def live_documents(self, version: int) -> dict[bytes, StoredDocument]: ...
 
+    def stored_document(self, version: int, path_key: bytes) -> StoredDocument | None: ...
+
     def exclusions(self) -> list[Exclusion]: ...
 
     def allowed_chunk_ids(self, version: int, groups: Sequence[str]) -> np.ndarray: ...
@@ -398,6 +400,16 @@ class ChunkStore:
         )
         return {bytes(r[0]): StoredDocument(r[1], r[2], r[3], r[4], tuple(r[5].split("\n")) if r[5] else (), r[6],
                                             r[7]) for r in rows}
+
+    def stored_document(self, version: int, path_key: bytes) -> StoredDocument | None:
+        """The document visible at `version` under `path_key` (as `live_documents` has it), or None."""
+        r = self.conn.execute(
+            "SELECT id, size, mtime_ns, content_hash, (SELECT group_concat(grp, char(10)) FROM "
+            f"(SELECT grp FROM document_groups g WHERE g.doc_id = d.id ORDER BY grp)), {self._parser_version}, "
+            f"{self._source_state} FROM documents d WHERE d.path_key = :key AND {_visible('d')}",
+            {"version": version, "key": path_key}).fetchone()
+        return None if r is None else StoredDocument(r[0], r[1], r[2], r[3], tuple(r[4].split("\n")) if r[4] else (),
+                                                     r[5], r[6])
 
     def exclusions(self) -> list[Exclusion]:
         """Every removed path, oldest first (none for an index made before removals stuck)."""

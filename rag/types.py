@@ -118,6 +118,9 @@ EVERYONE = "everyone"
 # "other" (whoever is no account of the system's user database)
 USER_READER = "user:"
 UNIX_OTHER = "unix-other"
+# A reader by sign-in name (the users file's or the identity provider's), for documents pushed with `users`
+# (ui/api/routes/push.py): every signed-in user is this reader of their own name.
+LOGIN_READER = "login:"
 
 
 def is_system_account(name: str) -> bool:
@@ -184,15 +187,17 @@ class Principal:
 
     @classmethod
     def signed_in(cls, username: str, groups: "Iterable[str]", accounts: Accounts = Accounts()) -> "Principal":
-        """A signed-in user in `groups`: also the reader `user:<account>` of documents whose file-system
+        """A signed-in user in `groups`, and the reader `login:<username>` of documents pushed for them by name:
+        also the reader `user:<account>` of documents whose file-system
         permissions let their system account read them, or, with no such account, POSIX's "other" (the
         account: the one `accounts` names, else the account of the same name); with `accounts.system_groups`
         also in the account's groups of the system's database."""
         account = accounts.account(username)
+        login = f"{LOGIN_READER}{username}"
         if not is_system_account(account):
-            return cls(frozenset(groups) | {EVERYONE, UNIX_OTHER})
+            return cls(frozenset(groups) | {EVERYONE, UNIX_OTHER, login})
         own = {f"{USER_READER}{account}"} | (system_groups(account) if accounts.system_groups else set())
-        return cls(frozenset(groups) | {EVERYONE} | own)
+        return cls(frozenset(groups) | {EVERYONE, login} | own)
 
 
 ADMIN = Principal(admin=True)

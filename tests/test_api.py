@@ -122,7 +122,7 @@ def test_the_openapi_schema_lists_every_endpoint(api: Api) -> None:
         "/healthz", "/readyz", "/metrics", "/v1/search", "/v1/ask", "/v1/models", "/v1/chat/completions",
         "/v1/conversations", "/v1/conversations/{conversation_id}", "/v1/documents", "/v1/documents/{doc_id}",
         "/v1/documents/{doc_id}/file", "/v1/chunks/{chunk_id}/page", "/v1/ingest", "/v1/jobs/{job_id}", "/v1/audit",
-        "/v1/feedback"}
+        "/v1/feedback", "/v1/sources/{source}/documents/{external_id}"}
     assert set(schema["paths"]["/v1/documents/{doc_id}"]) == {"get", "delete"}
     assert "SearchRequest" in schema["components"]["schemas"]
 

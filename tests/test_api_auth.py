@@ -32,7 +32,7 @@ def test_tokens_are_stored_as_hashes_and_checked_for_state(db: AppDB, tmp_path: 
     people = users(User("sam", "Sam", ("user",), ("sales",)))
     caller = authenticate(f"Bearer {token}", db, people, False, db.now[0])  # type: ignore[attr-defined]
     # a user without a system account is POSIX's "other" for documents read with RAG_ACL_SOURCE=filesystem
-    assert caller.principal == Principal.member_of(["sales", UNIX_OTHER]) and caller.scope == "read"
+    assert caller.principal == Principal.member_of(["sales", UNIX_OTHER, "login:sam"]) and caller.scope == "read"
     with pytest.raises(ApiError, match="expired"):
         authenticate(f"Bearer {token}", db, people, False, db.now[0] + 2 * 86400)  # type: ignore[attr-defined]
     db.revoke_token("portal")
@@ -49,7 +49,7 @@ def test_the_users_file_decides_groups_and_roles_at_every_request(db: AppDB) -> 
     admin = authenticate(f"Bearer {token}", db, users(User("ada", "Ada", ("user", "admin"))), False, 0)
     assert admin.scope == "admin" and admin.principal == ADMIN and admin.groups is None
     demoted = authenticate(f"Bearer {token}", db, users(User("ada", "Ada", ("user",), ("hr",))), False, 0)
-    assert demoted.scope == "read" and demoted.groups == sorted({"hr", "everyone", UNIX_OTHER})
+    assert demoted.scope == "read" and demoted.groups == sorted({"hr", "everyone", UNIX_OTHER, "login:ada"})
     with pytest.raises(ApiError, match="no longer exists"):
         authenticate(f"Bearer {token}", db, users(User("bob", "Bob")), False, 0)
 
@@ -57,7 +57,8 @@ def test_the_users_file_decides_groups_and_roles_at_every_request(db: AppDB) -> 
 def test_without_a_users_file_the_token_carries_the_groups(db: AppDB) -> None:
     token = db.create_token("sso-bot", "sam@example.org", "read", ("sales",))
     caller = authenticate(f"Bearer {token}", db, None, False, 0)
-    assert caller.user.username == "sam@example.org" and caller.groups == ["everyone", "sales", UNIX_OTHER]
+    assert caller.user.username == "sam@example.org"
+    assert caller.groups == ["everyone", "login:sam@example.org", "sales", UNIX_OTHER]
 
 
 def test_no_token_is_refused_unless_single_user(db: AppDB) -> None:

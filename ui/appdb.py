@@ -65,8 +65,9 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
     username TEXT NOT NULL,
-    scope TEXT NOT NULL,          -- read | admin
+    scope TEXT NOT NULL,          -- read | admin | ingest
     groups TEXT NOT NULL,         -- JSON list: the user's groups when no users file says them
+    sources TEXT NOT NULL DEFAULT '[]',  -- JSON list: the push sources an ingest token may write ([]: any)
     secret_hash BLOB NOT NULL UNIQUE,  -- sha256 of the token: the token itself is shown once, never stored
     created REAL NOT NULL,
     expires REAL,                 -- NULL: never
@@ -96,7 +97,7 @@ CREATE TABLE IF NOT EXISTS turns (
 SCHEMA_VERSION = 1  # 1: conversations keep sources by reference (ui/conversations.py)
 
 TOKEN_PREFIX = "rag_"
-SCOPES = ("read", "admin")
+SCOPES = ("read", "admin", "ingest")
 
 AUDIT_COLUMNS = ("created", "username", "question", "searched", "outcome", "shown", "model", "index_version",
                  "seconds")
@@ -166,6 +167,7 @@ class ApiToken:
     expires: float | None
     revoked: float | None
     last_used: float | None
+    sources: tuple[str, ...] = ()  # an ingest token's push sources (empty: any)
 
     def state(self, now: float) -> str:
         """active, expired or revoked."""
@@ -236,6 +238,9 @@ class AppDB:
         if columns and "seconds" not in columns:  # a database from before answer times were kept
             self._conn.execute("ALTER TABLE audit ADD COLUMN seconds REAL")
         self._conn.executescript(SCHEMA)
+        tokens = {r[1] for r in self._conn.execute("PRAGMA table_info(api_tokens)")}
+        if "sources" not in tokens:  # a database from before ingest tokens
+            self._conn.execute("ALTER TABLE api_tokens ADD COLUMN sources TEXT NOT NULL DEFAULT '[]'")
         self._migrate()
         self._lock = threading.Lock()
 
@@ -382,10 +387,13 @@ class AppDB:
 
     # -- API tokens --------------------------------------------------------------------------------------
     def create_token(self, name: str, username: str, scope: str, groups: tuple[str, ...] = (),
-                     expires_days: float | None = None) -> str:
-        """A new random token for `username`; returned once, only its hash is kept."""
+                     expires_days: float | None = None, sources: tuple[str, ...] = ()) -> str:
+        """A new random token for `username`; returned once, only its hash is kept. `sources`: the push sources
+        an ingest token may write (empty: any)."""
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+        if sources and scope != "ingest":
+            raise ValueError("only an ingest token is bound to sources (--scope ingest)")
         if not name.strip():
             raise ValueError("a token needs a name (what it is for, e.g. 'mattermost-bot')")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -394,18 +402,20 @@ class AppDB:
         try:
             with self._lock, self._conn:
                 self._conn.execute(
-                    "INSERT INTO api_tokens(name, username, scope, groups, secret_hash, created, expires) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (name.strip(), username, scope, json.dumps(list(groups)), hash_secret(token), now, expires))
+                    "INSERT INTO api_tokens(name, username, scope, groups, secret_hash, created, expires, sources) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (name.strip(), username, scope, json.dumps(list(groups)), hash_secret(token), now, expires,
+                     json.dumps(list(sources))))
         except sqlite3.IntegrityError:
             raise ValueError(f"a token named {name!r} exists: revoke it or choose another name") from None
         return token
 
     def tokens(self) -> list[ApiToken]:
         with self._lock:
-            rows = self._conn.execute("SELECT id, name, username, scope, groups, created, expires, revoked, last_used "
-                                      "FROM api_tokens ORDER BY id").fetchall()
-        return [ApiToken(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6], r[7], r[8]) for r in rows]
+            rows = self._conn.execute("SELECT id, name, username, scope, groups, created, expires, revoked, last_used, "
+                                      "sources FROM api_tokens ORDER BY id").fetchall()
+        return [ApiToken(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6], r[7], r[8],
+                         tuple(json.loads(r[9]))) for r in rows]
 
     def revoke_token(self, name: str) -> bool:
         """Revoke the token named `name` (at once: the next request with it is refused)."""
@@ -419,13 +429,13 @@ class AppDB:
         if not token.startswith(TOKEN_PREFIX):
             return None
         with self._lock:
-            r = self._conn.execute("SELECT id, name, username, scope, groups, created, expires, revoked, last_used "
-                                   "FROM api_tokens WHERE secret_hash = ?", (hash_secret(token),)).fetchone()
+            r = self._conn.execute("SELECT id, name, username, scope, groups, created, expires, revoked, last_used, "
+                                   "sources FROM api_tokens WHERE secret_hash = ?", (hash_secret(token),)).fetchone()
             if r is not None and (r[8] is None or self.clock() - r[8] > 60):  # at most a write a minute
                 with self._conn:
                     self._conn.execute("UPDATE api_tokens SET last_used = ? WHERE id = ?", (self.clock(), r[0]))
         return None if r is None else ApiToken(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6], r[7],
-                                               r[8])
+                                               r[8], tuple(json.loads(r[9])))
 
     # -- conversations -----------------------------------------------------------------------------------
     def start_conversation(self, username: str, title: str) -> str:

@@ -33,7 +33,7 @@ from rag.qa import QAService
 from rag.settings import Settings
 from ui.api.auth import ApiError, RateLimiter
 from ui.api.context import Context, error_body
-from ui.api.routes import admin, answers, conversations, documents, service
+from ui.api.routes import admin, answers, conversations, documents, push, service
 from ui.appdb import AppDB
 from ui.auth import UsersFile
 from ui.jobs import JobManager
@@ -42,7 +42,8 @@ from ui.sources import SourceViewer
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # one router per feature, in this order in the schema
-ROUTERS = (service.router, answers.router, conversations.router, documents.router, admin.router)
+ROUTERS = (service.router, answers.router, conversations.router, documents.router, push.router, admin.router)
+PUSH_PATH = "/v1/sources/"  # the push routes: their own body limit (RAG_API_PUSH_MAX_MB)
 
 
 @dataclass
@@ -84,9 +85,11 @@ class Guard:
     are not JSON (415: a web page cannot post JSON cross-site without a CORS preflight, which this API
     never grants), foreign Host names in single-user mode (DNS rebinding: 421), and counts requests."""
 
-    def __init__(self, app: ASGIApp, max_body: int, single_user: bool, metrics: "Metrics") -> None:
+    def __init__(self, app: ASGIApp, max_body: int, single_user: bool, metrics: "Metrics",
+                 push_max_body: int | None = None) -> None:
         self.app = app
         self.max_body = max_body
+        self.push_max_body = push_max_body if push_max_body is not None else max_body
         self.single_user = single_user
         self.metrics = metrics
 
@@ -103,7 +106,9 @@ class Guard:
                 status_seen[0] = int(message["status"])
             await send(message)
 
-        refusal = self.refusal(scope, headers)
+        limit, setting = ((self.push_max_body, "RAG_API_PUSH_MAX_MB") if scope["path"].startswith(PUSH_PATH)
+                          else (self.max_body, "RAG_API_MAX_BODY_KB"))
+        refusal = self.refusal(scope, headers, limit, setting)
         refused = [False]  # set once this middleware answered: what the app sends after is dropped
         received = [0]
 
@@ -120,9 +125,8 @@ class Guard:
             message = await receive()
             if message["type"] == "http.request":
                 received[0] += len(message.get("body", b""))
-                if received[0] > self.max_body and not refused[0]:
-                    await refuse(413, f"request body larger than {self.max_body} bytes (RAG_API_MAX_BODY_KB)",
-                                 "invalid_request_error")
+                if received[0] > limit and not refused[0]:
+                    await refuse(413, f"request body larger than {limit} bytes ({setting})", "invalid_request_error")
                     return {"type": "http.disconnect"}
             return message
 
@@ -136,7 +140,7 @@ class Guard:
             endpoint = getattr(route, "path", "unmatched")
             self.metrics.observe(endpoint, scope["method"], status_seen[0], time.perf_counter() - started)
 
-    def refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str, str] | None:
+    def refusal(self, scope: Scope, headers: dict[str, str], limit: int, setting: str) -> tuple[int, str, str] | None:
         if self.single_user:
             try:
                 host = urlsplit(f"//{headers.get('host', '')}").hostname or ""  # "[::1]:8000" -> "::1"
@@ -145,8 +149,8 @@ class Guard:
             if host and host not in LOOPBACK_HOSTS and not is_loopback(host):
                 return 421, "this API answers only at localhost in single-user mode", "invalid_request_error"
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            return 413, f"request body larger than {self.max_body} bytes (RAG_API_MAX_BODY_KB)", "invalid_request_error"
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return 413, f"request body larger than {limit} bytes ({setting})", "invalid_request_error"
         if scope["method"] in ("POST", "PUT", "PATCH") and (length not in (None, "0")
                                                              or "transfer-encoding" in headers):
             kind = headers.get("content-type", "").split(";")[0].strip().lower()
@@ -204,15 +208,19 @@ def create_app(state: ApiState) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with mcp.running():
-            yield
+        ctx.resume_pushes()
+        try:
+            async with mcp.running():
+                yield
+        finally:
+            ctx.stop_pushes()
 
     app = FastAPI(title="On-prem document Q&A", version="1", docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Answers from the organization's own documents, with sources. Every call acts "
                               "as the token's user and sees only what that user may read. Agents: the MCP "
                               f"server at {MCP_PATH} (streamable HTTP, the same bearer tokens).")
     app.add_middleware(Guard, max_body=state.settings.api.max_body_bytes, single_user=state.single_user,
-                       metrics=metrics)
+                       metrics=metrics, push_max_body=state.settings.api.push_max_bytes)
     # the docs page's scripts come from this server (swagger-ui-bundle), never from a CDN
     app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
 

@@ -31,9 +31,10 @@ class Caller:
     """The user a request acts as, what the token allows, and the key its rate limit is counted under."""
 
     user: User
-    scope: str  # read | admin
+    scope: str  # read | admin | ingest (push documents, never read)
     key: str
     accounts: Accounts = Accounts()  # sign-in name -> system account (RAG_ACCOUNT_MAP, RAG_GROUPS_FROM_SYSTEM)
+    sources: tuple[str, ...] = ()  # an ingest token's push sources (empty: any)
 
     @property
     def principal(self) -> Principal:
@@ -72,6 +73,8 @@ def authenticate(header: str, db: AppDB, users: dict[str, StoredUser] | None, si
     else:
         user = User(token.username, token.username, ("user", "admin") if token.scope == "admin" else ("user",),
                     token.groups)
+    if token.scope == "ingest":  # pushes only, whatever the user's role: it reads nothing
+        return Caller(user, "ingest", f"token:{token.id}", sources=token.sources)
     scope = token.scope if user.is_admin else "read"  # a user who lost the admin role loses the admin scope
     return Caller(user, scope, f"token:{token.id}")
 

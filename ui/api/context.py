@@ -5,6 +5,7 @@ budget and generation parameters, and how failures become one-line API errors.""
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from ui.api.links import neutralise
 from ui.sources import SourceViewer
 
 if TYPE_CHECKING:
+    from ingest.push import PushCommitter, PushQueue
     from ui.api.app import ApiState, Metrics
 
 log = logging.getLogger("ui.api.app")
@@ -47,10 +49,23 @@ class Context:
         bearer = HTTPBearer(auto_error=False, description="An API token from `rag token create`")
 
         def caller(request: Request, _: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
-            """The token's user, as the users file says now (the boundary every /v1 route depends on)."""
+            """The token's user, as the users file says now (the boundary every reading /v1 route depends on:
+            an ingest token is refused here)."""
             # (the bearer dependency documents the scheme in the schema; the header is checked here)
             who = self.authenticate(request.headers.get("authorization", ""))
             state.limiter.take(who.key)
+            return who
+
+        self.push_limiter = RateLimiter(state.settings.api.push_per_minute)
+
+        def pusher(request: Request, _: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
+            """The caller, if its token may push documents: an ingest token, or an admin's (the boundary of the
+            push routes, which have their own rate limit)."""
+            who = self.authenticate(request.headers.get("authorization", ""), allow_ingest=True)
+            if who.scope not in ("ingest", "admin"):
+                raise ApiError(403, "pushing documents needs an ingest token (`rag token create NAME --user U "
+                                    "--scope ingest`)", "permission_error")
+            self.push_limiter.take(who.key, what="pushes")
             return who
 
         def admin(who: Caller = Depends(caller)) -> Caller:
@@ -62,10 +77,55 @@ class Context:
 
         self.caller = caller
         self.admin = admin
+        self.pusher = pusher
+        self._push_lock = threading.Lock()
+        self._push_queue: PushQueue | None = None
+        self._push_committer: PushCommitter | None = None
 
-    def authenticate(self, authorization: str) -> Caller:
+    def push_queue(self) -> "PushQueue":
+        """The queue of pushed documents (`<index>/push-queue`), made at the first push."""
+        from ingest.push import QUEUE_DIR, PushQueue
+
+        with self._push_lock:
+            if self._push_queue is None:
+                self._push_queue = PushQueue(self.state.settings.index_dir / QUEUE_DIR)
+            return self._push_queue
+
+    def push_committer(self) -> "PushCommitter":
+        """The thread that commits pushed documents, started at the first push (or at start-up, when a killed
+        process left some queued)."""
+        from ingest.job import run_ingest
+        from ingest.push import PushCommitter
+
+        queue = self.push_queue()
+        with self._push_lock:
+            if self._push_committer is None:
+                settings, embedder = self.state.settings, self.service.embedder
+                self._push_committer = PushCommitter(
+                    queue, lambda sources: run_ingest(settings, sources, embedder=embedder, progress=False),
+                    settings.api.push_interval_s)
+                self._push_committer.start()
+            return self._push_committer
+
+    def resume_pushes(self) -> None:
+        """At start-up: drain what a stopped or killed process left queued."""
+        from ingest.push import QUEUE_DIR
+
+        folder = self.state.settings.index_dir / QUEUE_DIR
+        if folder.is_dir() and any(folder.glob("*.json")):
+            self.push_committer().request()
+
+    def stop_pushes(self) -> None:
+        """At shutdown: the run in progress finishes (or, killed, leaves the queue for the next start)."""
+        with self._push_lock:
+            committer = self._push_committer
+        if committer is not None:
+            committer.stop()
+
+    def authenticate(self, authorization: str, allow_ingest: bool = False) -> Caller:
         """The caller an Authorization header names, as the users file says now (ApiError 401 or 503 when
-        none): the REST routes' `caller` and the MCP endpoint both go through here."""
+        none): the REST routes' `caller` and the MCP endpoint both go through here. An ingest token is refused
+        (403) unless `allow_ingest` (the push routes): it may write documents, never read them."""
         state = self.state
         try:
             people = state.users.current() if state.users is not None else None
@@ -74,6 +134,9 @@ class Context:
             raise ApiError(503, "sign-in is unavailable: the users file is not valid; tell an administrator",
                            "service_unavailable", {"Retry-After": "30"}) from None
         who = authenticate(authorization, state.db, people, state.single_user, state.clock())
+        if who.scope == "ingest" and not allow_ingest:
+            raise ApiError(403, "an ingest token may only push documents (PUT /v1/sources/...), never read",
+                           "permission_error")
         return replace(who, accounts=state.settings.page.accounts)
 
     def inert(self, data: dict[str, Any]) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class Mode(str, Enum):
 class Scope(str, Enum):
     read = "read"
     admin = "admin"
+    ingest = "ingest"
 
 
 def _principal(groups: list[str] | None, user: str | None = None,
@@ -915,7 +916,10 @@ def token_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)],
     user: Annotated[str, typer.Option("--user", metavar="USERNAME", help="The user the token acts as.")],
-    scope: Annotated[Scope, typer.Option("--scope", help="read (ask, search, documents) or admin.")] = Scope.read,
+    scope: Annotated[Scope, typer.Option("--scope", help="read (ask, search, documents), admin, or ingest (push "
+                                         "documents to /v1/sources/..., never read).")] = Scope.read,
+    source: Annotated[Optional[list[str]], typer.Option(
+        "--source", metavar="SOURCE", help="An ingest token: a push source it may write (repeat; default any).")] = None,
     expires: Annotated[Optional[float], typer.Option("--expires", metavar="DAYS", min=0.001,
                                                      help="Days until it stops working (default: never).")] = None,
     group: Annotated[Optional[list[str]], typer.Option(
@@ -943,7 +947,7 @@ def token_create(
         _fail("no users are configured (RAG_UI_USERS_FILE or RAG_UI_OIDC): the API is single-user on "
               "127.0.0.1 and needs no token")
     db = _app_db(settings)
-    token = _guard(db.create_token)(name, user, scope.value, groups, expires)
+    token = _guard(db.create_token)(name, user, scope.value, groups, expires, tuple(source or ()))
     typer.echo(token)
     typer.echo(f"token {name!r} for {user} ({scope.value}) created; it is shown only now: store it safely", err=True)
 
@@ -956,6 +960,7 @@ def token_list(ctx: typer.Context, json_out: JsonOption = False, config: ConfigO
     db = _app_db(_setup(ctx, config))
     now = _time.time()
     rows = [{"name": t.name, "user": t.username, "scope": t.scope, "state": t.state(now), "groups": list(t.groups),
+             "sources": list(t.sources),
              "created": t.created, "expires": t.expires, "last_used": t.last_used} for t in db.tokens()]
     if json_out:
         typer.echo(json.dumps(rows))
