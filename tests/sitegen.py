@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 @dataclass
@@ -45,10 +46,11 @@ class Site:
     log: list[Logged] = field(default_factory=list)
     port: int = 0
     host: str = "127.0.0.1"
+    tls: tuple[str, str] | None = None  # (certificate, key) PEM files: served over HTTPS
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, path: str = "/") -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}{path}"
 
     def requests(self, path: str | None = None) -> list[Logged]:
         with self.lock:
@@ -120,6 +122,12 @@ def serve(site: Site) -> Iterator[Site]:
     handler = type("Handler", (_Handler,), {"site": site})
     server = ThreadingHTTPServer((site.host, 0), handler)
     server.daemon_threads = True
+    if site.tls is not None:
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*site.tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     site.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -145,3 +153,15 @@ def wiki(pages: int, words: int = 120) -> dict[str, Page]:
         links = ["/wiki/", f"/wiki/c{i // 50}"] + [f"/wiki/p{(i + k) % pages}" for k in (1, 2, 3)]
         site[f"/wiki/p{i}"] = Page(html(f"Page {i}", f"Page {i} is about {text}.", links))
     return site
+
+
+def self_signed(folder: Path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and localhost, signed by itself (an internal CA's stand-in), made with
+    the openssl tool: (certificate, key) PEM paths."""
+    import subprocess
+
+    cert, key = folder / "site.pem", folder / "site.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)

@@ -65,6 +65,7 @@ def test_ask_and_index_in_a_real_browser(server: tuple[str, Path]) -> None:
         browser_index(page, root / "new", "1 indexed", 120_000)
         page.get_by_role("link", name="Documents").click()
         page.get_by_text("Indexed documents").wait_for(timeout=30_000)
+        page.get_by_role("heading", name="Sources").wait_for(timeout=30_000)  # the folders indexed, as rag sources
         browser.close()
     origins = {u.split("/")[2] for u in requested if u.startswith(("http://", "https://", "ws://", "wss://"))}
     assert origins == {url.split("/")[2]}, sorted(set(requested))

@@ -245,3 +245,37 @@ def test_an_admins_removal_of_a_page_sticks_through_the_next_crawl(make_settings
         restore_paths(settings.index, [site.url("/wiki/vpn")], embedder.model_id)
         run_ingest(settings, [site.url("/wiki/")], embedder=embedder, progress=False)
         assert site.url("/wiki/vpn") in documents(settings)
+
+
+def test_doctor_checks_the_sources_file_and_its_secrets(make_settings, tmp_path: Path) -> None:
+    from ui.cli.doctor import check_sources
+
+    sources = tmp_path / "sources.toml"
+    sources.write_text('[[site]]\nurl = "https://intranet.example/wiki/"\nsecret = "intranet"\n')
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('[intranet]\ncookie = "session=abc"\n')
+    secrets.chmod(0o640)
+    [check] = check_sources(make_settings(sources_file=sources, secrets_file=secrets))
+    assert check.status == "fail" and "chmod 600" in check.detail
+    secrets.chmod(0o600)
+    [check] = check_sources(make_settings(sources_file=sources, secrets_file=secrets))
+    assert check.status == "warn" and "admins only" in check.detail  # no readers configured
+
+
+def test_tls_is_verified_with_the_sites_internal_ca(make_settings, embedder, tmp_path: Path) -> None:
+    from tests.conftest import require_tool
+    from tests.sitegen import self_signed
+
+    require_tool("openssl", "openssl")
+    cert, key = self_signed(tmp_path)
+    site = Site(pages={"/wiki/": Page(html("Start", "The canteen opens at half past eleven."))}, tls=(cert, key))
+    with serve(site):
+        sources = tmp_path / "sources.toml"
+        sources.write_text(f'[[site]]\nurl = "{site.url("/wiki/")}"\nrequests_per_s = 0\n')
+        untrusted = run_ingest(make_settings(sources_file=sources), [site.url("/wiki/")], embedder=embedder,
+                               progress=False)
+        assert untrusted.files_indexed == 0 and "CERTIFICATE_VERIFY_FAILED" in untrusted.files_failed[0].error
+        sources.write_text(f'[[site]]\nurl = "{site.url("/wiki/")}"\nrequests_per_s = 0\nca_bundle = "{cert}"\n')
+        trusted = run_ingest(make_settings(sources_file=sources), [site.url("/wiki/")], embedder=embedder,
+                             progress=False)
+        assert trusted.files_indexed == 1 and trusted.files_failed == []

@@ -226,9 +226,35 @@ def check_access(settings: Settings) -> list[Check]:
     return out
 
 
+def check_sources(settings: Settings) -> list[Check]:
+    """The sites and mailboxes of RAG_SOURCES_FILE, and the secrets file their credentials come from, as
+    `rag ingest` will read them (no request is made)."""
+    if settings.sources_file is None:
+        return []
+    from ingest.mail import MailSource, load_mailboxes
+    from ingest.web import WebSource, load_sites
+
+    ingest = settings.ingest
+    try:
+        sites, boxes = load_sites(ingest), load_mailboxes(ingest)
+        for site in sites:
+            WebSource.configured(site.url, sites, ingest)  # its secret found, the secrets file private
+        for box in boxes:
+            MailSource.configured(box.url, boxes, ingest)
+    except ValueError as exc:
+        return [Check("sources", "fail", str(exc))]
+    open_to_admins = [s.url for s in sites if not s.groups and not s.groups_by_prefix] + \
+        [b.url for b in boxes if not b.groups and not (b.use_acl and b.url.startswith("imap"))]
+    detail = f"{len(sites)} site(s), {len(boxes)} mailbox(es) in {settings.sources_file}"
+    if open_to_admins:
+        return [Check("sources", "warn", f"{detail}; no readers configured for {', '.join(open_to_admins)}: "
+                                         "their documents are shown to admins only")]
+    return [Check("sources", "ok", detail)]
+
+
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a person would fix them."""
     out: list[Check] = [Check("configuration", "ok", f"index {settings.index_dir}, device {settings.device}")]
-    for check in (check_embedding, check_generator, check_gpu, check_ocr, check_index, check_access):
+    for check in (check_embedding, check_generator, check_gpu, check_ocr, check_index, check_access, check_sources):
         out.extend(check(settings))
     return out

@@ -563,6 +563,13 @@ def documents_page(state: AppState, user: User) -> None:
     st.caption(f"Last published {published} · embedding model {status['embedding_model']} · "
                f"{status['index_type']} index on {status['device']}" + (f" · chunks by language: {languages}"
                                                                        if languages else ""))
+    sources = view.sources()
+    if sources:  # folders, sites, mailboxes and pushing systems, as `rag sources` lists them
+        st.subheader("Sources")
+        st.dataframe([{"kind": r.kind, "source": r.name,
+                       "last sync": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.last_sync)),
+                       "found": r.items, "failed": r.failed, "first failures": "; ".join(r.errors)} for r in sources],
+                      hide_index=True, key="sources-table")
     contains = st.text_input("Find documents", placeholder="part of a path or title")
     docs = view.list_documents(contains)
     table = st.dataframe(
