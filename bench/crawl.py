@@ -16,7 +16,6 @@ Target (issue 30): at least 20 pages/s crawled; a re-crawl sends only conditiona
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import print_figures  # noqa: E402 - after the path is set
 
 
 def main() -> None:
@@ -80,11 +81,7 @@ def main() -> None:
         out["recrawl_304"] = sum(r.status == 304 for r in pages)
         out["recrawl_chunks_embedded"] = again.chunks_embedded
         out["recrawl_files_indexed"] = again.files_indexed
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for key, value in out.items():
-            print(f"{key}: {value}")
+    print_figures(out, args.json)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,14 @@ Target (issue 30): 2,000 messages indexed; a re-run with 1 new and 1 deleted mes
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import print_figures  # noqa: E402 - after the path is set
 
 
 def main() -> None:
@@ -93,11 +94,7 @@ def main() -> None:
         out["rerun_unchanged"] = again.files_unchanged
         out["rerun_chunks_embedded"] = again.chunks_embedded
         conn.logout()
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for key, value in out.items():
-            print(f"{key}: {value}")
+    print_figures(out, args.json)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Target (issue 30): 100 documents/s accepted on this machine; a re-push of an unc
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import sys
 import tempfile
@@ -23,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import print_figures  # noqa: E402 - after the path is set
 
 
 def main() -> None:
@@ -94,11 +95,7 @@ def main() -> None:
         with sqlite3.connect(base / "index" / "chunks.sqlite") as db:
             out["documents_indexed"] = db.execute("SELECT count(*) FROM documents WHERE path LIKE 'push://%' AND "
                                                   "removed_version IS NULL").fetchone()[0]
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for key, value in out.items():
-            print(f"{key}: {value}")
+    print_figures(out, args.json)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,7 @@ import logging
 import mailbox
 import os
 import re
-import shutil
 import ssl
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -43,7 +41,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 from ingest.acl import parse_acl
 from ingest.parsers import PARSER_VERSION
-from ingest.secrets import Secret, load_secrets
+from ingest.secrets import Secret, named_secret
+from ingest.sources import FetchingSource
 from ingest.walk import FoundFile, Skipped
 from ingest.web import guarded_connection
 from rag.network import is_loopback
@@ -158,7 +157,7 @@ def _group(ident: str) -> str:
 
 
 # -- the source ----------------------------------------------------------------------------------------------
-class MailSource:
+class MailSource(FetchingSource):
     """A mailbox (see the module's docstring)."""
 
     kind = "mail"
@@ -170,8 +169,6 @@ class MailSource:
         self.secret = secret
         self.complete = False
         self.readers: tuple[str, ...] = box.groups
-        self._spool: str | None = None
-        self._admins_only = 0
 
     @classmethod
     def configured(cls, url: str, boxes: list[Mailbox], ingest: "IngestSettings") -> "MailSource":
@@ -185,13 +182,10 @@ class MailSource:
             if not box.secret:
                 raise ValueError(f"mailbox {name} needs its login: a [[mailbox]] entry in RAG_SOURCES_FILE with "
                                  "`secret` naming a username and password in RAG_SECRETS_FILE")
-            if ingest.secrets_file is None:
-                raise ValueError(f"mailbox {name} names the secret {box.secret!r}: set RAG_SECRETS_FILE")
-            secrets = load_secrets(ingest.secrets_file)
-            if box.secret not in secrets or secrets[box.secret].login() is None:
+            secret = named_secret(ingest.secrets_file, box.secret, f"mailbox {name}")
+            if secret.login() is None:
                 raise ValueError(f"mailbox {name}: {ingest.secrets_file} holds no username and password under "
                                  f"[{box.secret}]")
-            secret = secrets[box.secret]
         return cls(box, int(ingest.max_file_mb * 2**20), secret)
 
     # -- the Source protocol ------------------------------------------------------------------------------
@@ -199,26 +193,11 @@ class MailSource:
         return self.complete and key.startswith(self.name + ";")
 
     def groups_for(self, key: str) -> tuple[str, ...]:
-        if not self.readers:
-            self._admins_only += 1
-        return self.readers
-
-    def problems(self) -> list[tuple[str, str]]:
-        return []
-
-    @property
-    def nobody(self) -> int:
-        return self._admins_only
-
-    def close(self) -> None:
-        if self._spool is not None:
-            shutil.rmtree(self._spool, ignore_errors=True)
-            self._spool = None
+        return self.counted(self.readers)
 
     def scan(self, known: Mapping[bytes, StoredDocument]) -> Iterator[FoundFile | Skipped]:
-        self.close()
-        self._spool = tempfile.mkdtemp(prefix="rag-mail-")
-        self.complete, self._admins_only, self.readers = False, 0, self.box.groups
+        self.new_spool("rag-mail-")
+        self.complete, self.readers = False, self.box.groups
         mine: dict[str, StoredDocument] = {}
         for raw, doc in known.items():  # an earlier release's parsers read it: fetched and read again
             if (key := os.fsdecode(raw)).startswith(self.name + ";") and doc.parser_version >= PARSER_VERSION:
@@ -368,20 +347,10 @@ class MailSource:
             payload = part.get_payload(decode=True) or b""
             if not payload or len(payload) > self.max_bytes:
                 continue
-            parts.append(self._spooled(f"{key}/;SECTION={number}/{quote(filename)}", payload, ext, arrived_ns, ""))
+            parts.append(self.spool.add(f"{key}/;SECTION={number}/{quote(filename)}", payload, ext, arrived_ns, ""))
         state = json.dumps({"parts": [p.path for p in parts]}) if parts else ""
-        yield self._spooled(key, data, ".eml", arrived_ns, state)
+        yield self.spool.add(key, data, ".eml", arrived_ns, state)
         yield from parts
-
-    def _spooled(self, key: str, data: bytes, ext: str, mtime_ns: int, state: str) -> FoundFile:
-        assert self._spool is not None
-        name = os.path.join(self._spool, hashlib.sha256(key.encode()).hexdigest())
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            st = os.fstat(f.fileno())
-        return FoundFile(key, len(data), mtime_ns, self._spool, st.st_dev, st.st_ino, spool=name, kind=ext,
-                         source_state=state)
 
 
 def _sections(message: "email.message.Message", prefix: str = "") -> Iterator[tuple[str, "email.message.Message"]]:

@@ -42,6 +42,17 @@ class Secret:
         return f"Secret({self.name!r}, <{len(self._headers)} header(s) hidden>)"
 
 
+def named_secret(path: Path | None, name: str, who: str) -> Secret:
+    """The entry `name` of the secrets file at `path`, which `who` (a site, a mailbox) names; ValueError saying
+    what to set when there is no secrets file or no such entry."""
+    if path is None:
+        raise ValueError(f"{who} names the secret {name!r}: set RAG_SECRETS_FILE to the secrets file that holds it")
+    secrets = load_secrets(path)
+    if name not in secrets:
+        raise ValueError(f"{who} names the secret {name!r}, which {path} does not hold")
+    return secrets[name]
+
+
 def load_secrets(path: Path) -> dict[str, Secret]:
     """The entries of the secrets file at `path`; ValueError (one line, what to do) when it must not be used."""
     try:

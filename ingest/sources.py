@@ -18,7 +18,10 @@ source passes is tests/test_sources.py.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -98,6 +101,63 @@ class FolderSource:
 
     def close(self) -> None:
         pass
+
+
+class Spool:
+    """Fetched bytes kept for the run's parsers: a private temporary folder (0700), a file per item, each handed
+    to the parser like a scanned file (its device and inode checked); removed by `close`."""
+
+    def __init__(self, prefix: str) -> None:
+        self.folder = tempfile.mkdtemp(prefix=prefix)
+
+    def add(self, key: str, data: bytes, kind: str, mtime_ns: int, state: str) -> FoundFile:
+        """The item `key` with `data` as its bytes, parsed as `kind` (an extension)."""
+        name = os.path.join(self.folder, hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest())
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            st = os.fstat(f.fileno())
+        return FoundFile(key, len(data), mtime_ns, self.folder, st.st_dev, st.st_ino, spool=name, kind=kind,
+                         source_state=state)
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class FetchingSource:
+    """What the sources that fetch their items share: a spool per scan, and the count of items nobody reads."""
+
+    _spool: Spool | None = None
+    _admins_only = 0
+
+    def new_spool(self, prefix: str) -> Spool:
+        """A fresh spool for a scan (the last scan's removed)."""
+        self.close()
+        self._spool, self._admins_only = Spool(prefix), 0
+        return self._spool
+
+    @property
+    def spool(self) -> Spool:
+        assert self._spool is not None, "scan() makes the spool"
+        return self._spool
+
+    def counted(self, groups: tuple[str, ...]) -> tuple[str, ...]:
+        """`groups`, counting the item in `nobody` when they are empty (admins only)."""
+        if not groups:
+            self._admins_only += 1
+        return groups
+
+    def problems(self) -> list[tuple[str, str]]:
+        return []
+
+    @property
+    def nobody(self) -> int:
+        return self._admins_only
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
 
 
 def read_sources_table(ingest: "IngestSettings") -> dict:

@@ -28,17 +28,14 @@ import ipaddress
 import json
 import logging
 import os
-import shutil
 import socket
 import ssl
-import tempfile
 import time
 import urllib.robotparser
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from hashlib import sha256
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
@@ -47,7 +44,8 @@ import httpcore
 
 from ingest.acl import parse_acl
 from ingest.parsers import PARSER_VERSION
-from ingest.secrets import Secret, load_secrets
+from ingest.secrets import Secret, named_secret
+from ingest.sources import FetchingSource
 from ingest.walk import FoundFile, Skipped
 from rag.settings import SUPPORTED_EXTENSIONS
 from rag.store import StoredDocument
@@ -381,7 +379,7 @@ class CrawlStats:
     by_status: dict[int, int] = field(default_factory=dict)
 
 
-class WebSource:
+class WebSource(FetchingSource):
     """An intranet site (see the module's docstring)."""
 
     kind = "web"
@@ -395,8 +393,6 @@ class WebSource:
         self.gone: set[str] = set()  # stored pages the site now says are gone (404, 410, 401, 403, robots)
         self.kept: set[str] = set()  # stored pages not reached for a passing reason (5xx, timeout): kept
         self.stats = CrawlStats()
-        self._spool: str | None = None
-        self._admins_only = 0
 
     @classmethod
     def configured(cls, url: str, sites: list[Site], ingest: "IngestSettings") -> "WebSource":
@@ -405,16 +401,7 @@ class WebSource:
         if start is None:
             raise ValueError(f"{url} is not an http:// or https:// address")
         site = next((s for s in sites if s.url == start), Site(start))
-        secret = None
-        if site.secret:
-            if ingest.secrets_file is None:
-                raise ValueError(f"site {start} names the secret {site.secret!r}: set RAG_SECRETS_FILE to the "
-                                 "secrets file that holds it")
-            secrets = load_secrets(ingest.secrets_file)
-            if site.secret not in secrets:
-                raise ValueError(f"site {start} names the secret {site.secret!r}, which {ingest.secrets_file} "
-                                 "does not hold")
-            secret = secrets[site.secret]
+        secret = named_secret(ingest.secrets_file, site.secret, f"site {start}") if site.secret else None
         return cls(site, int(ingest.max_file_mb * 2**20), secret)
 
     # -- the Source protocol -----------------------------------------------------------------------------
@@ -422,29 +409,12 @@ class WebSource:
         return self.site.in_scope(key) and (key in self.gone or (self.complete and key not in self.kept))
 
     def groups_for(self, key: str) -> tuple[str, ...]:
-        groups = self.site.groups_for(key)
-        if not groups:
-            self._admins_only += 1
-        return groups
-
-    def problems(self) -> list[tuple[str, str]]:
-        return []
-
-    @property
-    def nobody(self) -> int:
-        return self._admins_only
-
-    def close(self) -> None:
-        if self._spool is not None:
-            shutil.rmtree(self._spool, ignore_errors=True)
-            self._spool = None
+        return self.counted(self.site.groups_for(key))
 
     def scan(self, known: Mapping[bytes, StoredDocument]) -> Iterator[FoundFile | Skipped]:
         started = time.monotonic()
-        self.close()
-        self._spool = tempfile.mkdtemp(prefix="rag-crawl-")
+        self.new_spool("rag-crawl-")
         self.complete, self.gone, self.kept, self.stats = False, set(), set(), CrawlStats()
-        self._admins_only = 0
         stored = {k: doc for key, doc in known.items() if self.site.in_scope(k := os.fsdecode(key))}
         fetcher = _Fetcher(self.site, self.secret, self.max_bytes)
         try:
@@ -577,14 +547,8 @@ class WebSource:
         state = {k: v for k, v in (("etag", response.headers.get("etag", "")),
                                    ("last_modified", response.headers.get("last-modified", ""))) if v}
         state["links"] = kept_links
-        assert self._spool is not None
-        name = os.path.join(self._spool, sha256(url.encode()).hexdigest())
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(response.body)
-            st = os.fstat(f.fileno())
-        item = FoundFile(url, len(response.body), _modified_ns(state.get("last_modified", "")), self._spool,
-                         st.st_dev, st.st_ino, spool=name, kind=kind, source_state=json.dumps(state, sort_keys=True))
+        item = self.spool.add(url, response.body, kind, _modified_ns(state.get("last_modified", "")),
+                              json.dumps(state, sort_keys=True))
         return item, links
 
     def _robots(self, fetcher: _Fetcher) -> tuple[urllib.robotparser.RobotFileParser | None, str]:
