@@ -145,12 +145,13 @@ class PushSource:
 
     kind = "push"
 
-    def __init__(self, name: str, entries: list[Entry], queue: PushQueue) -> None:
+    def __init__(self, name: str, queue: PushQueue) -> None:
         self.name = name
-        self.entries = {e.key: e for e in entries if e.source == name}
         self.queue = queue
+        self.entries: dict[str, Entry] = {}  # what the last scan took from the queue (by key)
 
     def scan(self, known: Mapping[bytes, StoredDocument]) -> Iterator[FoundFile | Skipped]:
+        self.entries = {e.key: e for e in self.queue.snapshot() if e.source == self.name}
         for entry in self.entries.values():
             if entry.deleted:
                 continue
@@ -169,7 +170,7 @@ class PushSource:
         return entry is not None and entry.deleted
 
     def groups_for(self, key: str) -> tuple[str, ...]:
-        return self.entries[key].groups
+        return self.entries[key].groups if key in self.entries else ()
 
     def problems(self) -> list[tuple[str, str]]:
         return []
@@ -238,13 +239,15 @@ class PushCommitter:
                             self.interval_s)
 
     def drain(self) -> None:
-        """One run over everything queued now."""
-        entries = self.queue.snapshot()
-        if not entries:
+        """One run over everything queued now: then what each source's scan took leaves the queue."""
+        names = sorted({e.source for e in self.queue.snapshot()})
+        if not names:
             return
-        names = sorted({e.source for e in entries})
-        self.run([PushSource(name, entries, self.queue) for name in names])
+        sources = [PushSource(name, self.queue) for name in names]
+        self.run(sources)
+        entries = [e for source in sources for e in source.entries.values()]
         self.queue.done(entries)
-        with self._cycle:
-            self._published_seq = max(self._published_seq, max(e.seq for e in entries))
-            self._cycle.notify_all()
+        if entries:
+            with self._cycle:
+                self._published_seq = max(self._published_seq, max(e.seq for e in entries))
+                self._cycle.notify_all()

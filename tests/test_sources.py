@@ -1,5 +1,5 @@
-"""The contract every `Source` (ingest/sources.py) passes: a folder, a web site, an IMAP mailbox and a maildir,
-each on real files or a real server on loopback (HTTP, Dovecot). A new kind of source adds its case to `SOURCES` and passes the same tests."""
+"""The contract every `Source` (ingest/sources.py) passes: a folder, a web site, an IMAP mailbox, a maildir and the
+push queue, each on real files or a real server on loopback (HTTP, Dovecot). A new kind of source adds its case to `SOURCES` and passes the same tests."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ingest.mail import MailSource, load_mailboxes
+from ingest.push import Entry, PushQueue, PushSource, content_hash, push_key
 from ingest.sources import FolderSource, Source
 from ingest.walk import FoundFile
 from ingest.web import WebSource, load_sites
@@ -100,7 +101,21 @@ def maildir_case(tmp_path: Path, make_settings) -> Iterator[Case]:  # type: igno
                "maildir:/elsewhere;UID=1")
 
 
-SOURCES = {"folder": folder_case, "web": web_case, "imap": imap_case, "maildir": maildir_case}
+@contextmanager
+def push_case(tmp_path: Path, make_settings) -> Iterator[Case]:  # type: ignore[no-untyped-def]
+    queue = PushQueue(tmp_path / "push-queue")
+    keys = {}
+    for name, text in TEXTS.items():
+        data = text.encode()
+        keys[name] = push_key("tickets", name)
+        queue.put(Entry(0, keys[name], "tickets", extension=".txt", groups=("staff",), content_hash=content_hash(data),
+                        size=len(data)), data)
+    queue.put(Entry(0, push_key("crm", "a"), "crm", extension=".txt", groups=("sales",), size=1), b"a")
+    yield Case(PushSource("tickets", queue), keys, ("staff",),
+               lambda name: queue.put(Entry(0, keys[name], "tickets", deleted=True), None), push_key("crm", "a"))
+
+
+SOURCES = {"folder": folder_case, "web": web_case, "imap": imap_case, "maildir": maildir_case, "push": push_case}
 
 
 @pytest.fixture(params=sorted(SOURCES))
