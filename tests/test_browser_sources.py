@@ -109,7 +109,8 @@ def test_sources_and_insights_in_a_real_browser(server: tuple[str, Path]) -> Non
         source = message.locator('[data-testid="stExpander"]').filter(has_text="parental-leave-scan.pdf").first
         if not source.get_by_role("button", name="Open the source").is_visible():
             source.locator("summary").click()
-        source.get_by_role("button", name="Open the source").click()
+        # the answer's last rerun may still hold the page inert on a loaded machine: as long as an answer may take
+        source.get_by_role("button", name="Open the source").click(timeout=120_000)
         dialog = page.get_by_role("dialog")
         dialog.get_by_text("page 2 of 2").wait_for(timeout=60_000)
         image = dialog.locator("img").first
