@@ -92,7 +92,7 @@ def highlighted_pixels(png: bytes) -> int:
 
 
 def test_sources_and_insights_in_a_real_browser(server: tuple[str, Path]) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError, sync_playwright
 
     url, base = server
     original = (base / "docs" / "hr" / "parental-leave-scan.pdf").read_bytes()
@@ -107,10 +107,18 @@ def test_sources_and_insights_in_a_real_browser(server: tuple[str, Path]) -> Non
         browser_ask(page, QUESTION, 120_000)
         message = page.locator('[data-testid="stChatMessage"]').last
         source = message.locator('[data-testid="stExpander"]').filter(has_text="parental-leave-scan.pdf").first
-        if not source.get_by_role("button", name="Open the source").is_visible():
-            source.locator("summary").click()
-        # the answer's last rerun may still hold the page inert on a loaded machine: as long as an answer may take
-        source.get_by_role("button", name="Open the source").click(timeout=120_000)
+        # the answer's last rerun may still be under way (the page inert): an expander open now can come back
+        # closed; so open it and click until the click lands
+        button = source.get_by_role("button", name="Open the source")
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if not button.is_visible():
+                    source.locator("summary").click(timeout=10_000)
+                button.click(timeout=10_000)
+                break
+            except PlaywrightTimeoutError:
+                assert time.monotonic() < deadline, "the source's button never became clickable"
         dialog = page.get_by_role("dialog")
         dialog.get_by_text("page 2 of 2").wait_for(timeout=60_000)
         image = dialog.locator("img").first
