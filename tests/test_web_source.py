@@ -279,3 +279,17 @@ def test_tls_is_verified_with_the_sites_internal_ca(make_settings, embedder, tmp
         trusted = run_ingest(make_settings(sources_file=sources), [site.url("/wiki/")], embedder=embedder,
                              progress=False)
         assert trusted.files_indexed == 1 and trusted.files_failed == []
+
+
+def test_a_pages_address_is_never_opened_as_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.store import DocumentInfo
+    from ui.sources import SourceChangedError, SourceViewer, read_indexed_file
+
+    # a relative path spelled like the address exists in the working folder: it must not be what is served
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "http:" / "intranet.example").mkdir(parents=True)
+    (tmp_path / "http:" / "intranet.example" / "wiki").write_text("not the page")
+    with pytest.raises(SourceChangedError, match="web page"):
+        read_indexed_file(Path("http://intranet.example/wiki"), "0" * 64, 1 << 20)
+    page = DocumentInfo("http://intranet.example/wiki", "Wiki", 1, 10, 0.0, 1, 1, "0" * 64)
+    assert "web page" in SourceViewer.file_changed(page)
