@@ -67,22 +67,21 @@ class PushQueue:
         self.folder = folder
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        existing = [int(p.stem) for p in folder.glob("*.json") if p.stem.isdigit()]
-        self._seq = max(existing, default=0)
-        self._latest: dict[str, Entry] = {}
-        for entry in self._read_all():
-            self._latest[entry.key] = entry
-
-    def _read_all(self) -> list[Entry]:
-        entries = []
-        for path in sorted(self.folder.glob("*.json"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0):
+        paths = sorted((p for p in folder.glob("*.json") if p.stem.isdigit()), key=lambda p: int(p.stem))
+        self._seq = int(paths[-1].stem) if paths else 0  # an unreadable entry's number is never reused
+        self._latest: dict[str, Entry] = {}  # the newest entry of each queued document
+        self._seqs: dict[str, list[int]] = {}  # every queued entry of each document, oldest first
+        for path in paths:
             try:
                 data = json.loads(path.read_text())
                 data["groups"] = tuple(data.get("groups", ()))
-                entries.append(Entry(**data))
+                self._remember(Entry(**data))
             except (OSError, ValueError, TypeError) as exc:
                 log.warning("push queue entry %s not read (%s): left for an operator", path.name, exc)
-        return entries
+
+    def _remember(self, entry: Entry) -> None:
+        self._latest[entry.key] = entry
+        self._seqs.setdefault(entry.key, []).append(entry.seq)
 
     def put(self, entry: Entry, data: bytes | None) -> Entry:
         """Queue `entry` (and its bytes); durable when this returns."""
@@ -92,7 +91,7 @@ class PushQueue:
             if data is not None:
                 self._write(self.folder / f"{entry.seq}.bin", data)
             self._write(self.folder / f"{entry.seq}.json", json.dumps(asdict(entry)).encode())
-            self._latest[entry.key] = entry
+            self._remember(entry)
             return entry
 
     @staticmethod
@@ -120,24 +119,16 @@ class PushQueue:
     def done(self, entries: list[Entry]) -> None:
         """Drop `entries` and every older entry of their documents (a newer one, queued meanwhile, stays)."""
         with self._lock:
-            upto = {e.key: e.seq for e in entries}
-            for path in list(self.folder.glob("*.json")):
-                if not path.stem.isdigit():
-                    continue
-                try:
-                    data = json.loads(path.read_text())
-                except (OSError, ValueError):
-                    continue
-                if data.get("key") in upto and int(path.stem) <= upto[data["key"]]:
-                    (self.folder / f"{path.stem}.bin").unlink(missing_ok=True)
-                    path.unlink(missing_ok=True)
-            for key, seq in upto.items():
-                if key in self._latest and self._latest[key].seq <= seq:
-                    del self._latest[key]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._latest)
+            for entry in entries:
+                seqs = self._seqs.get(entry.key, [])
+                for seq in [s for s in seqs if s <= entry.seq]:
+                    (self.folder / f"{seq}.bin").unlink(missing_ok=True)
+                    (self.folder / f"{seq}.json").unlink(missing_ok=True)
+                    seqs.remove(seq)
+                if not seqs:
+                    self._seqs.pop(entry.key, None)
+                if entry.key in self._latest and self._latest[entry.key].seq <= entry.seq:
+                    del self._latest[entry.key]
 
 
 class PushSource:
