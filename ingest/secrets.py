@@ -14,11 +14,11 @@ it is not a regular file, when another user owns it, or when its mode lets group
 from __future__ import annotations
 
 import base64
-import os
-import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rag.files import read_private_file
 
 MAX_SECRETS_BYTES = 1 << 20
 _KEYS = {"header", "headers", "cookie", "username", "password"}
@@ -55,23 +55,7 @@ def named_secret(path: Path | None, name: str, who: str) -> Secret:
 
 def load_secrets(path: Path) -> dict[str, Secret]:
     """The entries of the secrets file at `path`; ValueError (one line, what to do) when it must not be used."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError as exc:
-        raise ValueError(f"secrets file {path} cannot be read ({exc.strerror or exc}; a link is refused)") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"secrets file {path} is not a regular file")
-        if st.st_uid != os.geteuid():
-            raise ValueError(f"secrets file {path} belongs to another user (uid {st.st_uid}): it must be owned "
-                             "by the user the service runs as")
-        if st.st_mode & 0o077:
-            raise ValueError(f"secrets file {path} may be read by others (mode {stat.S_IMODE(st.st_mode):o}): "
-                             f"run chmod 600 {path}")
-        data = f.read(MAX_SECRETS_BYTES + 1)
-    if len(data) > MAX_SECRETS_BYTES:
-        raise ValueError(f"secrets file {path} is larger than 1 MiB")
+    data = read_private_file(path, "secrets file", MAX_SECRETS_BYTES)
     try:
         table = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -6,7 +6,8 @@ A backup folder holds::
     index/manifest.json         the published version it holds
     index/vectors-000007.faiss  that version's vectors (immutable once published)
     index/chunks.sqlite         the chunk store, by SQLite's online backup API (a consistent snapshot)
-    app.sqlite                  the app database (conversations, tokens, feedback, audit), the same way
+    app.sqlite                  the app database (conversations, tokens, feedback, audit), the same way; a
+                                PostgreSQL app database as a SQLite copy of one REPEATABLE READ snapshot
     backup.json                 what it holds, and each file's size and sha256; written last
 
 It is written under a hidden temporary name beside the destination and renamed into place only once
@@ -29,6 +30,7 @@ import shutil
 import socket
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -157,9 +159,11 @@ def snapshot_index(index_dir: Path, target: Path) -> dict[str, object]:
                       "try again when ingest is quieter")
 
 
-def take_backup(index_dir: Path, app_db: Path | None, dest: Path) -> BackupManifest:
-    """Back up the newest published version of `index_dir` and the app database at `app_db` (None: none) into
-    the new folder `dest`."""
+def take_backup(index_dir: Path, app_db: Path | Callable[[Path], None] | None, dest: Path,
+                app_db_label: str = "") -> BackupManifest:
+    """Back up the newest published version of `index_dir` and the app database into the new folder `dest`.
+    `app_db`: its SQLite file, or a function writing a consistent SQLite copy of it at the path it is given
+    (a PostgreSQL database's snapshot, named `app_db_label`), or None: none."""
     _empty_destination(dest, "backup")
     dest.parent.mkdir(parents=True, exist_ok=True)
     clear_stale_partials(dest)
@@ -169,7 +173,11 @@ def take_backup(index_dir: Path, app_db: Path | None, dest: Path) -> BackupManif
     tmp.chmod(0o700)
     try:
         published = snapshot_index(index_dir, tmp / "index")
-        if app_db is not None:
+        if callable(app_db):
+            app_db(tmp / "app.sqlite")
+            os.chmod(tmp / "app.sqlite", 0o600)
+            fsync_path(tmp / "app.sqlite")
+        elif app_db is not None:
             if not app_db.is_file():
                 raise BackupError(f"the app database {app_db} does not exist: check RAG_APP_DB")
             sqlite_copy(app_db, tmp / "app.sqlite")
@@ -178,7 +186,7 @@ def take_backup(index_dir: Path, app_db: Path | None, dest: Path) -> BackupManif
         manifest = BackupManifest(created=time.time(), index_version=int(published["version"]),  # type: ignore[call-overload]
                                   embedding_model=str(published["embedding_model"]), files=files,
                                   app_db=app_db is not None,
-                                  source={"index": str(index_dir), "app_db": str(app_db or "")})
+                                  source={"index": str(index_dir), "app_db": app_db_label or str(app_db or "")})
         atomic_write(tmp / BACKUP_FILE, json.dumps(asdict(manifest), indent=1).encode())
         _publish(tmp, dest)
     except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -77,3 +78,27 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_private_file(path: Path, what: str, max_bytes: int) -> bytes:
+    """The bytes of a file holding credentials (`what`: "secrets file", ...); ValueError (one line, what to do)
+    when it is a link or not a regular file, when another user owns it, when group or others may read it, or
+    when it is larger than `max_bytes`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        raise ValueError(f"{what} {path} cannot be read ({exc.strerror or exc}; a link is refused)") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{what} {path} is not a regular file")
+        if st.st_uid != os.geteuid():
+            raise ValueError(f"{what} {path} belongs to another user (uid {st.st_uid}): it must be owned "
+                             "by the user the service runs as")
+        if st.st_mode & 0o077:
+            raise ValueError(f"{what} {path} may be read by others (mode {stat.S_IMODE(st.st_mode):o}): "
+                             f"run chmod 600 {path}")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"{what} {path} is larger than {max_bytes} bytes")
+    return data

@@ -5,7 +5,9 @@ Layout of an index folder::
     chunks.sqlite            chunk text, metadata, embeddings, FTS5 (WAL)
     vectors-000007.faiss     FAISS index of version 7 (native FAISS format, never pickle)
     manifest.json            the published version: which FAISS file, model, counts
-    write.lock               held by the one ingest run allowed at a time
+    write.lock               held by the one ingest run allowed at a time (with a PostgreSQL app database:
+                             its advisory lock instead, which holds across hosts)
+    index.id                 the index's random name: the advisory lock's key, whatever path mounts it
 
 A version becomes visible only when ``manifest.json`` is replaced by an fsync'd rename, after its
 FAISS file and its SQLite rows are durable; a reader therefore sees the old version or the new one,
@@ -22,11 +24,12 @@ import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -390,6 +393,75 @@ class PublishReport:
     published: bool
 
 
+ID_FILE = "index.id"
+
+
+class WriterLock(Protocol):
+    """What makes an index's writer single (`writer_lock` picks it): held for a whole run."""
+
+    def acquire(self, timeout: float) -> None:
+        """Take it, waiting up to `timeout` seconds; TimeoutError (its message: who holds it, if known) when
+        another writer keeps it."""
+        ...
+
+    def check(self) -> None:
+        """Raise when the lock may have been lost during the run (before publishing)."""
+        ...
+
+    def release(self) -> None: ...
+
+
+class FolderLock:
+    """The index folder's lock file: every writer on this host (and on a local file system) agrees."""
+
+    def __init__(self, folder: Path) -> None:
+        self._lock = FileLock(str(folder / LOCK))
+
+    def acquire(self, timeout: float) -> None:
+        try:
+            self._lock.acquire(timeout=timeout)
+        except Timeout:
+            raise TimeoutError("") from None
+
+    def check(self) -> None:
+        pass
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def index_identity(folder: Path) -> str:
+    """The index's own name, the same from every host whatever path mounts it: a random id written once into
+    the folder (O_EXCL: two first writers agree on one)."""
+    path = folder / ID_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # the creator may not have written it yet
+            text = path.read_text().strip()
+            if text:
+                return text
+            time.sleep(0.1)
+        raise RagIndexError(f"{path} is empty: delete it (no writer may run meanwhile) and run again") from None
+    identity = uuid.uuid4().hex
+    with os.fdopen(fd, "w") as f:
+        f.write(identity + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return identity
+
+
+def writer_lock(settings: IndexSettings) -> WriterLock:
+    """With a PostgreSQL app database, its advisory lock (one writer across hosts, which a lock file on a
+    network file system does not guarantee); else the folder's lock file."""
+    if settings.lock_db:
+        from rag.pg import AdvisoryLock
+
+        return AdvisoryLock(settings.lock_db, settings.lock_db_password_file,
+                            f"index {index_identity(settings.dir)}")
+    return FolderLock(settings.dir)
+
+
 class IndexWriter:
     """The single writer of an index folder: one per run, holding the folder's write lock.
 
@@ -407,7 +479,7 @@ class IndexWriter:
         self.allow_switch = switch
         self.switching = False  # re-embedding every document into `model_id`'s vectors (see `_start`)
         self._run: RunState | None = None
-        self._lock = FileLock(str(self.dir / LOCK))
+        self._lock: WriterLock | None = None
         self.conn: sqlite3.Connection | None = None
         self.store: ChunkStore
         self.published: Manifest | None = None
@@ -421,13 +493,16 @@ class IndexWriter:
         into `model_id`'s kind by this run (`reembed_batch`), instead of refused."""
         private_dir(settings.dir)
         writer = cls(settings, model_id, switch)
+        lock = writer_lock(settings)
         try:
-            writer._lock.acquire(timeout=settings.lock_timeout_s)
-        except Timeout as exc:
+            lock.acquire(timeout=settings.lock_timeout_s)
+        except TimeoutError as exc:
+            holder = f" ({exc})" if str(exc) else ""
             raise IndexBusyError(
-                f"another ingest run is writing {settings.dir}; wait for it to finish "
+                f"another ingest run is writing {settings.dir}{holder}; wait for it to finish "
                 f"(or set RAG_LOCK_TIMEOUT_S to wait automatically)"
             ) from exc
+        writer._lock = lock
         try:
             writer._run = RunState(os.getpid(), socket.gethostname(), time.time())
             writer._write_run_state()
@@ -443,7 +518,7 @@ class IndexWriter:
                         writer.conn.close()
                     (settings.dir / RUN_FILE).unlink(missing_ok=True)
                 finally:
-                    writer._lock.release()
+                    lock.release()
 
     def _start(self) -> None:
         self.conn = connect(self.dir)
@@ -634,6 +709,8 @@ class IndexWriter:
     # -- publishing -------------------------------------------------------------------------------
     def publish(self, dim: int | None) -> PublishReport:
         """Build and publish the working version if anything changed since the published one."""
+        if self._lock is not None:
+            self._lock.check()  # a lock lost on the way (another host may write now): publish nothing
         removed, added = self.store.changes_at(self.version)
         previous = self.published
         _, visible = self.store.counts(self.version)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -66,6 +66,10 @@ class IndexSettings:
     pq_bytes: int
     lock_timeout_s: float
     keyword_engine: Literal["tantivy", "sqlite"]
+    # the app database's PostgreSQL URL: the writer lock is then its advisory lock, held across hosts ("": the
+    # folder's file lock)
+    lock_db: str = ""
+    lock_db_password_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -200,8 +204,15 @@ class ApiSettings:
 class AuditSettings:
     """Where feedback, runs and the audit log are kept, and for how long (`ui.appdb`)."""
 
-    app_db: Path
+    app_db: Path | str  # a SQLite file, or a postgresql:// URL without a password (`rag.pg`)
     retention_days: float
+    password_file: Path | None = None  # the PostgreSQL password (RAG_APP_DB_PASSWORD_FILE)
+    pool_size: int = 10  # connections a process keeps open to PostgreSQL
+
+    @property
+    def shared(self) -> bool:
+        """Whether the app database is a PostgreSQL server (shared by hosts) rather than a SQLite file."""
+        return isinstance(self.app_db, str)
 
 
 class Settings(BaseSettings):
@@ -383,7 +394,13 @@ class Settings(BaseSettings):
     ui_allowed_hosts: list[str] = Field(
         default_factory=list, description="Host names staff use to reach the page (multi-user mode); other Host "
         "headers are refused (DNS rebinding). Empty: this machine's names and loopback.")
-    app_db: Path = Field(Path("data/app.sqlite"), description="Feedback and indexing-run history (SQLite).")
+    app_db: Path | str = Field(
+        Path("data/app.sqlite"), description="Conversations, API tokens, feedback, the audit log and run history: "
+        "a SQLite file, or postgresql://USER@HOST:PORT/DATABASE shared by several hosts (no password in it).")
+    app_db_password_file: Path | None = Field(
+        None, description="A file holding the PostgreSQL password alone (mode 600); else libpq's PGPASSWORD, "
+        "PGPASSFILE (~/.pgpass) and PG* variables apply.")
+    app_db_pool_size: int = Field(10, ge=1, le=200, description="Connections each process keeps to PostgreSQL.")
     max_question_chars: int = Field(2000, ge=10, description="Longer questions are refused.")
     log_format: Literal["text", "json"] = Field("text", description="Log lines as text, or as JSON objects.")
     # The HTTP API (`rag api`).
@@ -439,7 +456,8 @@ class Settings(BaseSettings):
         return IndexSettings(
             dir=self.index_dir, device=self.device, exact_max_vectors=self.exact_max_vectors,
             compressed_min_vectors=self.compressed_min_vectors, ivf_nprobe=self.ivf_nprobe, pq_bytes=self.pq_bytes,
-            lock_timeout_s=self.lock_timeout_s, keyword_engine=self.keyword_engine)
+            lock_timeout_s=self.lock_timeout_s, keyword_engine=self.keyword_engine,
+            lock_db=self.app_db if isinstance(self.app_db, str) else "", lock_db_password_file=self.app_db_password_file)
 
     @property
     def search(self) -> SearchSettings:
@@ -507,7 +525,8 @@ class Settings(BaseSettings):
 
     @property
     def audit(self) -> AuditSettings:
-        return AuditSettings(app_db=self.app_db, retention_days=self.audit_retention_days)
+        return AuditSettings(app_db=self.app_db, retention_days=self.audit_retention_days,
+                             password_file=self.app_db_password_file, pool_size=self.app_db_pool_size)
 
     @property
     def _proxies(self) -> tuple[str, ...]:
@@ -516,18 +535,23 @@ class Settings(BaseSettings):
 
     @field_validator("index_dir", "app_db", mode="before")
     @classmethod
-    def _not_a_url(cls, value: object) -> object:
-        """A database URL is refused, not taken for a file path ("postgresql://rag@db/app" used to become a
-        folder "postgresql:" in the working directory, one per replica)."""
+    def _not_a_url(cls, value: object, info: ValidationInfo) -> object:
+        """A URL other than the app database's postgresql:// is refused, not taken for a file path
+        ("mysql://rag@db/app" would become a folder "mysql:" in the working directory, one per replica)."""
+        from rag import pg
+
+        if info.field_name == "app_db" and pg.is_url(value):
+            return pg.check_url(str(value))
         if isinstance(value, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
-            raise ValueError(f"{value.split('://')[0]}:// is not supported: this release keeps its state in "
-                             "SQLite files; give a file path (RAG_APP_DB) or a folder (RAG_INDEX_DIR)")
-        return value
+            kept = ("give a file path or postgresql://USER@HOST/DATABASE (RAG_APP_DB)" if info.field_name == "app_db"
+                    else "give a folder (RAG_INDEX_DIR)")
+            raise ValueError(f"{value.split('://')[0]}:// is not supported: {kept}")
+        return Path(value) if info.field_name == "app_db" and isinstance(value, str) else value
 
     @field_validator("index_dir", "app_db")
     @classmethod
-    def _expand(cls, value: Path) -> Path:
-        return value.expanduser()
+    def _expand(cls, value: Path | str) -> Path | str:
+        return value.expanduser() if isinstance(value, Path) else value
 
     @field_validator("ui_allowed_roots")
     @classmethod
@@ -584,6 +608,10 @@ def describe(exc: ValidationError) -> str:
     for error in exc.errors():
         name = ".".join(str(p) for p in error.get("loc", ())) or "settings"
         given = error.get("input")
+        if isinstance(given, str) and "://" in given:  # a URL's password is never repeated
+            from rag.pg import redact
+
+            given = redact(given)
         shown = f" {given!r}" if isinstance(given, (str, int, float, bool)) else ""
         parts.append(f"{name} (RAG_{name.upper()}){shown}: {error.get('msg', 'invalid')}")
     return "; ".join(parts)

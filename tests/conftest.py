@@ -540,3 +540,21 @@ def generator_on(handler: Any, make_settings) -> Iterator[Any]:  # type: ignore[
                                           generator_url=f"http://127.0.0.1:{server.server_port}/v1").generation)
     finally:
         server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """One real PostgreSQL server for the session (tests/pgserver.py); each test takes a database of its own."""
+    from tests.pgserver import postgres
+
+    with postgres() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app_db_at(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path | str, Path | None]:
+    """Where an app database lives, once per backend: a SQLite file, or a fresh database on the session's
+    PostgreSQL (its URL and password file). Tests of the app database take it, so each runs on both."""
+    if request.param == "sqlite":
+        return tmp_path / "app.sqlite", None
+    return request.getfixturevalue("pg_server").database(tmp_path)

@@ -78,7 +78,7 @@ def test_the_release_app_database_migrates_without_the_passages_text(tmp_path: P
     tokens = json.loads((FIXTURE / "tokens.json").read_text())
 
     db = AppDB(path)
-    assert db._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.schema_version() == SCHEMA_VERSION
     ada = db.conversations("ada")
     assert [c.turns for c in ada] == [2] and [c.turns for c in db.conversations("hanna")] == [1]
     stored = [t.answer for c in (*ada, *db.conversations("hanna")) for t in db.turns(c.username, c.id)]

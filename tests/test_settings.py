@@ -66,13 +66,17 @@ def test_every_setting_reaches_a_section_or_an_entry_point() -> None:
 
 
 def test_a_database_url_is_refused_not_taken_for_a_path(tmp_path: Path) -> None:
-    """RAG_APP_DB=postgresql://… used to create a folder "postgresql:" per replica and keep going."""
+    """RAG_APP_DB=postgresql://… used to create a folder "postgresql:" per replica and keep going; another URL
+    is refused, and a password in the URL is refused without being repeated (it would reach logs)."""
     import os
     import subprocess
     import sys
 
     rag = Path(sys.executable).with_name("rag")
-    done = subprocess.run([str(rag), "status"], capture_output=True, text=True, cwd=tmp_path, timeout=60,
-                          env={**os.environ, "RAG_APP_DB": "postgresql://rag@db:5432/ragapp"})
-    assert done.returncode == 2 and "postgresql:// is not supported" in done.stderr and "Traceback" not in done.stderr
-    assert not list(tmp_path.iterdir())  # nothing written where the URL pointed
+    for url, said in (("mysql://rag@db:3306/ragapp", "mysql:// is not supported"),
+                      ("postgresql://rag:hunter2@db:5432/ragapp", "RAG_APP_DB holds a password")):
+        done = subprocess.run([str(rag), "status"], capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                              env={**os.environ, "RAG_APP_DB": url})
+        assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert "hunter2" not in done.stderr + done.stdout
+        assert not list(tmp_path.iterdir())  # nothing written where the URL pointed

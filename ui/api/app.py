@@ -9,6 +9,7 @@ listens on loopback and needs none). The threat model is in docs/security.md.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -34,10 +35,12 @@ from rag.settings import Settings
 from ui.api.auth import ApiError, RateLimiter
 from ui.api.context import Context, error_body
 from ui.api.routes import admin, answers, conversations, documents, push, service
-from ui.appdb import AppDB
+from ui.appdb import AppDB, AppDBUnavailable
 from ui.auth import UsersFile
 from ui.jobs import JobManager
 from ui.sources import SourceViewer
+
+log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -72,7 +75,7 @@ def build_state(settings: Settings) -> ApiState:
         service.warm_up()
     except IndexNotFoundError:
         pass  # an empty index is a normal first state: /readyz says so, admins can ingest
-    db = AppDB(settings.audit.app_db, settings.audit.retention_days)
+    db = AppDB.from_settings(settings.audit)
     return ApiState(settings, service, db, JobManager(settings, service.embedder, db), users,
                     single_user=users is None and not page.oidc, limiter=RateLimiter(settings.api.rate_per_minute))
 
@@ -228,6 +231,14 @@ def create_app(state: ApiState) -> FastAPI:
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {**exc.headers, **({"WWW-Authenticate": 'Bearer realm="rag"'} if exc.status == 401 else {})}
         return JSONResponse(error_body(exc.message, exc.kind), exc.status, headers=headers)
+
+    @app.exception_handler(AppDBUnavailable)
+    async def app_db_down(request: Request, exc: AppDBUnavailable) -> JSONResponse:
+        """The shared database cannot be reached: this replica answers nothing that needs it (the client may
+        retry on another); /readyz says so too."""
+        log.error("%s", exc)
+        return JSONResponse(error_body("the service's database cannot be reached: try again shortly",
+                                       "service_unavailable"), 503, headers={"Retry-After": "5"})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,7 +8,7 @@ import logging
 import os
 import sqlite3
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
@@ -682,14 +682,29 @@ def backup(
     """Back up the newest published index version and the app database (conversations, tokens, audit) into a
     new folder, consistently, while the service runs; each file listed with its checksum."""
     from rag.backup import BackupError, take_backup
+    from ui.appdb import AppDB
 
     settings = _setup(ctx, config, index_dir=index)
-    app_db = None if no_app_db else settings.audit.app_db
-    if app_db is not None and not app_db.is_file():
-        app_db = None  # no app database yet (nobody has used the page or the API): the index alone
+    app_db: Path | Callable[[Path], None] | None = None
+    label = ""
+    if not no_app_db and settings.audit.shared:
+        shared = _app_db(settings)
+        label = str(shared)
+
+        def snapshot(target: Path) -> None:  # a SQLite copy of one consistent snapshot of the shared database
+            copy = AppDB(target)
+            try:
+                shared.copy_into(copy)
+            finally:
+                copy.close()
+
+        app_db = snapshot
+    elif not no_app_db and isinstance(settings.audit.app_db, Path) and settings.audit.app_db.is_file():
+        app_db = settings.audit.app_db
+    # else: no app database yet (nobody has used the page or the API): the index alone
     try:
-        manifest = take_backup(settings.index_dir, app_db, dest)
-    except (BackupError, OSError, sqlite3.Error) as exc:
+        manifest = take_backup(settings.index_dir, app_db, dest, label)
+    except (BackupError, OSError, sqlite3.Error, ValueError) as exc:
         _fail(str(exc))
     size = sum(f.size for f in manifest.files)
     if json_out:
@@ -705,22 +720,45 @@ def restore(
     ctx: typer.Context,
     source: Annotated[Path, typer.Argument(metavar="SRC", help="A folder `rag backup` wrote.")],
     index: IndexOption = None,
-    app_db: Annotated[Optional[Path], typer.Option("--app-db", metavar="FILE", help="Where to restore the app "
-                                                   "database (default: $RAG_APP_DB); it must not exist.")] = None,
+    app_db: Annotated[Optional[str], typer.Option("--app-db", metavar="FILE|URL", help="Where to restore the app "
+                                                  "database (default: $RAG_APP_DB): a new file, or an empty "
+                                                  "PostgreSQL database.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Verify a backup (every file against its checksum), then install it into a new or empty index folder and
-    a new app database path."""
+    a new app database file or an empty PostgreSQL database."""
+    import tempfile
+
+    from rag import pg
     from rag.backup import BackupError
     from rag.backup import restore as restore_backup
+    from ui.appdb import AppDB
 
     settings = _setup(ctx, config, index_dir=index)
+    target: Path | str = app_db if app_db and pg.is_url(app_db) else Path(app_db) if app_db else settings.audit.app_db
     try:
-        manifest = restore_backup(source, settings.index_dir, app_db or settings.audit.app_db)
-    except (BackupError, OSError, sqlite3.Error) as exc:
+        if isinstance(target, str):  # into PostgreSQL: the backup's SQLite copy, then its rows
+            shared = _app_db(settings, target)
+            if any(shared.counts().values()):
+                _fail(f"{shared} already holds rows: restore into an empty database")
+            with tempfile.TemporaryDirectory(dir=settings.index_dir.parent if settings.index_dir.parent.is_dir()
+                                             else None) as scratch:
+                copy_path = Path(scratch) / "app.sqlite"
+                manifest = restore_backup(source, settings.index_dir, copy_path)
+                if manifest.app_db:
+                    copy = AppDB(copy_path)
+                    try:
+                        copy.copy_into(shared)
+                    finally:
+                        copy.close()
+            where = str(shared)
+        else:
+            manifest = restore_backup(source, settings.index_dir, target)
+            where = str(target)
+    except (BackupError, OSError, sqlite3.Error, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"restored index version {manifest.index_version} into {settings.index_dir}" +
-               (f" and the app database to {app_db or settings.audit.app_db}" if manifest.app_db else ""))
+               (f" and the app database to {where}" if manifest.app_db else ""))
 
 
 @app.command()
@@ -905,10 +943,17 @@ def _token(ctx: typer.Context) -> None:
     _help_without_command(ctx)
 
 
-def _app_db(settings: Settings) -> "AppDB":
-    from ui.appdb import AppDB
+def _app_db(settings: Settings, location: Path | str | None = None) -> "AppDB":
+    """The configured app database (or the one at `location`, with the configured password file); a one-line
+    message when it cannot be opened."""
+    from ui.appdb import AppDB, AppDBUnavailable
 
-    return AppDB(settings.audit.app_db, settings.audit.retention_days)
+    audit = settings.audit
+    try:
+        return AppDB(audit.app_db if location is None else location, audit.retention_days,
+                     password_file=audit.password_file, pool_size=2)
+    except (AppDBUnavailable, ValueError) as exc:
+        _fail(str(exc))
 
 
 @token_app.command("create")
@@ -979,3 +1024,47 @@ def token_revoke(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar
     if not db.revoke_token(name):
         _fail(f"no active token named {name!r} (see `rag token list`)")
     typer.echo(f"token {name!r} revoked")
+
+
+appdb_app = typer.Typer(help="The app database (conversations, tokens, feedback, audit).", rich_markup_mode=None)
+app.add_typer(appdb_app, name="appdb")
+
+
+@appdb_app.callback(invoke_without_command=True)
+def _appdb(ctx: typer.Context) -> None:
+    _help_without_command(ctx)
+
+
+@appdb_app.command("migrate")
+def appdb_migrate(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Option("--to", metavar="URL|FILE", help="The new app database: postgresql://USER@HOST"
+                                    "/DATABASE (empty; its password as RAG_APP_DB_PASSWORD_FILE or PG* say) or a "
+                                    "new SQLite file.")],
+    source: Annotated[Optional[str], typer.Option("--from", metavar="FILE|URL",
+                                                  help="The database to copy (default: $RAG_APP_DB).")] = None,
+    json_out: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Copy every row of the app database into a new one (SQLite to PostgreSQL, or back), as one consistent
+    snapshot, ids kept, and check the counts; the source is left as it was. Stop the page and the API first
+    (rows written after the snapshot are not copied), then set RAG_APP_DB to the new one."""
+    from rag import pg
+
+    settings = _setup(ctx, config)
+    if not pg.is_url(to) and Path(to).exists():
+        _fail(f"{to} exists: give a new file (or an empty PostgreSQL database)")
+    origin: Path | str | None = None if source is None else source if pg.is_url(source) else Path(source)
+    if isinstance(origin, Path) and not origin.is_file():
+        _fail(f"no app database at {origin}")
+    if origin is None and isinstance(settings.audit.app_db, Path) and not settings.audit.app_db.is_file():
+        _fail(f"no app database at {settings.audit.app_db} (RAG_APP_DB): nothing to migrate")
+    with _guarded():
+        target = _app_db(settings, to if pg.is_url(to) else Path(to))
+        src = _app_db(settings, origin)
+        copied = src.copy_into(target)
+    if json_out:
+        typer.echo(json.dumps({"from": str(src), "to": str(target), "rows": copied}))
+        return
+    typer.echo(f"copied {sum(copied.values())} rows from {src} to {target} "
+               f"({', '.join(f'{t} {n}' for t, n in copied.items())}); counts checked. Set RAG_APP_DB={target}")

@@ -252,9 +252,32 @@ def check_sources(settings: Settings) -> list[Check]:
     return [Check("sources", "ok", detail)]
 
 
+def check_app_db(settings: Settings) -> list[Check]:
+    """The app database: a SQLite file's folder, or a PostgreSQL server that answers, at this release's schema,
+    with the password from where it should come."""
+    audit = settings.audit
+    if not audit.shared:
+        return [Check("app database", "ok", f"SQLite file {audit.app_db} (this host only: replicas on other hosts "
+                                            "need RAG_APP_DB=postgresql://...)")]
+    from ui.appdb import SCHEMA_VERSION, AppDB, AppDBUnavailable
+
+    try:
+        db = AppDB(audit.app_db, audit.retention_days, password_file=audit.password_file, pool_size=1)
+    except (AppDBUnavailable, ValueError, RuntimeError) as exc:
+        return [Check("app database", "fail", str(exc))]
+    try:
+        version = db.schema_version()
+    finally:
+        db.close()
+    where = "RAG_APP_DB_PASSWORD_FILE" if audit.password_file else "libpq (PGPASSWORD, PGPASSFILE or none)"
+    return [Check("app database", "ok", f"PostgreSQL {db} at schema {version}/{SCHEMA_VERSION}, password from {where}; "
+                                        "the index's writer lock is its advisory lock")]
+
+
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a person would fix them."""
     out: list[Check] = [Check("configuration", "ok", f"index {settings.index_dir}, device {settings.device}")]
-    for check in (check_embedding, check_generator, check_gpu, check_ocr, check_index, check_access, check_sources):
+    for check in (check_embedding, check_generator, check_gpu, check_ocr, check_index, check_app_db, check_access,
+                  check_sources):
         out.extend(check(settings))
     return out

@@ -103,7 +103,7 @@ def app_state(settings_json: str) -> AppState:
         service.warm_up()
     except IndexNotFoundError:
         pass  # an empty index is a normal first state: the page says so, admins can index
-    db = AppDB(settings.audit.app_db, settings.audit.retention_days)
+    db = AppDB.from_settings(settings.audit)
     viewer = SourceViewer(int(settings.ingest.max_file_mb * 2**20), settings.ocr.max_pixels)
     return AppState(settings, service, db, JobManager(settings, service.embedder, db), users,
                     LoginThrottle(on_spraying=partial(report_spraying, db)), viewer)

@@ -56,8 +56,12 @@ def router(ctx: Context) -> APIRouter:
 
     @api.get("/readyz", tags=["service"], responses={503: {"description": "Not ready: the problems are listed"}})
     def readyz() -> JSONResponse:
-        """Ready to answer: the index is readable and the models are loaded."""
+        """Ready to answer: the index is readable, the models are loaded and the app database answers."""
         problems = []
+        try:
+            ctx.db.ping(timeout=2)
+        except Exception as exc:  # noqa: BLE001 (whatever the driver raises, the replica is not ready)
+            problems.append(f"the app database {ctx.db} cannot be reached ({type(exc).__name__})")
         try:
             version = view().manifest.version
         except ApiError as exc:
