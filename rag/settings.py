@@ -533,6 +533,12 @@ class Settings(BaseSettings):
         """The reverse proxies the page and the API believe (the older API-only setting counts too)."""
         return tuple(dict.fromkeys([*self.trusted_proxies, *self.api_trusted_proxies]))
 
+    @field_validator("app_db_password_file", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        """An empty value is none (compose passes `${VAR:-}` through as "")."""
+        return None if value == "" else value
+
     @field_validator("index_dir", "app_db", mode="before")
     @classmethod
     def _not_a_url(cls, value: object, info: ValidationInfo) -> object:

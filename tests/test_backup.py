@@ -23,7 +23,7 @@ from ingest.job import run_ingest
 from rag.backup import BACKUP_FILE, BackupError, restore, take_backup, verify
 from rag.search import build_searcher
 from rag.settings import load_settings
-from tests.conftest import RAG, SAMPLES, rag_cli, wait_for_partial
+from tests.conftest import RAG, SAMPLES, rag_cli, wait_for_partial, write
 from ui.appdb import AppDB
 
 
@@ -152,3 +152,32 @@ def test_a_damaged_or_hostile_backup_is_refused(served: dict, tmp_path: Path) ->
     (tmp_path / "c" / BACKUP_FILE).write_text(json.dumps(manifest))
     with pytest.raises(BackupError, match="outside"):
         verify(tmp_path / "c")
+
+
+def test_a_postgresql_app_database_is_backed_up_and_restored_into_an_empty_one(tmp_path: Path, make_settings,
+                                                                              embedder, pg_server) -> None:  # type: ignore[no-untyped-def]
+    """The shared database's snapshot travels in the backup as a SQLite copy; `rag restore` puts its rows into
+    an empty PostgreSQL database (and refuses one that holds rows)."""
+    url, password_file = pg_server.database(tmp_path)
+    settings = make_settings(app_db=url, app_db_password_file=password_file)
+    write(tmp_path / "docs" / "lunch.txt", "Lunch is served in the cafeteria from 11:30 to 14:00.")
+    run_ingest(settings, [tmp_path / "docs"], embedder=embedder, progress=False)
+    db = AppDB.from_settings(settings.audit)
+    conversation = db.start_conversation("ada", "When is lunch served?")
+    token = db.create_token("bot", "ada", "read")
+    db.close()
+    env = {**os.environ, "RAG_DEVICE": "cpu", "RAG_INDEX_DIR": str(settings.index_dir), "RAG_APP_DB": url,
+           "RAG_APP_DB_PASSWORD_FILE": str(password_file)}
+    out = json.loads(rag_cli("backup", str(tmp_path / "backup"), "--json", env=env))
+    assert out["app_db"] and "app.sqlite" in {f.path for f in verify(tmp_path / "backup").files}
+    assert password_file.read_text().strip() not in (tmp_path / "backup" / "backup.json").read_text()
+    refused = subprocess.run([str(RAG), "restore", str(tmp_path / "backup"), "--index", str(tmp_path / "r1")],
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "already holds rows" in refused.stderr
+    new_url, new_password = pg_server.database(tmp_path)
+    restored_env = {**env, "RAG_INDEX_DIR": str(tmp_path / "restored"), "RAG_APP_DB": new_url,
+                    "RAG_APP_DB_PASSWORD_FILE": str(new_password)}
+    assert "restored index version 1" in rag_cli("restore", str(tmp_path / "backup"), env=restored_env)
+    restored = AppDB(new_url, password_file=new_password)
+    assert [c.id for c in restored.conversations("ada")] == [conversation] and restored.token_for(token) is not None
+    restored.close()

@@ -58,6 +58,24 @@ def test_no_service_can_reach_the_outside(compose: dict) -> None:
     assert services["llm"]["environment"]["VLLM_NO_USAGE_STATS"] == "1"
 
 
+def test_the_postgres_profile_shares_one_database_with_every_replica(compose: dict) -> None:
+    """The app database replicas on several hosts share: the official image pinned, internal network only, no
+    published port, a named volume, its password from one secret file the replicas read too (never in the
+    environment), and every service that opens the app database or writes the index given it."""
+    services = compose["services"]
+    db = services["postgres"]
+    assert db["profiles"] == ["postgres"] and db["networks"] == ["internal"] and not db.get("ports")
+    assert db["image"].startswith("${RAG_POSTGRES_IMAGE:-postgres:15.") and "latest" not in db["image"]
+    assert db["volumes"] == ["pgdata:/var/lib/postgresql/data"] and "pgdata" in compose["volumes"]
+    assert db["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/app_db_password"
+    assert "POSTGRES_PASSWORD" not in db["environment"] and db["user"] == "10001:10001"
+    for name in ("ui", "api", "ingest", "ingest-gpu", "crawl"):
+        service = services[name]
+        assert service["environment"]["RAG_APP_DB"] == "${RAG_APP_DB:-/data/app/app.sqlite}", name
+        secrets = [s if isinstance(s, str) else s["source"] for s in service["secrets"]]
+        assert "app_db_password" in secrets, name
+
+
 def test_gpus_models_and_volumes(compose: dict) -> None:
     services = compose["services"]
     for name in ("llm", "ingest-gpu"):
