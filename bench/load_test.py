@@ -10,8 +10,15 @@ minute, latency p50/p95, and the share refused as busy.
 per request, `POST /v1/ask`), and measures the API's own cost per `/v1/search` call: its p50 minus the
 in-process search's p50 on the same index (`--target both`: one after the other, same run).
 
+`--target appdb` measures what a shared PostgreSQL app database costs the API (tests/pgserver.py starts a real
+server on loopback): one `rag api` on a SQLite app database and one on PostgreSQL, same index, asked in
+alternation, request by request: `/v1/search` (the token checked, the search, the audit row written) and
+`/v1/conversations` (the token checked, the user's conversations read); each request's latency less the search
+time the server reports, p50 and p95 per backend. Then throughput: `--users` clients searching for `--seconds`
+through one PostgreSQL replica, then through two (round robin), requests per second.
+
     .venv/bin/python bench/load_test.py [--users 1 2 4 8] [--seconds 60] [--slots 2] [--queue-s 30]
-                                        [--target service|api|both]
+                                        [--target service|api|both|appdb]
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=2, help="generations in flight per ui replica")
     parser.add_argument("--queue-s", type=float, default=30, help="how long a question waits for a slot")
     parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--target", choices=["service", "api", "both"], default="service")
+    parser.add_argument("--target", choices=["service", "api", "both", "appdb"], default="service")
     parser.add_argument("--search-calls", type=int, default=300, help="/v1/search calls timed (api)")
     args = parser.parse_args()
     # the model server allows as many generations at once as the replica sends
@@ -74,6 +81,9 @@ def main() -> None:
                 for users in args.users:
                     print(json.dumps(run(service.ask, users, args.seconds) | {
                         "target": "service", "slots": args.slots, "queue_s": args.queue_s}), flush=True)
+            if args.target == "appdb":
+                for figures in appdb_cost(env, settings, Path(tmp), args.search_calls, args.users, args.seconds):
+                    print(json.dumps(figures), flush=True)
             if args.target in ("api", "both"):
                 with api_server(env, settings, Path(tmp)) as (base, token):
                     print(json.dumps(search_overhead(service, base, token, args.search_calls)), flush=True)
@@ -88,18 +98,25 @@ def main() -> None:
 
 
 @contextmanager
-def api_server(env: dict[str, str], settings: Settings, tmp: Path) -> Iterator[tuple[str, str]]:
-    """`rag api` over the same index and model server, with one user and a read token."""
+def api_server(env: dict[str, str], settings: Settings, tmp: Path, app_db: str = "",
+               password_file: Path | None = None) -> Iterator[tuple[str, str]]:
+    """`rag api` over the same index and model server, with one user and a read token; its app database a
+    SQLite file in `tmp` (or `app_db`, a PostgreSQL URL with its `password_file`)."""
     from ui.appdb import AppDB
     from ui.auth import add_user
 
     users = tmp / "users.yaml"
-    add_user(users, "bench", "bench password", roles=["user", "admin"])
-    app_db = tmp / "app" / "app.sqlite"
-    token = AppDB(app_db).create_token("bench", "bench", "read")
+    if not users.exists():
+        add_user(users, "bench", "bench password", roles=["user", "admin"])
+    location = app_db or str(tmp / "app" / "app.sqlite")
+    db = AppDB(location, password_file=password_file)
+    name = f"bench-{len(db.tokens())}"
+    token = db.create_token(name, "bench", "read")
+    db.close()
     api_env = {**env, "RAG_INDEX_DIR": str(settings.index_dir), "RAG_GENERATOR_BACKEND": "http",
                "RAG_GENERATOR_URL": settings.generator_url, "RAG_UI_USERS_FILE": str(users),
-               "RAG_APP_DB": str(app_db), "RAG_MAX_NEW_TOKENS": str(settings.max_new_tokens),
+               "RAG_APP_DB": location, "RAG_APP_DB_PASSWORD_FILE": str(password_file or ""),
+               "RAG_MAX_NEW_TOKENS": str(settings.max_new_tokens),
                "RAG_GENERATION_QUEUE_S": str(settings.generation_queue_s),
                "RAG_API_RATE_PER_MINUTE": "1000000"}
     process = subprocess.Popen([sys.executable, "-m", "ui.cli", "api", "--host", "127.0.0.1", "--port", "0"],
@@ -110,6 +127,93 @@ def api_server(env: dict[str, str], settings: Settings, tmp: Path) -> Iterator[t
     finally:
         process.terminate()
         process.wait(10)
+
+
+def appdb_cost(env: dict[str, str], settings: Settings, tmp: Path, calls: int, users: list[int],
+               seconds: float) -> Iterator[dict]:
+    """See the module's docstring (`--target appdb`)."""
+    sys.path.insert(0, str(REPO))
+    from tests.pgserver import postgres
+    from ui.appdb import AppDB
+
+    with postgres() as server:
+        url, password_file = server.database(tmp)
+        with api_server(env, settings, tmp) as (lite, lite_token), \
+                api_server(env, settings, tmp, url, password_file) as (shared, shared_token):
+            clients = {"sqlite": httpx.Client(base_url=lite, headers={"Authorization": f"Bearer {lite_token}"}),
+                       "postgresql": httpx.Client(base_url=shared, headers={"Authorization": f"Bearer {shared_token}"})}
+            for location, pw in ((str(tmp / "app" / "app.sqlite"), None), (url, password_file)):
+                db = AppDB(location, password_file=pw)  # a user with 20 conversations of 3 turns
+                for n in range(20):
+                    conversation = db.start_conversation("bench", f"conversation {n}")
+                    for turn in range(3):
+                        db.add_turn("bench", conversation, f"question {turn}", "", {})
+                db.close()
+            added: dict[str, list[float]] = {"sqlite": [], "postgresql": []}
+            listed: dict[str, list[float]] = {"sqlite": [], "postgresql": []}
+            for client in clients.values():  # warm: the first search loads what it loads
+                client.post("/v1/search", json={"query": QUESTIONS[0]})
+            for i in range(calls):  # alternating, so both see the same machine state
+                for backend, client in clients.items():
+                    started = time.perf_counter()
+                    response = client.post("/v1/search", json={"query": QUESTIONS[i % len(QUESTIONS)], "k": 5})
+                    latency = time.perf_counter() - started
+                    assert response.status_code == 200, response.text
+                    added[backend].append(latency - response.json()["results"][0]["timings_ms"]["total"] / 1000)
+                    started = time.perf_counter()
+                    response = client.get("/v1/conversations")
+                    listed[backend].append(time.perf_counter() - started)
+                    assert response.status_code == 200 and len(response.json()["conversations"]) == 20
+            ms = lambda xs, q=50: round(float(np.percentile(xs, q)) * 1000, 2)  # noqa: E731
+            yield {"target": "appdb", "calls": calls,
+                   **{f"search_overhead_{b}_p50_ms": ms(v) for b, v in added.items()},
+                   **{f"search_overhead_{b}_p95_ms": ms(v, 95) for b, v in added.items()},
+                   **{f"conversations_{b}_p50_ms": ms(v) for b, v in listed.items()},
+                   **{f"conversations_{b}_p95_ms": ms(v, 95) for b, v in listed.items()},
+                   "postgresql_minus_sqlite_search_p50_ms": round(ms(added["postgresql"]) - ms(added["sqlite"]), 2),
+                   "postgresql_minus_sqlite_conversations_p50_ms":
+                       round(ms(listed["postgresql"]) - ms(listed["sqlite"]), 2)}
+            for client in clients.values():
+                client.close()
+            with api_server(env, settings, tmp, url, password_file) as second:
+                replicas = [(shared, shared_token), second]
+                for count in users:
+                    for used in (replicas[:1], replicas):
+                        yield {"target": "appdb throughput", "replicas": len(used), "users": count,
+                               **throughput(used, count, seconds)}
+
+
+def throughput(replicas: list[tuple[str, str]], users: int, seconds: float) -> dict:
+    """`users` clients, each on replica number (its index mod the replicas), searching back to back."""
+    done: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def user(n: int) -> None:
+        nonlocal errors
+        base, token = replicas[n % len(replicas)]
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+            i = n
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                response = client.post("/v1/search", json={"query": QUESTIONS[i % len(QUESTIONS)], "k": 5})
+                with lock:
+                    if response.status_code == 200:
+                        done.append(time.perf_counter() - started)
+                    else:
+                        errors += 1
+                i += 1
+
+    threads = [threading.Thread(target=user, args=(n,)) for n in range(users)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    return {"searches_per_s": round(len(done) / elapsed, 1), "p50_ms": round(float(np.percentile(done, 50)) * 1000, 1),
+            "p95_ms": round(float(np.percentile(done, 95)) * 1000, 1), "errors": errors}
 
 
 def api_asker(base: str, token: str) -> Callable[[str], object]:

@@ -710,7 +710,10 @@ class IndexWriter:
     def publish(self, dim: int | None) -> PublishReport:
         """Build and publish the working version if anything changed since the published one."""
         if self._lock is not None:
-            self._lock.check()  # a lock lost on the way (another host may write now): publish nothing
+            try:
+                self._lock.check()  # a lock lost on the way (another host may write now): publish nothing
+            except RuntimeError as exc:
+                raise RagIndexError(str(exc)) from None
         removed, added = self.store.changes_at(self.version)
         previous = self.published
         _, visible = self.store.counts(self.version)

@@ -10,6 +10,7 @@ same file as POSTGRES_PASSWORD_FILE), refused when others may read it.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import socket
 import threading
@@ -118,7 +119,7 @@ class AdvisoryLock:
                 time.sleep(0.2)
             # who holds it, for the next one's message (application_name is visible in pg_stat_activity)
             conn.execute("SELECT set_config('application_name', %s, false)",
-                         (f"rag writer pid {__import__('os').getpid()} on {socket.gethostname()}"[:63],))
+                         (f"rag writer pid {os.getpid()} on {socket.gethostname()}"[:63],))
         except BaseException:
             conn.close()
             raise
@@ -148,10 +149,18 @@ class AdvisoryLock:
                     return
 
     def check(self) -> None:
-        """RuntimeError when the session holding the lock was lost (another host may be writing now)."""
-        if self.lost:
+        """RuntimeError when the session holding the lock is gone (another host may be writing now): asked of
+        the server now, not only seen by the keepalive. A live session still holds the lock (a session-level
+        advisory lock ends only with an unlock or the session)."""
+        with self._guard:
+            if not self.lost and self._conn is not None:
+                try:
+                    self._conn.execute("SELECT 1")
+                except Exception:
+                    self.lost = True
+        if self.lost or self._conn is None:
             raise RuntimeError(f"the connection holding the write lock on {self.name} to {redact(self.url)} "
-                               "was lost: stopping before publishing")
+                               "was lost: stopped before publishing; run again")
 
     def release(self) -> None:
         self._stop.set()

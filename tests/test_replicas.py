@@ -19,7 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rag.index import IndexBusyError, IndexWriter
+from rag.index import IndexBusyError, IndexWriter, RagIndexError
+from rag.settings import IndexSettings
 from tests.conftest import (RAG, AclSite, acl_site, browser_ask, browser_sign_in, rag_cli, require_chromium, serve_api,
                             serve_page, wait_for, write)
 from ui.appdb import AppDB
@@ -28,6 +29,37 @@ from ui.appdb import AppDB
 def shared_env(pg_server, folder: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
     url, password_file = pg_server.database(folder)
     return {"RAG_APP_DB": url, "RAG_APP_DB_PASSWORD_FILE": str(password_file)}
+
+
+@pytest.mark.parametrize("kind", ["folder", "advisory"])
+def test_every_writer_lock_keeps_one_writer(kind: str, tmp_path: Path, pg_server) -> None:  # type: ignore[no-untyped-def]
+    """The WriterLock contract, on each implementation `writer_lock` picks: one holder; another waits its timeout
+    and is refused; a release lets the next in; `check` passes while held."""
+    from rag.index import FolderLock, writer_lock
+    from rag.pg import AdvisoryLock
+
+    folder = tmp_path / "index"
+    folder.mkdir()
+    if kind == "folder":
+        make = lambda: FolderLock(folder)  # noqa: E731
+    else:
+        url, password_file = pg_server.database(tmp_path)
+        make = lambda: AdvisoryLock(url, password_file, "index test")  # noqa: E731
+        settings = IndexSettings(dir=folder, device="cpu", exact_max_vectors=1, compressed_min_vectors=1,
+                                 ivf_nprobe=1, pq_bytes=8, lock_timeout_s=0, keyword_engine="sqlite", lock_db=url,
+                                 lock_db_password_file=password_file)
+        assert isinstance(writer_lock(settings), AdvisoryLock)
+    first, second = make(), make()
+    first.acquire(timeout=0)
+    first.check()
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        second.acquire(timeout=0.5)
+    assert time.monotonic() - started >= 0.4
+    first.release()
+    second.acquire(timeout=5)
+    second.check()
+    second.release()
 
 
 def test_two_hosts_never_write_one_index_at_once(tmp_path: Path, pg_server, make_settings, embedder) -> None:  # type: ignore[no-untyped-def]
@@ -48,6 +80,13 @@ def test_two_hosts_never_write_one_index_at_once(tmp_path: Path, pg_server, make
         with pytest.raises(IndexBusyError):  # the same process's second writer too
             with IndexWriter.open(settings.index, embedder.model_id):
                 pass
+    # the lock's session ended under a writer (the server restarted, a firewall cut it): it publishes nothing
+    with IndexWriter.open(settings.index, embedder.model_id) as writer:
+        with pg_server.admin() as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE "
+                         "'rag writer pid%'")
+        with pytest.raises(RagIndexError, match="was lost: stopped before publishing"):
+            writer.publish(None)
     # a writer killed -9 in the middle: the server drops its session and the lock with it
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time\n"

@@ -20,10 +20,10 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from rag.qa import Answer, Source
@@ -224,6 +224,33 @@ class Run:
     status: str
     summary: dict
     error: str
+
+
+class Backend(Protocol):
+    """What `AppDB` asks of a database: transactions on connections taking `?` placeholders. Picked by `AppDB`
+    from its location (a postgresql:// URL or a file); `tests/test_appdb.py` runs every call on both."""
+
+    kind: str  # sqlite | postgresql: the column types (TYPES) and the migration lock
+    for_update: str  # appended to a SELECT that locks the row it reads ("" where the connection is the lock)
+    integrity_errors: tuple[type[BaseException], ...]
+
+    def tx(self, timeout: float | None = None) -> AbstractContextManager[Any]:
+        """A transaction, committed when the block ends (rolled back on an exception)."""
+        ...
+
+    def snapshot(self) -> AbstractContextManager[Any]:
+        """Reads that see one consistent state whatever others write meanwhile."""
+        ...
+
+    def migrating(self) -> AbstractContextManager[Any]:
+        """The migrations' transaction: one process at a time, all or nothing."""
+        ...
+
+    def after_delete(self) -> None:
+        """Make deleted rows unrecoverable where the database allows it."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class _SQLite:
@@ -431,7 +458,7 @@ class AppDB:
                  pool_size: int = 10) -> None:
         from rag import pg
 
-        self._db: _SQLite | _Postgres = (_Postgres(str(location), password_file, pool_size) if pg.is_url(location)
+        self._db: Backend = (_Postgres(str(location), password_file, pool_size) if pg.is_url(location)
                                          else _SQLite(Path(location)))
         self.kind = self._db.kind
         self.audit_retention_s = audit_retention_days * 86400
