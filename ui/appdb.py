@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from rag.qa import Answer, Source
     from rag.settings import AuditSettings
 
+# Migration 1's tables, in words each database types (TYPES): released, so never edited; a new column or
+# table is a new migration (MIGRATIONS).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
     id AUTOID,
@@ -398,7 +400,11 @@ class _Postgres:
         self.pool.close()
 
 
-class AppDBUnavailable(RuntimeError):
+class AppDBError(RuntimeError):
+    """The app database cannot be used; the message says why and what to do (never a password)."""
+
+
+class AppDBUnavailable(AppDBError):
     """The app database's server cannot be reached; the message says which (never its password)."""
 
 
@@ -459,7 +465,7 @@ class AppDB:
         from rag import pg
 
         self._db: Backend = (_Postgres(str(location), password_file, pool_size) if pg.is_url(location)
-                                         else _SQLite(Path(location)))
+                             else _SQLite(Path(location)))
         self.kind = self._db.kind
         self.audit_retention_s = audit_retention_days * 86400
         self.clock = clock  # a test's stand-in moves time on without waiting
@@ -494,7 +500,7 @@ class AppDB:
                 done |= adopted
             newer = sorted(done - {m[0] for m in MIGRATIONS})
             if newer:
-                raise RuntimeError(f"the app database {self._db} was migrated by a newer release (schema "
+                raise AppDBError(f"the app database {self._db} was migrated by a newer release (schema "
                                    f"{newer[-1]}; this one knows {SCHEMA_VERSION}): upgrade this replica")
             for version, description, step in MIGRATIONS:
                 if version not in done:

@@ -117,6 +117,7 @@ def _guarded() -> Iterator[None]:
     """Turn expected errors into a one-line message and exit code 2 (no stack trace)."""
     from rag.index import IndexNotFoundError, RagIndexError
     from rag.settings import ConfigError
+    from ui.appdb import AppDBError
 
     try:
         yield
@@ -124,7 +125,7 @@ def _guarded() -> Iterator[None]:
         from ui.cli.doctor import missing_index_advice
 
         _fail(f"{exc}; {missing_index_advice(exc.folder)}")
-    except (RagIndexError, ConfigError, FileNotFoundError, ValueError) as exc:
+    except (RagIndexError, ConfigError, FileNotFoundError, ValueError, AppDBError) as exc:
         _fail(str(exc))
 
 
@@ -946,13 +947,13 @@ def _token(ctx: typer.Context) -> None:
 def _app_db(settings: Settings, location: Path | str | None = None) -> "AppDB":
     """The configured app database (or the one at `location`, with the configured password file); a one-line
     message when it cannot be opened."""
-    from ui.appdb import AppDB, AppDBUnavailable
+    from ui.appdb import AppDB, AppDBError
 
     audit = settings.audit
     try:
         return AppDB(audit.app_db if location is None else location, audit.retention_days,
                      password_file=audit.password_file, pool_size=2)
-    except (AppDBUnavailable, ValueError) as exc:
+    except (AppDBError, ValueError) as exc:
         _fail(str(exc))
 
 

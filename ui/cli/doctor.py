@@ -259,11 +259,11 @@ def check_app_db(settings: Settings) -> list[Check]:
     if not audit.shared:
         return [Check("app database", "ok", f"SQLite file {audit.app_db} (this host only: replicas on other hosts "
                                             "need RAG_APP_DB=postgresql://...)")]
-    from ui.appdb import SCHEMA_VERSION, AppDB, AppDBUnavailable
+    from ui.appdb import SCHEMA_VERSION, AppDB, AppDBError
 
     try:
         db = AppDB(audit.app_db, audit.retention_days, password_file=audit.password_file, pool_size=1)
-    except (AppDBUnavailable, ValueError, RuntimeError) as exc:
+    except (AppDBError, ValueError) as exc:
         return [Check("app database", "fail", str(exc))]
     try:
         version = db.schema_version()

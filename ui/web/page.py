@@ -35,7 +35,7 @@ from rag.qa import Answer, QAService, build_service
 from rag.followup import standalone_question
 from rag.settings import ConfigError, PageSettings, Settings, load_settings
 from rag.types import ADMIN, Principal
-from ui.appdb import AppDB
+from ui.appdb import AppDB, AppDBError
 from ui.auth import LOCAL_ADMIN, LoginThrottle, StoredUser, ThrottledError, User, UsersFile, oidc_user
 from ui.conversations import answer_from_shown, shown_answer
 from ui.jobs import Job, JobBusyError, JobManager, PathNotAllowedError
@@ -734,6 +734,10 @@ def main(argv: list[str]) -> None:
         state = app_state(settings.model_dump_json())
     except (ConfigError, ValueError) as exc:
         st.error(f"The service cannot start: {exc}")
+        st.stop()
+    except AppDBError as exc:  # the details (the database's address) go to the log, not to any visitor
+        log.error("the page cannot start: %s", exc)
+        st.error("The service's database cannot be reached: try again in a moment (the log says why).")
         st.stop()
     refuse_unsafe_single_user(state.settings.page)
     user = current_user(state)
