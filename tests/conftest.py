@@ -209,8 +209,18 @@ def serve_api(base: Path, index: Path, env: dict[str, str], process_out: list | 
         log.close()
 
 
+# The files that take longest (minutes: a generation per golden question, ingest runs killed again and
+# again, a fresh clone's first hour), measured with --durations: run first, so that with two workers
+# (`make test`: pytest-xdist, a file to a worker) the rest fills the other worker instead of one of them
+# running alone at the end.
+LONGEST_FIRST = ("test_golden.py", "test_crash.py", "test_first_hour.py", "test_api_contract.py")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """gpu tests run only where torch sees a CUDA device."""
+    """The longest files first (LONGEST_FIRST; the order within a file kept); gpu tests run only where torch
+    sees a CUDA device."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest as collected
     try:
         import torch
 
