@@ -205,13 +205,7 @@ def throughput(replicas: list[tuple[str, str]], users: int, seconds: float) -> d
                         errors += 1
                 i += 1
 
-    threads = [threading.Thread(target=user, args=(n,)) for n in range(users)]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - started
+    elapsed = in_threads(user, users)
     return {"searches_per_s": round(len(done) / elapsed, 1), "p50_ms": round(float(np.percentile(done, 50)) * 1000, 1),
             "p95_ms": round(float(np.percentile(done, 95)) * 1000, 1), "errors": errors}
 
@@ -258,6 +252,17 @@ def search_overhead(service, base: str, token: str, calls: int) -> dict:  # type
             "inprocess_p50_ms": ms(inprocess), "api_minus_inprocess_p50_ms": round(ms(api) - ms(inprocess), 2)}
 
 
+def in_threads(user: Callable[[int], None], users: int) -> float:
+    """`user(n)` for n in range(users), each in a thread of its own, all at once; the seconds until all ended."""
+    threads = [threading.Thread(target=user, args=(n,)) for n in range(users)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - started
+
+
 def run(ask: Callable[[str], object], users: int, seconds: float) -> dict:
     latencies: list[float] = []
     busy = errors = 0
@@ -283,13 +288,7 @@ def run(ask: Callable[[str], object], users: int, seconds: float) -> dict:
                 time.sleep(1.0)
             i += 1
 
-    threads = [threading.Thread(target=user, args=(n,)) for n in range(users)]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - started
+    elapsed = in_threads(user, users)
     total = len(latencies) + busy + errors
     return {
         "users": users, "answers_per_min": round(len(latencies) * 60 / elapsed, 1),
