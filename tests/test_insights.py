@@ -19,9 +19,9 @@ def at(day: int, hour: int = 10) -> float:
     return datetime.combine(START + timedelta(days=day), datetime.min.time()).timestamp() + hour * 3600
 
 
-def test_counts_times_documents_and_gaps(tmp_path: Path) -> None:
+def test_counts_times_documents_and_gaps(app_db_at: tuple[Path | str, Path | None]) -> None:
     now = {"t": at(0)}
-    db = AppDB(tmp_path / "app.sqlite", clock=lambda: now["t"])
+    db = AppDB(app_db_at[0], clock=lambda: now["t"], password_file=app_db_at[1])
     log = [  # (day, outcome, seconds, cited path)
         (0, "answered", 1.0, "a.pdf"), (0, "answered", 2.0, "a.pdf"), (0, "abstained", 0.5, ""),
         (1, "error: the model timed out", None, ""), (2, "answered", 3.0, "b.md"), (2, "answered", 10.0, "a.pdf"),

@@ -97,9 +97,9 @@ def test_conversations_survive_a_reload_and_can_be_renamed_and_deleted(app, samp
     assert not any(b.label.startswith("Lunch hours") for b in at.sidebar.button) and not at.get("html")
 
 
-def test_audit_log_keeps_entries_for_the_retention_period(tmp_path: Path) -> None:
+def test_audit_log_keeps_entries_for_the_retention_period(tmp_path: Path, app_db_at) -> None:  # type: ignore[no-untyped-def]
     now = [1_700_000_000.0]
-    db = AppDB(tmp_path / "app.sqlite", audit_retention_days=1, clock=lambda: now[0])
+    db = AppDB(app_db_at[0], audit_retention_days=1, clock=lambda: now[0], password_file=app_db_at[1])
     db.audit("ada", "old question", "old question", "answered", [])
     now[0] += 2 * 86400  # two days later
     db.audit("ada", "new question", "new question", "abstained", [])
