@@ -1060,10 +1060,19 @@ def appdb_migrate(
         _fail(f"no app database at {origin}")
     if origin is None and isinstance(settings.audit.app_db, Path) and not settings.audit.app_db.is_file():
         _fail(f"no app database at {settings.audit.app_db} (RAG_APP_DB): nothing to migrate")
+    new_file = None if pg.is_url(to) else Path(to)
     with _guarded():
-        target = _app_db(settings, to if pg.is_url(to) else Path(to))
-        src = _app_db(settings, origin)
-        copied = src.copy_into(target)
+        src = _app_db(settings, origin)  # first: a source that cannot be opened leaves no new file behind
+        target = _app_db(settings, new_file or to)
+        try:
+            copied = src.copy_into(target)
+        except BaseException:
+            if new_file is not None:  # the new file this run created holds nothing: it goes
+                target.close()
+                for part in (new_file, new_file.with_name(new_file.name + "-wal"),
+                             new_file.with_name(new_file.name + "-shm")):
+                    part.unlink(missing_ok=True)
+            raise
     if json_out:
         typer.echo(json.dumps({"from": str(src), "to": str(target), "rows": copied}))
         return
