@@ -65,14 +65,24 @@ def conninfo(url: str, password_file: Path | None) -> str:
     return make_conninfo(url, **extra)
 
 
+class Unreachable(ValueError):
+    """The server cannot be reached or refuses the sign-in; the message, one line, never holds the password."""
+
+
 def connect(url: str, password_file: Path | None, timeout_s: float = 10.0, **kwargs: object) -> "psycopg.Connection":
-    """One connection; a one-line ValueError, without the password, when the server cannot be reached."""
+    """One connection to `url`, its password from `password_file` (see `conninfo`)."""
+    return connect_with(conninfo(url, password_file), url, timeout_s, **kwargs)
+
+
+def connect_with(info: str, url: str, timeout_s: float = 10.0, **kwargs: object) -> "psycopg.Connection":
+    """One connection from libpq connection information `info` (`url` names it in messages); Unreachable when
+    the server cannot be reached or refuses it."""
     import psycopg
 
     try:
-        return psycopg.connect(conninfo(url, password_file), connect_timeout=max(1, int(timeout_s)), **kwargs)
+        return psycopg.connect(info, connect_timeout=max(1, int(timeout_s)), **kwargs)
     except psycopg.OperationalError as exc:
-        raise ValueError(f"cannot reach the app database {redact(url)}: {first_line(exc)}") from None
+        raise Unreachable(f"cannot reach the app database {redact(url)}: {first_line(exc)}") from None
 
 
 def first_line(exc: BaseException) -> str:

@@ -285,6 +285,23 @@ def browser_ask(page: Any, question: str, timeout_ms: int) -> str:
     return str(page.locator('[data-testid="stChatMessage"]').last.inner_text())
 
 
+def until_it_lands(attempt: Callable[[], None], what: str, seconds: float = 120) -> None:
+    """`attempt()` (a click, with short timeouts, and a wait for what it opens) again until no Playwright timeout
+    stops it: a Streamlit page is inert while a rerun is under way, and a click then is lost, or its effect
+    undone by the rerun. Fails with `what` after `seconds`."""
+    import time
+
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            attempt()
+            return
+        except PlaywrightTimeoutError:
+            assert time.monotonic() < deadline, what
+
+
 def browser_sign_in(page: Any, url: str, username: str, timeout_ms: int = 120_000) -> None:
     """Open the page and sign in as `username` (password "<username> password"); wait for the sidebar's line."""
     page.goto(url)

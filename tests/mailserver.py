@@ -117,8 +117,8 @@ def dovecot(users: dict[str, str]) -> Iterator[MailServer]:
     port = free_port()
     (base / "passwd").write_text("".join(f"{u}:{{PLAIN}}{p}\n" for u, p in users.items()))
     (base / "dovecot.conf").write_text(CONFIG.format(base=base, port=port, uid=uid, gid=gid))
-    # Dovecot's auth process runs as its own user: readable whatever umask the test process has (the service's
-    # entry points set 077 in it)
+    # Dovecot's auth process runs as its own user: readable whatever umask the run has (and mkdtemp's folder is
+    # 0700 in any case)
     for path, mode in ((base, 0o755), (base / "home", 0o755), (base / "passwd", 0o644), (base / "dovecot.conf", 0o644)):
         os.chmod(path, mode)
     if os.geteuid() == 0:

@@ -79,10 +79,9 @@ def postgres() -> Iterator[PgServer]:
     except OSError as exc:  # a user namespace that maps root only
         pytest.skip(f"PostgreSQL's user cannot own its folder here ({exc})")
     port = free_port()
-    as_owner = {"user": user, "group": group, "extra_groups": [] if os.geteuid() == 0 else None,
-                "env": {"PATH": "/usr/bin:/bin", "HOME": str(base), "LC_ALL": "C.UTF-8"}, "cwd": base}
-    if os.geteuid() != 0:
-        as_owner = {"env": as_owner["env"], "cwd": base}
+    as_owner: dict = {"env": {"PATH": "/usr/bin:/bin", "HOME": str(base), "LC_ALL": "C.UTF-8"}, "cwd": base}
+    if os.geteuid() == 0:  # the server's programs run as its account, with none of root's groups
+        as_owner.update(user=user, group=group, extra_groups=[])
     subprocess.run([initdb, "-D", str(base / "data"), "-U", "postgres", "--pwfile", str(base / "pwfile"),
                     "--auth-host=scram-sha-256", "--auth-local=reject", "-E", "UTF8", "--no-sync"],
                    check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -18,7 +18,7 @@ from ingest.ocr import find_tessdata
 from rag.index import IndexReader
 from rag.settings import load_settings
 from rag.types import Principal
-from tests.conftest import browser_ask, browser_sign_in as sign_in, require_chromium, serve_page
+from tests.conftest import browser_ask, browser_sign_in as sign_in, require_chromium, serve_page, until_it_lands
 from tests.docgen import write_scanned_pdf
 from ui.appdb import AppDB
 from ui.auth import add_user
@@ -92,7 +92,7 @@ def highlighted_pixels(png: bytes) -> int:
 
 
 def test_sources_and_insights_in_a_real_browser(server: tuple[str, Path]) -> None:
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     url, base = server
     original = (base / "docs" / "hr" / "parental-leave-scan.pdf").read_bytes()
@@ -110,15 +110,13 @@ def test_sources_and_insights_in_a_real_browser(server: tuple[str, Path]) -> Non
         # the answer's last rerun may still be under way (the page inert): an expander open now can come back
         # closed; so open it and click until the click lands
         button = source.get_by_role("button", name="Open the source")
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if not button.is_visible():
-                    source.locator("summary").click(timeout=10_000)
-                button.click(timeout=10_000)
-                break
-            except PlaywrightTimeoutError:
-                assert time.monotonic() < deadline, "the source's button never became clickable"
+
+        def open_source() -> None:
+            if not button.is_visible():
+                source.locator("summary").click(timeout=10_000)
+            button.click(timeout=10_000)
+
+        until_it_lands(open_source, "the source's button never became clickable")
         dialog = page.get_by_role("dialog")
         dialog.get_by_text("page 2 of 2").wait_for(timeout=60_000)
         image = dialog.locator("img").first

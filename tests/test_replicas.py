@@ -22,7 +22,7 @@ import pytest
 from rag.index import IndexBusyError, IndexWriter, RagIndexError
 from rag.settings import IndexSettings
 from tests.conftest import (RAG, AclSite, acl_site, browser_ask, browser_sign_in, rag_cli, require_chromium, serve_api,
-                            serve_page, wait_for, write)
+                            serve_page, until_it_lands, wait_for, write)
 from ui.appdb import AppDB
 
 
@@ -182,7 +182,7 @@ def test_the_page_and_the_api_replicas_share_conversations(site: AclSite) -> Non
     """A conversation started through one replica's API is in the page's sidebar on another host's `rag ui`, and
     continues there; what the page asks is in the API's list."""
     require_chromium()
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     token = rag_cli("token", "create", "sam-bot", "--user", "sam", env=site.env).strip()
     auth = {"Authorization": f"Bearer {token}"}
@@ -199,14 +199,13 @@ def test_the_page_and_the_api_replicas_share_conversations(site: AclSite) -> Non
             browser_sign_in(page, url, "sam")
             # the sidebar's button opens it (clicked again if the first click fell into a rerun of the page)
             opened = page.locator('[data-testid="stChatMessage"]').filter(has_text="When does the Acme deal close?")
-            deadline = time.monotonic() + 120
-            while opened.count() == 0:
-                assert time.monotonic() < deadline, "the conversation never opened"
-                page.get_by_role("button", name="When does the Acme deal close").click(timeout=30_000)
-                try:
-                    opened.first.wait_for(timeout=10_000)
-                except PlaywrightTimeoutError:
-                    pass
+
+            def open_conversation() -> None:
+                if opened.count() == 0:
+                    page.get_by_role("button", name="When does the Acme deal close").click(timeout=30_000)
+                opened.first.wait_for(timeout=10_000)
+
+            until_it_lands(open_conversation, "the conversation never opened")
             browser_ask(page, "When is lunch served?", 120_000)
         finally:
             browser.close()

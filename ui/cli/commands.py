@@ -98,6 +98,14 @@ def _help_without_command(ctx: typer.Context) -> None:
         raise typer.Exit(0)
 
 
+def command_group(name: str, help: str) -> typer.Typer:
+    """`rag NAME ...`: a group of commands, which alone shows its help (`_help_without_command`)."""
+    group = typer.Typer(help=help, rich_markup_mode=None)
+    group.callback(invoke_without_command=True)(_help_without_command)
+    app.add_typer(group, name=name)
+    return group
+
+
 @app.callback(invoke_without_command=True)
 def _options(ctx: typer.Context,
              verbose: Annotated[bool, typer.Option("-v", "--verbose",
@@ -818,13 +826,7 @@ def doctor(ctx: typer.Context, index: IndexOption = None, json_out: JsonOption =
     raise typer.Exit(1 if any(c.status == "fail" for c in checks) else 0)
 
 
-user_app = typer.Typer(help="Manage the web page's users file.", rich_markup_mode=None)
-app.add_typer(user_app, name="user")
-
-
-@user_app.callback(invoke_without_command=True)
-def _user(ctx: typer.Context) -> None:
-    _help_without_command(ctx)
+user_app = command_group("user", "Manage the web page's users file.")
 
 
 @user_app.command("add")
@@ -890,13 +892,7 @@ def main() -> None:
 
 
 
-index_app = typer.Typer(help="Copies of an index for readers on other hosts.", rich_markup_mode=None)
-app.add_typer(index_app, name="index")
-
-
-@index_app.callback(invoke_without_command=True)
-def _index(ctx: typer.Context) -> None:
-    _help_without_command(ctx)
+index_app = command_group("index", "Copies of an index for readers on other hosts.")
 
 
 @index_app.command("sync")
@@ -935,13 +931,7 @@ def index_sync(
         clock.sleep(every)
 
 
-token_app = typer.Typer(help="Manage the HTTP API's tokens.", rich_markup_mode=None)
-app.add_typer(token_app, name="token")
-
-
-@token_app.callback(invoke_without_command=True)
-def _token(ctx: typer.Context) -> None:
-    _help_without_command(ctx)
+token_app = command_group("token", "Manage the HTTP API's tokens.")
 
 
 def _app_db(settings: Settings, location: Path | str | None = None) -> "AppDB":
@@ -1027,13 +1017,7 @@ def token_revoke(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar
     typer.echo(f"token {name!r} revoked")
 
 
-appdb_app = typer.Typer(help="The app database (conversations, tokens, feedback, audit).", rich_markup_mode=None)
-app.add_typer(appdb_app, name="appdb")
-
-
-@appdb_app.callback(invoke_without_command=True)
-def _appdb(ctx: typer.Context) -> None:
-    _help_without_command(ctx)
+appdb_app = command_group("appdb", "The app database (conversations, tokens, feedback, audit).")
 
 
 @appdb_app.command("migrate")
