@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.embedding import SentenceTransformerEmbedder
+from rag.embedding import Embedder, SentenceTransformerEmbedder
 from rag.index import FaissVectorIndex
 from rag.settings import load_settings
 
@@ -26,10 +26,14 @@ SHARED = REPO.parent / "shared" / "eval"
 CACHE = REPO / "bench" / "out" / "real-vectors.npz"
 
 
-def real_vectors() -> tuple[np.ndarray, np.ndarray]:
-    """(passage vectors, question vectors), embedded once and cached under bench/out."""
-    if CACHE.is_file():
-        data = np.load(CACHE)
+def real_vectors(embedder: Embedder | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(passage vectors, question vectors), embedded once by `embedder` (default: PyTorch fp32, whose
+    vectors ONNX fp32 shares) and cached under bench/out, a file per kind of vectors."""
+    cache = CACHE if embedder is None or embedder.model_id == SentenceTransformerEmbedder(
+        load_settings(device="cpu").embedding).model_id else CACHE.with_name(
+        f"real-vectors-{embedder.model_id.rsplit('@', 1)[-1].replace(':', '-')}.npz")
+    if cache.is_file():
+        data = np.load(cache)
         return data["passages"], data["questions"]
     passages, questions = [], []
     for name in ("boolq-dev", "narrativeqa-dev"):
@@ -41,10 +45,10 @@ def real_vectors() -> tuple[np.ndarray, np.ndarray]:
             questions.extend(json.loads(line)["question"] for line in f)
     rng = np.random.default_rng(1)
     questions = [questions[i] for i in rng.choice(len(questions), 1000, replace=False)]
-    embedder = SentenceTransformerEmbedder(load_settings(device="cpu").embedding)
+    embedder = embedder or SentenceTransformerEmbedder(load_settings(device="cpu").embedding)
     p, q = embedder.embed_batch(passages), embedder.embed_queries(questions)
-    CACHE.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(CACHE, passages=p, questions=q)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, passages=p, questions=q)
     return p, q
 
 

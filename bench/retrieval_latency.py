@@ -11,7 +11,12 @@ unpruned keyword and hybrid top 10 that the pruned search still returns; and the
 side (`engines`): tantivy and FTS5, for an admin and for a user who may read a tenth of the chunks (each
 document belongs to one of ten teams), tantivy's top 10 against a brute-force BM25, sizes on disk.
 
+`--backend onnx-int8` builds the index with int8 vectors instead (the passages embedded by ONNX int8: what a
+new index gets on a CPU with VNNI), in latency-N-int8.
+
     .venv/bin/python bench/retrieval_latency.py [--chunks 100000] [--queries 200] [--no-langchain]
+    .venv/bin/python bench/retrieval_latency.py --chunks 1000000 --backend onnx-int8 --build-only
+    .venv/bin/python bench/retrieval_latency.py --chunks 1000000 --backend onnx-int8 --engines-only --engines tantivy
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import numpy as np
 
 from bench.ann_recall import real_vectors
 from bench.ingest_vs_langchain import shared_passages
-from rag.embedding import SentenceTransformerEmbedder, make_embedder
+from rag.embedding import Embedder, SentenceTransformerEmbedder, make_embedder
 from rag.index import IndexReader, IndexWriter
 from rag.search import Searcher, question_words
 from rag.settings import load_settings
@@ -44,8 +49,8 @@ def passages() -> list[str]:
     return shared_passages(900)  # the cut bench/ann_recall.py's real vectors were made from
 
 
-def build(index_dir: Path, n: int, embedder: SentenceTransformerEmbedder) -> tuple[list[str], np.ndarray]:
-    base_vectors, _ = real_vectors()
+def build(index_dir: Path, n: int, embedder: Embedder) -> tuple[list[str], np.ndarray]:
+    base_vectors, _ = real_vectors(embedder)
     texts_in = passages()
     assert len(texts_in) == len(base_vectors)
     rng = np.random.default_rng(0)
@@ -96,13 +101,18 @@ def pruning_recall(settings, embedder, questions: list[str]) -> dict[str, float]
     return out
 
 
-def engines(settings, embedder, questions: list[str], exact: bool = True) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def engines(settings, embedder, questions: list[str], exact: bool = True,  # type: ignore[no-untyped-def]
+            which: tuple[str, ...] = ("tantivy", "sqlite")) -> dict[str, object]:
     """The keyword engines side by side on this index (one run): tantivy (the default) and FTS5 (with its
     pruning, as before tantivy), for an admin and for a user who may read a tenth of the chunks (one team of
-    ten); tantivy's keyword top 10 against a brute-force BM25 over the same tokens; sizes on disk."""
+    ten); tantivy's keyword top 10 against a brute-force BM25 over the same tokens; sizes on disk.
+
+    To compare two versions of the search, run this (`--engines-only`) alternately under each checkout
+    (PYTHONPATH=CHECKOUT:.): within one process a second configuration's idle threads (ONNX Runtime's
+    spinning ones) would slow the first."""
     out: dict[str, object] = {}
     tenth = Principal(frozenset({"team-3"}))
-    for engine in ("tantivy", "sqlite"):
+    for engine in which:
         searcher = Searcher(embedder, IndexReader(settings.index), replace(settings.search, keyword_engine=engine))
         searcher.warm_up()
         for principal, who in ((None, "admin"), (tenth, "tenth")):
@@ -171,33 +181,45 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--no-langchain", action="store_true")
     parser.add_argument("--no-exact", action="store_true", help="skip the brute-force check (minutes at 1M)")
+    parser.add_argument("--backend", choices=("onnx", "onnx-int8"), default="onnx",
+                        help="the index's vectors: fp32 (PyTorch's and ONNX fp32's), or ONNX int8 (what a new index "
+                             "gets on a CPU with VNNI); int8 indexes live in latency-N-int8")
+    parser.add_argument("--engines", nargs="+", choices=("tantivy", "sqlite"), default=["tantivy", "sqlite"],
+                        help="the keyword engines --engines-only measures (FTS5's restricted search takes minutes at 1M)")
+    parser.add_argument("--build-only", action="store_true", help="build the index, then stop (--engines-only next)")
     parser.add_argument("--engines-only", action="store_true",
                         help="reuse the index built by an earlier run (its keyword copy brought up to date) and "
                              "measure only the keyword engines")
     args = parser.parse_args()
     with open(SHARED / "boolq-dev" / "queries.jsonl") as f:
         questions = [json.loads(line)["question"] for line, _ in zip(f, range(args.queries))]
-    settings = load_settings(index_dir=REPO / "bench" / "out" / f"latency-{args.chunks}", device="cpu")
-    embedder = SentenceTransformerEmbedder(settings.embedding)
-    embedder.warm_up()
-    if args.engines_only:
-        with IndexWriter.open(settings.index, embedder.model_id) as writer:  # builds or updates the keyword copy
+    int8 = args.backend == "onnx-int8"
+    settings = load_settings(index_dir=REPO / "bench" / "out" / f"latency-{args.chunks}{'-int8' if int8 else ''}",
+                             device="cpu")
+    if args.engines_only:  # ONNX fp32 shares PyTorch's vectors; no PyTorch in this process
+        onnx = make_embedder(replace(settings.embedding, backend=args.backend))
+        with IndexWriter.open(settings.index, onnx.model_id) as writer:  # builds or updates the keyword copy
             writer.publish(None)
-        onnx = make_embedder(replace(settings.embedding, backend="onnx"))
-        print(json.dumps({"chunks": args.chunks, **engines(settings, onnx, questions, not args.no_exact)}))
+        print(json.dumps({"chunks": args.chunks, "backend": args.backend,
+                          **engines(settings, onnx, questions, not args.no_exact, tuple(args.engines))}))
         return
+    embedder: Embedder = (make_embedder(replace(settings.embedding, backend="onnx-int8")) if int8
+                          else SentenceTransformerEmbedder(settings.embedding))
+    embedder.warm_up()
     started = time.perf_counter()
     texts, vectors = build(settings.index_dir, args.chunks, embedder)
     print(f"built {args.chunks} chunks in {time.perf_counter() - started:.0f} s", flush=True)
+    if args.build_only:
+        return
     report: dict[str, object] = {"chunks": args.chunks}
-    for backend in ("torch", "onnx"):
+    for backend in ("onnx-int8",) if int8 else ("torch", "onnx"):
         searcher = Searcher(make_embedder(replace(settings.embedding, backend=backend)), IndexReader(settings.index),
                             settings.search)
         searcher.warm_up()
         for q in questions[:10]:
             searcher.search(q, 5)
         for mode in ("dense", "keyword", "hybrid"):
-            if mode == "keyword" and backend != "torch":
+            if mode == "keyword" and backend == "onnx":
                 continue  # no embedding in keyword search
             p50_ms, p95_ms = timings(lambda q, m=mode: searcher.search(q, 5, m), questions)
             report[f"{backend}_{mode}_p50_ms"], report[f"{backend}_{mode}_p95_ms"] = round(p50_ms, 2), round(p95_ms, 2)
