@@ -55,6 +55,10 @@ def test_every_backend_keeps_the_embedder_contract(backends: dict[str, Embedder]
     assert np.min(np.sum(reordered[:3] * vectors[:3], axis=1)) > floor
     assert float(embedder.embed_batch([TEXTS[2]])[0] @ vectors[2]) > floor
     assert embedder.embed_batch([]).shape == (0, embedder.dim)
+    # a question alone (ONNX: on its one-thread session) gives its row among many (the batch session's)
+    questions = [f"Who looks after the {t}?" for t in ("printers", "badges", "parking", "payroll", "kiln", "boiler")]
+    many = embedder.embed_queries(questions)
+    assert min(float(embedder.embed_queries([q])[0] @ v) for q, v in zip(questions, many)) > floor
     similar, unrelated = float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2])
     assert similar > unrelated + 0.3
 

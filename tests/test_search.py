@@ -73,6 +73,54 @@ def test_keyword_search_sees_only_the_published_version(make_settings, embedder,
     assert "dusk" in hybrid[0].text and hybrid[0].dense_score is not None
 
 
+def test_hybrid_searches_at_once_answer_as_one_at_a_time(make_settings, embedder, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hybrid search's keyword side runs in a thread beside the question's embedding: eight threads
+    searching at once get exactly what one search at a time gets, and a failure of the keyword side reaches
+    the caller."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    places = ["harbour", "orchard", "quarry", "lighthouse", "vineyard", "glacier", "bakery", "foundry"]
+    for i, place in enumerate(places):
+        for j in range(4):
+            (docs / f"{place}-{j}.txt").write_text(f"Visit {j} to the {place} starts at {8 + i}:{15 * j:02} with "
+                                                   f"badge {i * 10 + j}.\n")
+    settings = make_settings()
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
+    questions = [f"When does the {place} visit start?" for place in places] + ["badge 42", "quarry glacier"]
+
+    def ranked(question: str) -> list[tuple[int, float]]:
+        return [(h.chunk_id, h.score) for h in searcher.search(question, 5, "hybrid").hits]
+
+    alone = {q: ranked(q) for q in questions}
+    assert all(alone.values())
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(ranked, questions * 4))
+    assert together == [alone[q] for q in questions * 4]
+
+    # a process forked after those searches has none of its parent's threads: it makes its own (a whole
+    # search cannot be tried there: FAISS's OpenMP, used before the fork, hangs in a forked child)
+    import multiprocessing
+
+    def child() -> None:
+        raise SystemExit(0 if Searcher._beside().submit(len, "four").result(timeout=30) == 4 else 3)
+
+    forked = multiprocessing.get_context("fork").Process(target=child)
+    forked.start()
+    forked.join(60)
+    assert forked.exitcode == 0
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("the keyword side broke")
+
+    monkeypatch.setattr(searcher.keyword, "retrieve", broken)
+    with pytest.raises(RuntimeError, match="the keyword side broke"):
+        searcher.search(questions[0], 5, "hybrid")
+
+
 def test_common_words_are_pruned_from_keyword_queries_on_large_indexes(make_settings, embedder, tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()

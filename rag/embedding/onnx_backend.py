@@ -78,6 +78,9 @@ def _export_plan(folder: Path) -> tuple[str, str]:
     return pooling, ""
 
 
+QUICK_QUESTIONS = 4  # up to this many questions at once are embedded on one thread (the "quick" session)
+
+
 class OnnxEmbedder:
     """ONNX Runtime on the CPU; the ONNX file is made on first use into the model cache, then reused."""
 
@@ -95,7 +98,11 @@ class OnnxEmbedder:
         self.batch_size = settings.batch_size or DEFAULT_BATCH
         self.device = "unloaded"
         self._cache_dir = settings.model_cache_dir.expanduser()
-        self._session: Any = None
+        # two sessions of the one model file, each made at its first use: "batch" (passages, sentences, many
+        # questions) on every core, its threads spinning between operators, for throughput; "quick" (a few
+        # questions: a user's search) on one thread, because a hybrid search embeds its question while its
+        # keyword side runs on the other core (bench/retrieval_latency.py; docs/benchmarks.md has both)
+        self._sessions: dict[str, Any] = {}
         self._tokenizer: Any = None
         self._inputs: tuple[str, ...] = ()
         self._dim = 0
@@ -103,20 +110,23 @@ class OnnxEmbedder:
 
     @property
     def dim(self) -> int:
-        self._ensure_loaded()
+        self._session("quick" if "quick" in self._sessions else "batch")  # whichever is loaded
         return self._dim
 
     def warm_up(self) -> None:
-        """Convert (once) and load the model now rather than at the first embedding."""
-        self._ensure_loaded()
+        """Convert (once) and load the model for questions now rather than at the first question."""
+        self._session("quick")
 
-    def _ensure_loaded(self) -> None:
-        if self._session is None:
+    def _session(self, kind: str) -> Any:
+        session = self._sessions.get(kind)
+        if session is None:
             with self._lock:
-                if self._session is None:
-                    self._load()
+                session = self._sessions.get(kind)
+                if session is None:
+                    session = self._sessions[kind] = self._load(kind)
+        return session
 
-    def _load(self) -> None:
+    def _load(self, kind: str) -> Any:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -125,43 +135,46 @@ class OnnxEmbedder:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        if kind == "quick":
+            options.intra_op_num_threads = 1
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
-        # as sentence-transformers: truncate at the model's max_seq_length, pad to the longest in the batch
-        tokenizer.enable_truncation(max_length=model_max_tokens(self.folder))
-        tokenizer.enable_padding()
-        self._inputs = tuple(i.name for i in session.get_inputs())
-        self._tokenizer = tokenizer
-        self._dim = int(session.get_outputs()[0].shape[-1])
-        self._session = session
-        self.device = "cpu"
-        log.info("embedding model %s loaded on ONNX Runtime %s (%s)", self.model_id, ort.__version__,
-                 self.precision)
+        if self._tokenizer is None:
+            tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+            # as sentence-transformers: truncate at the model's max_seq_length, pad to the longest in the batch
+            tokenizer.enable_truncation(max_length=model_max_tokens(self.folder))
+            tokenizer.enable_padding()
+            self._inputs = tuple(i.name for i in session.get_inputs())
+            self._dim = int(session.get_outputs()[0].shape[-1])
+            self._tokenizer = tokenizer
+            self.device = "cpu"
+            log.info("embedding model %s loaded on ONNX Runtime %s (%s)", self.model_id, ort.__version__,
+                     self.precision)
+        return session
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         """Passages, with the model's passage prompt."""
-        return self._embed_sorted(self.prompts.passages(texts))
+        return self._embed_sorted(self.prompts.passages(texts), self._session("batch"))
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         """Questions, with the model's query prompt."""
-        return self._embed_sorted(self.prompts.queries(texts))
+        session = self._session("quick" if len(texts) <= QUICK_QUESTIONS else "batch")
+        return self._embed_sorted(self.prompts.queries(texts), session)
 
-    def _embed_sorted(self, texts: list[str]) -> np.ndarray:
+    def _embed_sorted(self, texts: list[str], session: Any) -> np.ndarray:
         """Embed texts in length-sorted batches (less padding), rows in input order."""
-        self._ensure_loaded()
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")
         for start in range(0, len(texts), self.batch_size):
             rows = order[start:start + self.batch_size]
-            out[rows] = self._embed([texts[i] for i in rows])
+            out[rows] = self._embed([texts[i] for i in rows], session)
         return out
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
+    def _embed(self, texts: list[str], session: Any) -> np.ndarray:
         encoded = self._tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encoded], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        hidden = self._session.run(None, {name: feed[name] for name in self._inputs})[0]
+        hidden = session.run(None, {name: feed[name] for name in self._inputs})[0]
         if self._pooling == "cls":
             vectors = hidden[:, 0]
         else:
