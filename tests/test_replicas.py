@@ -204,6 +204,9 @@ def test_the_page_and_the_api_replicas_share_conversations(site: AclSite) -> Non
                 if opened.count() == 0:
                     page.get_by_role("button", name="When does the Acme deal close").click(timeout=30_000)
                 opened.first.wait_for(timeout=10_000)
+                # and its answer drawn too (Streamlit draws element by element): else browser_ask would count
+                # no answers yet and take this one's footer for the next answer's
+                page.get_by_text("index version").first.wait_for(timeout=10_000)
 
             until_it_lands(open_conversation, "the conversation never opened")
             browser_ask(page, "When is lunch served?", 120_000)
