@@ -134,9 +134,10 @@ def engines(settings, embedder, questions: list[str], exact: bool = True,  # typ
 
 def exact_share(settings, searcher: Searcher, questions: list[str]) -> float:  # type: ignore[no-untyped-def]
     """Share of the questions whose tantivy keyword top 10 is a right top 10 of a brute-force BM25 over the
-    same tokens (bench/keyword_engines.py's reference and tie rule; three fields weighted as the engine's)."""
+    same tokens (bench/keyword_engines.py's formula and tie rule; a row's text, title and heading path in one
+    field, as the copy indexes them)."""
     from bench.keyword_engines import K1, B, fieldnorm, same_top
-    from rag.keywords import FIELDS, tokens
+    from rag.keywords import row_tokens, tokens
 
     view = searcher.current()
     wanted = {q: list(dict.fromkeys(t for w in question_words(view.store, q) for f in view.store.word_forms(w)
@@ -145,31 +146,29 @@ def exact_share(settings, searcher: Searcher, questions: list[str]) -> float:  #
     with sqlite3.connect(settings.index_dir / "chunks.sqlite") as conn:
         rows = conn.execute("SELECT rowid, text, title, section FROM chunk_terms ORDER BY rowid").fetchall()
     ids = np.array([r[0] for r in rows], dtype=np.int64)
-    lengths = np.zeros((len(FIELDS), len(rows)))
-    postings: dict[tuple[int, str], list[tuple[int, int]]] = {}
+    lengths = np.zeros(len(rows))
+    postings: dict[str, list[tuple[int, int]]] = {}
     for row, r in enumerate(rows):
-        for f in range(len(FIELDS)):
-            toks = tokens(r[1 + f])
-            lengths[f, row] = len(toks)
-            for t in vocabulary.intersection(toks):  # in C; only the question words are counted
-                postings.setdefault((f, t), []).append((row, toks.count(t)))
-    arrays = {key: (np.array([x for x, _ in p]), np.array([c for _, c in p], dtype=np.float64))
-              for key, p in postings.items()}
+        toks = row_tokens(*r[1:])
+        lengths[row] = len(toks)
+        for t in vocabulary.intersection(toks):  # in C; only the question words are counted
+            postings.setdefault(t, []).append((row, toks.count(t)))
+    arrays = {t: (np.array([x for x, _ in p]), np.array([c for _, c in p], dtype=np.float64))
+              for t, p in postings.items()}
     del rows, postings
     n = len(ids)
     stored = np.array([fieldnorm(length) for length in range(int(lengths.max()) + 1)], dtype=np.float64)
     norms = stored[lengths.astype(np.int64)]  # each length as tantivy stores it (one byte)
+    avg = float(lengths.mean())
     right = 0
     for q, terms in wanted.items():
         scores = np.zeros(n)
-        for f, (_, weight) in enumerate(FIELDS):
-            avg = float(lengths[f].mean())
-            for t in terms:
-                if (f, t) not in arrays:
-                    continue
-                rows_of, tf = arrays[(f, t)]
-                idf = math.log(1 + (n - len(tf) + 0.5) / (len(tf) + 0.5))
-                scores[rows_of] += weight * idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * norms[f, rows_of] / avg))
+        for t in terms:
+            if t not in arrays:
+                continue
+            rows_of, tf = arrays[t]
+            idf = math.log(1 + (n - len(tf) + 0.5) / (len(tf) + 0.5))
+            scores[rows_of] += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * norms[rows_of] / avg))
         found = [int(np.searchsorted(ids, h.chunk_id)) for h in searcher.search(q, 10, "keyword").hits]
         right += same_top(found, scores)
     return round(right / len(wanted), 4)

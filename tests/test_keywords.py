@@ -5,7 +5,7 @@ reference, not the engine against itself); a restricted reader gets their few do
 matches they may not read; a version is searched only where the copy covers it, rows of unpublished runs
 never show, a catch-up killed after its commit leaves no duplicates, deleted rows leave the copy, an index
 without the copy gains it in a normal run, a copy that is not this store's is never read, and copies made
-by `rag index sync` and `rag backup` carry it.
+by `rag index sync` and `rag backup` carry it, and one an earlier release wrote is rebuilt by the next run.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 from bench.keyword_engines import Reference, fieldnorm, same_top
 from ingest.job import run_ingest
 from rag.index import IndexReader, IndexWriter
-from rag.keywords import FIELDS, KEYWORDS_DIR, META_CHUNK, META_VERSION, tokens
+from rag.keywords import KEYWORDS_DIR, META_CHUNK, META_VERSION, row_tokens, tokens
 from rag.search import Fts5Retriever, Searcher, TantivyRetriever, question_words
 from rag.types import Principal
 from tests.conftest import CROWD_QUESTION, write_crowd
@@ -53,24 +53,18 @@ def engine_used(searcher: Searcher) -> str:
     return "tantivy" if searcher.keyword.copy.searcher(view.store, view.manifest.version) else "fts5"
 
 
-def reference(index_dir: Path) -> tuple[list[int], dict[str, Reference]]:
-    """Every stored row's tokens per field, as the copy indexes them, in brute-force BM25 references."""
+def reference(index_dir: Path) -> tuple[list[int], Reference]:
+    """Every stored row's tokens, as the copy indexes them (text, title and heading path in one field), in a
+    brute-force BM25 reference."""
     with sqlite3.connect(index_dir / "chunks.sqlite") as conn:
         rows = conn.execute("SELECT rowid, text, title, section FROM chunk_terms ORDER BY rowid").fetchall()
-    ids = [int(r[0]) for r in rows]
-    return ids, {field: Reference([tokens(r[1 + i]) for r in rows]) for i, (field, _) in enumerate(FIELDS)}
+    return [int(r[0]) for r in rows], Reference([row_tokens(*r[1:]) for r in rows])
 
 
-def reference_scores(refs: dict[str, Reference], terms: list[str]) -> np.ndarray:
-    """tantivy's BM25 (Lucene's idf, lengths stored in one byte), each field weighted, summed."""
-    total = None
-    for field, weight in FIELDS:
-        ref = refs[field]
-        lengths = np.array([fieldnorm(int(n)) for n in ref.lengths], dtype=np.float64)
-        scores = weight * ref.scores(terms, "lucene", lengths)
-        total = scores if total is None else total + scores
-    assert total is not None
-    return total
+def reference_scores(ref: Reference, terms: list[str]) -> np.ndarray:
+    """tantivy's BM25: Lucene's idf, lengths stored in one byte."""
+    lengths = np.array([fieldnorm(int(n)) for n in ref.lengths], dtype=np.float64)
+    return ref.scores(terms, "lucene", lengths)
 
 
 def test_tantivy_top_k_is_exact_bm25(tmp_path: Path, make_settings, embedder) -> None:  # type: ignore[no-untyped-def]
@@ -78,7 +72,7 @@ def test_tantivy_top_k_is_exact_bm25(tmp_path: Path, make_settings, embedder) ->
     run_ingest(settings, [write_pottery(tmp_path / "docs")], embedder=embedder, progress=False)
     searcher = searcher_for(settings, embedder)
     assert engine_used(searcher) == "tantivy"
-    ids, refs = reference(settings.index_dir)
+    ids, ref = reference(settings.index_dir)
     view = searcher.current()
     rng = random.Random(11)
     checked = 0
@@ -86,7 +80,7 @@ def test_tantivy_top_k_is_exact_bm25(tmp_path: Path, make_settings, embedder) ->
         question = "How do I " + " ".join(rng.sample(VOCABULARY, rng.randint(1, 4))) + "?"
         terms = list(dict.fromkeys(t for w in question_words(view.store, question)
                                    for f in view.store.word_forms(w) for t in tokens(f)))
-        scores = reference_scores(refs, terms)
+        scores = reference_scores(ref, terms)
         found = [ids.index(h.chunk_id) for h in searcher.search(question, 10, "keyword").hits]
         assert same_top(found, scores), (question, found, np.argsort(-scores)[:10].tolist())
         checked += int(len(found) == 10)
@@ -181,6 +175,56 @@ def test_an_index_without_the_copy_gains_it_in_a_normal_run_and_loses_it_when_sw
     run_ingest(sqlite_only, [docs], embedder=embedder, progress=False)
     assert not (settings.index_dir / KEYWORDS_DIR).exists() and engine_used(searcher) == "fts5"
     assert [h.chunk_id for h in searcher.search("porcelain kiln", 5, "keyword").hits] == before
+
+
+def write_schema_2_copy(index_dir: Path) -> None:
+    """Replace the copy with what the release before one-field rows wrote: three fields scored apart (text,
+    title, heading path), instance "2-…", recorded in the store's meta as covering every stored row."""
+    import tantivy
+
+    from rag.keywords import META_INSTANCE
+
+    builder = tantivy.SchemaBuilder()
+    builder.add_unsigned_field("chunk_id", indexed=True, fast=True)
+    builder.add_unsigned_field("doc_id", indexed=True)
+    builder.add_text_field("readers", tokenizer_name="raw", index_option="basic")
+    for name in ("text", "title", "section"):
+        builder.add_text_field(name, tokenizer_name="whitespace", index_option="freq")
+    folder = index_dir / KEYWORDS_DIR
+    shutil.rmtree(folder)
+    folder.mkdir()
+    index = tantivy.Index(builder.build(), path=str(folder), reuse=False)
+    writer = index.writer(heap_size=15_000_000, num_threads=1)
+    with sqlite3.connect(index_dir / "chunks.sqlite") as conn:
+        for chunk_id, doc_id, text, title, section in conn.execute(
+                "SELECT c.id, c.doc_id, t.text, t.title, t.section FROM chunks c JOIN chunk_terms t ON t.rowid = c.id"):
+            doc = tantivy.Document()
+            doc.add_unsigned("chunk_id", chunk_id)
+            doc.add_unsigned("doc_id", doc_id)
+            for name, value in (("text", text), ("title", title), ("section", section)):
+                doc.add_text(name, " ".join(tokens(value)))
+            writer.add_document(doc)
+        writer.commit()
+        instance = "2-0123456789abcdef0123456789abcdef"
+        (folder / "instance").write_text(instance + "\n")
+        conn.execute("UPDATE meta SET value = ? WHERE key = ?", (instance, META_INSTANCE))
+
+
+def test_a_copy_an_earlier_release_wrote_is_not_read_and_the_next_run_rebuilds_it(  # type: ignore[no-untyped-def]
+        tmp_path: Path, make_settings, embedder) -> None:
+    settings = make_settings()
+    docs = write_pottery(tmp_path / "docs", n=20)
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    searcher = searcher_for(settings, embedder)
+    expected = [h.chunk_id for h in searcher.search("porcelain kiln", 5, "keyword").hits]
+    write_schema_2_copy(settings.index_dir)
+    searcher = searcher_for(settings, embedder)  # a reader started on the upgraded release, before any run
+    assert engine_used(searcher) == "fts5"
+    assert searcher.search("porcelain kiln", 5, "keyword").hits  # FTS5 answers; the old fields are never queried
+    summary = run_ingest(settings, [docs], embedder=embedder, progress=False)  # nothing changed: no new version
+    assert summary.version == searcher.current().manifest.version and summary.files_unchanged == 20
+    assert engine_used(searcher) == "tantivy" and copy_rows(settings.index_dir) == stored_rows(settings.index_dir)
+    assert [h.chunk_id for h in searcher.search("porcelain kiln", 5, "keyword").hits] == expected
 
 
 def test_a_copy_that_is_not_this_stores_is_never_read(tmp_path: Path, make_settings, embedder) -> None:  # type: ignore[no-untyped-def]
