@@ -37,7 +37,8 @@ from filelock import FileLock, Timeout
 from rag.settings import IndexSettings
 from rag.embedding import Embedder, vector_space, without_space
 from rag.files import atomic_replace, atomic_write, file_sha256, private_dir, process_alive
-from rag.keywords import META_INSTANCE as KEYWORDS_INSTANCE, META_VERSION as KEYWORDS_VERSION, KeywordWriter
+from rag.keywords import (META_INSTANCE as KEYWORDS_INSTANCE, META_VERSION as KEYWORDS_VERSION,
+                          SCHEMA_VERSION as KEYWORDS_SCHEMA, KeywordWriter)
 from rag.keywords import available as keywords_available, drop as drop_keywords
 from rag.store import (DB_NAME, SOURCES_KEY, ChunkStore, DocumentInfo, Exclusion, SourceRecord, StoredDocument,
                        StoreReader, connect, text_hash)
@@ -831,8 +832,11 @@ class IndexView:
     def keyword_engine(self) -> str:
         """Which engine answers this version's keyword searches: "tantivy" where its copy covers the version
         (rag.keywords), else "fts5" (with why, when a copy exists but is behind)."""
-        if self.store.get_meta(KEYWORDS_INSTANCE) is None:
+        instance = self.store.get_meta(KEYWORDS_INSTANCE)
+        if instance is None:
             return "fts5"
+        if not instance.startswith(f"{KEYWORDS_SCHEMA}-"):
+            return "fts5 (the tantivy copy was written by an earlier release; the next ingest rebuilds it)"
         covered = int(self.store.get_meta(KEYWORDS_VERSION) or 0)
         return "tantivy" if covered >= self.manifest.version else f"fts5 (the tantivy copy covers version {covered})"
 

@@ -221,9 +221,11 @@ def test_a_copy_an_earlier_release_wrote_is_not_read_and_the_next_run_rebuilds_i
     searcher = searcher_for(settings, embedder)  # a reader started on the upgraded release, before any run
     assert engine_used(searcher) == "fts5"
     assert searcher.search("porcelain kiln", 5, "keyword").hits  # FTS5 answers; the old fields are never queried
+    assert searcher.current().keyword_engine().startswith("fts5 (the tantivy copy was written by an earlier")
     summary = run_ingest(settings, [docs], embedder=embedder, progress=False)  # nothing changed: no new version
     assert summary.version == searcher.current().manifest.version and summary.files_unchanged == 20
     assert engine_used(searcher) == "tantivy" and copy_rows(settings.index_dir) == stored_rows(settings.index_dir)
+    assert searcher.current().keyword_engine() == "tantivy"
     assert [h.chunk_id for h in searcher.search("porcelain kiln", 5, "keyword").hits] == expected
 
 
