@@ -82,6 +82,25 @@ def test_constructing_an_embedder_loads_nothing(model_cache: Path) -> None:
     assert isinstance(embedder, OnnxEmbedder) and embedder.device == "unloaded" and embedder.model_id
 
 
+def test_batches_use_the_threads_omp_num_threads_allows(model_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime's batch session follows OMP_NUM_THREADS as PyTorch and FAISS do (every core without it);
+    a few questions use one thread either way."""
+    settings = EmbeddingSettings(model="", device="cpu", batch_size=0, backend="onnx-int8", model_cache_dir=model_cache)
+    for value, batch_threads in ((None, 0), ("1", 1), ("3", 3)):
+        if value is None:
+            monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        else:
+            monkeypatch.setenv("OMP_NUM_THREADS", value)
+        embedder = make_embedder(settings)
+        assert isinstance(embedder, OnnxEmbedder)
+        vectors = embedder.embed_batch(["a passage about kilns"] * 8)
+        assert vectors.shape == (8, embedder.dim)
+        embedder.embed_queries(["how hot is a kiln?"])
+        threads = {kind: embedder._sessions[kind].get_session_options().intra_op_num_threads
+                   for kind in ("batch", "quick")}
+        assert threads == {"batch": batch_threads, "quick": 1}, value
+
+
 # -- the choice -----------------------------------------------------------------------------------
 def _settings(backend: str = "auto") -> EmbeddingSettings:
     return EmbeddingSettings(model="", device="cpu", batch_size=0, backend=backend)  # type: ignore[arg-type]

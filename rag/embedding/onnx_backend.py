@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
+import os
 import tempfile
 import threading
 import warnings
@@ -137,6 +138,9 @@ class OnnxEmbedder:
         options.log_severity_level = 3
         if kind == "quick":
             options.intra_op_num_threads = 1
+        elif os.environ.get("OMP_NUM_THREADS", "").isdigit():
+            # the operator's cap on a process's threads, as PyTorch and FAISS (OpenMP) follow it
+            options.intra_op_num_threads = int(os.environ["OMP_NUM_THREADS"])
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         if self._tokenizer is None:
             tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
