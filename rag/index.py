@@ -37,9 +37,10 @@ from filelock import FileLock, Timeout
 from rag.settings import IndexSettings
 from rag.embedding import Embedder, vector_space, without_space
 from rag.files import atomic_replace, atomic_write, file_sha256, private_dir, process_alive
-from rag.keywords import (META_INSTANCE as KEYWORDS_INSTANCE, META_VERSION as KEYWORDS_VERSION,
-                          SCHEMA_VERSION as KEYWORDS_SCHEMA, KeywordWriter)
-from rag.keywords import available as keywords_available, drop as drop_keywords
+from rag.keywords import (EARLIER_INSTANCES as EARLIER_KEYWORD_INSTANCES, META_INSTANCE as KEYWORDS_INSTANCE,
+                          META_VERSION as KEYWORDS_VERSION, SCHEMA_VERSION as KEYWORDS_SCHEMA, KeywordWriter)
+from rag.keywords import (KEYWORDS_DIR, available as keywords_available, drop as drop_keywords,
+                          read_instance as read_keywords_instance)
 from rag.store import (DB_NAME, SOURCES_KEY, ChunkStore, DocumentInfo, Exclusion, SourceRecord, StoredDocument,
                        StoreReader, connect, text_hash)
 from rag.types import DocumentInput, Hit
@@ -793,6 +794,7 @@ class IndexView:
     manifest: Manifest
     vectors: FaissVectorIndex
     store: StoreReader
+    dir: Path | None = None  # the index folder (for the keyword copy's status)
 
     def list_documents(self, contains: str = "", limit: int = 200, *, groups: Sequence[str] | None = None,
                        prefix: str = "", suffix: str = "", offset: int = 0) -> list[DocumentInfo]:
@@ -833,10 +835,12 @@ class IndexView:
         """Which engine answers this version's keyword searches: "tantivy" where its copy covers the version
         (rag.keywords), else "fts5" (with why, when a copy exists but is behind)."""
         instance = self.store.get_meta(KEYWORDS_INSTANCE)
-        if instance is None:
+        folder = read_keywords_instance(self.dir / KEYWORDS_DIR) if self.dir is not None else instance
+        if instance is None or folder != instance or not instance.startswith(f"{KEYWORDS_SCHEMA}-"):
+            if (folder is not None and not folder.startswith(f"{KEYWORDS_SCHEMA}-")) or any(
+                    self.store.get_meta(key) is not None for key in EARLIER_KEYWORD_INSTANCES):
+                return "fts5 (the tantivy copy was written by an earlier release; the next ingest rebuilds it)"
             return "fts5"
-        if not instance.startswith(f"{KEYWORDS_SCHEMA}-"):
-            return "fts5 (the tantivy copy was written by an earlier release; the next ingest rebuilds it)"
         covered = int(self.store.get_meta(KEYWORDS_VERSION) or 0)
         return "tantivy" if covered >= self.manifest.version else f"fts5 (the tantivy copy covers version {covered})"
 
@@ -902,7 +906,7 @@ class IndexReader:
             self.store = ChunkStore(connect(self.dir, readonly=True))
             self._db_file = (db.st_dev, db.st_ino)
         vectors.to_device(self._device())
-        self.view = IndexView(manifest, vectors, self.store)
+        self.view = IndexView(manifest, vectors, self.store, self.dir)
         self.manifest, self.vectors, self._stamp = manifest, vectors, stamp
         log.info("index version %d loaded (%d vectors, %s)", manifest.version, manifest.vectors,
                  manifest.index_type)

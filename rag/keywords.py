@@ -53,7 +53,12 @@ log = logging.getLogger(__name__)
 
 KEYWORDS_DIR = "keywords"
 INSTANCE_FILE = "instance"
-META_INSTANCE = "keywords_instance"
+# The store records the copy's instance under a key of the copy's schema: a reader of an earlier release (a
+# replica not yet upgraded, or after a downgrade) finds no copy and uses FTS5, rather than querying fields
+# this schema does not have (schema 2's readers failed on "Field `text` is not defined"). The writer
+# forgets the earlier schemas' keys when it starts.
+META_INSTANCE = "keywords_instance_3"
+EARLIER_INSTANCES = ("keywords_instance",)  # schema 2's
 META_VERSION = "keywords_version"
 META_CHUNK = "keywords_chunk_id"
 # One field holds a row's analysed text, its document's title and its heading path, so that BM25 counts a word
@@ -155,6 +160,7 @@ class KeywordWriter:
         with self.conn:
             for statement in LOGS:
                 self.conn.execute(statement)
+            self._forget(*EARLIER_INSTANCES)  # before this copy replaces an earlier release's
         instance = read_instance(self.folder)
         known = self.store.get_meta(META_INSTANCE)
         if instance is not None and instance == known and instance.startswith(f"{SCHEMA_VERSION}-"):
@@ -294,7 +300,7 @@ def drop(index_dir: Path, store: "ChunkStore") -> bool:
     had = folder.exists() or any(name in names for _, name in LOG_OBJECTS)
     if had:
         with conn:
-            for key in (META_INSTANCE, META_VERSION, META_CHUNK):
+            for key in (META_INSTANCE, META_VERSION, META_CHUNK, *EARLIER_INSTANCES):
                 store.delete_meta(key)
             for kind, name in LOG_OBJECTS:
                 conn.execute(f"DROP {kind.upper()} IF EXISTS {name}")

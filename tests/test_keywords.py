@@ -21,7 +21,7 @@ import pytest
 from bench.keyword_engines import Reference, fieldnorm, same_top
 from ingest.job import run_ingest
 from rag.index import IndexReader, IndexWriter
-from rag.keywords import KEYWORDS_DIR, META_CHUNK, META_VERSION, row_tokens, tokens
+from rag.keywords import KEYWORDS_DIR, META_CHUNK, META_INSTANCE, META_VERSION, row_tokens, tokens
 from rag.search import Fts5Retriever, Searcher, TantivyRetriever, question_words
 from rag.types import Principal
 from tests.conftest import CROWD_QUESTION, write_crowd
@@ -182,7 +182,6 @@ def write_schema_2_copy(index_dir: Path) -> None:
     title, heading path), instance "2-…", recorded in the store's meta as covering every stored row."""
     import tantivy
 
-    from rag.keywords import META_INSTANCE
 
     builder = tantivy.SchemaBuilder()
     builder.add_unsigned_field("chunk_id", indexed=True, fast=True)
@@ -207,7 +206,8 @@ def write_schema_2_copy(index_dir: Path) -> None:
         writer.commit()
         instance = "2-0123456789abcdef0123456789abcdef"
         (folder / "instance").write_text(instance + "\n")
-        conn.execute("UPDATE meta SET value = ? WHERE key = ?", (instance, META_INSTANCE))
+        conn.execute("DELETE FROM meta WHERE key = ?", (META_INSTANCE,))  # as schema 2's writer kept it
+        conn.execute("INSERT INTO meta(key, value) VALUES ('keywords_instance', ?)", (instance,))
 
 
 def test_a_copy_an_earlier_release_wrote_is_not_read_and_the_next_run_rebuilds_it(  # type: ignore[no-untyped-def]
@@ -226,6 +226,10 @@ def test_a_copy_an_earlier_release_wrote_is_not_read_and_the_next_run_rebuilds_i
     assert summary.version == searcher.current().manifest.version and summary.files_unchanged == 20
     assert engine_used(searcher) == "tantivy" and copy_rows(settings.index_dir) == stored_rows(settings.index_dir)
     assert searcher.current().keyword_engine() == "tantivy"
+    with sqlite3.connect(settings.index_dir / "chunks.sqlite") as conn:
+        # schema 2's readers find a copy by this key: without it, one not yet upgraded uses FTS5 rather than
+        # query fields this copy does not have (checked by hand with that release: docs/deployment.md)
+        assert conn.execute("SELECT count(*) FROM meta WHERE key = 'keywords_instance'").fetchone()[0] == 0
     assert [h.chunk_id for h in searcher.search("porcelain kiln", 5, "keyword").hits] == expected
 
 
