@@ -37,10 +37,9 @@ from filelock import FileLock, Timeout
 from rag.settings import IndexSettings
 from rag.embedding import Embedder, vector_space, without_space
 from rag.files import atomic_replace, atomic_write, file_sha256, private_dir, process_alive
-from rag.keywords import (EARLIER_INSTANCES as EARLIER_KEYWORD_INSTANCES, META_INSTANCE as KEYWORDS_INSTANCE,
-                          META_VERSION as KEYWORDS_VERSION, SCHEMA_VERSION as KEYWORDS_SCHEMA, KeywordWriter)
-from rag.keywords import (KEYWORDS_DIR, available as keywords_available, drop as drop_keywords,
-                          read_instance as read_keywords_instance)
+from rag.keywords import (KEYWORDS_DIR, META_INSTANCE as KEYWORDS_INSTANCE, META_VERSION as KEYWORDS_VERSION,
+                          KeywordWriter, available as keywords_available, drop as drop_keywords,
+                          earlier_release as keywords_of_earlier_release, read_instance as read_keywords_instance)
 from rag.store import (DB_NAME, SOURCES_KEY, ChunkStore, DocumentInfo, Exclusion, SourceRecord, StoredDocument,
                        StoreReader, connect, text_hash)
 from rag.types import DocumentInput, Hit
@@ -836,9 +835,8 @@ class IndexView:
         (rag.keywords), else "fts5" (with why, when a copy exists but is behind)."""
         instance = self.store.get_meta(KEYWORDS_INSTANCE)
         folder = read_keywords_instance(self.dir / KEYWORDS_DIR) if self.dir is not None else instance
-        if instance is None or folder != instance or not instance.startswith(f"{KEYWORDS_SCHEMA}-"):
-            if (folder is not None and not folder.startswith(f"{KEYWORDS_SCHEMA}-")) or any(
-                    self.store.get_meta(key) is not None for key in EARLIER_KEYWORD_INSTANCES):
+        if instance is None or folder != instance:
+            if keywords_of_earlier_release(self.store, folder):
                 return "fts5 (the tantivy copy was written by an earlier release; the next ingest rebuilds it)"
             return "fts5"
         covered = int(self.store.get_meta(KEYWORDS_VERSION) or 0)

@@ -102,7 +102,19 @@ def tokens(text: str) -> list[str]:
 
 def row_tokens(text: str, title: str, section: str) -> list[str]:
     """What the copy indexes of a row (chunk_terms' analysed text, title, heading path): one field's tokens."""
-    return tokens(text) + tokens(title) + tokens(section)
+    return tokens(text) + place_tokens(title, section)
+
+
+def place_tokens(title: str, section: str) -> list[str]:
+    """The tokens a row's title and heading path add to its text (the same over a document's chunks)."""
+    return tokens(title) + tokens(section)
+
+
+def earlier_release(store: "StoreReader", folder_instance: str | None) -> bool:
+    """Whether the copy in the folder (its instance id), or the store's record of one, is an earlier release's
+    schema: FTS5 answers until the next run rebuilds it."""
+    return ((folder_instance is not None and not folder_instance.startswith(f"{SCHEMA_VERSION}-"))
+            or any(store.get_meta(key) is not None for key in EARLIER_INSTANCES))
 
 
 def available() -> bool:
@@ -270,7 +282,7 @@ class KeywordWriter:
                 shared.clear()
                 readers.clear()
             if (title, section) not in shared:
-                shared[title, section] = " ".join(tokens(title) + tokens(section))
+                shared[title, section] = " ".join(place_tokens(title, section))
             if doc_id not in readers:
                 readers[doc_id] = [str(r[0]) for r in self.conn.execute(
                     "SELECT grp FROM document_groups WHERE doc_id = ?", (doc_id,))]
@@ -317,6 +329,10 @@ class _Opened:
     commit: tuple[int, int]  # the commit its searcher was last reloaded for (meta.json's inode and time)
 
 
+EARLIER_RELEASE = ("the keyword index was written by an earlier release: FTS5 answers until the next `rag ingest` "
+                   "rebuilds it (from the stored rows; nothing is embedded again)")
+
+
 class KeywordReader:
     """The readers' side: the copy's searcher for a published version it covers, or None (FTS5 answers).
 
@@ -334,10 +350,8 @@ class KeywordReader:
         instance = store.get_meta(META_INSTANCE)
         covered = int(store.get_meta(META_VERSION) or 0)
         if instance is None:
-            return None
-        if not instance.startswith(f"{SCHEMA_VERSION}-"):
-            self._warn("the keyword index was written by an earlier release: FTS5 answers until the next "
-                       "`rag ingest` rebuilds it (from the stored rows; nothing is embedded again)")
+            if earlier_release(store, None):
+                self._warn(EARLIER_RELEASE)
             return None
         if covered < version:
             self._warn(f"the keyword index covers version {covered}, not {version}: FTS5 answers until it does")
@@ -347,8 +361,10 @@ class KeywordReader:
             with self._lock:
                 opened = self._opened
                 if opened is None or opened.folder_id != (st.st_dev, st.st_ino) or opened.instance != instance:
-                    if read_instance(self.folder) != instance:
-                        self._warn("the keyword index folder is not this chunk store's: FTS5 answers")
+                    folder_instance = read_instance(self.folder)
+                    if folder_instance != instance:
+                        self._warn(EARLIER_RELEASE if earlier_release(store, folder_instance) else
+                                   "the keyword index folder is not this chunk store's: FTS5 answers")
                         return None
                     import tantivy
 
