@@ -16,7 +16,7 @@ from rag.embedding import Embedder
 from rag.passages import collapse_near_duplicates, merge_neighbours
 from rag.prompt import pack_prompt
 from rag.rerank import Reranker, make_reranker
-from rag.search import Searcher, SearchMode, build_searcher, keyword_terms
+from rag.search import Searcher, SearchMode, build_searcher
 from rag.sentences import evidence_sentences, sentence_spans
 from rag.settings import AnswerSettings, Settings
 from rag.support import check_facts, content_words, extract_facts, missing_identifier, stem, stems, subject_missing
@@ -248,7 +248,7 @@ class QAService:
         meets "Kennwort"); the score of the best quotable sentence."""
         pool = [*hits, *more]
         ids = [h.chunk_id for h in pool]
-        terms = [t for t in keyword_terms(question) if t not in QUESTION_WORDS]
+        terms = [t for t in self.searcher.question_words(question) if t not in QUESTION_WORDS]
         weights, total = self._word_statistics(terms, ids, principal) if terms else ({}, 0)
         if scored is None or scored.chunk_ids != tuple(ids):
             scored = score_candidates(question, list(enumerate(pool, start=1)), self.embedder, weights)
@@ -302,7 +302,7 @@ class QAService:
 
     def word_weights(self, question: str, chunk_ids: list[int], principal: Principal | None = None) -> dict[str, float]:
         """The rarity (IDF) of each of the question's words over what `principal` may read."""
-        terms = [t for t in keyword_terms(question) if t not in QUESTION_WORDS]
+        terms = [t for t in self.searcher.question_words(question) if t not in QUESTION_WORDS]
         return self._word_statistics(terms, chunk_ids, principal)[0] if terms else {}
 
     def params(self) -> GenerationParams:

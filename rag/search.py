@@ -466,6 +466,11 @@ class Searcher:
         groups = sorted(principal.groups) if principal is not None else []
         return len(readable.ids), view.store.term_presence(terms, ids, view.manifest.version, groups)
 
+    def question_words(self, text: str) -> list[str]:
+        """The question's content words as the keyword search takes them (`question_words`): without the stop
+        words of its own language, which the index does not hold ("meine", "wo" in a German question)."""
+        return question_words(self.current().store, text)
+
     def unknown_words(self, terms: list[str], principal: Principal | None = None) -> set[str]:
         """The words no chunk `principal` may read holds, in any form: neither the word (stemmed as the
         keyword index stems) nor, for words of seven letters or more, any word sharing its first five."""
