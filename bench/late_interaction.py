@@ -92,7 +92,7 @@ def maxsim(question: np.ndarray, sentence: np.ndarray) -> float:
 
 def collect(index_root: Path, tokens: TokenVectors | None, only: set[str] | None = None) -> list[dict]:
     from rag.evaluation import contains_fact, is_answerable
-    from rag.extractive import candidate_sentences, complete, question_wants, sentence_features
+    from rag.extractive import candidate_sentences, question_wants, sentence_features
     from rag.qa import build_service
     from rag.settings import load_settings
 
@@ -123,7 +123,7 @@ def collect(index_root: Path, tokens: TokenVectors | None, only: set[str] | None
                     row["features"] = sentence_features(q["question"], sentences, service.embedder, weights).tolist()
                     wants = question_wants(q["question"])
                     if answerable:
-                        row["labels"] = [bool(contains_fact(complete(s.block, s.index, wants), q["answer"]))
+                        row["labels"] = [bool(contains_fact(s.quote(wants), q["answer"]))
                                          for s in sentences]
                     encoded = tokens.encode([q["question"]] + [s.sentence for s in sentences])
                     pieces, qv = encoded[0]

@@ -54,7 +54,7 @@ class Question:
 
 def collect(index_root: Path, passages: int, extra: int) -> list[Question]:
     from rag.evaluation import contains_fact, is_answerable
-    from rag.extractive import candidate_sentences, complete, question_wants, sentence_features
+    from rag.extractive import candidate_sentences, question_wants, sentence_features
     from rag.qa import build_service
     from rag.settings import load_settings
 
@@ -81,7 +81,7 @@ def collect(index_root: Path, passages: int, extra: int) -> list[Question]:
                 weights = service.word_weights(q["question"], [h.chunk_id for h in hits])
                 features = sentence_features(q["question"], sentences, service.embedder, weights)
                 wants = question_wants(q["question"])
-                labels = np.array([contains_fact(complete(s.block, s.index, wants), q["answer"]) for s in sentences])
+                labels = np.array([contains_fact(s.quote(wants), q["answer"]) for s in sentences])
                 out.append(Question(name, features, labels))
     return out
 

@@ -39,6 +39,7 @@ _WANTS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(how (many|much|long|far|old|often|big|large|high|deep|wide|tall|small|fast|frequently)|"
                 r"what (percentage|share|number|amount|price|size|limit|depth|length|width|height|port|timeout|"
                 r"value|interval|threshold|ratio|version)|maximum|minimum|\bmax\b|\blimit\b|at most|at least|"
+                r"(what|which)('s| is| are)? the (largest|smallest|highest|lowest|biggest|longest|shortest)\b|"
                 r"wie (viele?|lange|oft|gro(ß|ss)|hoch|weit)|welche gr(ö|oe)(ß|ss)e|combien|quelle (taille|valeur|"
                 r"limite|durée)|à partir de quel)\b", re.I), "number"),
     (re.compile(r"\b(default|by default|out of the box|if i (do not|don't|dont) (set|give|pass|specify|say)|"
@@ -81,15 +82,18 @@ _IDENT = _IDENTIFIER.pattern
 # ("--follow: Continue listing ..."), "use --amend", "the gc.auto setting", "option -x"
 _INTRODUCES = re.compile(
     rf"^\s*(?:{_IDENT})[^:]{{0,60}}:\s"
-    rf"|\b(?:use|using|set|setting|run|running|pass|passing|specify|add|enable|disable|with|via|call|invoke|type|"
+    rf"|\b(?i:use|using|set|setting|run|running|pass|passing|specify|add|enable|disable|with|via|call|invoke|type|"
     rf"try|give|configure|verwenden|benutzen|setzen|utilisez|utiliser|lancez)\s+(?:the\s+|die\s+|den\s+|le\s+|la\s+)?"
     rf"(?:{_IDENT}|\b[a-z][\w-]*\s+[a-z][\w-]*\b(?=\s+(?:command|option)))"
     rf"|\b(?:raises?|raising|throws?)\s+(?:an?\s+|the\s+)?[A-Z]\w+"  # an exception: "Raises EmptyShelf"
     rf"|\b[A-Z]\w*(?:Error|Exception|Warning)\b"
-    rf"|\b(?:run|running|type|execute|invoke|ausführen|exécutez|tapez)\s+(?:`|\")?[a-z][\w.-]*(?:\s+[a-z-][\w.-]*){{1,3}}"
+    rf"|^\s*(?:[$#%]|>>>)\s+[a-z][\w.-]*"  # a command line: "$ git bisect skip", "# dpkg --configure -a"
+    rf"|\b(?i:run|running|type|execute|invoke|ausführen|exécutez|tapez)\s+(?:`|\")?[a-z][\w.-]*(?:\s+[a-z-][\w.-]*){{1,3}}"
     rf"|(?:{_IDENT})\s+(?:option|flag|switch|setting|variable|command|function|method|hook|attribute|parameter|"
     rf"key|package|program|tool|Option|Befehl|Paket|Programm|commande|paquet)\b"
     rf"|\b(?:option|flag|switch|setting|variable|command|hook|Option|Befehl|Paket|commande|paquet)\s+(?:{_IDENT})")
+# a line typed at a prompt, as manuals show commands: "$ git bisect skip", "# dpkg --configure -a", ">>> f()"
+_COMMAND_LINE = re.compile(r"^\s*(?:[$#%]|>>>)\s+\S")
 _PATH = re.compile(r"(?:(?<![\w])(?:~|\$\w+|\.{1,2})?/[\w.-]+(?:/[\w.-]*)*|\b[\w-]+\.(?:conf|cfg|ini|txt|py|json|"
                    r"ya?ml|toml|log|rc|d|list|sources|gitignore|gitattributes|git-credentials)\b)")
 _DEFAULT = re.compile(r"\b(default|defaults|by default|standard|voreingestellt|voreinstellung|par défaut|défaut)\b",
@@ -169,19 +173,27 @@ class Candidate:
     block: list[str]  # the paragraph's sentences
     index: int  # this sentence's place in the paragraph
     section: str  # the passage's heading path
+    after: str = ""  # the first sentence (or line) of the passage's next paragraph, when this one ends its own
 
     @property
     def sentence(self) -> str:
         return self.block[self.index]
+
+    def quote(self, wants: set[str]) -> str:
+        """The quote made from this sentence for a question asking for `wants` (see `complete`)."""
+        return complete(self.block, self.index, wants, self.after)
 
 
 def candidate_sentences(passages: Sequence[tuple[int, Hit]]) -> list[Candidate]:
     """Every sentence that can be quoted from the passages [(number, hit)], best-ranked passage first."""
     out = []
     for rank, (number, hit) in enumerate(passages):
-        for block in evidence_blocks(hit.text):
+        blocks = evidence_blocks(hit.text)
+        for position, block in enumerate(blocks):
+            after = blocks[position + 1][0] if position + 1 < len(blocks) else ""
             for index in range(len(block)):
-                out.append(Candidate(number, rank, hit.dense_score or 0.0, block, index, hit.section))
+                out.append(Candidate(number, rank, hit.dense_score or 0.0, block, index, hit.section,
+                                     after if index == len(block) - 1 else ""))
     return out
 
 
@@ -207,7 +219,7 @@ def sentence_features(question: str, candidates: Sequence[Candidate], embedder: 
         paragraph = " ".join(candidate.block)
         sentence_stems = _stems(sentence)
         paragraph_stems = _stems(f"{candidate.section} {paragraph}")
-        quote = complete(candidate.block, candidate.index, wants)
+        quote = candidate.quote(wants)
         rows.append([
             float(vector @ question_vector),
             float(paragraph_vectors[paragraph] @ question_vector),
@@ -270,22 +282,25 @@ def choose_quote(question: str, scored: ScoredCandidates) -> list[Quote]:
     order = [int(i) for i in np.argsort(-scores, kind="stable")]
     wants = question_wants(question)
     best = candidates[order[0]]
-    first = complete(best.block, best.index, wants)
+    first = best.quote(wants)
     quote = [Quote(first, best.number, round(float(scores[order[0]]), 4))]
     if len(order) > 1 and scores[order[0]] - scores[order[1]] <= SECOND_MARGIN:
         runner = candidates[order[1]]
         if runner.block != best.block and runner.sentence not in first:
-            second = complete(runner.block, runner.index, wants)
+            second = runner.quote(wants)
             if len(split_sentences(first)) + len(split_sentences(second)) <= MAX_SENTENCES:
                 quote.append(Quote(second, runner.number, round(float(scores[order[1]]), 4)))
     return quote
 
 
-def complete(block: list[str], index: int, wants: set[str]) -> str:
+def complete(block: list[str], index: int, wants: set[str], after: str = "") -> str:
     """Sentence `index` of a paragraph, completed by what follows it in the paragraph: the next sentence
     holding what the question asks for, when this one lacks it (up to MAX_SENTENCES in all, the ones between
     included); else the next one when this one announces it (ends with ":"), is a fragment of under six
-    words, or the next one refers back to it ("It ...", "This ...")."""
+    words, or the next one refers back to it ("It ...", "This ..."). `after`, the first line of the next
+    paragraph when this sentence ends its own, completes it when this sentence announces it, or when it is
+    the command this sentence introduces ("... tell Git to skip the commit:" / "$ git bisect skip") and holds
+    what the question asks for."""
     text = block[index]
     facts = extract_facts(text, evidence=True)
     lacking = {kind for kind in wants if not has_kind(text, facts, kind)}
@@ -294,7 +309,12 @@ def complete(block: list[str], index: int, wants: set[str]) -> str:
             sentence = block[later]
             if any(has_kind(sentence, extract_facts(sentence, evidence=True), kind) for kind in lacking):
                 return " ".join(block[index:later + 1])
+        if after and _COMMAND_LINE.match(after) and any(
+                has_kind(after, extract_facts(after, evidence=True), kind) for kind in lacking):
+            return f"{text} {after}"
     following = block[index + 1] if index + 1 < len(block) else ""
     if following and (text.rstrip().endswith(":") or _CONTINUES.match(following) or len(text.split()) < 6):
         return f"{text} {following}"
+    if after and text.rstrip().endswith(":"):
+        return f"{text} {after}"
     return text

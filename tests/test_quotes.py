@@ -1,0 +1,65 @@
+"""Quotes on the shapes real manuals give their answers in: a command shown on its own line after the prose
+that introduces it, and a limit asked for as "the largest ..."."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rag.extractive import complete, question_wants
+
+# A DocBook-style page (git's user manual has this shape): the prose announces the command, which stands in
+# a <pre> block of its own.
+BISECT = """<html><head><title>Chapter 2. Exploring history</title></head><body>
+<div class="section"><h2 class="title">How to use bisect to find a regression</h2>
+<p>Keep repeating the process: compile the tree, test it, and depending on whether it is good or bad run
+<code>git bisect good</code> or <code>git bisect bad</code> to ask for the next commit that needs testing.</p>
+<p>Sometimes you land on a commit that does not build. Instead of marking it, you might just want to tell Git
+that you want to skip the current commit:</p>
+<pre class="screen">$ git bisect skip</pre>
+<p>In this case, though, Git may not eventually be able to tell the first bad one between some first skipped
+commits and a later bad commit.</p>
+<h2 class="title">Recovering a lost blob</h2>
+<p>The following command writes the file from the working tree back into the object store.</p>
+<pre class="screen">$ git hash-object -w somedirectory/myfile</pre>
+</div></body></html>"""
+
+
+def test_a_limit_asked_for_as_a_superlative_is_a_number() -> None:
+    assert "number" in question_wants("What's the largest delta chain depth that git pack-objects allows?")
+    assert "number" in question_wants("Which is the longest timeout the client accepts?")
+    assert "number" not in question_wants("What are the most common causes of a detached HEAD?")
+
+
+def test_a_quote_takes_the_command_its_sentence_introduces() -> None:
+    announcing = ["Instead of marking it, you might just want to tell Git that you want to skip the current commit:"]
+    assert complete(announcing, 0, set(), "$ git bisect skip").endswith("commit: $ git bisect skip")
+    # a sentence that says in prose what the command does: completed when the question asks for the command
+    prose = ["The following command writes the file back into the object store."]
+    command = "$ git hash-object -w somedirectory/myfile"
+    assert complete(prose, 0, {"identifier"}, command) == f"{prose[0]} {command}"
+    # ... and left alone when it asks for something else, or when what follows is not a command line
+    assert complete(prose, 0, set(), command) == prose[0]
+    assert complete(prose, 0, {"identifier"}, "The blob is then stored again.") == prose[0]
+    # a sentence that holds what is asked for needs nothing after it
+    holding = ["Run git bisect skip to leave the commit out."]
+    assert complete(holding, 0, {"identifier"}, command) == holding[0]
+
+
+def test_the_answer_shows_the_command_after_its_introduction(make_settings, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from ingest.job import run_ingest
+    from rag.index import IndexReader
+    from rag.qa import QAService
+    from rag.search import Searcher
+    from tests.conftest import scripted_generator
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bisect.html").write_text(BISECT, encoding="utf-8")
+    settings = make_settings(answer_mode="extractive")
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    service = QAService(Searcher(embedder, IndexReader(settings.index), settings.search),
+                        scripted_generator("unused"), settings.answers)
+    answer = service.ask("The commit bisect gave me does not build. How do I tell Git to skip the current commit?")
+    assert "$ git bisect skip" in answer.answer
+    answer = service.ask("Which command puts a file from my working tree back into the object store?")
+    assert "git hash-object -w" in answer.answer
