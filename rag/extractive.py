@@ -31,7 +31,7 @@ import numpy as np
 
 from rag.embedding import Embedder
 from rag.sentences import evidence_blocks, split_sentences
-from rag.support import Facts, content_words, extract_facts, stem
+from rag.support import STOPWORDS, Facts, content_words, extract_facts, stem
 from rag.types import Hit
 
 # what a question asks for, by its words (English, German, French)
@@ -87,13 +87,18 @@ _INTRODUCES = re.compile(
     rf"(?:{_IDENT}|\b[a-z][\w-]*\s+[a-z][\w-]*\b(?=\s+(?:command|option)))"
     rf"|\b(?:raises?|raising|throws?)\s+(?:an?\s+|the\s+)?[A-Z]\w+"  # an exception: "Raises EmptyShelf"
     rf"|\b[A-Z]\w*(?:Error|Exception|Warning)\b"
-    rf"|^\s*(?:[$#%]|>>>)\s+[a-z][\w.-]*"  # a command line: "$ git bisect skip", "# dpkg --configure -a"
     rf"|\b(?i:run|running|type|execute|invoke|ausführen|exécutez|tapez)\s+(?:`|\")?[a-z][\w.-]*(?:\s+[a-z-][\w.-]*){{1,3}}"
     rf"|(?:{_IDENT})\s+(?:option|flag|switch|setting|variable|command|function|method|hook|attribute|parameter|"
     rf"key|package|program|tool|Option|Befehl|Paket|Programm|commande|paquet)\b"
     rf"|\b(?:option|flag|switch|setting|variable|command|hook|Option|Befehl|Paket|commande|paquet)\s+(?:{_IDENT})")
 # a line typed at a prompt, as manuals show commands: "$ git bisect skip", "# dpkg --configure -a", ">>> f()"
-_COMMAND_LINE = re.compile(r"^\s*(?:[$#%]|>>>)\s+\S")
+_COMMAND_LINE = re.compile(r"^\s*(?:[$#%]|>>>)\s+(?P<command>[\w.(/-]+)")
+
+
+def is_command_line(line: str) -> bool:
+    """Whether `line` is a command typed at a prompt, not a comment ("# here are the modules")."""
+    match = _COMMAND_LINE.match(line)
+    return match is not None and match.group("command").lower() not in STOPWORDS and not line.rstrip().endswith(".")
 _PATH = re.compile(r"(?:(?<![\w])(?:~|\$\w+|\.{1,2})?/[\w.-]+(?:/[\w.-]*)*|\b[\w-]+\.(?:conf|cfg|ini|txt|py|json|"
                    r"ya?ml|toml|log|rc|d|list|sources|gitignore|gitattributes|git-credentials)\b)")
 _DEFAULT = re.compile(r"\b(default|defaults|by default|standard|voreingestellt|voreinstellung|par défaut|défaut)\b",
@@ -298,9 +303,10 @@ def complete(block: list[str], index: int, wants: set[str], after: str = "") -> 
     holding what the question asks for, when this one lacks it (up to MAX_SENTENCES in all, the ones between
     included); else the next one when this one announces it (ends with ":"), is a fragment of under six
     words, or the next one refers back to it ("It ...", "This ..."). `after`, the first line of the next
-    paragraph when this sentence ends its own, completes it when this sentence announces it, or when it is
-    the command this sentence introduces ("... tell Git to skip the commit:" / "$ git bisect skip") and holds
-    what the question asks for."""
+    paragraph when this sentence ends its own, completes it when this sentence announces it ("... tell Git to
+    skip the current commit:" / "$ git bisect skip"), or when the question asks for a command or option that
+    this sentence lacks and `after` is a command line ("The following command reads a web page into a text
+    file." / "$ w3m -dump ...")."""
     text = block[index]
     facts = extract_facts(text, evidence=True)
     lacking = {kind for kind in wants if not has_kind(text, facts, kind)}
@@ -309,8 +315,7 @@ def complete(block: list[str], index: int, wants: set[str], after: str = "") -> 
             sentence = block[later]
             if any(has_kind(sentence, extract_facts(sentence, evidence=True), kind) for kind in lacking):
                 return " ".join(block[index:later + 1])
-        if after and _COMMAND_LINE.match(after) and any(
-                has_kind(after, extract_facts(after, evidence=True), kind) for kind in lacking):
+        if after and "identifier" in lacking and is_command_line(after):
             return f"{text} {after}"
     following = block[index + 1] if index + 1 < len(block) else ""
     if following and (text.rstrip().endswith(":") or _CONTINUES.match(following) or len(text.split()) < 6):

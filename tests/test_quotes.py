@@ -1,11 +1,13 @@
-"""Quotes on the shapes real manuals give their answers in: a command shown on its own line after the prose
-that introduces it, and a limit asked for as "the largest ..."."""
+"""Quotes and abstention on the shapes real manuals give: a command shown on its own line after the prose
+that introduces it, a limit asked for as "the largest ...", and a question about a name written as code
+(a counter, a setting) that the documents never name, next to one they do."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from rag.extractive import complete, question_wants
+from rag.extractive import complete, is_command_line, question_wants
+from rag.support import code_names
 
 # A DocBook-style page (git's user manual has this shape): the prose announces the command, which stands in
 # a <pre> block of its own.
@@ -22,6 +24,10 @@ commits and a later bad commit.</p>
 <p>The following command writes the file from the working tree back into the object store.</p>
 <pre class="screen">$ git hash-object -w somedirectory/myfile</pre>
 </div></body></html>"""
+
+MATRIX = """<html><head><title>Matrices</title></head><body><h2>Matrices</h2>
+<p>The <code>MaxMatrixCols</code> counter limits how many columns a matrix may have; its default value is 10.
+Set it higher with <code>\\setcounter</code> when a matrix needs more.</p></body></html>"""
 
 
 def test_a_limit_asked_for_as_a_superlative_is_a_number() -> None:
@@ -45,7 +51,19 @@ def test_a_quote_takes_the_command_its_sentence_introduces() -> None:
     assert complete(holding, 0, {"identifier"}, command) == holding[0]
 
 
-def test_the_answer_shows_the_command_after_its_introduction(make_settings, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_command_lines_and_names_written_as_code() -> None:
+    assert is_command_line("$ git bisect skip") and is_command_line("# dpkg --configure -a")
+    assert is_command_line(">>> os.getcwd()")
+    assert not is_command_line("# here are the per-package modules") and not is_command_line("# Keep this.")
+    assert code_names("What is the default of core.maxFileSize, or of MaxMatrixRows, or --disable-gil?") == [
+        "core.maxFileSize", "MaxMatrixRows", "--disable-gil"]
+    assert code_names("Does the Requests HTTPAdapter retry? And GitHub?") == ["HTTPAdapter", "GitHub"]
+    # not names: a plural acronym, a missing space after a stop word, the asker's placeholder in a quoted snippet
+    assert code_names("Which URLs and APIs? Who isKarsten Bernick?") == []
+    assert code_names("Why is the name bound by 'except SomeError as e' deleted? Don't use MyClass.") == ["MyClass"]
+
+
+def test_commands_after_their_introduction_and_names_no_document_holds(make_settings, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from ingest.job import run_ingest
     from rag.index import IndexReader
     from rag.qa import QAService
@@ -55,6 +73,7 @@ def test_the_answer_shows_the_command_after_its_introduction(make_settings, embe
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "bisect.html").write_text(BISECT, encoding="utf-8")
+    (docs / "matrix.html").write_text(MATRIX, encoding="utf-8")
     settings = make_settings(answer_mode="extractive")
     run_ingest(settings, [docs], embedder=embedder, progress=False)
     service = QAService(Searcher(embedder, IndexReader(settings.index), settings.search),
@@ -63,3 +82,8 @@ def test_the_answer_shows_the_command_after_its_introduction(make_settings, embe
     assert "$ git bisect skip" in answer.answer
     answer = service.ask("Which command puts a file from my working tree back into the object store?")
     assert "git hash-object -w" in answer.answer
+    # a neighbour's description is no answer about a name the documents never write
+    answer = service.ask("What is the default value of the MaxMatrixRows counter, which limits the rows of a matrix?")
+    assert answer.abstained and not answer.sources
+    answer = service.ask("What is the default value of the MaxMatrixCols counter?")
+    assert not answer.abstained and "10" in answer.answer
