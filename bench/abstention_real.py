@@ -32,10 +32,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.quote_selection import SETS, devset_questions  # noqa: E402
+from rag.qa import RELEVANCE_FEATURES  # noqa: E402
 
 
 QA_SETS = ("boolq-dev", "narrativeqa-dev")
 QA_QUESTIONS = 150  # answerable questions taken from each QA set
+
+
+def relevance_row(service, question: str, retrieved) -> list[float]:  # type: ignore[no-untyped-def]
+    """The question's relevance features, or zeros when a name it gives is in no passage: the service then
+    abstains whatever the weights (`QAService.missing_name`), so those questions are no target of the search."""
+    if service.missing_name(question, [*retrieved.hits, *retrieved.more]):
+        return [0.0] * len(RELEVANCE_FEATURES)
+    return service.relevance_features(question, retrieved.hits, retrieved.more)[0]
 
 
 def qa_rows(index_root: Path, shared: Path) -> list[tuple[str, np.ndarray, bool]]:
@@ -59,7 +68,7 @@ def qa_rows(index_root: Path, shared: Path) -> list[tuple[str, np.ndarray, bool]
         service.searcher.warm_up()
         for q in queries:
             retrieved = service.retrieve(q["question"], None, None, None, settings.answers.quote_passages)
-            features, _ = service.relevance_features(q["question"], retrieved.hits, retrieved.more)
+            features = relevance_row(service, q["question"], retrieved)
             out.append((name, np.array(features, dtype=np.float64), True))
     return out
 
@@ -81,7 +90,7 @@ def samples_rows(index_root: Path) -> list[tuple[str, np.ndarray, bool]]:
     out = []
     for q in questions:
         retrieved = service.retrieve(asked[q["id"]], None, None, None, settings.answers.quote_passages)
-        features, _ = service.relevance_features(asked[q["id"]], retrieved.hits, retrieved.more)
+        features = relevance_row(service, asked[q["id"]], retrieved)
         out.append(("samples", np.array(features, dtype=np.float64), q.get("answer") is not None))
     return out
 
@@ -100,7 +109,7 @@ def collect(index_root: Path) -> list[tuple[str, np.ndarray, bool]]:
             for q in devset_questions(name):
                 answerable = is_answerable(q)
                 retrieved = service.retrieve(q["question"], None, None, None, settings.answers.quote_passages)
-                features, _ = service.relevance_features(q["question"], retrieved.hits, retrieved.more)
+                features = relevance_row(service, q["question"], retrieved)
                 out.append((name, np.array(features, dtype=np.float64), answerable))
     return out
 

@@ -154,7 +154,7 @@ class StatementCheck:
 # on them, searched on the dev sets and the two QA sets by bench/abstention_real.py (with the thresholds).
 RELEVANCE_FEATURES = ("cosine", "passage_coverage", "sentence_coverage", "quote_score", "unknown_words",
                       "missing_name", "sentence_cosine")
-RELEVANCE_WEIGHTS = (0.124, 0.492, 0.093, 0.002, -0.723, -0.020, 0.207)
+RELEVANCE_WEIGHTS = (0.829, 0.077, 0.290, 0.028, -1.361, -0.007, 0.146)
 _NAME = re.compile(r"(?<!^)(?<![.?!]\s)\b(?:[A-Z][\w'’-]*[A-Za-z]|[\w-]*[A-Z][a-z]+[A-Z]\w*|\w+[._/]\w[\w./-]*)\b")
 
 # words that say what kind of answer is wanted, not what it is about
@@ -281,13 +281,19 @@ class QAService:
         of `relevance_features` (`RELEVANCE_WEIGHTS`), searched on the real-documentation dev sets' answerable
         and unanswerable questions and the QA sets (bench/abstention_real.py). A near miss ("When is dinner served
         in the cafeteria?" against the lunch hours) reads much like the passage, but no one sentence holds the
-        word the question turns on. An identifier in the question (a version "4.1", a code "HR-05") that no
-        passage holds makes it 0."""
+        word the question turns on. An identifier in the question (a version "4.1", a code "HR-05", a name
+        written as code: "core.maxFileSize", "MaxMatrixRows") that no passage or its heading holds makes it 0."""
         return self._relevance(question, hits, more, principal)[0]
+
+    @staticmethod
+    def missing_name(question: str, passages: Sequence[Hit]) -> str:
+        """An identifier the question names that no passage (its text or its heading path) holds, else "": the
+        passages cannot answer about it, whatever else they share with the question (`missing_identifier`)."""
+        return missing_identifier(question, [f"{h.section}\n{h.text}" for h in passages])
 
     def _relevance(self, question: str, hits: list[Hit], more: Sequence[Hit],
                    principal: Principal | None) -> tuple[float, ScoredCandidates | None]:
-        if not hits or missing_identifier(question, [h.text for h in [*hits, *more]]):
+        if not hits or self.missing_name(question, [*hits, *more]):
             return 0.0, None
         features, scored = self.relevance_features(question, hits, more, principal)
         return round(min(1.0, max(0.0, float(np.dot(RELEVANCE_WEIGHTS, features)))), 6), scored

@@ -317,12 +317,12 @@ class Settings(BaseSettings):
         4, ge=1, le=50, description="Passages given to the model, as many of them as fit its window (a fact on the "
         "second-ranked page must be able to reach the answer).")
     abstain_threshold: float = Field(
-        0.373, ge=0, le=1, description="Abstain when the passages' relevance (a score of their similarity, word "
+        0.650, ge=0, le=1, description="Abstain when the passages' relevance (a score of their similarity, word "
         "coverage, best quotable sentence and the question's unknown words, searched on real documentation: "
         "bench/abstention_real.py) is below this: set to refuse at most 5% of each dev and QA set's answerable "
         "questions, see docs/benchmarks.md.")
     confident_threshold: float = Field(
-        0.45, ge=0, le=1, description="Between abstain_threshold and this, the documents may not answer the "
+        0.74, ge=0, le=1, description="Between abstain_threshold and this, the documents may not answer the "
         "question: the closest passage is quoted under that warning and no model answer is written (answer_mode "
         "auto and extractive).")
     reranker_model: str = Field(

@@ -279,13 +279,39 @@ def subject_missing(claim: str, passages: Sequence[str]) -> str:
     return "" if any(stem(w) in known for w in run) else " ".join(run)
 
 
+# a name written as code, which a passage about it writes the same way: an inner capital ("MaxMatrixRows",
+# "GitHub", "maxFileSize", "HTTPAdapter"; not a plural "URLs"), a dotted or snake_case name in lower case ("core.maxFileSize", "max_workers"), a
+# long option ("--disable-gil")
+_CODE_NAME = re.compile(r"(?<![\w.-])(?:(?P<head>[a-z]+)[A-Z]\w*|[A-Z][a-z]+[A-Z]\w*|[A-Z]{2,}[a-z]{2,}\w*|"
+                        r"[a-z_]\w*\.[a-z_][\w.]*\w|"
+                        r"[a-z]\w*_\w+|--[a-z][\w-]+)(?![\w-])")
+
+
+# a snippet of code quoted in a question ("the name bound by 'except SomeError as e'"): its names are the
+# asker's placeholders, not what the documents must name
+_QUOTED_SNIPPET = re.compile(r"""(?<!\w)(['"`‘“])([^'"`‘’“”]*\s[^'"`‘’“”]*)(?:\1|[’”])(?!\w)""")
+
+
+def code_names(question: str) -> list[str]:
+    """The names written as code in `question` (`_CODE_NAME`); a stop word glued to a name ("isKarsten", a
+    missing space) is not one, nor a name inside a quoted snippet of several words."""
+    snippets = [m.span(2) for m in _QUOTED_SNIPPET.finditer(question)]
+    return [m.group() for m in _CODE_NAME.finditer(question) if (m.group("head") or "") not in STOPWORDS
+            and not any(start <= m.start() < end for start, end in snippets)]
+
+
 def missing_identifier(question: str, passages: Sequence[str]) -> str:
-    """An identifier the question names (a code "HR-05", "NW-2211", a version "4.1") that no passage holds,
-    else "": a question about release 4.1 is not answered by the notes of release 4.2."""
+    """An identifier the question names (a code "HR-05", "NW-2211", a version "4.1", a name written as code:
+    "core.maxFileSize", "MaxMatrixRows", "--disable-gil") that no passage holds, else "": a question about
+    release 4.1 is not answered by the notes of release 4.2, nor one about MaxMatrixRows by the description of
+    MaxMatrixCols."""
     facts = extract_facts(question)
     known = " ".join(passages).lower()
     for name in sorted(facts.names):
         if any(c.isdigit() for c in name) and name not in known:
+            return name
+    for name in code_names(question):
+        if name.lower() not in known:
             return name
     known_facts = [extract_facts(p, evidence=True) for p in passages]
     for q in facts.quantities:
