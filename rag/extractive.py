@@ -99,6 +99,8 @@ def is_command_line(line: str) -> bool:
     """Whether `line` is a command typed at a prompt, not a comment ("# here are the modules")."""
     match = _COMMAND_LINE.match(line)
     return match is not None and match.group("command").lower() not in STOPWORDS and not line.rstrip().endswith(".")
+
+
 _PATH = re.compile(r"(?:(?<![\w])(?:~|\$\w+|\.{1,2})?/[\w.-]+(?:/[\w.-]*)*|\b[\w-]+\.(?:conf|cfg|ini|txt|py|json|"
                    r"ya?ml|toml|log|rc|d|list|sources|gitignore|gitattributes|git-credentials)\b)")
 _DEFAULT = re.compile(r"\b(default|defaults|by default|standard|voreingestellt|voreinstellung|par défaut|défaut)\b",

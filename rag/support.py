@@ -280,13 +280,10 @@ def subject_missing(claim: str, passages: Sequence[str]) -> str:
 
 
 # a name written as code, which a passage about it writes the same way: an inner capital ("MaxMatrixRows",
-# "GitHub", "maxFileSize", "HTTPAdapter"; not a plural "URLs"), a dotted or snake_case name in lower case ("core.maxFileSize", "max_workers"), a
-# long option ("--disable-gil")
+# "GitHub", "maxFileSize", "HTTPAdapter"; not a plural "URLs"), a dotted or snake_case name in lower case
+# ("core.maxFileSize", "max_workers"), a long option ("--disable-gil")
 _CODE_NAME = re.compile(r"(?<![\w.-])(?:(?P<head>[a-z]+)[A-Z]\w*|[A-Z][a-z]+[A-Z]\w*|[A-Z]{2,}[a-z]{2,}\w*|"
-                        r"[a-z_]\w*\.[a-z_][\w.]*\w|"
-                        r"[a-z]\w*_\w+|--[a-z][\w-]+)(?![\w-])")
-
-
+                        r"[a-z_]\w*\.[a-z_][\w.]*\w|[a-z]\w*_\w+|--[a-z][\w-]+)(?![\w-])")
 # a snippet of code quoted in a question ("the name bound by 'except SomeError as e'"): its names are the
 # asker's placeholders, not what the documents must name
 _QUOTED_SNIPPET = re.compile(r"""(?<!\w)(['"`‘“])([^'"`‘’“”]*\s[^'"`‘’“”]*)(?:\1|[’”])(?!\w)""")
