@@ -248,7 +248,7 @@ class QAService:
         meets "Kennwort"); the score of the best quotable sentence."""
         pool = [*hits, *more]
         ids = [h.chunk_id for h in pool]
-        terms = [t for t in self.searcher.question_words(question) if t not in QUESTION_WORDS]
+        terms = self._question_terms(question)
         weights, total = self._word_statistics(terms, ids, principal) if terms else ({}, 0)
         if scored is None or scored.chunk_ids != tuple(ids):
             scored = score_candidates(question, list(enumerate(pool, start=1)), self.embedder, weights)
@@ -306,9 +306,15 @@ class QAService:
         total = max(total, 1)
         return {t: max(float(np.log((total + 1) / (count + 0.5))), 0.0) for t, (count, _) in presence.items()}, total
 
+    def _question_terms(self, question: str) -> list[str]:
+        """The question's words that relevance and quotes weigh: the ones its keyword search takes
+        (`Searcher.question_words`, without its language's stop words), less the words that only say what kind
+        of answer is wanted."""
+        return [t for t in self.searcher.question_words(question) if t not in QUESTION_WORDS]
+
     def word_weights(self, question: str, chunk_ids: list[int], principal: Principal | None = None) -> dict[str, float]:
         """The rarity (IDF) of each of the question's words over what `principal` may read."""
-        terms = [t for t in self.searcher.question_words(question) if t not in QUESTION_WORDS]
+        terms = self._question_terms(question)
         return self._word_statistics(terms, chunk_ids, principal)[0] if terms else {}
 
     def params(self) -> GenerationParams:
