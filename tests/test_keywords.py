@@ -182,7 +182,6 @@ def write_schema_2_copy(index_dir: Path) -> None:
     title, heading path), instance "2-…", recorded in the store's meta as covering every stored row."""
     import tantivy
 
-
     builder = tantivy.SchemaBuilder()
     builder.add_unsigned_field("chunk_id", indexed=True, fast=True)
     builder.add_unsigned_field("doc_id", indexed=True)
