@@ -17,7 +17,7 @@ from rag.support import content_words
 
 # words that end with a period without ending the sentence (lower-cased, without their final period)
 ABBREVIATIONS = frozenset("""
-e.g i.e etc vs cf al approx ca fig figs eq eqs no nos nr p pp vol vols ch sec secs sect ed eds resp incl
+e.g i.e eg ie etc vs cf al approx ca fig figs eq eqs no nos nr p pp vol vols ch sec secs sect ed eds resp incl
 excl min max esp dept est mr mrs ms dr prof st jr sr inc ltd co corp jan feb mar apr jun jul aug sep sept oct
 nov dec mon tue wed thu fri sat sun op cit ibid viz n.b ref refs approx. app
 z.b d.h u.a usw bzw vgl ggf evtl inkl ca bspw sog s.o s.u u.u o.ä z.t allg abs nr str tel

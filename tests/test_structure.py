@@ -202,6 +202,8 @@ def test_chunks_follow_sections_and_carry_their_heading_path(tmp_path: Path) -> 
     ("Drücken Sie z.B. Strg-C, d.h. beide Tasten. Dann ist es fertig.",
      ["Drücken Sie z.B. Strg-C, d.h. beide Tasten.", "Dann ist es fertig."]),
     ("Use if... elif... else. For values, use a dict.", ["Use if... elif... else.", "For values, use a dict."]),
+    ('It fails on pardir (eg. ".." on Unix), ie. a parent. It works.',
+     ['It fails on pardir (eg. ".." on Unix), ie. a parent.', "It works."]),
 ])
 def test_sentences_of_technical_text(text: str, sentences: list[str]) -> None:
     assert split_sentences(text) == sentences
