@@ -13,10 +13,13 @@ holds what the question asks for, and the rank of its passage:
   "GIT_DIR", "/etc/fstab");
 - a path ("where is", "which file").
 
-A chosen sentence that lacks what the question asks for is completed by the next sentence of its
-paragraph that holds it ("gc.auto: When there are approximately more than this many loose objects ...
-The default value is 6700."), within three sentences; a sentence that announces what follows, or that
-the next one refers back to, is completed by it. Weights tuned on the documentation dev sets
+A sentence that gives such a value which the question does not already give (a number, a name written as
+code) scores higher than one that restates the question. A chosen sentence that refers back to the one
+before it ("This operation is useful for ...", "calling this function") is quoted with it; one that lacks
+what the question asks for is completed by the next sentence of its paragraph that holds it ("gc.auto:
+When there are approximately more than this many loose objects ... The default value is 6700."), within
+three sentences; a sentence that announces what follows, or that the next one refers back to, is
+completed by it. Weights tuned on the documentation dev sets
 (tests/data/devsets, `rag eval FOLDER --questions`) and checked on NarrativeQA and BoolQ
 (bench/answer_modes.py, docs/benchmarks.md).
 """
@@ -43,7 +46,8 @@ _WANTS: tuple[tuple[re.Pattern[str], str], ...] = (
                 r"wie (viele?|lange|oft|gro(ß|ss)|hoch|weit)|welche gr(ö|oe)(ß|ss)e|combien|quelle (taille|valeur|"
                 r"limite|durée)|à partir de quel)\b", re.I), "number"),
     (re.compile(r"\b(default|by default|out of the box|if i (do not|don't|dont) (set|give|pass|specify|say)|"
-                r"without (setting|giving|passing|specifying)|when (it is )?not set|unless (i|you) (set|say)|"
+                r"without (setting|giving|passing|specifying)|(leave|leaving|left) [\w.-]+( \w+)? out|if i (omit|skip)|"
+                r"when (it is )?not set|unless (i|you) (set|say)|"
                 r"standard(mäßig|wert)?|voreingestellt|voreinstellung|par défaut|défaut)\b", re.I), "default"),
     (re.compile(r"\b(which|what|welche[rsmn]?|quel(le)?s?)\s+([\w-]+\s+){0,3}?(option|flag|switch|setting|settings|"
                 r"config|configuration|variable|command|commands|function|method|module|package|key|keyword|"
@@ -53,7 +57,9 @@ _WANTS: tuple[tuple[re.Pattern[str], str], ...] = (
                 r"commande|paquet|fichier|programme|outil|réglage|touche)s?\b|"
                 r"\bhow (do|can|should|would) (i|we|you)\b|\bwhat do i (use|type|run|call|put|add|write)\b|"
                 r"\b(is there|gibt es|y a-t-il) (a|an|ein|eine|un|une)\b|"
-                r"\bwie (kann|könnte|muss|soll) (ich|man)\b|\bmit welche[mr]\b|\bcomment (puis-je|faire|"
+                r"\b(the|a) (recommended|preferred|best|right|proper|correct|usual) way\b|"
+                r"\bwie (kann|könnte|muss|soll) (ich|man)\b|\bwie \w+ (ich|man)\b|\bmit welche[mr]\b|"
+                r"(?:^|[.?!:]\s+)comment\b|\bcomment (puis-je|faire|"
                 r"peut-on|on|activer|changer|installer|configurer|afficher|désactiver|empêcher|savoir)\b",
                 re.I), "identifier"),
     (re.compile(r"\b(where|which (file|folder|directory)|in which file|what file|wo\b|welche[rsmn]? "
@@ -66,6 +72,11 @@ _WANTS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 _CONTINUES = re.compile(r"^\s*(it|this|that|these|those|they|he|she|its|their|his|her|there|then|also|however|"
                         r"but|and|otherwise|so|thus|for example|e\.g\.)\b", re.I)
+# a sentence that opens by referring back to the one before it ("This operation ...", "Diese Option ...")
+_REFERS_BACK = re.compile(r"^\s*(this|these|those|it|its|they|their|such|dies|diese[rsmn]?|ceci|cela|cette|ces|"
+                          r"il|elle|ils|elles)\b|\b(this|these|diese[rsmn]?|cette|ce|cet|ces) (function|method|command|"
+                          r"option|setting|variable|package|module|tool|program|hook|macro|class|parameter|funktion|"
+                          r"befehl|paket|programm|fonction|commande|paquet|programme)s?\b", re.I)
 # how code is written in prose: options, dotted and underscored names, calls, paths, variables, macros
 _IDENTIFIER = re.compile(
     r"(?:(?<![\w-])--?[A-Za-z][\w-]*(?:=\S+)?"  # -x, --amend, --cleanup=<mode>
@@ -142,6 +153,21 @@ def kind_score(sentence: str, facts: Facts, wants: set[str]) -> float:
     return sum(has_kind(sentence, facts, kind) for kind in wants) / len(wants)
 
 
+_NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\b")
+
+
+def new_value(question: str, text: str, wants: set[str]) -> bool:
+    """Whether `text` gives a value of the kind the question asks for that the question does not already
+    give: a number, or a name written as code (an answer, not a sentence that restates the question)."""
+    values = []
+    if wants & {"identifier", "path", "default"}:
+        values += [m.group() for m in _IDENTIFIER.finditer(text)]
+    if wants & {"number", "default", "version", "time"}:
+        values += _NUMBER.findall(text)
+    asked = question.lower()
+    return any(value.lower() not in asked for value in values)
+
+
 @dataclass(frozen=True)
 class Quote:
     """The sentence(s) that answer a question, as they stand in passage `source`."""
@@ -161,8 +187,9 @@ _DEFINITION = re.compile(r"^[^\s:][^:]{0,80}:\s")  # "gc.auto: When ...", "-a, -
 # logistic regression on the documentation dev sets (bench/quote_selection.py, which also reports how they
 # do on a set left out of the fit).
 FEATURES = ("similarity", "paragraph_similarity", "overlap", "paragraph_overlap", "kind", "quote_kind",
-            "passage_rank", "passage_similarity", "first_in_paragraph", "definition", "length", "unit", "code")
-SCORER = (2.804, 2.365, 1.957, 2.729, 0.808, 1.229, -0.219, 0.812, 0.456, 0.038, -0.345, 0.574, 1.733)
+            "passage_rank", "passage_similarity", "first_in_paragraph", "definition", "length", "unit", "code",
+            "new_value")
+SCORER = (3.112, 3.220, 2.706, 2.683, 1.383, 0.597, -0.290, 0.104, 0.028, -0.187, -0.600, -0.623, 0.375, 1.351)
 # words that name what a number counts ("how many seconds", "which port")
 _UNIT_WORDS = re.compile(r"\b(seconds?|minutes?|hours?|days?|weeks?|months?|years?|bytes?|kb|mb|gb|kib|mib|gib|"
                          r"characters?|chars?|columns?|rows?|lines?|entries|items?|objects?|files?|pages?|points?|pt|"
@@ -241,6 +268,7 @@ def sentence_features(question: str, candidates: Sequence[Candidate], embedder: 
             min(len(sentence.split()), 60) / 60,
             float(bool(units) and bool(units & {stem(u.lower()) for u in _UNIT_WORDS.findall(quote)})),
             sum(1 for ch in sentence if not (ch.isalnum() or ch.isspace())) / max(1, len(sentence)),
+            float(new_value(question, quote, wants)),
         ])
     return np.array(rows, dtype=np.float32).reshape(len(candidates), len(FEATURES))
 
@@ -280,7 +308,7 @@ def score_candidates(question: str, passages: Sequence[tuple[int, Hit]], embedde
 
 def choose_quote(question: str, scored: ScoredCandidates) -> list[Quote]:
     """The quote for `question` from its scored candidates: the best-scoring sentence, completed as
-    `complete` says, and the runner-up from another paragraph when it scores within SECOND_MARGIN of it and
+    `complete` says, and the runner-up (not already quoted) when it scores within SECOND_MARGIN of it and
     the quote stays within MAX_SENTENCES (when two sentences are that close, the scorer cannot tell which
     answers: both are shown, each with its citation). Empty when the passages hold no sentence."""
     candidates, scores = scored.candidates, scored.scores
@@ -293,7 +321,7 @@ def choose_quote(question: str, scored: ScoredCandidates) -> list[Quote]:
     quote = [Quote(first, best.number, round(float(scores[order[0]]), 4))]
     if len(order) > 1 and scores[order[0]] - scores[order[1]] <= SECOND_MARGIN:
         runner = candidates[order[1]]
-        if runner.block != best.block and runner.sentence not in first:
+        if runner.sentence not in first:
             second = runner.quote(wants)
             if len(split_sentences(first)) + len(split_sentences(second)) <= MAX_SENTENCES:
                 quote.append(Quote(second, runner.number, round(float(scores[order[1]]), 4)))
@@ -301,27 +329,32 @@ def choose_quote(question: str, scored: ScoredCandidates) -> list[Quote]:
 
 
 def complete(block: list[str], index: int, wants: set[str], after: str = "") -> str:
-    """Sentence `index` of a paragraph, completed by what follows it in the paragraph: the next sentence
-    holding what the question asks for, when this one lacks it (up to MAX_SENTENCES in all, the ones between
-    included); else the next one when this one announces it (ends with ":"), is a fragment of under six
-    words, or the next one refers back to it ("It ...", "This ..."). `after`, the first line of the next
-    paragraph when this sentence ends its own, completes it when this sentence announces it ("... tell Git to
-    skip the current commit:" / "$ git bisect skip"), or when the question asks for a command or option that
-    this sentence lacks and `after` is a command line ("The following command reads a web page into a text
-    file." / "$ w3m -dump ...")."""
-    text = block[index]
+    """Sentence `index` of a paragraph, completed by the sentences around it in the paragraph: the one before
+    when this one refers back to it ("The smooth unwrap option modifies ... This operation is useful for
+    ..."); the next sentence holding what the question asks for, when these lack it (one holding all of it
+    before one holding some; up to MAX_SENTENCES in all, the ones between included); else the next one when
+    this one announces it (ends with ":"), is a fragment of under six words, or the next one refers back to
+    it ("It ...", "This ..."). `after`, the first line of the next paragraph when this sentence ends its own,
+    completes it when this sentence announces it ("... tell Git to skip the current commit:" / "$ git bisect
+    skip"), or when the question asks for a command or option that this sentence lacks and `after` is a
+    command line ("The following command reads a web page into a text file." / "$ w3m -dump ...")."""
+    start = index - 1 if index > 0 and _REFERS_BACK.search(block[index]) else index
+    text = " ".join(block[start:index + 1])
     facts = extract_facts(text, evidence=True)
     lacking = {kind for kind in wants if not has_kind(text, facts, kind)}
     if lacking and len(lacking) == len(wants):
-        for later in range(index + 1, min(len(block), index + MAX_SENTENCES)):
-            sentence = block[later]
-            if any(has_kind(sentence, extract_facts(sentence, evidence=True), kind) for kind in lacking):
-                return " ".join(block[index:later + 1])
-        if after and "identifier" in lacking and is_command_line(after):
+        later_kinds = [(later, {kind for kind in lacking
+                                if has_kind(block[later], extract_facts(block[later], evidence=True), kind)})
+                       for later in range(index + 1, min(len(block), start + MAX_SENTENCES))]
+        holding = ([later for later, kinds in later_kinds if kinds == lacking]
+                   or [later for later, kinds in later_kinds if kinds])
+        if holding:
+            return " ".join(block[start:holding[0] + 1])
+        if after and "identifier" in lacking and is_command_line(after) and index == start:
             return f"{text} {after}"
-    following = block[index + 1] if index + 1 < len(block) else ""
-    if following and (text.rstrip().endswith(":") or _CONTINUES.match(following) or len(text.split()) < 6):
+    following = block[index + 1] if index + 1 < len(block) and index + 1 - start < MAX_SENTENCES else ""
+    if following and (text.rstrip().endswith(":") or _CONTINUES.match(following) or len(block[index].split()) < 6):
         return f"{text} {following}"
-    if after and text.rstrip().endswith(":"):
+    if after and text.rstrip().endswith(":") and index == start:
         return f"{text} {after}"
     return text

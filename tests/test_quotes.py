@@ -1,12 +1,13 @@
 """Quotes and abstention on the shapes real manuals give: a command shown on its own line after the prose
-that introduces it, a limit asked for as "the largest ...", and a question about a name written as code
-(a counter, a setting) that the documents never name, next to one they do."""
+that introduces it, a limit asked for as "the largest ...", a sentence that refers back to the one naming
+what it describes ("This operation ..."), a default given two sentences after its setting, and a question
+about a name written as code (a counter, a setting) that the documents never name, next to one they do."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from rag.extractive import complete, is_command_line, question_wants
+from rag.extractive import complete, is_command_line, new_value, question_wants
 from rag.support import code_names
 
 # A DocBook-style page (git's user manual has this shape): the prose announces the command, which stands in
@@ -51,6 +52,54 @@ def test_a_quote_takes_the_command_its_sentence_introduces() -> None:
     assert complete(holding, 0, {"identifier"}, command) == holding[0]
 
 
+# A reference page's shapes (gnuplot's and git's manuals have them): an option described over two sentences,
+# the second of which says what it is for; a setting whose default comes after a remark about its values.
+SMOOTHING = """<html><head><title>smooth</title></head><body><h2>Smoothing options</h2>
+<p>The smooth fold option reflects every point back into the interval between -1 and 1 by adding or
+subtracting multiples of 2. This operation keeps a periodic signal inside one window for plotting.</p>
+<h2>Expiry</h2>
+<dl><dt>cache.keepDays</dt><dd>Entries of the answer cache are kept for this many days when the cache is
+pruned. Values up to 365 are accepted. The default is 45 days. See
+prune(1).</dd></dl>
+</body></html>"""
+
+
+def test_a_quote_takes_the_sentence_it_refers_back_to() -> None:
+    block = ["The smooth fold option reflects every point back into the interval.",
+             "This operation keeps a periodic signal inside one window for plotting."]
+    assert complete(block, 1, {"identifier"}) == " ".join(block)
+    # a sentence that names what it describes stands alone
+    named = ["The fold option is new.", "The smooth fold option keeps a periodic signal inside one window."]
+    assert complete(named, 1, {"identifier"}) == named[1]
+    described = ["Python 3.10 adds inspect.get_annotations().", "Calling this function is the best practice."]
+    assert complete(described, 1, set()) == " ".join(described)
+
+
+def test_a_quote_runs_on_to_the_sentence_holding_all_that_is_asked() -> None:
+    block = ["cache.keepDays: Entries are kept for this many days when the cache is pruned.",
+             'Values up to 365 are accepted.', "The default is 45 days.", "See prune(1)."]
+    # asked for a default number: the sentence with a number but no default is not where the quote stops
+    assert complete(block, 0, {"default", "number"}) == " ".join(block[:3])
+    assert complete(block, 0, {"number"}) == " ".join(block[:2])
+
+
+def test_what_questions_ask_for_in_each_language() -> None:
+    assert question_wants("What relative tolerance does isclose use when I leave rel_tol out?") == {"default"}
+    assert "identifier" in question_wants("What is the recommended way to read the annotations of a class?")
+    assert question_wants("Wie zerlege ich die Datei in Stücke von 2 GB?") == {"identifier"}
+    assert question_wants("J'ai perdu ma clé. Comment lui ajouter une phrase de passe ?") == {"identifier"}
+    assert "identifier" not in question_wants("Who wrote the comment in the changelog?")
+
+
+def test_a_new_value_is_one_the_question_does_not_give() -> None:
+    question = "Which git add option applies the clean filter again to files already stored?"
+    assert new_value(question, "To fix this, run git add --renormalize . on a clean tree.", {"identifier"})
+    restating = "When do I need git add --renormalize after changing a clean filter?"
+    assert not new_value(restating, "Use git add --renormalize after changing a clean filter.", {"identifier"})
+    assert new_value("How many lines are saved by default?", "The default is 500 lines.", {"default", "number"})
+    assert not new_value("How many lines are saved?", "The default is 500 lines.", set())
+
+
 def test_command_lines_and_names_written_as_code() -> None:
     assert is_command_line("$ git bisect skip") and is_command_line("# dpkg --configure -a")
     assert is_command_line(">>> os.getcwd()")
@@ -87,3 +136,24 @@ def test_commands_after_their_introduction_and_names_no_document_holds(make_sett
     assert answer.abstained and not answer.sources
     answer = service.ask("What is the default value of the MaxMatrixCols counter?")
     assert not answer.abstained and "10" in answer.answer
+
+
+def test_quotes_from_an_option_described_in_two_sentences(make_settings, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from ingest.job import run_ingest
+    from rag.index import IndexReader
+    from rag.qa import QAService
+    from rag.search import Searcher
+    from tests.conftest import scripted_generator
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "smooth.html").write_text(SMOOTHING, encoding="utf-8")
+    (docs / "bisect.html").write_text(BISECT, encoding="utf-8")
+    settings = make_settings(answer_mode="extractive")
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    service = QAService(Searcher(embedder, IndexReader(settings.index), settings.search),
+                        scripted_generator("unused"), settings.answers)
+    answer = service.ask("My periodic signal wanders out of the plot window. Which smoothing option keeps it inside?")
+    assert not answer.abstained and "smooth fold option" in answer.answer
+    answer = service.ask("By default, for how long are entries of the answer cache kept before pruning drops them?")
+    assert not answer.abstained and "45 days" in answer.answer
