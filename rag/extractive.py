@@ -350,11 +350,12 @@ def complete(block: list[str], index: int, wants: set[str], after: str = "") -> 
                    or [later for later, kinds in later_kinds if kinds])
         if holding:
             return " ".join(block[start:holding[0] + 1])
-        if after and "identifier" in lacking and is_command_line(after) and index == start:
+        if after and "identifier" in lacking and is_command_line(after):
             return f"{text} {after}"
     following = block[index + 1] if index + 1 < len(block) and index + 1 - start < MAX_SENTENCES else ""
-    if following and (text.rstrip().endswith(":") or _CONTINUES.match(following) or len(block[index].split()) < 6):
+    short = len(block[index].split()) < 6
+    if following and (text.rstrip().endswith(":") or _CONTINUES.match(following) or short):
         return f"{text} {following}"
-    if after and text.rstrip().endswith(":") and index == start:
+    if after and text.rstrip().endswith(":"):
         return f"{text} {after}"
     return text

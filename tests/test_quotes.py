@@ -112,7 +112,8 @@ def test_command_lines_and_names_written_as_code() -> None:
     assert code_names("Why is the name bound by 'except SomeError as e' deleted? Don't use MyClass.") == ["MyClass"]
 
 
-def test_commands_after_their_introduction_and_names_no_document_holds(make_settings, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def _service(settings, embedder, tmp_path: Path, pages: dict[str, str]):  # type: ignore[no-untyped-def]
+    """A QAService over a real ingest of `pages` ({file name: HTML})."""
     from ingest.job import run_ingest
     from rag.index import IndexReader
     from rag.qa import QAService
@@ -121,12 +122,16 @@ def test_commands_after_their_introduction_and_names_no_document_holds(make_sett
 
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "bisect.html").write_text(BISECT, encoding="utf-8")
-    (docs / "matrix.html").write_text(MATRIX, encoding="utf-8")
-    settings = make_settings(answer_mode="extractive")
+    for name, html in pages.items():
+        (docs / name).write_text(html, encoding="utf-8")
     run_ingest(settings, [docs], embedder=embedder, progress=False)
-    service = QAService(Searcher(embedder, IndexReader(settings.index), settings.search),
-                        scripted_generator("unused"), settings.answers)
+    return QAService(Searcher(embedder, IndexReader(settings.index), settings.search),
+                     scripted_generator("unused"), settings.answers)
+
+
+def test_commands_after_their_introduction_and_names_no_document_holds(make_settings, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    service = _service(make_settings(answer_mode="extractive"), embedder, tmp_path,
+                       {"bisect.html": BISECT, "matrix.html": MATRIX})
     answer = service.ask("The commit bisect gave me does not build. How do I tell Git to skip the current commit?")
     assert "$ git bisect skip" in answer.answer
     answer = service.ask("Which command puts a file from my working tree back into the object store?")
@@ -139,20 +144,8 @@ def test_commands_after_their_introduction_and_names_no_document_holds(make_sett
 
 
 def test_quotes_from_an_option_described_in_two_sentences(make_settings, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from ingest.job import run_ingest
-    from rag.index import IndexReader
-    from rag.qa import QAService
-    from rag.search import Searcher
-    from tests.conftest import scripted_generator
-
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "smooth.html").write_text(SMOOTHING, encoding="utf-8")
-    (docs / "bisect.html").write_text(BISECT, encoding="utf-8")
-    settings = make_settings(answer_mode="extractive")
-    run_ingest(settings, [docs], embedder=embedder, progress=False)
-    service = QAService(Searcher(embedder, IndexReader(settings.index), settings.search),
-                        scripted_generator("unused"), settings.answers)
+    service = _service(make_settings(answer_mode="extractive"), embedder, tmp_path,
+                       {"smooth.html": SMOOTHING, "bisect.html": BISECT})
     answer = service.ask("My periodic signal wanders out of the plot window. Which smoothing option keeps it inside?")
     assert not answer.abstained and "smooth fold option" in answer.answer
     answer = service.ask("By default, for how long are entries of the answer cache kept before pruning drops them?")
