@@ -14,7 +14,9 @@ holds what the question asks for, and the rank of its passage:
 - a path ("where is", "which file").
 
 A sentence that gives such a value which the question does not already give (a number, a name written as
-code) scores higher than one that restates the question. A chosen sentence that refers back to the one
+code) scores higher than one that restates the question, and higher still when the value stands beside
+the noun the question asks about ("Which environment variable ...": "set the PYTHONSAFEPATH environment
+variable"; "how many loose objects": "waits for 6700 loose objects"). A chosen sentence that refers back to the one
 before it ("This operation is useful for ...", "calling this function") is quoted with it; one that lacks
 what the question asks for is completed by the next sentence of its paragraph that holds it ("gc.auto:
 When there are approximately more than this many loose objects ... The default value is 6700."), within
@@ -29,9 +31,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
+from rag.analysis import stop_words
 from rag.embedding import Embedder
 from rag.sentences import evidence_blocks, split_sentences
 from rag.support import STOPWORDS, Facts, content_words, extract_facts, stem
@@ -40,7 +44,7 @@ from rag.types import Hit
 # what a question asks for, by its words (English, German, French)
 _WANTS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(how (many|much|long|far|old|often|big|large|high|deep|wide|tall|small|fast|frequently)|"
-                r"what (percentage|share|number|amount|price|size|limit|depth|length|width|height|port|timeout|"
+                r"(what|which) (percentage|share|number|amount|price|size|limit|depth|length|width|height|port|timeout|"
                 r"value|interval|threshold|ratio|version)|maximum|minimum|\bmax\b|\blimit\b|at most|at least|"
                 r"(what|which)('s| is| are)? the (largest|smallest|highest|lowest|biggest|longest|shortest)\b|"
                 r"wie (viele?|lange|oft|gro(ß|ss)|hoch|weit)|welche gr(ö|oe)(ß|ss)e|combien|quelle (taille|valeur|"
@@ -62,7 +66,7 @@ _WANTS: tuple[tuple[re.Pattern[str], str], ...] = (
                 r"(?:^|[.?!:]\s+)comment\b|\bcomment (puis-je|faire|"
                 r"peut-on|on|activer|changer|installer|configurer|afficher|désactiver|empêcher|savoir)\b",
                 re.I), "identifier"),
-    (re.compile(r"\b(where|which (file|folder|directory)|in which file|what file|wo\b|welche[rsmn]? "
+    (re.compile(r"\b(where|which (file|folder|directory)|in which file|what file|wo\b|wohin|welche[rsmn]? "
                 r"(datei|verzeichnis|ordner)|où|quel (fichier|répertoire|dossier))\b", re.I), "path"),
     (re.compile(r"^\s*(when|wann|quand)\b(?!.*\b(which|what|how|where|who|welche|wie|wo|quel|comment|où)\b)|"
                 r"\b(what (time|date|day|year|month)|until when|since when|by when)\b", re.I), "time"),
@@ -90,7 +94,8 @@ _IDENTIFIER = re.compile(
     r")")
 _IDENT = _IDENTIFIER.pattern
 # a sentence that gives an identifier as the answer, not one that merely mentions one: a definition's term
-# ("--follow: Continue listing ..."), "use --amend", "the gc.auto setting", "option -x"
+# ("--follow: Continue listing ..."), "use --amend", "the gc.auto setting", "the PYTHONHASHSEED environment
+# variable", "option -x"
 _INTRODUCES = re.compile(
     rf"^\s*(?:{_IDENT})[^:]{{0,60}}:\s"
     rf"|\b(?i:use|using|set|setting|run|running|pass|passing|specify|add|enable|disable|with|via|call|invoke|type|"
@@ -99,7 +104,8 @@ _INTRODUCES = re.compile(
     rf"|\b(?:raises?|raising|throws?)\s+(?:an?\s+|the\s+)?[A-Z]\w+"  # an exception: "Raises EmptyShelf"
     rf"|\b[A-Z]\w*(?:Error|Exception|Warning)\b"
     rf"|\b(?i:run|running|type|execute|invoke|ausführen|exécutez|tapez)\s+(?:`|\")?[a-z][\w.-]*(?:\s+[a-z-][\w.-]*){{1,3}}"
-    rf"|(?:{_IDENT})\s+(?:option|flag|switch|setting|variable|command|function|method|hook|attribute|parameter|"
+    rf"|(?:{_IDENT}|\b[A-Z][A-Z0-9]{{3,}}\b)\s+(?:[\w-]+\s+)?(?:option|flag|switch|setting|variable|command|"
+    rf"function|method|hook|attribute|parameter|"
     rf"key|package|program|tool|Option|Befehl|Paket|Programm|commande|paquet)\b"
     rf"|\b(?:option|flag|switch|setting|variable|command|hook|Option|Befehl|Paket|commande|paquet)\s+(?:{_IDENT})")
 # a line typed at a prompt, as manuals show commands: "$ git bisect skip", "# dpkg --configure -a", ">>> f()"
@@ -168,6 +174,58 @@ def new_value(question: str, text: str, wants: set[str]) -> bool:
     return any(value.lower() not in asked for value in values)
 
 
+# the noun phrase a question asks about, after its question word: "which environment variable", "how many
+# loose objects", "welches Paket", "quel fichier"
+_FOCUS = re.compile(r"\b(?:which|what|how many|how much|wie viele|wieviele|welche[rsmn]?|quel(?:le)?s?|combien de|"
+                    r"lequel|laquelle)\s+((?:[\w./'-]+\s*){1,5})", re.I)
+# a value as a document gives one: a name written as code, a path, a number with its unit, a constant
+_VALUE = re.compile(rf"(?:{_IDENT}|{_PATH.pattern}|\d[\d.,]*\w*|[A-Z][A-Z0-9_]{{3,}})")
+_INVERTED_VERB = re.compile(r"-(?:t-)?(?:il|elle|on|ils|elles|je|tu|nous|vous)$")  # French: "garde-t-il"
+_EDGE_PUNCTUATION = "\"'“”‘’«»„()[]{},;:.!?`"
+
+
+@lru_cache(maxsize=1)
+def _focus_stop_words() -> frozenset[str]:
+    """Words that end a question's focus: stop words of the languages questions are read in, and the verbs a
+    question word is followed by ("which is", "what does")."""
+    return (STOPWORDS | stop_words("de") | stop_words("fr")
+            | frozenset("do does did is are was were should can could would will has have must i we you my".split()))
+
+
+def question_focus(question: str) -> set[str]:
+    """The stems of the words a question asks about, right after its question word up to the first stop word
+    or verb it knows ("Which environment variable stops ...": environment, variable; "Mit welchem Paket kann
+    ich ...": paket; "Dans quel fichier APT garde-t-il ...": fichier, apt)."""
+    stops = _focus_stop_words()
+    out = set()
+    for match in _FOCUS.finditer(question):
+        for word in match.group(1).split():
+            word = word.strip(".,?!:;").lower()
+            if not word or word in stops or _INVERTED_VERB.search(word):
+                break
+            out.add(stem(word))
+    return out
+
+
+def focus_value(focus: set[str], question: str, text: str, window: int = 3) -> bool:
+    """Whether `text` names a value beside a word the question asks about, within `window` words, that the
+    question does not give: "the PYTHONSAFEPATH environment variable", "waits for 6700 loose objects",
+    'in die Datei "/etc/modules"' (`question_focus`). How an answer names what was asked, where a sentence that only
+    restates the question has the words and no value."""
+    if not focus:
+        return False
+    words = text.split()
+    asked = question.lower()
+    for i, word in enumerate(words):
+        if stem(word.strip(_EDGE_PUNCTUATION).lower()) not in focus:
+            continue
+        for near in words[max(0, i - window):i] + words[i + 1:i + window + 1]:
+            value = near.strip(_EDGE_PUNCTUATION)
+            if value and value.lower() not in asked and _VALUE.fullmatch(value):
+                return True
+    return False
+
+
 @dataclass(frozen=True)
 class Quote:
     """The sentence(s) that answer a question, as they stand in passage `source`."""
@@ -188,8 +246,8 @@ _DEFINITION = re.compile(r"^[^\s:][^:]{0,80}:\s")  # "gc.auto: When ...", "-a, -
 # do on a set left out of the fit).
 FEATURES = ("similarity", "paragraph_similarity", "overlap", "paragraph_overlap", "kind", "quote_kind",
             "passage_rank", "passage_similarity", "first_in_paragraph", "definition", "length", "unit", "code",
-            "new_value")
-SCORER = (3.112, 3.220, 2.706, 2.683, 1.383, 0.597, -0.290, 0.104, 0.028, -0.187, -0.600, -0.623, 0.375, 1.351)
+            "new_value", "focus_value")
+SCORER = (3.106, 3.027, 2.750, 2.784, 1.114, 0.793, -0.272, 0.285, -0.002, -0.303, -0.489, -0.653, 0.417, 1.152, 1.472)
 # words that name what a number counts ("how many seconds", "which port")
 _UNIT_WORDS = re.compile(r"\b(seconds?|minutes?|hours?|days?|weeks?|months?|years?|bytes?|kb|mb|gb|kib|mib|gib|"
                          r"characters?|chars?|columns?|rows?|lines?|entries|items?|objects?|files?|pages?|points?|pt|"
@@ -247,6 +305,7 @@ def sentence_features(question: str, candidates: Sequence[Candidate], embedder: 
     total = sum(weights.values()) or 1.0
     wants = question_wants(question)
     units = {stem(u.lower()) for u in _UNIT_WORDS.findall(question)} if "number" in wants else set()
+    focus = question_focus(question)
     rows = []
     for candidate, vector in zip(candidates, sentence_vectors):
         sentence = candidate.sentence
@@ -269,6 +328,7 @@ def sentence_features(question: str, candidates: Sequence[Candidate], embedder: 
             float(bool(units) and bool(units & {stem(u.lower()) for u in _UNIT_WORDS.findall(quote)})),
             sum(1 for ch in sentence if not (ch.isalnum() or ch.isspace())) / max(1, len(sentence)),
             float(new_value(question, quote, wants)),
+            float(focus_value(focus, question, quote)),
         ])
     return np.array(rows, dtype=np.float32).reshape(len(candidates), len(FEATURES))
 

@@ -1,14 +1,16 @@
 """Quotes and abstention on the shapes real manuals give: a command shown on its own line after the prose
 that introduces it, a limit asked for as "the largest ...", a sentence that refers back to the one naming
-what it describes ("This operation ..."), a default given two sentences after its setting, and a question
-about a name written as code (a counter, a setting) that the documents never name, next to one they do."""
+what it describes ("This operation ..."), a default given two sentences after its setting, a question
+about a name written as code (a counter, a setting) that the documents never name, next to one they do, and
+an answer that names its value beside the noun the question asks about ("which environment variable")."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from rag.extractive import complete, is_command_line, new_value, question_wants
-from rag.support import code_names
+from rag.extractive import (complete, focus_value, has_kind, is_command_line, new_value, question_focus,
+                            question_wants)
+from rag.support import code_names, extract_facts, stem
 
 # A DocBook-style page (git's user manual has this shape): the prose announces the command, which stands in
 # a <pre> block of its own.
@@ -89,6 +91,17 @@ def test_what_questions_ask_for_in_each_language() -> None:
     assert question_wants("Wie zerlege ich die Datei in Stücke von 2 GB?") == {"identifier"}
     assert question_wants("J'ai perdu ma clé. Comment lui ajouter une phrase de passe ?") == {"identifier"}
     assert "identifier" not in question_wants("Who wrote the comment in the changelog?")
+    assert "number" in question_wants("Which port does git daemon listen on?")
+    assert question_wants("Wohin sollte ich selbst kompilierte Software installieren?") == {"path"}
+
+
+def test_a_constant_named_beside_what_it_is_is_an_identifier() -> None:
+    def names_one(sentence: str) -> bool:
+        return has_kind(sentence, extract_facts(sentence, evidence=True), "identifier")
+
+    assert names_one("This option has an effect only if the PYTHONHASHSEED environment variable is set.")
+    assert names_one("With the USE_NSEC compile-time option, the nanoseconds are compared too.")
+    assert not names_one("The NOTE below explains the environment variable.")
 
 
 def test_a_new_value_is_one_the_question_does_not_give() -> None:
@@ -98,6 +111,32 @@ def test_a_new_value_is_one_the_question_does_not_give() -> None:
     assert not new_value(restating, "Use git add --renormalize after changing a clean filter.", {"identifier"})
     assert new_value("How many lines are saved by default?", "The default is 500 lines.", {"default", "number"})
     assert not new_value("How many lines are saved?", "The default is 500 lines.", set())
+
+# An answer that names its value beside the noun asked about, among sentences sharing the question's words.
+SEARCH_PATH = """<html><head><title>The module search path</title></head><body><h2>The module search path</h2>
+<p>Python reads several environment variables when it starts, and they change how it adds directories to the
+module search path. When a script is run, the interpreter adds the script's directory to the start of the
+module search path. To leave that directory out, set the PYTHONSAFEPATH environment variable.</p>
+<h2>Variables and the search path</h2>
+<p>Environment variables change the directories Python adds to its search path, as the sections below
+describe. The search path can be changed while the program runs, too.</p></body></html>"""
+
+
+def test_a_value_beside_the_noun_the_question_asks_about() -> None:
+    question = "Which environment variable, new in 3.11, stops Python from adding the script's directory?"
+    focus = question_focus(question)
+    assert focus == {stem("environment"), stem("variable")}
+    assert focus_value(focus, question, "To not prepend it, use the PYTHONSAFEPATH environment variable.")
+    # the words without a value beside them restate the question; a value the question gives is none
+    assert not focus_value(focus, question, "Environment variables change how Python adds the script's directory.")
+    assert not focus_value(focus, question, "In 3.11 this environment variable was new.")
+    many = "Roughly how many loose objects have to pile up before git gc packs them?"
+    assert focus_value(question_focus(many), many, "git gc --auto waits for 6700 loose objects to be present.")
+    assert question_focus("Mit welchem Paket kann ich kopieren?") == {stem("paket")}
+    assert question_focus("Dans quel fichier APT garde-t-il la trace ?") == {stem("fichier"), stem("apt")}
+    assert focus_value(question_focus("In welche Datei trage ich Module ein?"), "In welche Datei trage ich Module ein?",
+                       'indem Sie sie in die Datei "/etc/modules" eintragen')
+    assert question_focus("How do I stash my work?") == set()
 
 
 def test_command_lines_and_names_written_as_code() -> None:
@@ -141,6 +180,12 @@ def test_commands_after_their_introduction_and_names_no_document_holds(make_sett
     assert answer.abstained and not answer.sources
     answer = service.ask("What is the default value of the MaxMatrixCols counter?")
     assert not answer.abstained and "10" in answer.answer
+
+
+def test_a_quote_that_names_the_value_asked_about(make_settings, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    service = _service(make_settings(answer_mode="extractive"), embedder, tmp_path, {"path.html": SEARCH_PATH})
+    answer = service.ask("Which environment variable stops Python from adding the script's directory to the search path?")
+    assert not answer.abstained and "PYTHONSAFEPATH" in answer.answer.split(" [")[0]
 
 
 def test_quotes_from_an_option_described_in_two_sentences(make_settings, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
