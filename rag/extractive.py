@@ -16,14 +16,13 @@ holds what the question asks for, and the rank of its passage:
 A sentence that gives such a value which the question does not already give (a number, a name written as
 code) scores higher than one that restates the question, and higher still when the value stands beside
 the noun the question asks about ("Which environment variable ...": "set the PYTHONSAFEPATH environment
-variable"; "how many loose objects": "waits for 6700 loose objects"). A chosen sentence that refers back to the one
-before it ("This operation is useful for ...", "calling this function") is quoted with it; one that lacks
-what the question asks for is completed by the next sentence of its paragraph that holds it ("gc.auto:
-When there are approximately more than this many loose objects ... The default value is 6700."), within
-three sentences; a sentence that announces what follows, or that the next one refers back to, is
-completed by it. Weights tuned on the documentation dev sets
-(tests/data/devsets, `rag eval FOLDER --questions`) and checked on NarrativeQA and BoolQ
-(bench/answer_modes.py, docs/benchmarks.md).
+variable"; "how many loose objects": "waits for 6700 loose objects"). A chosen sentence that refers back to
+the one before it ("This operation is useful for ...", "calling this function") is quoted with it; one
+that lacks what the question asks for is completed by the next sentence of its paragraph that holds it
+("gc.auto: When there are approximately more than this many loose objects ... The default value is
+6700."), within three sentences; a sentence that announces what follows, or that the next one refers back
+to, is completed by it. Weights tuned on the documentation dev sets (tests/data/devsets, `rag eval FOLDER
+--questions`) and checked on NarrativeQA and BoolQ (bench/answer_modes.py, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -210,8 +209,8 @@ def question_focus(question: str) -> set[str]:
 def focus_value(focus: set[str], question: str, text: str, window: int = 3) -> bool:
     """Whether `text` names a value beside a word the question asks about, within `window` words, that the
     question does not give: "the PYTHONSAFEPATH environment variable", "waits for 6700 loose objects",
-    'in die Datei "/etc/modules"' (`question_focus`). How an answer names what was asked, where a sentence that only
-    restates the question has the words and no value."""
+    'in die Datei "/etc/modules"' (`question_focus`). How an answer names what was asked, where a sentence
+    that only restates the question has the words and no value."""
     if not focus:
         return False
     words = text.split()

@@ -112,6 +112,7 @@ def test_a_new_value_is_one_the_question_does_not_give() -> None:
     assert new_value("How many lines are saved by default?", "The default is 500 lines.", {"default", "number"})
     assert not new_value("How many lines are saved?", "The default is 500 lines.", set())
 
+
 # An answer that names its value beside the noun asked about, among sentences sharing the question's words.
 SEARCH_PATH = """<html><head><title>The module search path</title></head><body><h2>The module search path</h2>
 <p>Python reads several environment variables when it starts, and they change how it adds directories to the
