@@ -37,7 +37,7 @@ import numpy as np
 from rag.analysis import stop_words
 from rag.embedding import Embedder
 from rag.sentences import evidence_blocks, split_sentences
-from rag.support import STOPWORDS, Facts, content_words, extract_facts, stem
+from rag.support import STOPWORDS, Facts, content_words, extract_facts, stem, without_man_sections
 from rag.types import Hit
 
 # what a question asks for, by its words (English, German, French)
@@ -168,7 +168,7 @@ def new_value(question: str, text: str, wants: set[str]) -> bool:
     if wants & {"identifier", "path", "default"}:
         values += [m.group() for m in _IDENTIFIER.finditer(text)]
     if wants & {"number", "default", "version", "time"}:
-        values += _NUMBER.findall(text)
+        values += _NUMBER.findall(without_man_sections(text))
     asked = question.lower()
     return any(value.lower() not in asked for value in values)
 

@@ -62,6 +62,8 @@ _TIME = re.compile(r"(?<![\d.:])(?P<h>[01]?\d|2[0-3])(?:[:.h](?P<m>[0-5]\d))?\s?
                    re.IGNORECASE)
 _LIST_MARKER = re.compile(r"(?m)^\s*(?:\(?\d{1,2}[.)]|[-*•])\s+")
 _PAGE_REF = re.compile(r"\b(?:page|p\.|pp\.|slide|sheet)\s*\d+\b", re.IGNORECASE)
+# a manual page's section after its name: "git-pack-objects(1)", "modules(5)", "open(3p)": a name, not a number
+_MAN_SECTION = re.compile(r"(?<=[A-Za-z0-9_])\([1-9][a-z]{0,3}\)")
 _CODE = re.compile(r"(?<![.,])\b(?=[A-Za-z0-9_-]*[A-Za-z])(?=[A-Za-z0-9_-]*\d)[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*\b")
 _MEASURE = re.compile(r"\d+(?:[.,]\d+)?([a-z°%]{1,4})", re.IGNORECASE)  # "3km", "2pm", "1990s", "21st": not codes
 _CAPITALIZED = re.compile(r"\b[A-Z][\w'’-]*\b")
@@ -125,12 +127,17 @@ def _time_minutes(h: int, m: int, ampm: str | None) -> float:
     return -(h * 60 + m) - 1  # negative: a time never equals a plain number
 
 
+def without_man_sections(text: str) -> str:
+    """`text` without the section numbers of the manual pages it names ("fuser(1)" -> "fuser")."""
+    return _MAN_SECTION.sub("", text)
+
+
 def extract_facts(text: str, evidence: bool = False) -> Facts:
     """The facts in `text`. `evidence`: text from a passage, where list markers and page references are
     layout, not content, and so are left out."""
     if evidence:
         text = _PAGE_REF.sub(" ", _LIST_MARKER.sub(" ", text))
-    text = spell_out(text)
+    text = spell_out(without_man_sections(text))
     facts = Facts(negated=bool(_NEGATION.search(text)))
     taken: list[tuple[int, int]] = []
     for m in _TIME.finditer(text):

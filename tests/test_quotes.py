@@ -66,6 +66,17 @@ prune(1).</dd></dl>
 </body></html>"""
 
 
+def test_a_manual_page_section_is_not_a_number() -> None:
+    described = "pack.depth: The maximum delta depth used by git-pack-objects(1) when no depth is given."
+    assert not extract_facts(described, evidence=True).quantities
+    assert not has_kind(described, extract_facts(described, evidence=True), "number")
+    assert not new_value("What's the largest delta depth git pack-objects allows?", described, {"number"})
+    assert [q.text for q in extract_facts("Keep 3 copies, see rsync(1) and crontab(5).").quantities] == ["3"]
+    # so the sentence with the limit completes the one naming the setting
+    block = [described, "Maximum value is 4095."]
+    assert complete(block, 0, {"number"}).endswith("Maximum value is 4095.")
+
+
 def test_a_quote_takes_the_sentence_it_refers_back_to() -> None:
     block = ["The smooth fold option reflects every point back into the interval.",
              "This operation keeps a periodic signal inside one window for plotting."]
