@@ -36,7 +36,7 @@ import numpy as np
 
 from rag.analysis import stop_words
 from rag.embedding import Embedder
-from rag.sentences import evidence_blocks, split_sentences
+from rag.sentences import evidence_blocks, paragraphs, split_sentences
 from rag.support import STOPWORDS, Facts, content_words, extract_facts, stem, without_man_sections
 from rag.types import Hit
 
@@ -271,20 +271,73 @@ class Candidate:
         return self.block[self.index]
 
     def quote(self, wants: set[str]) -> str:
-        """The quote made from this sentence for a question asking for `wants` (see `complete`)."""
-        return complete(self.block, self.index, wants, self.after)
+        """The quote made from this sentence for a question asking for `wants` (see `complete`), after the
+        term its passage describes when the quote does not name it ("-x: When recording the commit, ...")."""
+        text = complete(self.block, self.index, wants, self.after)
+        term = section_term(self.section)
+        if term and not any(name.lower() in text.lower() for name in _term_names(term)):
+            return f"{term}: {text}"
+        return text
+
+
+# The last heading of a passage's path when it is a term a definition list describes at length (an option, a
+# setting, a macro: "OPTIONS › -x", "Variables › core.worktree", "7.7 \\XeTeXLinkBox"; an API entry's signature:
+# "exception subprocess.TimeoutExpired", "void Py_DECREF(PyObject *o)"), not a section's title.
+_HEADING_NUMBER = re.compile(r"^\d+(?:\.\d+)*\.?\s+")
+_TERM_PART = re.compile(r"^(?:[-\\]\S*|\S*[.=_<>{}\[\]()/]\S*|[a-z][a-z0-9-]*)$")
+_SIGNATURE = re.compile(r"^(?:(?P<kind>[a-z]+)\s+)?(?P<name>[^\s(]+)\s*(?P<args>\(.*\))?$")
+_CODE_NAME = re.compile(r"[._]|[a-z][A-Z]|^[-\\]")  # a dotted or snake_case name, CamelCase, an option or macro
+_TERM_NAME = re.compile(r"^[-\\]*[\w.-]+")
+
+
+def section_term(section: str) -> str:
+    """The term the passage under heading path `section` describes, or "" when its last heading is a title."""
+    last = _HEADING_NUMBER.sub("", section.rsplit(" › ", 1)[-1].strip())
+    signature = _SIGNATURE.match(last)
+    if signature and (signature["kind"] or signature["args"]) and _CODE_NAME.search(signature["name"]):
+        return last if len(last) <= 80 else " ".join(filter(None, (signature["kind"], signature["name"])))
+    parts = [part.strip() for part in re.split(r",\s+", last)]
+    if not last or len(last) > 60 or not all(part and _TERM_PART.match(part) for part in parts):
+        return ""
+    return last
+
+
+def _term_names(term: str) -> list[str]:
+    """The names a term gives: "--git-dir=<path>" names --git-dir; "-a, --all" -a and --all; "exception
+    subprocess.TimeoutExpired" subprocess.TimeoutExpired and TimeoutExpired."""
+    signature = _SIGNATURE.match(term)
+    if signature and (signature["kind"] or signature["args"]) and _CODE_NAME.search(signature["name"]):
+        name = signature["name"]
+        short = name.rsplit(".", 1)[-1]  # "TimeoutExpired" names it too; "join" of "os.path.join" does not
+        return [name, short] if short != name and _CODE_NAME.search(short) else [name]
+    names = [m.group() for part in re.split(r",\s+", term) if (m := _TERM_NAME.match(part.strip()))]
+    return names or [term]
 
 
 def candidate_sentences(passages: Sequence[tuple[int, Hit]]) -> list[Candidate]:
     """Every sentence that can be quoted from the passages [(number, hit)], best-ranked passage first."""
     out = []
     for rank, (number, hit) in enumerate(passages):
-        blocks = evidence_blocks(hit.text)
-        for position, block in enumerate(blocks):
-            after = blocks[position + 1][0] if position + 1 < len(blocks) else ""
+        blocks = _blocks_under_headings(hit)
+        for position, (section, block) in enumerate(blocks):
+            after = blocks[position + 1][1][0] if position + 1 < len(blocks) else ""
             for index in range(len(block)):
-                out.append(Candidate(number, rank, hit.dense_score or 0.0, block, index, hit.section,
+                out.append(Candidate(number, rank, hit.dense_score or 0.0, block, index, section,
                                      after if index == len(block) - 1 else ""))
+    return out
+
+
+def _blocks_under_headings(hit: Hit) -> list[tuple[str, list[str]]]:
+    """The passage's `evidence_blocks` with the heading path each stands under: a merged passage's heading
+    lines (`Hit.sections`) switch it and are no sentences themselves."""
+    if not hit.sections:
+        return [(hit.section, block) for block in evidence_blocks(hit.text)]
+    marks, section, out = list(hit.sections), hit.section, []
+    for paragraph in paragraphs(hit.text):
+        if marks and paragraph == " ".join(marks[0][0].split()):
+            section = marks.pop(0)[1]
+            continue
+        out.extend((section, block) for block in evidence_blocks(paragraph))
     return out
 
 

@@ -54,12 +54,23 @@ def join_overlapping(first: str, second: str, min_overlap: int = 20) -> str:
     return f"{first}\n{second}"
 
 
+def heading_line(current: str, following: str, separator: str = " › ") -> str:
+    """The heading path `following` as a line after text under `current`: the headings they do not share
+    ("OPTIONS › -e" then "OPTIONS › -x": "-x")."""
+    a, b = current.split(separator) if current else [], following.split(separator)
+    shared = 0
+    while shared < min(len(a), len(b)) and a[shared] == b[shared]:
+        shared += 1
+    return separator.join(b[shared:]) if shared < len(b) else b[-1]
+
+
 def merge_neighbours(hits: Sequence[Hit]) -> list[Hit]:
     """Merge hits that are consecutive chunks of one document, on one page, into one passage, at the better
     one's rank.
 
     The merged passage keeps the lower position's chunk id, page and text order and the best score; the
-    other chunk ids go to `merged_ids`.
+    other chunk ids go to `merged_ids`. A chunk under another heading than the text before it starts after
+    that heading's line, recorded in `sections`.
     """
     out: list[Hit] = []
     for hit in hits:
@@ -69,8 +80,15 @@ def merge_neighbours(hits: Sequence[Hit]) -> list[Hit]:
             if kept.path != hit.path or kept.page != hit.page or not (hit.position == lo - 1 or hit.position == hi + 1):
                 continue
             before, after = (hit, kept) if hit.position < lo else (kept, hit)
+            text, sections = join_overlapping(before.text, after.text), (*before.sections, *after.sections)
+            if after.section and after.section != before.last_section:
+                # the next chunk starts a section of its own: its heading is written where it begins, as the
+                # document has it ("-x" before the option's description), and the sentences after it know it
+                line = heading_line(before.last_section, after.section)
+                text, sections = f"{before.text}\n\n{line}\n\n{after.text}", (*before.sections, (line, after.section),
+                                                                            *after.sections)
             out[i] = replace(
-                before, text=join_overlapping(before.text, after.text), score=max(kept.score, hit.score),
+                before, text=text, sections=sections, score=max(kept.score, hit.score),
                 dense_score=max((s for s in (kept.dense_score, hit.dense_score) if s is not None), default=None),
                 merged_ids=(*before.merged_ids, after.chunk_id, *after.merged_ids),
                 duplicate_ids=(*kept.duplicate_ids, *hit.duplicate_ids))

@@ -90,6 +90,14 @@ class Hit:
     doc_id: int = 0
     ocr_confidence: float | None = None  # set when the chunk's page was read by OCR
     section: str = ""  # the heading path the chunk stands under ("Backups › Retention"), "" when none
+    # a passage merged from chunks under other headings: (the heading line written into `text` where the next
+    # chunk begins, the heading path from there on), in order (rag.passages.merge_neighbours)
+    sections: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def last_section(self) -> str:
+        """The heading path the end of this passage stands under."""
+        return self.sections[-1][1] if self.sections else self.section
 
     def metadata(self) -> dict[str, object]:
         """Where the chunk is and how it ranked: the fields of `rag search --json` (without the text), also

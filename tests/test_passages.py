@@ -10,7 +10,8 @@ import pytest
 from ingest.job import run_ingest
 from rag.embedding import ModelNotFoundError
 from rag.index import IndexReader
-from rag.passages import collapse_near_duplicates, join_overlapping, merge_neighbours
+from rag.extractive import candidate_sentences
+from rag.passages import collapse_near_duplicates, heading_line, join_overlapping, merge_neighbours
 from rag.qa import QAService
 from rag.rerank import CrossEncoderReranker
 from rag.search import Searcher
@@ -48,6 +49,27 @@ def test_neighbouring_chunks_merge_with_the_overlap_written_once() -> None:
     # a third chunk following the merged pair joins it too
     three = merge_neighbours([*merged[:1], hit(12, "Rates are reviewed yearly.", position=5)])
     assert len(three) == 1 and three[0].merged_ids == (11, 12)
+
+
+def test_a_neighbour_under_another_heading_starts_after_its_heading_line() -> None:
+    from dataclasses import replace
+
+    edit = replace(hit(1, "-e, --edit: Opens an editor on the message.", position=2), section="OPTIONS")
+    pick = replace(hit(2, "Appends a line naming the commit the change came from.", position=3), section="OPTIONS › -x")
+    ending = replace(hit(3, "Applies the change without committing it.", position=4), section="OPTIONS")
+    merged = merge_neighbours([pick, edit, ending])
+    assert len(merged) == 1 and merged[0].section == "OPTIONS"
+    assert merged[0].text == ("-e, --edit: Opens an editor on the message.\n\n-x\n\nAppends a line naming the commit "
+                              "the change came from.\n\nOPTIONS\n\nApplies the change without committing it.")
+    assert merged[0].sections == (("-x", "OPTIONS › -x"), ("OPTIONS", "OPTIONS"))
+    # each sentence knows its heading; the heading lines are no sentences
+    sentences = candidate_sentences([(1, merged[0])])
+    assert [(c.sentence, c.section) for c in sentences] == [
+        ("-e, --edit: Opens an editor on the message.", "OPTIONS"),
+        ("Appends a line naming the commit the change came from.", "OPTIONS › -x"),
+        ("Applies the change without committing it.", "OPTIONS")]
+    assert sentences[1].quote(set()) == "-x: Appends a line naming the commit the change came from."
+    assert heading_line("Backups › Retention", "Backups › Restore › Tests") == "Restore › Tests"
 
 
 def tiny_cross_encoder(folder: Path) -> Path:

@@ -2,14 +2,15 @@
 that introduces it, a limit asked for as "the largest ...", a sentence that refers back to the one naming
 what it describes ("This operation ..."), a default given two sentences after its setting, a question
 about a name written as code (a counter, a setting) that the documents never name, next to one they do, and
-an answer that names its value beside the noun the question asks about ("which environment variable")."""
+an answer that names its value beside the noun the question asks about ("which environment variable"), an
+option whose long description stands under its own heading, and manual page references ("fuser(1)")."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from rag.extractive import (complete, focus_value, has_kind, is_command_line, new_value, question_focus,
-                            question_wants)
+                            question_wants, section_term)
 from rag.support import code_names, extract_facts, stem
 
 # A DocBook-style page (git's user manual has this shape): the prose announces the command, which stands in
@@ -75,6 +76,23 @@ def test_a_manual_page_section_is_not_a_number() -> None:
     # so the sentence with the limit completes the one naming the setting
     block = [described, "Maximum value is 4095."]
     assert complete(block, 0, {"number"}).endswith("Maximum value is 4095.")
+
+
+def test_the_term_a_passage_describes_is_its_last_heading_when_written_as_code() -> None:
+    assert section_term("OPTIONS › -x") == "-x"
+    assert section_term("OPTIONS › -a, --all") == "-a, --all"
+    assert section_term("CONFIGURATION › Variables › core.worktree") == "core.worktree"
+    assert section_term("7.7 \\XeTeXLinkBox") == "\\XeTeXLinkBox"
+    assert section_term("os.path › os.path.join(path, *paths)") == "os.path.join(path, *paths)"
+    assert section_term("hooks › pre-commit") == "pre-commit"
+    # an API entry's signature, its kind or type first
+    assert section_term("subprocess › exception subprocess.TimeoutExpired") == "exception subprocess.TimeoutExpired"
+    assert section_term("void Py_DECREF(PyObject *o)") == "void Py_DECREF(PyObject *o)"
+    assert section_term("class json.JSONDecoder(*, object_hook=None, parse_float=None, parse_int=None, "
+                        "parse_constant=None, strict=True)") == "class json.JSONDecoder"  # too long to repeat
+    for title in ("OPTIONS", "9.4.15. Die Alt-SysRq-Tastenkombination", "Random number generator", "Fit", "",
+                  "datetime Objects", "name or flags"):
+        assert section_term(title) == ""
 
 
 def test_a_quote_takes_the_sentence_it_refers_back_to() -> None:
@@ -207,3 +225,38 @@ def test_quotes_from_an_option_described_in_two_sentences(make_settings, embedde
     assert not answer.abstained and "smooth fold option" in answer.answer
     answer = service.ask("By default, for how long are entries of the answer cache kept before pruning drops them?")
     assert not answer.abstained and "45 days" in answer.answer
+
+
+# An option whose description runs long enough to become a heading of its own (git's manual pages have them):
+# its sentences no longer say which option they describe.
+CHERRY = """<html><head><title>git-pick(1)</title></head><body><h2>OPTIONS</h2><dl>
+<dt>-e, --edit</dt><dd>Opens an editor on the message before the picked change is committed.</dd>
+<dt>-x</dt><dd><p>When the picked change is committed, a line naming the commit it was taken from is added at
+the end of its message, so that anyone reading the history later can find where the change came from. This
+is only done when the pick had no conflicts, since a resolved conflict makes the new commit differ from the
+original one.</p><p>Leave it out when picking between your own private branches, because the original commit
+will never be seen by anyone else and the extra line only says something nobody can follow. Use it when
+copying a fix between two published branches, for example from the development line to an older maintenance
+line, where the reference is useful to everyone who later wonders whether the fix was applied to both of
+them and which of the two commits came first.</p></dd>
+<dt>-n, --no-commit</dt><dd>Applies the change to the working tree and the index without committing it.</dd>
+</dl></body></html>"""
+
+
+def test_a_quote_names_the_option_its_passage_describes(make_settings, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    service = _service(make_settings(answer_mode="extractive"), embedder, tmp_path, {"pick.html": CHERRY})
+    answer = service.ask("Which option of git pick adds a line to the message naming the commit a change was "
+                         "taken from?")
+    assert not answer.abstained and "-x: " in answer.answer.split(" [")[0]
+
+
+def test_a_quote_names_the_api_entry_it_describes() -> None:
+    from rag.extractive import Candidate
+
+    described = ["Subclass of SubprocessError, raised when a timeout expires while waiting for a child process."]
+    entry = Candidate(1, 0, 0.5, described, 0, "subprocess › exception subprocess.TimeoutExpired")
+    assert entry.quote({"identifier"}) == f"exception subprocess.TimeoutExpired: {described[0]}"
+    # a quote that names the entry itself, by its short name, is left as it is
+    naming = ["TimeoutExpired is raised when the timeout expires."]
+    assert Candidate(1, 0, 0.5, naming, 0, "subprocess › exception subprocess.TimeoutExpired").quote(set()) == naming[0]
+    assert Candidate(1, 0, 0.5, described, 0, "subprocess › Exceptions").quote(set()) == described[0]
