@@ -423,7 +423,8 @@ class QAService:
 
     def _quote(self, question: str, passages: list[Hit], more: list[Hit], principal: Principal | None,
                scored: ScoredCandidates | None = None) -> "QuotedAnswer | None":
-        """The passage sentence(s) that answer `question`, verbatim, each followed by its citation: chosen from
+        """The passage sentence(s) that answer `question`, verbatim (after the term their passage describes
+        when they do not name it: "-x: When recording ..."), each followed by its citation: chosen from
         every passage retrieved, the model's (numbered as its sources) and the next best ones (numbered after
         them, in the order the quote cites them, and added to the sources when the quote is shown)."""
         hits = [*passages, *more]
