@@ -3,6 +3,7 @@ and abstention on the relevance of what was found."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -52,8 +53,6 @@ def test_neighbouring_chunks_merge_with_the_overlap_written_once() -> None:
 
 
 def test_a_neighbour_under_another_heading_starts_after_its_heading_line() -> None:
-    from dataclasses import replace
-
     edit = replace(hit(1, "-e, --edit: Opens an editor on the message.", position=2), section="OPTIONS")
     pick = replace(hit(2, "Appends a line naming the commit the change came from.", position=3), section="OPTIONS › -x")
     ending = replace(hit(3, "Applies the change without committing it.", position=4), section="OPTIONS")

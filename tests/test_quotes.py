@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rag.extractive import (complete, focus_value, has_kind, is_command_line, new_value, question_focus,
-                            question_wants, section_term)
+from rag.extractive import (Candidate, complete, focus_value, has_kind, is_command_line, new_value,
+                            question_focus, question_wants, section_term)
 from rag.support import code_names, extract_facts, stem
 
 # A DocBook-style page (git's user manual has this shape): the prose announces the command, which stands in
@@ -251,8 +251,6 @@ def test_a_quote_names_the_option_its_passage_describes(make_settings, embedder,
 
 
 def test_a_quote_names_the_api_entry_it_describes() -> None:
-    from rag.extractive import Candidate
-
     described = ["Subclass of SubprocessError, raised when a timeout expires while waiting for a child process."]
     entry = Candidate(1, 0, 0.5, described, 0, "subprocess › exception subprocess.TimeoutExpired")
     assert entry.quote({"identifier"}) == f"exception subprocess.TimeoutExpired: {described[0]}"
