@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rag.types import SECTION_SEPARATOR
+
 if TYPE_CHECKING:
     from ingest.parsers import TextUnit
-
-SECTION_SEPARATOR = " › "
 
 
 @dataclass(frozen=True)

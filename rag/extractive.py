@@ -38,7 +38,7 @@ from rag.analysis import stop_words
 from rag.embedding import Embedder
 from rag.sentences import evidence_blocks, paragraphs, split_sentences
 from rag.support import STOPWORDS, Facts, content_words, extract_facts, stem, without_man_sections
-from rag.types import Hit
+from rag.types import SECTION_SEPARATOR, Hit
 
 # what a question asks for, by its words (English, German, French)
 _WANTS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -290,11 +290,19 @@ _CODE_NAME = re.compile(r"[._]|[a-z][A-Z]|^[-\\]")  # a dotted or snake_case nam
 _TERM_NAME = re.compile(r"^[-\\]*[\w.-]+")
 
 
+def _api_signature(term: str) -> re.Match[str] | None:
+    """`term` as an API entry's signature: a name written as code after its kind or before its arguments."""
+    signature = _SIGNATURE.match(term)
+    if signature and (signature["kind"] or signature["args"]) and _CODE_NAME.search(signature["name"]):
+        return signature
+    return None
+
+
 def section_term(section: str) -> str:
     """The term the passage under heading path `section` describes, or "" when its last heading is a title."""
-    last = _HEADING_NUMBER.sub("", section.rsplit(" › ", 1)[-1].strip())
-    signature = _SIGNATURE.match(last)
-    if signature and (signature["kind"] or signature["args"]) and _CODE_NAME.search(signature["name"]):
+    last = _HEADING_NUMBER.sub("", section.rsplit(SECTION_SEPARATOR, 1)[-1].strip())
+    signature = _api_signature(last)
+    if signature:
         return last if len(last) <= 80 else " ".join(filter(None, (signature["kind"], signature["name"])))
     parts = [part.strip() for part in re.split(r",\s+", last)]
     if not last or len(last) > 60 or not all(part and _TERM_PART.match(part) for part in parts):
@@ -305,8 +313,8 @@ def section_term(section: str) -> str:
 def _term_names(term: str) -> list[str]:
     """The names a term gives: "--git-dir=<path>" names --git-dir; "-a, --all" -a and --all; "exception
     subprocess.TimeoutExpired" subprocess.TimeoutExpired and TimeoutExpired."""
-    signature = _SIGNATURE.match(term)
-    if signature and (signature["kind"] or signature["args"]) and _CODE_NAME.search(signature["name"]):
+    signature = _api_signature(term)
+    if signature:
         name = signature["name"]
         short = name.rsplit(".", 1)[-1]  # "TimeoutExpired" names it too; "join" of "os.path.join" does not
         return [name, short] if short != name and _CODE_NAME.search(short) else [name]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from rag.text import WORD
-from rag.types import Hit
+from rag.types import SECTION_SEPARATOR, Hit
 
 
 def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
@@ -54,7 +54,7 @@ def join_overlapping(first: str, second: str, min_overlap: int = 20) -> str:
     return f"{first}\n{second}"
 
 
-def heading_line(current: str, following: str, separator: str = " › ") -> str:
+def heading_line(current: str, following: str, separator: str = SECTION_SEPARATOR) -> str:
     """The heading path `following` as a line after text under `current`: the headings they do not share
     ("OPTIONS › -e" then "OPTIONS › -x": "-x")."""
     a, b = current.split(separator) if current else [], following.split(separator)
@@ -80,13 +80,14 @@ def merge_neighbours(hits: Sequence[Hit]) -> list[Hit]:
             if kept.path != hit.path or kept.page != hit.page or not (hit.position == lo - 1 or hit.position == hi + 1):
                 continue
             before, after = (hit, kept) if hit.position < lo else (kept, hit)
-            text, sections = join_overlapping(before.text, after.text), (*before.sections, *after.sections)
             if after.section and after.section != before.last_section:
                 # the next chunk starts a section of its own: its heading is written where it begins, as the
                 # document has it ("-x" before the option's description), and the sentences after it know it
                 line = heading_line(before.last_section, after.section)
-                text, sections = f"{before.text}\n\n{line}\n\n{after.text}", (*before.sections, (line, after.section),
-                                                                            *after.sections)
+                text = f"{before.text}\n\n{line}\n\n{after.text}"
+                sections = (*before.sections, (line, after.section), *after.sections)
+            else:
+                text, sections = join_overlapping(before.text, after.text), (*before.sections, *after.sections)
             out[i] = replace(
                 before, text=text, sections=sections, score=max(kept.score, hit.score),
                 dense_score=max((s for s in (kept.dense_score, hit.dense_score) if s is not None), default=None),

@@ -72,6 +72,10 @@ class DocumentInput:
     source_state: str = ""  # what its source keeps to tell a change next time (a web page's ETag and links)
 
 
+# between the headings of a heading path ("Backups › Retention"): written by the chunker, read by quotes
+SECTION_SEPARATOR = " › "
+
+
 @dataclass(frozen=True)
 class Hit:
     """One retrieved chunk."""
