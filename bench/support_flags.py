@@ -199,7 +199,7 @@ def previous_flags(item: Statement, embedder: object, threshold: float) -> bool:
     evidence = split_sentences(item.passage)
     if not claims or not evidence:
         return bool(claims)
-    vectors = embedder.embed_batch(claims + evidence)  # type: ignore[attr-defined]
+    vectors = embedder.embed_to_compare(claims + evidence)  # type: ignore[attr-defined]
     similarity = vectors[: len(claims)] @ vectors[len(claims):].T
     words = content_words(item.passage)
     return any(similarity[i].max() < threshold and len(content_words(c) & words) / len(content_words(c)) < 0.75

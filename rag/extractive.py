@@ -356,7 +356,7 @@ def sentence_features(question: str, candidates: Sequence[Candidate], embedder: 
     read); without them every word counts the same."""
     paragraphs = list(dict.fromkeys(" ".join(c.block) for c in candidates))
     question_vector = embedder.embed_queries([question])[0]
-    vectors = embedder.embed_batch([c.sentence for c in candidates] + paragraphs)
+    vectors = embedder.embed_to_compare([c.sentence for c in candidates] + paragraphs)
     sentence_vectors = vectors[:len(candidates)]
     paragraph_vectors = dict(zip(paragraphs, vectors[len(candidates):]))
     weights: dict[str, float] = {}

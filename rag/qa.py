@@ -255,7 +255,7 @@ class QAService:
         cosines = [h.dense_score for h in pool if h.dense_score is not None]
         if len(cosines) < len(pool):  # a keyword-only search: the passages' similarity computed here
             asked = self.embedder.embed_queries([question])[0]
-            cosines = [float(v @ asked) for v in self.embedder.embed_batch([h.text for h in pool])]
+            cosines = [float(v @ asked) for v in self.embedder.embed_to_compare([h.text for h in pool])]
         weight_sum = sum(weights.values())
         texts = [h.text for h in pool]
         words = set().union(*(fuzzy_words(x) for x in texts)) if texts else set()
@@ -507,7 +507,7 @@ def check_support(answer: str, sources: Sequence[Source], embedder: Embedder,
     if not evidence:
         return [SentenceSupport(c, False, 0.0, 0.0, None, "", a, b, "no passage to check it against")
                 for (a, b, _), c in zip(spans, claims)]
-    vectors = embedder.embed_batch(claims + [e for _, e in evidence])
+    vectors = embedder.embed_to_compare(claims + [e for _, e in evidence])
     similarity = vectors[: len(claims)] @ vectors[len(claims):].T
     facts_by_source = {src.number: extract_facts(src.text, evidence=True) for src in sources}
     evidence_facts = [extract_facts(e, evidence=True) for _, e in evidence]

@@ -61,6 +61,11 @@ def test_every_backend_keeps_the_embedder_contract(backends: dict[str, Embedder]
     assert min(float(embedder.embed_queries([q])[0] @ v) for q, v in zip(questions, many)) > floor
     similar, unrelated = float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2])
     assert similar > unrelated + 0.3
+    # passages compared at question time: the same shape and order, the question's precision
+    compared = embedder.embed_to_compare(TEXTS)
+    assert compared.shape == vectors.shape and compared.dtype == np.float32
+    assert np.min(np.sum(compared[:3] * vectors[:3], axis=1)) > 0.98
+    assert embedder.embed_to_compare([]).shape == (0, embedder.dim)
 
 
 def test_vector_kinds_and_ids(backends: dict[str, Embedder]) -> None:
@@ -73,6 +78,19 @@ def test_vector_kinds_and_ids(backends: dict[str, Embedder]) -> None:
     assert backends["onnx"].model_id == backends["torch"].model_id
     assert backends["onnx-int8"].model_id == backends["torch"].model_id + "+int8"
     assert [vector_space(backends[n].model_id) for n in BACKENDS] == ["fp32", "fp32", "int8"]
+
+
+def test_int8_stores_int8_vectors_and_answers_in_fp32(backends: dict[str, Embedder]) -> None:
+    """Only what an int8 index stores is int8: the question, and the passages compared with it while it is
+    answered, are the fp32 export's vectors (int8 ones lost answers on real documents)."""
+    fp32, int8 = backends["onnx"], backends["onnx-int8"]
+    questions = ["How many vacation days do staff get?", "When does the build server restart?"]
+    assert np.min(np.sum(int8.embed_queries(questions) * fp32.embed_queries(questions), axis=1)) > 0.9999
+    assert np.min(np.sum(int8.embed_to_compare(TEXTS[:3]) * fp32.embed_batch(TEXTS[:3]), axis=1)) > 0.9999
+    assert np.max(np.sum(int8.embed_batch(TEXTS[:3]) * fp32.embed_batch(TEXTS[:3]), axis=1)) < 0.9999
+    # a question in fp32 still finds its passage among int8 ones
+    stored = int8.embed_batch(TEXTS[:3])
+    assert [int(np.argmax(stored @ q)) for q in int8.embed_queries(questions)] == [0, 2]
 
 
 def test_constructing_an_embedder_loads_nothing(model_cache: Path) -> None:
@@ -96,9 +114,10 @@ def test_batches_use_the_threads_omp_num_threads_allows(model_cache: Path, monke
         vectors = embedder.embed_batch(["a passage about kilns"] * 8)
         assert vectors.shape == (8, embedder.dim)
         embedder.embed_queries(["how hot is a kiln?"])
-        threads = {kind: embedder._sessions[kind].get_session_options().intra_op_num_threads
-                   for kind in ("batch", "quick")}
-        assert threads == {"batch": batch_threads, "quick": 1}, value
+        embedder.embed_to_compare(["a sentence to quote"])
+        threads = {f"{kind} {precision}": session.get_session_options().intra_op_num_threads
+                   for (kind, precision), session in embedder._sessions.items()}
+        assert threads == {"batch int8": batch_threads, "quick fp32": 1, "batch fp32": batch_threads}, value
 
 
 # -- the choice -----------------------------------------------------------------------------------
@@ -193,6 +212,9 @@ class FailingAfter:
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         return self.inner.embed_queries(texts)
 
+    def embed_to_compare(self, texts: list[str]) -> np.ndarray:
+        return self.inner.embed_to_compare(texts)
+
 
 def test_switching_backend_re_embeds_resumably_and_search_follows(
         make_settings: Callable[..., Settings], backends: dict[str, Embedder]) -> None:
@@ -280,7 +302,7 @@ def test_a_model_folders_own_prompts_and_languages_are_read(tmp_path: Path, mode
     assert model_languages(folder) == ["de", "en", "fr"]
     embedder = make_embedder(settings)
     own = make_embedder(EmbeddingSettings(model="", device="cpu", batch_size=0, model_cache_dir=model_cache))
-    assert float(embedder.embed_queries(["vacation"])[0] @ own.embed_batch(["query: vacation"])[0]) > 0.9999
+    assert float(embedder.embed_queries(["vacation"])[0] @ own.embed_to_compare(["query: vacation"])[0]) > 0.9999
 
 
 def test_doctor_says_which_languages_the_model_leaves_to_keywords(make_settings: Callable[..., Settings],

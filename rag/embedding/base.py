@@ -34,11 +34,18 @@ class Embedder(Protocol):
     def dim(self) -> int: ...
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
-        """Passages (what is indexed, and any text compared with text), with the model's passage prompt."""
+        """Passages to store in the index, with the model's passage prompt: the index's kind of vectors."""
         ...
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
-        """Questions and search queries, with the model's query prompt (E5's "query: ")."""
+        """Questions and search queries, with the model's query prompt (E5's "query: "), as exact as the
+        backend makes them: fp32 even where the index holds int8 vectors (`OnnxEmbedder`)."""
+        ...
+
+    def embed_to_compare(self, texts: list[str]) -> np.ndarray:
+        """Passages embedded while a question is answered, to compare with it or with one another and never
+        stored (the sentences a quote is chosen from, an answer's claims and their evidence), with the
+        passage prompt: as exact as `embed_queries`."""
         ...
 
 

@@ -1,4 +1,5 @@
-"""The ONNX Runtime backend: the packaged model exported to ONNX once, offline, fp32 or with int8 weights.
+"""The ONNX Runtime backend: the packaged model exported to ONNX once, offline, fp32 or with int8 weights
+(int8 for the index's vectors only: questions and what is compared with them stay fp32, see INT8_FILE).
 
 Measured on a 2-core AVX-512 (VNNI) CPU (bench/embedding_backends.py, docs/benchmarks.md): fp32 gives
 the same vectors as PyTorch at about the same chunk rate but a third of the question latency; int8
@@ -41,6 +42,12 @@ OPSET = 17
 # on BoolQ, outside the bar; per-channel 0.002, at the same speed). Another recipe makes other vectors:
 # it must get its own file name here and its own kind of vectors ("+int8" in rag.embedding.base).
 INT8_FILE = "model-int8-per-channel.onnx"
+# Only the index's vectors are int8: what is embedded while a question is answered (the question, the
+# sentences a quote is chosen from, claims and their evidence) is fp32, from the same export. Questions
+# and their sentences in int8 lost 6 of 161 facts in the answer, 3 right pages and an abstention on the
+# real-document dev sets; in fp32 over the same int8 index they lose 1 (docs/benchmarks.md). Int8 quantizes
+# each batch's activations with one scale (weights alone in int8 keep cosine 0.9996 to fp32; all of it
+# 0.994), and smoothing the activations into the weights (SmoothQuant) did not help this model.
 
 
 def onnx_runtime_available() -> bool:
@@ -103,7 +110,7 @@ class OnnxEmbedder:
         # questions) on every core, its threads spinning between operators, for throughput; "quick" (a few
         # questions: a user's search) on one thread, because a hybrid search embeds its question while its
         # keyword side runs on the other core (bench/retrieval_latency.py; docs/benchmarks.md has both)
-        self._sessions: dict[str, Any] = {}
+        self._sessions: dict[tuple[str, str], Any] = {}
         self._tokenizer: Any = None
         self._inputs: tuple[str, ...] = ()
         self._dim = 0
@@ -111,27 +118,28 @@ class OnnxEmbedder:
 
     @property
     def dim(self) -> int:
-        self._session("quick" if "quick" in self._sessions else "batch")  # whichever is loaded
+        if not self._sessions:
+            self._session("batch", self.precision)
         return self._dim
 
     def warm_up(self) -> None:
         """Convert (once) and load the model for questions now rather than at the first question."""
-        self._session("quick")
+        self._session("quick", "fp32")
 
-    def _session(self, kind: str) -> Any:
-        session = self._sessions.get(kind)
+    def _session(self, kind: str, precision: str) -> Any:
+        session = self._sessions.get((kind, precision))
         if session is None:
             with self._lock:
-                session = self._sessions.get(kind)
+                session = self._sessions.get((kind, precision))
                 if session is None:
-                    session = self._sessions[kind] = self._load(kind)
+                    session = self._sessions[kind, precision] = self._load(kind, precision)
         return session
 
-    def _load(self, kind: str) -> Any:
+    def _load(self, kind: str, precision: str) -> Any:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        path = converted_model(self.folder, self._cache_dir, self.precision)
+        path = converted_model(self.folder, self._cache_dir, precision)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.inter_op_num_threads = 1
@@ -151,18 +159,22 @@ class OnnxEmbedder:
             self._dim = int(session.get_outputs()[0].shape[-1])
             self._tokenizer = tokenizer
             self.device = "cpu"
-            log.info("embedding model %s loaded on ONNX Runtime %s (%s)", self.model_id, ort.__version__,
-                     self.precision)
+        log.info("embedding model %s: %s session loaded on ONNX Runtime %s (%s)", self.model_id, kind,
+                 ort.__version__, precision)
         return session
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
-        """Passages, with the model's passage prompt."""
-        return self._embed_sorted(self.prompts.passages(texts), self._session("batch"))
+        """Passages to store, with the model's passage prompt, at the index's precision."""
+        return self._embed_sorted(self.prompts.passages(texts), self._session("batch", self.precision))
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
-        """Questions, with the model's query prompt."""
-        session = self._session("quick" if len(texts) <= QUICK_QUESTIONS else "batch")
+        """Questions, with the model's query prompt, in fp32 whatever the index holds (see INT8_FILE)."""
+        session = self._session("quick" if len(texts) <= QUICK_QUESTIONS else "batch", "fp32")
         return self._embed_sorted(self.prompts.queries(texts), session)
+
+    def embed_to_compare(self, texts: list[str]) -> np.ndarray:
+        """Passages compared with a question at question time, never stored: in fp32, as the question."""
+        return self._embed_sorted(self.prompts.passages(texts), self._session("batch", "fp32"))
 
     def _embed_sorted(self, texts: list[str], session: Any) -> np.ndarray:
         """Embed texts in length-sorted batches (less padding), rows in input order."""

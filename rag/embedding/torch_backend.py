@@ -81,6 +81,10 @@ class SentenceTransformerEmbedder:
         """Questions, with the model's query prompt."""
         return self._embed(self.prompts.queries(texts))
 
+    def embed_to_compare(self, texts: list[str]) -> np.ndarray:
+        """Passages compared at question time: the same vectors as `embed_batch` (one precision here)."""
+        return self.embed_batch(texts)
+
     def _embed(self, texts: list[str]) -> np.ndarray:
         """Embed texts (prompts already in them); sentence-transformers sorts them by length internally and
         restores order."""
