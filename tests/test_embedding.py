@@ -93,6 +93,31 @@ def test_int8_stores_int8_vectors_and_answers_in_fp32(backends: dict[str, Embedd
     assert [int(np.argmax(stored @ q)) for q in int8.embed_queries(questions)] == [0, 2]
 
 
+def test_answering_over_an_int8_index_loads_the_fp32_export_only(make_settings: Callable[..., Settings],
+                                                                  tmp_path: Path) -> None:
+    """A process that answers over an int8 index embeds its question, the sentences it quotes from and the
+    support marks' claims in fp32, and never loads the int8 model (README: an answering process holds the
+    fp32 one); indexing from the same process adds the int8 one for what it stores."""
+    from rag.qa import QAService
+    from tests.conftest import scripted_generator
+
+    run_ingest(make_settings(embedding_backend="onnx-int8"), [SAMPLES], progress=False)
+    settings = make_settings(answer_mode="extractive")  # auto: the index's int8 vectors
+    searcher = build_searcher(settings)
+    answer = QAService(searcher, scripted_generator("unused"), settings.answers).ask(
+        "When is lunch served in the cafeteria?")
+    assert "11:30" in answer.answer and answer.sources[0].path.endswith("cafeteria.html")
+    embedder = searcher.embedder
+    assert isinstance(embedder, OnnxEmbedder) and vector_space(embedder.model_id) == "int8"
+    assert set(embedder._sessions) == {("quick", "fp32"), ("batch", "fp32")}
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "kiln.txt").write_text("The pottery kiln reaches 1,200 degrees on a full firing.\n")
+    summary = run_ingest(settings, [tmp_path / "new"], progress=False, embedder=embedder)
+    assert summary.chunks_embedded == 1 and not summary.files_failed
+    assert ("batch", "int8") in embedder._sessions
+    assert recorded_model_id(settings.index) == embedder.model_id  # the same kind of vectors stored
+
+
 def test_constructing_an_embedder_loads_nothing(model_cache: Path) -> None:
     settings = EmbeddingSettings(model="", device="cpu", batch_size=0, backend="onnx-int8",
                                  model_cache_dir=model_cache)
