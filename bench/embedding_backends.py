@@ -4,9 +4,9 @@ Speed: the same chunks (passages of ../shared/eval, cut like the ingest benchmar
 backend's `embed_batch`, best of two passes, and single-question latency (median of 50; the product's
 backends through `embed_queries`, which is fp32 for onnx-int8 too). Besides the product's backends (torch,
 onnx, onnx-int8), two measured only: PyTorch bf16 autocast and OpenVINO (when installed) reading the same
-ONNX file. Quality: `rag eval`'s retrieval measure (each dev set
-indexed by the real pipeline with the backend, every query) for the product's backends; a backend is
-acceptable when hybrid recall@5 and MRR@10 drop by at most 0.003 on both sets. Usage:
+ONNX file. Quality: `rag eval`'s retrieval measure (each dev set indexed by the real pipeline with the
+backend, every query) for the product's backends; a backend is acceptable when hybrid recall@5 and MRR@10
+drop by at most 0.003 on both sets. Usage:
 
     .venv/bin/python bench/embedding_backends.py [--chunks 600] [--no-quality] [--out bench/out]
 """
