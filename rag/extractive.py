@@ -354,11 +354,11 @@ def sentence_features(question: str, candidates: Sequence[Candidate], embedder: 
     """The `FEATURES` of each candidate for `question` (one embedding call for the question, the sentences
     and their paragraphs). `word_weights`: the rarity of the question's words (IDF over what the asker may
     read); without them every word counts the same."""
-    paragraphs = list(dict.fromkeys(" ".join(c.block) for c in candidates))
+    # each text once: a one-sentence paragraph is its sentence, and overlapping passages repeat sentences
+    # (a sixth of the characters on the dev sets' retrievals)
+    texts = list(dict.fromkeys([c.sentence for c in candidates] + [" ".join(c.block) for c in candidates]))
     question_vector = embedder.embed_queries([question])[0]
-    vectors = embedder.embed_to_compare([c.sentence for c in candidates] + paragraphs)
-    sentence_vectors = vectors[:len(candidates)]
-    paragraph_vectors = dict(zip(paragraphs, vectors[len(candidates):]))
+    vectors = dict(zip(texts, embedder.embed_to_compare(texts)))
     weights: dict[str, float] = {}
     for word, weight in (word_weights or {w: 1.0 for w in content_words(question)}).items():
         weights[stem(word)] = max(weights.get(stem(word), 0.0), weight)
@@ -367,15 +367,15 @@ def sentence_features(question: str, candidates: Sequence[Candidate], embedder: 
     units = {stem(u.lower()) for u in _UNIT_WORDS.findall(question)} if "number" in wants else set()
     focus = question_focus(question)
     rows = []
-    for candidate, vector in zip(candidates, sentence_vectors):
+    for candidate in candidates:
         sentence = candidate.sentence
         paragraph = " ".join(candidate.block)
         sentence_stems = _stems(sentence)
         paragraph_stems = _stems(f"{candidate.section} {paragraph}")
         quote = candidate.quote(wants)
         rows.append([
-            float(vector @ question_vector),
-            float(paragraph_vectors[paragraph] @ question_vector),
+            float(vectors[sentence] @ question_vector),
+            float(vectors[paragraph] @ question_vector),
             sum(v for w, v in weights.items() if w in sentence_stems) / total,
             sum(v for w, v in weights.items() if w in paragraph_stems) / total,
             kind_score(sentence, extract_facts(sentence, evidence=True), wants),
