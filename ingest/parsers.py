@@ -101,8 +101,9 @@ _WS = re.compile(r"[ \t\r\f\v]+")
 _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 # Where a file is parsed differently from how an earlier release parsed it, the index reads it again
 # (a normal incremental run re-parses documents of an older parser version; unchanged chunks keep their
-# vectors). 1: text nodes joined by newlines, no sections. 2: structure-faithful text with sections.
-PARSER_VERSION = 2
+# vectors). 1: text nodes joined by newlines, no sections. 2: structure-faithful text with sections. 3: PDF
+# pages set in columns (two, three, ...) read column by column, not line by line across the gutter.
+PARSER_VERSION = 3
 
 
 def clean(text: str, keep_spaces: bool = False) -> str:

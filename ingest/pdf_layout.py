@@ -1,8 +1,8 @@
 """PDF text in reading order, as paragraphs under headings, without the page furniture.
 
 PDFium gives a page's text as runs of one font on one line (its "rects"). From them this module builds
-lines (a line's runs in x order), puts two-column pages in column order, and then, over the whole
-document:
+lines (a line's runs in x order), reads pages set in columns (two, three, ...) column by column, and
+then, over the whole document:
 
 - removes running headers and footers (a line at the top or bottom of a page that recurs on other pages
   once its digits are ignored, or that holds the page's own printed number) and lone page numbers;
@@ -19,6 +19,7 @@ Pure over PDFium's text objects: no rendering, a few calls per text run (about 5
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -48,6 +49,7 @@ class Line:
     size: float
     bold: bool
     chars: int = 0
+    column: int = 0  # which of the page's text columns, left to right; SPANNING across them
 
 
 @dataclass
@@ -70,7 +72,7 @@ class Block:
 
 
 def page_layout(textpage: object, number: int, width: float, height: float) -> PageLayout:
-    """The lines of one page from PDFium's text runs, in reading order (two columns: left, then right)."""
+    """The lines of one page from PDFium's text runs, in reading order (columns one after the other)."""
     import pypdfium2.raw as pdfium_c
 
     boxes = []
@@ -99,7 +101,7 @@ def page_layout(textpage: object, number: int, width: float, height: float) -> P
             box[4] = textpage.get_text_bounded(box[0], box[1], box[2], box[3]).replace("\r", "").replace("\n", " ")  # type: ignore[attr-defined]
             if box[4].strip():
                 runs.append(tuple(box))
-    return PageLayout(number, width, height, _order_columns(_lines(runs), width))
+    return PageLayout(number, width, height, _reading_order(runs))
 
 
 def _group_lines(runs: list) -> list[list]:
@@ -120,7 +122,7 @@ def _group_lines(runs: list) -> list[list]:
     return groups
 
 
-def _lines(runs: list[tuple]) -> list[Line]:
+def _lines(runs: list[tuple], column: int = 0) -> list[Line]:
     """Runs grouped into lines, top to bottom, each left to right."""
     groups = _group_lines(runs)
     lines = []
@@ -141,31 +143,92 @@ def _lines(runs: list[tuple]) -> list[Line]:
         size = max((s for n, s, _ in chars if n), default=0.0)
         bold = sum(n for n, _, w in chars if w >= BOLD_WEIGHT) / total > 0.8
         lines.append(Line(text, group[0][0], max(r[2] for r in group), min(r[1] for r in group),
-                          max(r[3] for r in group), size, bold, total))
+                          max(r[3] for r in group), size, bold, total, column))
     return lines
 
 
-def _order_columns(lines: list[Line], width: float) -> list[Line]:
-    """Two-column pages read down the left column, then the right; a line spanning both columns (a title,
-    a wide figure caption) first ends the columns above it."""
-    middle = width / 2
-    left = [ln for ln in lines if ln.x1 < middle]
-    right = [ln for ln in lines if ln.x0 > middle]
-    if len(left) < 5 or len(right) < 5 or (len(left) + len(right)) < 0.6 * len(lines):
-        return lines
+SPANNING = -1  # Line.column of a line that crosses the gutters (a title, a wide caption) on a page of columns
+# points; LaTeX's \columnsep is 10 pt (word spaces that line up over a few lines stay covered by the rest)
+_MIN_GUTTER = 5.0
+_MIN_COLUMN_LINES = 5
+
+
+def _gutters(runs: list[tuple]) -> list[float]:
+    """The x positions of the gutters between a page's columns of text, left to right; none on a page of
+    one column.
+
+    A gutter is a vertical strip at least `_MIN_GUTTER` wide that (nearly) no run of text crosses, with
+    columns of similar width on both sides, each of at least `_MIN_COLUMN_LINES` lines that mostly fill
+    it. A table's columns (a narrow term column beside a wide description, or rows too short to fill
+    their column) are not text columns: its rows stay rows."""
+    if len(runs) < 2 * _MIN_COLUMN_LINES:
+        return []
+    left, right = int(min(r[0] for r in runs)), int(max(r[2] for r in runs)) + 1
+    starts = [0] * (right - left + 2)  # cover[x]: how many runs cross x, by their starts and ends
+    for run in runs:
+        starts[int(run[0]) - left] += 1
+        starts[int(run[2]) - left + 1] -= 1
+    cover = list(itertools.accumulate(starts[:-1]))
+    allowed = max(2, int(0.05 * len(_group_lines(runs))))  # a title or a caption across the columns
+    strips: list[tuple[int, int]] = []
+    start = None
+    for x, count in enumerate(cover + [allowed + 1]):
+        if count <= allowed and start is None:
+            start = x
+        elif count > allowed and start is not None:
+            if start > 0 and x < len(cover) and x - start >= _MIN_GUTTER:
+                strips.append((start + left, x + left))
+            start = None
+    if not strips:
+        return []
+    cuts = [(a + b) / 2 for a, b in strips]
+    columns = _split_columns(runs, cuts)
+    widths = []
+    for column in columns:
+        lines = _lines(column)
+        if len(lines) < _MIN_COLUMN_LINES:
+            return []
+        extent = max(ln.x1 for ln in lines) - min(ln.x0 for ln in lines)
+        if sum(ln.x1 - ln.x0 >= 0.6 * extent for ln in lines) < 0.5 * len(lines):
+            return []
+        widths.append(extent)
+    if min(widths) < 0.6 * max(widths) or sum(len(c) for c in columns) < 0.8 * len(runs):
+        return []
+    return cuts
+
+
+def _split_columns(runs: list[tuple], cuts: list[float]) -> list[list[tuple]]:
+    """The runs inside each column between `cuts` (runs that cross a cut are in none)."""
+    edges = [float("-inf"), *cuts, float("inf")]
+    columns: list[list[tuple]] = [[] for _ in range(len(cuts) + 1)]
+    for run in runs:
+        for i in range(len(columns)):
+            if edges[i] <= run[0] and run[2] <= edges[i + 1]:
+                columns[i].append(run)
+                break
+    return columns
+
+
+def _reading_order(runs: list[tuple]) -> list[Line]:
+    """A page's lines in reading order: on a page of columns (two, three, ...), each column top to
+    bottom, left to right, and a line across the gutters (a title, a wide caption) ending the columns
+    above it; on any other page, top to bottom."""
+    cuts = _gutters(runs)
+    if not cuts:
+        return _lines(runs)
+    columns = _split_columns(runs, cuts)
+    inside = {id(run) for column in columns for run in column}
+    spanning = _lines([run for run in runs if id(run) not in inside], SPANNING)
+    column_lines = [_lines(column, i) for i, column in enumerate(columns)]
     ordered: list[Line] = []
-    column_left: list[Line] = []
-    column_right: list[Line] = []
-    for line in lines:  # top to bottom
-        if line.x1 < middle:
-            column_left.append(line)
-        elif line.x0 > middle:
-            column_right.append(line)
-        else:
-            ordered.extend(column_left + column_right)
-            column_left, column_right = [], []
+    for line in [*spanning, None]:
+        above = float("-inf") if line is None else line.bottom
+        for lines in column_lines:
+            ordered.extend(ln for ln in lines if ln.top > above)
+            lines[:] = [ln for ln in lines if ln.top <= above]
+        if line is not None:
             ordered.append(line)
-    return ordered + column_left + column_right
+    return ordered
 
 
 # -- the whole document ----------------------------------------------------------------------------------
@@ -251,15 +314,14 @@ def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphen
     lines = page.lines
     if not lines:
         return
-    right_edge = sorted(ln.x1 for ln in lines)[int(0.9 * (len(lines) - 1))]
-    left_edge = min(ln.x0 for ln in lines)
-    width = max(1.0, right_edge - left_edge)
+    margins = _column_margins(lines)
     gaps = sorted(a.bottom - b.top for a, b in zip(lines, lines[1:]) if 0 < a.bottom - b.top < 3 * max(body, 1))
     usual_gap = gaps[len(gaps) // 2] if gaps else body * 0.3
     paragraph: list[str] = []
     previous: Line | None = None
     previous_heading: Block | None = None
     for line in lines:
+        right_edge, width = margins[line.column]
         # a short line set larger than the text is a heading; a bold line of the text's size only when it
         # also ends well before the margin (a bold first line of a note is not)
         if _looks_like_heading(line, body) and (line.size >= body * 1.15 or line.x1 < right_edge - 0.12 * width):
@@ -281,7 +343,7 @@ def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphen
             previous_heading = None
         elif previous is not None and paragraph:
             gap = previous.bottom - line.top
-            ended = previous.x1 < right_edge - 0.12 * width or previous.text.rstrip().endswith(":")
+            ended = previous.x1 < margins[previous.column][0] - 0.12 * margins[previous.column][1] or previous.text.rstrip().endswith(":")
             if gap > max(1.6 * usual_gap, usual_gap + 3) or ended or _LIST_START.match(line.text):
                 yield Block(page.number, " ".join(paragraph))
                 paragraph = []
@@ -297,6 +359,17 @@ def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphen
         yield previous_heading
     if paragraph:
         yield Block(page.number, " ".join(paragraph))
+
+
+def _column_margins(lines: Sequence[Line]) -> dict[int, tuple[float, float]]:
+    """Per column of the page (the whole page when it has one), where its text's right margin is and how
+    wide it is: a line ending well before that margin ends its paragraph."""
+    margins = {}
+    for column in {ln.column for ln in lines}:
+        ends = sorted(ln.x1 for ln in lines if ln.column == column)
+        right_edge = ends[int(0.9 * (len(ends) - 1))]
+        margins[column] = (right_edge, max(1.0, right_edge - min(ln.x0 for ln in lines if ln.column == column)))
+    return margins
 
 
 def _dehyphenate(before: str, after: str, hyphenated: Counter[str]) -> str | None:

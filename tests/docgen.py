@@ -32,12 +32,14 @@ def write_pdf(path: Path, pages: list[str], title: str = "", password: str | Non
 
 
 def write_manual_pdf(path: Path, chapters: list[tuple[str, list[tuple[str, list[str]]]]], running_head: str = "",
-                     two_columns: bool = False, contents: bool = False) -> Path:
+                     columns: int = 1, contents: bool = False) -> Path:
     """A typeset manual: per chapter (title, [(section heading, paragraphs)]), a new page each; headings in
     larger bold type; paragraphs justified in 10 pt, so lines reach the margin; `running_head` at the top of
     every page with the printed page number (pages counted from 1 after an unnumbered title page) and the
-    number alone at the bottom; `two_columns`: the body in two columns; `contents`: a table of contents page
-    with dot leaders. A paragraph holding "soft~hyphen" has the word broken at a line end with a hyphen."""
+    number alone at the bottom; `columns`: each section's body in that many balanced, justified columns
+    (a 4 mm gutter, about LaTeX's 10 pt: lines of neighbouring columns side by side at the same heights);
+    `contents`: a table of contents page with dot leaders. A paragraph holding "soft~hyphen" has the word
+    broken at a line end with a hyphen."""
     from fpdf import FPDF
 
     class Manual(FPDF):
@@ -71,12 +73,12 @@ def write_manual_pdf(path: Path, chapters: list[tuple[str, list[tuple[str, list[
             pdf.set_font("Helvetica", "B", 13)
             pdf.cell(0, 9, heading, new_x="LMARGIN", new_y="NEXT")
             pdf.set_font("Helvetica", size=10)
-            if two_columns:
-                with pdf.text_columns(ncols=2, gutter=10, text_align="J") as columns:
+            if columns > 1:
+                with pdf.text_columns(ncols=columns, gutter=4, text_align="J", balance=True) as body:
                     for text in paragraphs:
-                        columns.write(text=text)
-                        columns.ln()
-                        columns.ln()
+                        body.write(text=text)
+                        body.ln()
+                        body.ln()
                 continue
             for text in paragraphs:
                 if "~" in text:  # a word broken at the line's end, as TeX does: the line spaced out to the margin

@@ -3,7 +3,7 @@ sections with their heading paths, chunks that follow sections, and sentences of
 
 The HTML pages below are written here in the shapes of the documentation generators real manuals come
 from (Sphinx, DocBook, AsciiDoc), with their navigation and chrome; the PDFs are typeset by fpdf2 with
-running heads, page numbers, a table of contents, hyphenation and two columns (tests/docgen.py).
+running heads, page numbers, a table of contents, hyphenation and columns (tests/docgen.py).
 """
 
 from __future__ import annotations
@@ -163,13 +163,35 @@ def test_pdf_pages_lose_their_furniture_and_keep_sections(tmp_path: Path) -> Non
     assert (4, ("2 Networking", "Firewall"), "Port 8443 is open to the office network only.") in units
 
 
-def test_two_column_pages_read_in_column_order(tmp_path: Path) -> None:
-    left = "Alpha text opens the left column and goes on long enough to fill several lines of it. " * 3
-    right = "Omega text closes the page in the right column and says the last word about it. " * 3
-    doc = parse_pdf_file(docgen.write_manual_pdf(tmp_path / "c.pdf", [("Layout", [("Columns", [left, right])])],
-                                                 two_columns=True))
+@pytest.mark.parametrize("columns", [2, 3])
+def test_pages_set_in_columns_read_column_by_column(tmp_path: Path, columns: int) -> None:
+    # balanced columns, as multicol and TUGboat set them: each line has neighbours at the same height in
+    # the other columns, across a gutter narrower than a word
+    paragraphs = [f"{word} text opens paragraph {i} and goes on long enough to fill several lines of a narrow "
+                  f"column before it stops. " * 4 for i, word in enumerate(["Alpha", "Kappa", "Omega"][:columns])]
+    doc = parse_pdf_file(docgen.write_manual_pdf(tmp_path / "c.pdf", [("Layout", [("Columns", paragraphs)])],
+                                                 columns=columns))
     [unit] = doc.units
-    assert unit.text == f"{left.strip()}\n\n{right.strip()}"
+    assert unit.text == "\n\n".join(p.strip() for p in paragraphs)  # each paragraph whole, in order
+
+
+def test_a_table_of_terms_is_not_read_as_columns(tmp_path: Path) -> None:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=10)
+    rows = [(f"--option-{i}", f"Describes what option {i} does to the run, in words long enough to wrap onto a "
+                              f"second line of the description column.") for i in range(12)]
+    for term, description in rows:
+        pdf.set_x(20)
+        pdf.cell(40, 5, term)
+        pdf.multi_cell(0, 5, description, new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(2)
+    pdf.output(str(tmp_path / "t.pdf"))
+    text = "\n".join(u.text for u in parse_pdf_file(tmp_path / "t.pdf").units)
+    for term, description in rows:  # each term beside its description, as printed
+        assert f"{term} {description.split(' second')[0]}" in " ".join(text.split())
 
 
 def test_chunks_follow_sections_and_carry_their_heading_path(tmp_path: Path) -> None:
