@@ -102,7 +102,8 @@ _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 # Where a file is parsed differently from how an earlier release parsed it, the index reads it again
 # (a normal incremental run re-parses documents of an older parser version; unchanged chunks keep their
 # vectors). 1: text nodes joined by newlines, no sections. 2: structure-faithful text with sections. 3: PDF
-# pages set in columns (two, three, ...) read column by column, not line by line across the gutter.
+# pages set in columns (two, three, ...) read column by column, not line by line across the gutter, and a
+# term above its indented description read with it.
 PARSER_VERSION = 3
 
 

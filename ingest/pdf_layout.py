@@ -9,6 +9,8 @@ then, over the whole document:
 - joins the lines of a paragraph (a line that reaches the right margin continues in the next one) and
   words hyphenated at a line end ("inter-" + "face"; kept hyphenated when the document writes the word
   with its hyphen elsewhere, as in "lower-level");
+- reads a term set on a line of its own above its indented description (Texinfo's tables, man pages'
+  options) as one paragraph, "term: description", as a definition list in HTML reads;
 - finds headings where the PDF has no tags: a short line set larger than the body text, or a short bold
   line standing alone, with levels by size;
 - drops table-of-contents lines ("Installation . . . . . 12"), which would otherwise match every
@@ -317,10 +319,12 @@ def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphen
     margins = _column_margins(lines)
     gaps = sorted(a.bottom - b.top for a, b in zip(lines, lines[1:]) if 0 < a.bottom - b.top < 3 * max(body, 1))
     usual_gap = gaps[len(gaps) // 2] if gaps else body * 0.3
+    terms = _hanging_terms(lines, body, margins)
     paragraph: list[str] = []
     previous: Line | None = None
     previous_heading: Block | None = None
-    for line in lines:
+    describes = False  # the previous line is a term whose description this line begins
+    for i, line in enumerate(lines):
         right_edge, width = margins[line.column]
         # a short line set larger than the text is a heading; a bold line of the text's size only when it
         # also ends well before the margin (a bold first line of a note is not)
@@ -341,12 +345,17 @@ def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphen
         if previous_heading is not None:
             yield previous_heading
             previous_heading = None
+        elif describes:
+            describes = False
+            paragraph[-1] += ":"  # "cdable_vars: If this is set, ...", as a definition list in HTML reads
         elif previous is not None and paragraph:
             gap = previous.bottom - line.top
             ended = previous.x1 < margins[previous.column][0] - 0.12 * margins[previous.column][1] or previous.text.rstrip().endswith(":")
             if gap > max(1.6 * usual_gap, usual_gap + 3) or ended or _LIST_START.match(line.text):
                 yield Block(page.number, " ".join(paragraph))
                 paragraph = []
+            elif i in terms:  # a term's line goes on from the text above it: not a term
+                terms.discard(i)
             else:
                 joined = _dehyphenate(paragraph[-1], line.text, hyphenated)
                 if joined is not None:
@@ -355,10 +364,32 @@ def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphen
                     continue
         paragraph.append(line.text)
         previous = line
+        describes = i in terms and len(paragraph) == 1
     if previous_heading is not None:
         yield previous_heading
     if paragraph:
         yield Block(page.number, " ".join(paragraph))
+
+
+_TERM_END = re.compile(r"[\w)\]>'\"`*+]$")
+
+
+def _hanging_terms(lines: Sequence[Line], body: float, margins: dict[int, tuple[float, float]]) -> set[int]:
+    """Indexes of the lines that are a term of a definition list set with a hanging indent (Texinfo's
+    @table, a man page's options): a short line on its own, then its description indented under it by
+    more than an em, wrapped (its first line reaches the margin, the next is as far in)."""
+    terms = set()
+    em = max(body, 1.0)
+    for i in range(len(lines) - 2):
+        term, first, second = lines[i:i + 3]
+        right_edge, width = margins[term.column]
+        if (term.column == first.column == second.column and len(term.text.split()) <= 6
+                and _TERM_END.search(term.text) and term.x1 < right_edge - 0.12 * width
+                and first.x0 - term.x0 > 1.5 * em and abs(second.x0 - first.x0) < 2
+                and first.x1 >= right_edge - 0.12 * width and term.bottom > first.top - 2 * em
+                and first.text[:1].isalpha()):  # not a listing's numbered lines, nor an index's entries
+            terms.add(i)
+    return terms
 
 
 def _column_margins(lines: Sequence[Line]) -> dict[int, tuple[float, float]]:

@@ -194,6 +194,35 @@ def test_a_table_of_terms_is_not_read_as_columns(tmp_path: Path) -> None:
         assert f"{term} {description.split(' second')[0]}" in " ".join(text.split())
 
 
+def test_a_term_above_its_indented_description_is_read_with_it(tmp_path: Path) -> None:
+    # Texinfo's @table (the bash and R manuals) and man pages set a long term on a line of its own, its
+    # description indented under it; a paragraph's indented first line after a short line is no such thing
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=10)
+    description = ("If this is set, an argument to the cd builtin command that is not a directory is assumed to "
+                   "be the name of a variable whose value is the directory to change to.")
+    opening = "The shell options below are off unless set; each has a short name and a longer description."
+    pdf.multi_cell(0, 5, opening, new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 5, "Short last line.", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_x(pdf.l_margin + 8)  # a paragraph's first line indented, the rest at the margin
+    pdf.multi_cell(0, 5, "A new paragraph starts here and runs on for long enough that it wraps back to the "
+                         "left margin on its second line.", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+    for term in ("cdable_vars", "checkhash"):
+        pdf.cell(0, 5, term, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_left_margin(pdf.l_margin + 20)
+        pdf.multi_cell(0, 5, description, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_left_margin(pdf.l_margin - 20)
+        pdf.ln(2)
+    pdf.output(str(tmp_path / "d.pdf"))
+    blocks = "\n".join(u.text for u in parse_pdf_file(tmp_path / "d.pdf").units).split("\n\n")
+    assert f"cdable_vars: {description}" in blocks and f"checkhash: {description}" in blocks
+    assert "Short last line." in blocks and "Short last line.:" not in "\n".join(blocks)
+
+
 def test_chunks_follow_sections_and_carry_their_heading_path(tmp_path: Path) -> None:
     from ingest.chunking import Chunker
     from ingest.parsers import TextUnit
