@@ -9,8 +9,9 @@ then, over the whole document:
 - joins the lines of a paragraph (a line that reaches the right margin continues in the next one) and
   words hyphenated at a line end ("inter-" + "face"; kept hyphenated when the document writes the word
   with its hyphen elsewhere, as in "lower-level");
-- reads a term set on a line of its own above its indented description (Texinfo's tables, man pages'
-  options) as one paragraph, "term: description", as a definition list in HTML reads;
+- reads a term set on a line of its own above its indented description, or beside it across a gap wider
+  than an em (Texinfo's tables, man pages' options, key bindings), as one paragraph, "term: description",
+  as a definition list in HTML reads;
 - finds headings where the PDF has no tags: a short line set larger than the body text, or a short bold
   line standing alone, with levels by size;
 - drops table-of-contents lines ("Installation . . . . . 12"), which would otherwise match every
@@ -34,6 +35,7 @@ _NUMBER_AT_END = re.compile(r"(\d{1,4})\s*$")
 _NUMBER_AT_START = re.compile(r"^\s*(\d{1,4})\b")
 _ROMAN = re.compile(r"^[ivxlcdm]{1,6}$", re.I)
 _DIGITS = re.compile(r"\d+")
+_WORDS = re.compile(r"[^\W\d_]{2,}")
 _WORD_HYPHEN = re.compile(r"([A-Za-zÀ-ÿ]+)-$")
 _SOFT_HYPHENS = ("\x02", "\u00ad")  # PDFium marks a hyphen it knows was added to break a word with \x02
 _NEXT_WORD = re.compile(r"^([a-zà-ÿ][\w]*)")
@@ -52,6 +54,10 @@ class Line:
     bold: bool
     chars: int = 0
     column: int = 0  # which of the page's text columns, left to right; SPANNING across them
+    # a line that opens with a few words, then a gap wider than an em before the rest: those words (a
+    # term beside its description), and where the rest begins
+    head: str = ""
+    hang: float = 0.0
 
 
 @dataclass
@@ -132,20 +138,25 @@ def _lines(runs: list[tuple], column: int = 0) -> list[Line]:
         group.sort(key=lambda r: r[0])
         parts: list[str] = []
         previous_right = None
-        for left, _, right, _, text, _, _ in group:
+        head, hang = "", 0.0
+        for left, _, right, _, text, size, _ in group:
             if previous_right is not None and parts and not parts[-1].endswith(" ") and left - previous_right > 1.5:
                 parts.append(" ")
+            if previous_right is not None and not head and left - previous_right > 1.5 * max(size, 1.0):
+                head, hang = " ".join("".join(parts).split()), left
             parts.append(text)
             previous_right = right
         text = " ".join("".join(parts).split())
         if not text:
             continue
+        if len(head.split()) > 6 or not text.startswith(head):
+            head, hang = "", 0.0
         chars = [(len(r[4].strip()), r[5], r[6]) for r in group]
         total = sum(n for n, _, _ in chars) or 1
         size = max((s for n, s, _ in chars if n), default=0.0)
         bold = sum(n for n, _, w in chars if w >= BOLD_WEIGHT) / total > 0.8
         lines.append(Line(text, group[0][0], max(r[2] for r in group), min(r[1] for r in group),
-                          max(r[3] for r in group), size, bold, total, column))
+                          max(r[3] for r in group), size, bold, total, column, head, hang))
     return lines
 
 
@@ -320,6 +331,7 @@ def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphen
     gaps = sorted(a.bottom - b.top for a, b in zip(lines, lines[1:]) if 0 < a.bottom - b.top < 3 * max(body, 1))
     usual_gap = gaps[len(gaps) // 2] if gaps else body * 0.3
     terms = _hanging_terms(lines, body, margins)
+    beside = _terms_beside(lines)
     paragraph: list[str] = []
     previous: Line | None = None
     previous_heading: Block | None = None
@@ -351,7 +363,7 @@ def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphen
         elif previous is not None and paragraph:
             gap = previous.bottom - line.top
             ended = previous.x1 < margins[previous.column][0] - 0.12 * margins[previous.column][1] or previous.text.rstrip().endswith(":")
-            if gap > max(1.6 * usual_gap, usual_gap + 3) or ended or _LIST_START.match(line.text):
+            if gap > max(1.6 * usual_gap, usual_gap + 3) or ended or _LIST_START.match(line.text) or i in beside:
                 yield Block(page.number, " ".join(paragraph))
                 paragraph = []
             elif i in terms:  # a term's line goes on from the text above it: not a term
@@ -362,13 +374,33 @@ def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphen
                     paragraph[-1] = joined
                     previous = line
                     continue
-        paragraph.append(line.text)
+        paragraph.append(f"{line.head}: {line.text[len(line.head):].lstrip()}" if not paragraph and i in beside
+                         else line.text)
         previous = line
         describes = i in terms and len(paragraph) == 1
     if previous_heading is not None:
         yield previous_heading
     if paragraph:
         yield Block(page.number, " ".join(paragraph))
+
+
+def _terms_beside(lines: Sequence[Line]) -> set[int]:
+    """Indexes of the lines that open with a term beside its description (Texinfo's tables: "autocd   If
+    set, a command name ..."): a gap wider than an em after a few words, and the description's column
+    confirmed, by the next line going on there or by another such line of the page's column."""
+    hangs = [(ln.column, ln.hang) for ln in lines if ln.head]
+    beside = set()
+    for i, line in enumerate(lines):
+        rest = line.text[len(line.head):]
+        # not a contents line ("2 Writing classes 4"), an equation and its number, nor a table's row of values
+        if (not line.head or not _TERM_END.search(line.head) or not any(c.isalpha() for c in line.head)
+                or len(_WORDS.findall(rest)) < 2 or _NUMBER_AT_END.search(rest)):
+            continue
+        after = lines[i + 1] if i + 1 < len(lines) else None
+        aligned = after is not None and after.column == line.column and abs(after.x0 - line.hang) < 2
+        if aligned or sum(c == line.column and abs(h - line.hang) < 2 for c, h in hangs) >= 2:
+            beside.add(i)
+    return beside
 
 
 _TERM_END = re.compile(r"[\w)\]>'\"`*+]$")

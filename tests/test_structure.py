@@ -190,13 +190,14 @@ def test_a_table_of_terms_is_not_read_as_columns(tmp_path: Path) -> None:
         pdf.ln(2)
     pdf.output(str(tmp_path / "t.pdf"))
     text = "\n".join(u.text for u in parse_pdf_file(tmp_path / "t.pdf").units)
-    for term, description in rows:  # each term beside its description, as printed
-        assert f"{term} {description.split(' second')[0]}" in " ".join(text.split())
+    for term, description in rows:  # each term with its description, as a definition list reads
+        assert f"{term}: {description}" in " ".join(text.split())
 
 
-def test_a_term_above_its_indented_description_is_read_with_it(tmp_path: Path) -> None:
+def test_a_term_above_or_beside_its_description_is_read_with_it(tmp_path: Path) -> None:
     # Texinfo's @table (the bash and R manuals) and man pages set a long term on a line of its own, its
-    # description indented under it; a paragraph's indented first line after a short line is no such thing
+    # description indented under it, and a short one beside it; a paragraph's indented first line after a
+    # short line is no such thing
     from fpdf import FPDF
 
     pdf = FPDF()
@@ -217,9 +218,15 @@ def test_a_term_above_its_indented_description_is_read_with_it(tmp_path: Path) -
         pdf.multi_cell(0, 5, description, new_x="LMARGIN", new_y="NEXT")
         pdf.set_left_margin(pdf.l_margin - 20)
         pdf.ln(2)
+    keys = [("^B", "move back a single character."), ("^F", "move forward a single character."),
+            ("DEL", "delete the current character.")]
+    for key, action in keys:  # a term beside its one-line description, the descriptions in one column
+        pdf.cell(20, 5, key)
+        pdf.cell(0, 5, action, new_x="LMARGIN", new_y="NEXT")
     pdf.output(str(tmp_path / "d.pdf"))
     blocks = "\n".join(u.text for u in parse_pdf_file(tmp_path / "d.pdf").units).split("\n\n")
     assert f"cdable_vars: {description}" in blocks and f"checkhash: {description}" in blocks
+    assert all(f"{key}: {action}" in blocks for key, action in keys)
     assert "Short last line." in blocks and "Short last line.:" not in "\n".join(blocks)
 
 
