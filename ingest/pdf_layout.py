@@ -166,14 +166,15 @@ _MIN_GUTTER = 5.0
 _MIN_COLUMN_LINES = 5
 
 
-def _gutters(runs: list[tuple]) -> list[float]:
-    """The x positions of the gutters between a page's columns of text, left to right; none on a page of
-    one column.
+def _gutters(runs: list[tuple], fill: float = 0.6, filled: float = 0.5) -> list[float]:
+    """The x positions of the gutters between the columns of text of a page (or of a band of it), left to
+    right; none where the text is one column.
 
     A gutter is a vertical strip at least `_MIN_GUTTER` wide that (nearly) no run of text crosses, with
-    columns of similar width on both sides, each of at least `_MIN_COLUMN_LINES` lines that mostly fill
-    it. A table's columns (a narrow term column beside a wide description, or rows too short to fill
-    their column) are not text columns: its rows stay rows."""
+    columns of similar width on both sides, each of at least `_MIN_COLUMN_LINES` lines, `filled` of them
+    reaching across `fill` of it, of three words or more on average. A table's columns (a narrow term
+    column beside a wide description, rows too short to fill their column, a word or two a cell) are not
+    text columns: its rows stay rows."""
     if len(runs) < 2 * _MIN_COLUMN_LINES:
         return []
     left, right = int(min(r[0] for r in runs)), int(max(r[2] for r in runs)) + 1
@@ -202,7 +203,8 @@ def _gutters(runs: list[tuple]) -> list[float]:
         if len(lines) < _MIN_COLUMN_LINES:
             return []
         extent = max(ln.x1 for ln in lines) - min(ln.x0 for ln in lines)
-        if sum(ln.x1 - ln.x0 >= 0.6 * extent for ln in lines) < 0.5 * len(lines):
+        if (sum(ln.x1 - ln.x0 >= fill * extent for ln in lines) < filled * len(lines)
+                or sum(len(ln.text.split()) for ln in lines) < 3 * len(lines)):  # a table's words, not lines of text
             return []
         widths.append(extent)
     if min(widths) < 0.6 * max(widths) or sum(len(c) for c in columns) < 0.8 * len(runs):
@@ -225,12 +227,67 @@ def _split_columns(runs: list[tuple], cuts: list[float]) -> list[list[tuple]]:
 def _reading_order(runs: list[tuple]) -> list[Line]:
     """A page's lines in reading order: on a page of columns (two, three, ...), each column top to
     bottom, left to right, and a line across the gutters (a title, a wide caption) ending the columns
-    above it; on any other page, top to bottom."""
+    above it; on a page that opens with text across it and goes on in columns (an article's first page:
+    its title and abstract, then two columns), the same for each band of columns; on any other page, top
+    to bottom."""
     cuts = _gutters(runs)
-    if not cuts:
+    if cuts:
+        return _in_columns(runs, cuts)
+    if len(runs) < 2 * _MIN_COLUMN_LINES:
         return _lines(runs)
+    bands = _bands(runs)
+    if not any(not wide and len(band) >= 2 * _MIN_COLUMN_LINES for wide, band in bands):
+        return _lines(runs)
+    ordered: list[Line] = []
+    for wide, band in bands:
+        # a band's columns read as justified text does (most lines fill them): a code listing with its
+        # comments aligned to the right is no band of columns
+        cuts = [] if wide or len(band) < 2 * _MIN_COLUMN_LINES else _gutters(
+            [run for row in band for run in row], fill=0.8, filled=0.6)
+        band_runs = [run for row in band for run in row]
+        ordered.extend(_in_columns(band_runs, cuts) if cuts else _lines(band_runs, SPANNING))
+    return ordered
+
+
+def _bands(runs: list[tuple]) -> list[tuple[bool, list[list]]]:
+    """The page's rows (runs side by side), top to bottom, in bands: rows with text across most of the
+    page (wide: no gap wider than an em in more than 55% of the text's width) and rows of narrower
+    pieces, which may be columns."""
+    rows = _group_lines(runs)
+    left, right = min(r[0] for r in runs), max(r[2] for r in runs)
+    bands: list[tuple[bool, list[list]]] = []
+    for row in rows:
+        row.sort(key=lambda r: r[0])
+        widest, start, end, pieces = 0.0, row[0][0], row[0][2], 1
+        for run in row[1:]:
+            if run[0] - end > max(run[5], 1.0):
+                start, pieces = run[0], pieces + 1
+            end = max(end, run[2])
+            widest = max(widest, end - start)
+        widest = max(widest, end - start)
+        # the short last line of a paragraph across the page belongs with it, not with the columns below
+        wide = widest > 0.55 * (right - left) or (pieces == 1 and bool(bands) and bands[-1][0])
+        if bands and bands[-1][0] == wide:
+            bands[-1][1].append(row)
+        else:
+            bands.append((wide, [row]))
+    return bands
+
+
+def _in_columns(runs: list[tuple], cuts: list[float]) -> list[Line]:
+    """Lines of runs set in columns between `cuts`: each column top to bottom, left to right, a line across
+    the gutters ending the columns above it."""
     columns = _split_columns(runs, cuts)
     inside = {id(run) for column in columns for run in column}
+    column_of = {id(run): i for i, column in enumerate(columns) for run in column}
+    follows = False
+    for row in _group_lines(runs):
+        spans = any(id(run) not in inside for run in row)
+        if not spans and follows and len({column_of[id(run)] for run in row}) == 1:
+            inside -= {id(run) for run in row}  # the short last line of a paragraph across the columns
+            columns = [[run for run in column if id(run) in inside] for column in columns]
+            spans = True
+        follows = spans
     spanning = _lines([run for run in runs if id(run) not in inside], SPANNING)
     column_lines = [_lines(column, i) for i, column in enumerate(columns)]
     ordered: list[Line] = []

@@ -175,6 +175,28 @@ def test_pages_set_in_columns_read_column_by_column(tmp_path: Path, columns: int
     assert unit.text == "\n\n".join(p.strip() for p in paragraphs)  # each paragraph whole, in order
 
 
+def test_an_article_page_reads_its_abstract_then_its_columns(tmp_path: Path) -> None:
+    # an article's first page (TUGboat, LaTeX News): its abstract across the page, then two columns
+    from fpdf import FPDF
+
+    abstract = "This abstract runs across the whole width of the page above the columns. " * 4
+    body = [f"{word} paragraph set in a column goes on long enough to fill several lines of it before it ends. " * 3
+            for word in ("Alpha", "Kappa", "Omega")]
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=10)
+    pdf.multi_cell(0, pdf.font_size, abstract.strip(), new_x="LMARGIN", new_y="NEXT", align="J")  # as the columns
+    pdf.ln(4)
+    with pdf.text_columns(ncols=2, gutter=4, text_align="J", balance=True) as columns:
+        for text in body:
+            columns.write(text=text.strip())
+            columns.ln()
+            columns.ln()
+    pdf.output(str(tmp_path / "a.pdf"))
+    [unit] = parse_pdf_file(tmp_path / "a.pdf").units
+    assert unit.text == "\n\n".join([abstract.strip(), *(p.strip() for p in body)])
+
+
 def test_a_table_of_terms_is_not_read_as_columns(tmp_path: Path) -> None:
     from fpdf import FPDF
 
