@@ -240,11 +240,10 @@ def _reading_order(runs: list[tuple]) -> list[Line]:
         return _lines(runs)
     ordered: list[Line] = []
     for wide, band in bands:
+        band_runs = [run for row in band for run in row]
         # a band's columns read as justified text does (most lines fill them): a code listing with its
         # comments aligned to the right is no band of columns
-        cuts = [] if wide or len(band) < 2 * _MIN_COLUMN_LINES else _gutters(
-            [run for row in band for run in row], fill=0.8, filled=0.6)
-        band_runs = [run for row in band for run in row]
+        cuts = [] if wide or len(band) < 2 * _MIN_COLUMN_LINES else _gutters(band_runs, fill=0.8, filled=0.6)
         ordered.extend(_in_columns(band_runs, cuts) if cuts else _lines(band_runs, SPANNING))
     return ordered
 
@@ -419,7 +418,8 @@ def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphen
             paragraph[-1] += ":"  # "cdable_vars: If this is set, ...", as a definition list in HTML reads
         elif previous is not None and paragraph:
             gap = previous.bottom - line.top
-            ended = previous.x1 < margins[previous.column][0] - 0.12 * margins[previous.column][1] or previous.text.rstrip().endswith(":")
+            margin, column_width = margins[previous.column]
+            ended = previous.x1 < margin - 0.12 * column_width or previous.text.rstrip().endswith(":")
             if gap > max(1.6 * usual_gap, usual_gap + 3) or ended or _LIST_START.match(line.text) or i in beside:
                 yield Block(page.number, " ".join(paragraph))
                 paragraph = []
