@@ -164,6 +164,7 @@ SPANNING = -1  # Line.column of a line that crosses the gutters (a title, a wide
 # points; LaTeX's \columnsep is 10 pt (word spaces that line up over a few lines stay covered by the rest)
 _MIN_GUTTER = 5.0
 _MIN_COLUMN_LINES = 5
+_MAX_PAGE_WIDTH = 14_400  # points: the largest page PDF allows (200 inches), user units aside
 
 
 def _gutters(runs: list[tuple], fill: float = 0.6, filled: float = 0.5) -> list[float]:
@@ -178,6 +179,8 @@ def _gutters(runs: list[tuple], fill: float = 0.6, filled: float = 0.5) -> list[
     if len(runs) < 2 * _MIN_COLUMN_LINES:
         return []
     left, right = int(min(r[0] for r in runs)), int(max(r[2] for r in runs)) + 1
+    if right - left > _MAX_PAGE_WIDTH:  # text placed far off the page (a hostile file): no point-by-point scan
+        return []
     starts = [0] * (right - left + 2)  # cover[x]: how many runs cross x, by their starts and ends
     for run in runs:
         starts[int(run[0]) - left] += 1
