@@ -462,7 +462,7 @@ class Searcher:
         view = self.current()
         readable = self.readable(view, principal)
         if readable is None:
-            return view.manifest.vectors, view.store.term_presence(terms, ids)
+            return view.manifest.vectors, view.store.term_presence(terms, ids, view.manifest.version)
         groups = sorted(principal.groups) if principal is not None else []
         return len(readable.ids), view.store.term_presence(terms, ids, view.manifest.version, groups)
 

@@ -749,6 +749,15 @@ class ChunkStore:
         table = self.keyword_table()
         return int(self.conn.execute(f"SELECT count(*) FROM {table} WHERE {table} MATCH ?", (match,)).fetchone()[0])
 
+    def _unseen_count(self, match: str, version: int) -> int:
+        """How many chunk rows an FTS5 `match` expression matches that a reader of `version` does not see:
+        rows retired at or before it (kept until the next publish collects them) and rows of a run not
+        published yet. Few at rest (the last run's replacements), so counted by rowid, not over the index."""
+        table = self.keyword_table()
+        return int(self.conn.execute(
+            f"SELECT count(*) FROM {table} WHERE {table} MATCH ? AND rowid IN (SELECT id FROM chunks WHERE "
+            "added_version > ? OR removed_version <= ?)", (match, version, version)).fetchone()[0])
+
     def _term_scope(self, version: int | None, groups: Sequence[str] | None) -> tuple[str, tuple]:
         """SQL (and its parameters) restricting an FTS5 count to the chunks `groups` may read at `version`;
         nothing for an unrestricted count (admins)."""
@@ -763,8 +772,9 @@ class ChunkStore:
         """How many chunks contain each word (in any of its forms, `word_match`); with `groups`, only among the
         chunks those groups may read at `version`, so no statistic reflects unreadable text. `prefix`: chunks
         with a word that starts with it."""
-        if groups is None:  # count(*) alone: FTS5 need not visit the rows
-            return {t: self.match_count(self.word_match(t, prefix)) for t in terms}
+        if groups is None:  # count(*) alone (FTS5 need not visit the rows), less the rows `version` does not see
+            return {t: self.match_count(match) - (self._unseen_count(match, version) if version is not None else 0)
+                    for t in terms for match in [self.word_match(t, prefix)]}
         scope, params = self._term_scope(version, groups)
         table = self.keyword_table()
         return {t: int(self.conn.execute(f"SELECT count(*) FROM {table} WHERE {table} MATCH ?{scope}",
@@ -772,16 +782,20 @@ class ChunkStore:
 
     def term_presence(self, terms: Sequence[str], ids: Sequence[int], version: int | None = None,
                       groups: Sequence[str] | None = None) -> dict[str, tuple[int, bool]]:
-        """For each word: (chunks containing it; whether one of `ids` contains it), by FTS5. Counted over
-        every chunk row, or with `groups` over the chunks those groups may read at `version`."""
+        """For each word: (chunks containing it; whether one of `ids` contains it), by FTS5. Counted over the
+        chunks visible at `version` (every row without one), or with `groups` over the chunks those groups
+        may read at `version`. `ids` are chunks of `version`."""
         marks = ",".join("?" * len(ids)) or "NULL"
         scope, params = self._term_scope(version, groups)
         table = self.keyword_table()
         out = {}
         for term in terms:
+            match = self.word_match(term)
             count, present = self.conn.execute(
                 f"SELECT count(*), coalesce(max(rowid IN ({marks})), 0) FROM {table} WHERE {table} MATCH ?"
-                f"{scope}", (*ids, self.word_match(term), *params)).fetchone()
+                f"{scope}", (*ids, match, *params)).fetchone()
+            if groups is None and version is not None:
+                count -= self._unseen_count(match, version)
             out[term] = (int(count), bool(present))
         return out
 

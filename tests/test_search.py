@@ -73,6 +73,34 @@ def test_keyword_search_sees_only_the_published_version(make_settings, embedder,
     assert "dusk" in hybrid[0].text and hybrid[0].dense_score is not None
 
 
+def test_word_statistics_see_only_the_published_version(make_settings, embedder, tmp_path: Path) -> None:
+    # the rows a run replaced stay stored until the next one (readers of the version before may need them),
+    # and a run's new rows are stored before it publishes: neither may count in the rarity of a question's
+    # words, which weighs quotes and abstention (an upgrade that re-reads every file doubled every count)
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The zeppelin hangar opens at dawn.\n")
+    (docs / "b.txt").write_text("The hangar doors close at night.\n")
+    settings = make_settings()
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
+    (docs / "a.txt").write_text("The airship hangar opens at dusk.\n")
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    total, presence = searcher.term_statistics(["zeppelin", "hangar", "airship"], [])
+    assert total == 2 and presence["zeppelin"][0] == 0 and presence["hangar"][0] == 2 and presence["airship"][0] == 1
+    assert searcher.unknown_words(["zeppelin", "airship"]) == {"zeppelin"}
+    version = searcher.current().manifest.version
+    with connect(settings.index.dir) as conn:  # a run's row stored, as a writer does, not published yet
+        row = conn.execute("INSERT INTO chunks (doc_id, position, page, title, text, text_hash, embedding, "
+                           "added_version) SELECT doc_id, 99, page, title, 'A zeppelin again.', x'00', embedding, ? "
+                           "FROM chunks LIMIT 1", (version + 1,)).lastrowid
+        conn.execute("INSERT INTO chunk_terms(rowid, text, title, section) VALUES (?, 'zeppelin', '', '')", (row,))
+    assert ChunkStore(connect(settings.index.dir)).match_count("zeppelin") == 2  # both rows are there
+    assert searcher.term_statistics(["zeppelin"], [])[1]["zeppelin"][0] == 0
+    assert searcher.unknown_words(["zeppelin"]) == {"zeppelin"}
+
+
 def test_hybrid_searches_at_once_answer_as_one_at_a_time(make_settings, embedder, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A hybrid search's keyword side runs in a thread beside the question's embedding: eight threads
