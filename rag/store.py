@@ -275,6 +275,11 @@ def _readable_by(groups: Sequence[str] | None, params: dict[str, object]) -> str
     return f" AND d.id IN (SELECT doc_id FROM document_groups WHERE grp IN ({marks}))"
 
 
+# Up to this many rows a reader does not see (retired, or not yet published), word counts check matches
+# against their list; above it, each match's row (rag.store.ChunkStore._unseen_count)
+_FEW_UNSEEN = 5000
+
+
 def _visible(alias: str) -> str:
     return (
         f"{alias}.added_version <= :version AND "
@@ -752,11 +757,20 @@ class ChunkStore:
     def _unseen_count(self, match: str, version: int) -> int:
         """How many chunk rows an FTS5 `match` expression matches that a reader of `version` does not see:
         rows retired at or before it (kept until the next publish collects them) and rows of a run not
-        published yet. Few at rest (the last run's replacements), so counted by rowid, not over the index."""
+        published yet. Few at rest (the last run's replacements): the matches are checked against their list
+        (`+rowid`: a list of ids pushed into FTS5 would run the match once an id). Many after a run that
+        replaced everything (an upgrade) or during a large one: each match's row is looked up instead."""
         table = self.keyword_table()
-        return int(self.conn.execute(
-            f"SELECT count(*) FROM {table} WHERE {table} MATCH ? AND rowid IN (SELECT id FROM chunks WHERE "
-            "added_version > ? OR removed_version <= ?)", (match, version, version)).fetchone()[0])
+        unseen = "added_version > ? OR removed_version <= ?"
+        few = self.conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM chunks WHERE {unseen} LIMIT ?)",
+                                (version, version, _FEW_UNSEEN + 1)).fetchone()[0] <= _FEW_UNSEEN
+        if few:
+            sql = (f"SELECT count(*) FROM {table} WHERE {table} MATCH ? AND "
+                   f"+rowid IN (SELECT id FROM chunks WHERE {unseen})")
+        else:
+            sql = (f"SELECT count(*) FROM {table} t JOIN chunks c ON c.id = t.rowid WHERE {table} MATCH ? AND "
+                   f"(c.added_version > ? OR c.removed_version <= ?)")
+        return int(self.conn.execute(sql, (match, version, version)).fetchone()[0])
 
     def _term_scope(self, version: int | None, groups: Sequence[str] | None) -> tuple[str, tuple]:
         """SQL (and its parameters) restricting an FTS5 count to the chunks `groups` may read at `version`;

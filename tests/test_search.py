@@ -73,11 +73,14 @@ def test_keyword_search_sees_only_the_published_version(make_settings, embedder,
     assert "dusk" in hybrid[0].text and hybrid[0].dense_score is not None
 
 
-def test_word_statistics_see_only_the_published_version(make_settings, embedder, tmp_path: Path) -> None:
+@pytest.mark.parametrize("few_unseen", [5000, 0])  # the rows unseen checked by their list, or one by one
+def test_word_statistics_see_only_the_published_version(make_settings, embedder, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch, few_unseen: int) -> None:
     # the rows a run replaced stay stored until the next one (readers of the version before may need them),
     # and a run's new rows are stored before it publishes: neither may count in the rarity of a question's
     # words, which weighs quotes and abstention (an upgrade that re-reads every file doubled every count)
 
+    monkeypatch.setattr("rag.store._FEW_UNSEEN", few_unseen)
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.txt").write_text("The zeppelin hangar opens at dawn.\n")
