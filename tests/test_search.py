@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,6 @@ def test_word_statistics_see_only_the_published_version(make_settings, embedder,
     # the rows a run replaced stay stored until the next one (readers of the version before may need them),
     # and a run's new rows are stored before it publishes: neither may count in the rarity of a question's
     # words, which weighs quotes and abstention (an upgrade that re-reads every file doubled every count)
-
     monkeypatch.setattr("rag.store._FEW_UNSEEN", few_unseen)
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -94,12 +94,13 @@ def test_word_statistics_see_only_the_published_version(make_settings, embedder,
     assert total == 2 and presence["zeppelin"][0] == 0 and presence["hangar"][0] == 2 and presence["airship"][0] == 1
     assert searcher.unknown_words(["zeppelin", "airship"]) == {"zeppelin"}
     version = searcher.current().manifest.version
-    with connect(settings.index.dir) as conn:  # a run's row stored, as a writer does, not published yet
+    with closing(connect(settings.index.dir)) as conn, conn:  # a run's row stored as a writer does, unpublished
         row = conn.execute("INSERT INTO chunks (doc_id, position, page, title, text, text_hash, embedding, "
                            "added_version) SELECT doc_id, 99, page, title, 'A zeppelin again.', x'00', embedding, ? "
                            "FROM chunks LIMIT 1", (version + 1,)).lastrowid
         conn.execute("INSERT INTO chunk_terms(rowid, text, title, section) VALUES (?, 'zeppelin', '', '')", (row,))
-    assert ChunkStore(connect(settings.index.dir)).match_count("zeppelin") == 2  # both rows are there
+    with closing(connect(settings.index.dir)) as conn:
+        assert ChunkStore(conn).match_count("zeppelin") == 2  # both rows are there
     assert searcher.term_statistics(["zeppelin"], [])[1]["zeppelin"][0] == 0
     assert searcher.unknown_words(["zeppelin"]) == {"zeppelin"}
 
