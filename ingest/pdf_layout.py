@@ -280,18 +280,17 @@ def _in_columns(runs: list[tuple], cuts: list[float]) -> list[Line]:
     """Lines of runs set in columns between `cuts`: each column top to bottom, left to right, a line across
     the gutters ending the columns above it."""
     columns = _split_columns(runs, cuts)
-    inside = {id(run) for column in columns for run in column}
-    column_of = {id(run): i for i, column in enumerate(columns) for run in column}
+    column_of = {id(run): i for i, column in enumerate(columns) for run in column}  # runs inside a column
     follows = False
     for row in _group_lines(runs):
-        spans = any(id(run) not in inside for run in row)
+        spans = any(id(run) not in column_of for run in row)
         if not spans and follows and len({column_of[id(run)] for run in row}) == 1:
-            inside -= {id(run) for run in row}  # the short last line of a paragraph across the columns
-            columns = [[run for run in column if id(run) in inside] for column in columns]
+            for run in row:  # the short last line of a paragraph across the columns
+                del column_of[id(run)]
             spans = True
         follows = spans
-    spanning = _lines([run for run in runs if id(run) not in inside], SPANNING)
-    column_lines = [_lines(column, i) for i, column in enumerate(columns)]
+    spanning = _lines([run for run in runs if id(run) not in column_of], SPANNING)
+    column_lines = [_lines([run for run in column if id(run) in column_of], i) for i, column in enumerate(columns)]
     ordered: list[Line] = []
     for line in [*spanning, None]:
         above = float("-inf") if line is None else line.bottom
@@ -396,10 +395,9 @@ def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphen
     previous_heading: Block | None = None
     describes = False  # the previous line is a term whose description this line begins
     for i, line in enumerate(lines):
-        right_edge, width = margins[line.column]
         # a short line set larger than the text is a heading; a bold line of the text's size only when it
         # also ends well before the margin (a bold first line of a note is not)
-        if _looks_like_heading(line, body) and (line.size >= body * 1.15 or line.x1 < right_edge - 0.12 * width):
+        if _looks_like_heading(line, body) and (line.size >= body * 1.15 or _ends_early(line, margins)):
             level = levels.get(round(line.size, 1), len(levels) + 1)
             if paragraph:
                 yield Block(page.number, " ".join(paragraph))
@@ -421,8 +419,7 @@ def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphen
             paragraph[-1] += ":"  # "cdable_vars: If this is set, ...", as a definition list in HTML reads
         elif previous is not None and paragraph:
             gap = previous.bottom - line.top
-            margin, column_width = margins[previous.column]
-            ended = previous.x1 < margin - 0.12 * column_width or previous.text.rstrip().endswith(":")
+            ended = _ends_early(previous, margins) or previous.text.rstrip().endswith(":")
             if gap > max(1.6 * usual_gap, usual_gap + 3) or ended or _LIST_START.match(line.text) or i in beside:
                 yield Block(page.number, " ".join(paragraph))
                 paragraph = []
@@ -474,14 +471,19 @@ def _hanging_terms(lines: Sequence[Line], body: float, margins: dict[int, tuple[
     em = max(body, 1.0)
     for i in range(len(lines) - 2):
         term, first, second = lines[i:i + 3]
-        right_edge, width = margins[term.column]
         if (term.column == first.column == second.column and len(term.text.split()) <= 6
-                and _TERM_END.search(term.text) and term.x1 < right_edge - 0.12 * width
+                and _TERM_END.search(term.text) and _ends_early(term, margins)
                 and first.x0 - term.x0 > 1.5 * em and abs(second.x0 - first.x0) < 2
-                and first.x1 >= right_edge - 0.12 * width and term.bottom > first.top - 2 * em
+                and not _ends_early(first, margins) and term.bottom > first.top - 2 * em
                 and first.text[:1].isalpha()):  # not a listing's numbered lines, nor an index's entries
             terms.add(i)
     return terms
+
+
+def _ends_early(line: Line, margins: dict[int, tuple[float, float]]) -> bool:
+    """Whether `line` ends well before its column's right margin (a paragraph's last line, a heading, a term)."""
+    right_edge, width = margins[line.column]
+    return line.x1 < right_edge - 0.12 * width
 
 
 def _column_margins(lines: Sequence[Line]) -> dict[int, tuple[float, float]]:
