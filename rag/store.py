@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -276,7 +276,7 @@ def _readable_by(groups: Sequence[str] | None, params: dict[str, object]) -> str
 
 
 # Up to this many rows a reader does not see (retired, or not yet published), word counts check matches
-# against their list; above it, each match's row (rag.store.ChunkStore._unseen_count)
+# against their list; above it, each match's row (rag.store.ChunkStore._unseen_counter)
 _FEW_UNSEEN = 5000
 
 
@@ -754,23 +754,24 @@ class ChunkStore:
         table = self.keyword_table()
         return int(self.conn.execute(f"SELECT count(*) FROM {table} WHERE {table} MATCH ?", (match,)).fetchone()[0])
 
-    def _unseen_count(self, match: str, version: int) -> int:
-        """How many chunk rows an FTS5 `match` expression matches that a reader of `version` does not see:
+    def _unseen_counter(self, version: int) -> Callable[[str], int]:
+        """A count of the chunk rows an FTS5 match expression matches that a reader of `version` does not see:
         rows retired at or before it (kept until the next publish collects them) and rows of a run not
         published yet. Few at rest (the last run's replacements): the matches are checked against their list
         (`+rowid`: a list of ids pushed into FTS5 would run the match once an id). Many after a run that
-        replaced everything (an upgrade) or during a large one: each match's row is looked up instead."""
+        replaced everything (an upgrade) or during a large one: each match's row is looked up instead.
+        Which of the two is decided once, for all the words of a question."""
         table = self.keyword_table()
-        unseen = "added_version > ? OR removed_version <= ?"
-        few = self.conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM chunks WHERE {unseen} LIMIT ?)",
-                                (version, version, _FEW_UNSEEN + 1)).fetchone()[0] <= _FEW_UNSEEN
+        unseen = "{0}added_version > :version OR {0}removed_version <= :version"
+        few = self.conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM chunks WHERE {unseen.format('')} LIMIT :limit)",
+                                {"version": version, "limit": _FEW_UNSEEN + 1}).fetchone()[0] <= _FEW_UNSEEN
         if few:
-            sql = (f"SELECT count(*) FROM {table} WHERE {table} MATCH ? AND "
-                   f"+rowid IN (SELECT id FROM chunks WHERE {unseen})")
+            sql = (f"SELECT count(*) FROM {table} WHERE {table} MATCH :match AND "
+                   f"+rowid IN (SELECT id FROM chunks WHERE {unseen.format('')})")
         else:
-            sql = (f"SELECT count(*) FROM {table} t JOIN chunks c ON c.id = t.rowid WHERE {table} MATCH ? AND "
-                   f"(c.added_version > ? OR c.removed_version <= ?)")
-        return int(self.conn.execute(sql, (match, version, version)).fetchone()[0])
+            sql = (f"SELECT count(*) FROM {table} t JOIN chunks c ON c.id = t.rowid WHERE {table} MATCH :match AND "
+                   f"({unseen.format('c.')})")
+        return lambda match: int(self.conn.execute(sql, {"match": match, "version": version}).fetchone()[0])
 
     def _term_scope(self, version: int | None, groups: Sequence[str] | None) -> tuple[str, tuple]:
         """SQL (and its parameters) restricting an FTS5 count to the chunks `groups` may read at `version`;
@@ -787,8 +788,8 @@ class ChunkStore:
         chunks those groups may read at `version`, so no statistic reflects unreadable text. `prefix`: chunks
         with a word that starts with it."""
         if groups is None:  # count(*) alone (FTS5 need not visit the rows), less the rows `version` does not see
-            return {t: self.match_count(match) - (self._unseen_count(match, version) if version is not None else 0)
-                    for t in terms for match in [self.word_match(t, prefix)]}
+            unseen = self._unseen_counter(version) if version is not None else (lambda match: 0)
+            return {t: self.match_count(match) - unseen(match) for t in terms for match in [self.word_match(t, prefix)]}
         scope, params = self._term_scope(version, groups)
         table = self.keyword_table()
         return {t: int(self.conn.execute(f"SELECT count(*) FROM {table} WHERE {table} MATCH ?{scope}",
@@ -802,14 +803,15 @@ class ChunkStore:
         marks = ",".join("?" * len(ids)) or "NULL"
         scope, params = self._term_scope(version, groups)
         table = self.keyword_table()
+        unseen = self._unseen_counter(version) if groups is None and version is not None else None
         out = {}
         for term in terms:
             match = self.word_match(term)
             count, present = self.conn.execute(
                 f"SELECT count(*), coalesce(max(rowid IN ({marks})), 0) FROM {table} WHERE {table} MATCH ?"
                 f"{scope}", (*ids, match, *params)).fetchone()
-            if groups is None and version is not None:
-                count -= self._unseen_count(match, version)
+            if unseen is not None:
+                count -= unseen(match)
             out[term] = (int(count), bool(present))
         return out
 
