@@ -11,7 +11,9 @@ best-scoring sentence gives a right quote, with nothing embedded again.
 The weights are fitted by listwise logistic regression (softmax over a question's sentences, L2), in
 numpy, in seconds. Reported: the shipped weights, weights fitted on all sets, and leave-one-set-out
 (fitted on the other sets, scored on the one left out: how much of the gain is fitting these files).
-`--write` prints the fitted weights as the Python tuple rag/extractive.py ships.
+`--write` prints the fitted weights as the Python tuple rag/extractive.py ships. `quoted_at_margin`: the
+quote as the service makes it (the best sentence and the runners-up within a margin of it, three
+sentences at most) at several margins, with how often it holds the fact and its length in sentences.
 
 Needs the dev sets' indexes: build them with `rag eval FOLDER --questions FILE --index DIR`
 (tests/data/devsets/README.md), one folder per set (git, python, debref, pdf) under --index-root.
@@ -24,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,8 @@ class Question:
     name: str  # the questions file it came from
     features: np.ndarray  # sentences x features
     labels: np.ndarray  # sentences: the quote made from it holds the fact
+    # margin -> (the quote `choose_quote` makes with the shipped scorer holds the fact, its sentences)
+    quoted: dict[float, tuple[bool, int]] = field(default_factory=dict)
 
     @property
     def reachable(self) -> bool:
@@ -54,8 +58,10 @@ class Question:
 
 def collect(index_root: Path, passages: int, extra: int) -> list[Question]:
     from rag.evaluation import contains_fact, is_answerable
-    from rag.extractive import candidate_sentences, question_wants, sentence_features
+    from rag.extractive import (SCORER, ScoredCandidates, candidate_sentences, choose_quote, question_wants,
+                                sentence_features)
     from rag.qa import build_service
+    from rag.sentences import split_sentences
     from rag.settings import load_settings
 
     out = []
@@ -82,8 +88,29 @@ def collect(index_root: Path, passages: int, extra: int) -> list[Question]:
                 features = sentence_features(q["question"], sentences, service.embedder, weights)
                 wants = question_wants(q["question"])
                 labels = np.array([contains_fact(s.quote(wants), q["answer"]) for s in sentences])
-                out.append(Question(name, features, labels))
+                scored = ScoredCandidates(tuple(h.chunk_id for h in hits), sentences,
+                                          features @ np.asarray(SCORER, dtype=np.float32), features)
+                quoted = {}
+                for margin in MARGINS:
+                    parts = choose_quote(q["question"], scored, margin)
+                    quoted[margin] = (contains_fact(" ".join(p.text for p in parts), q["answer"]),
+                                      sum(len(split_sentences(p.text)) for p in parts))
+                out.append(Question(name, features, labels, quoted))
     return out
+
+
+MARGINS = (0.0, 0.5, 1.0, 1.5, 2.0)  # how close to the best a runner-up must score to be quoted too
+
+
+def quoted(questions: list[Question]) -> dict[str, dict[str, float]]:
+    """At each runner-up margin, the share of questions whose quote (as `choose_quote` makes it, with the
+    shipped scorer) holds the fact, and the quote's sentences on average (a question with no sentence
+    counts as a wrong quote of none)."""
+    return {str(margin): {"right": round(sum(q.quoted.get(margin, (False, 0))[0] for q in questions)
+                                         / max(1, len(questions)), 3),
+                          "sentences": round(sum(q.quoted.get(margin, (False, 0))[1] for q in questions)
+                                             / max(1, len(questions)), 2)}
+            for margin in MARGINS}
 
 
 def accuracy(questions: list[Question], weights: np.ndarray, top: int = 1) -> float:
@@ -136,7 +163,10 @@ def main() -> None:
                                  "reachable": round(sum(q.reachable for q in questions) / max(1, len(questions)), 3),
                                  "shipped": per_set(np.array(SCORER)),
                                  "shipped_top2": round(accuracy(questions, np.array(SCORER), 2), 3),
-                                 "shipped_top3": round(accuracy(questions, np.array(SCORER), 3), 3)}
+                                 "shipped_top3": round(accuracy(questions, np.array(SCORER), 3), 3),
+                                 "quoted_at_margin": {"all": quoted(questions),
+                                                      **{n: quoted([q for q in questions if q.name == n])
+                                                         for n in names}}}
     fitted = fit(questions)
     report["fitted_on_all"] = {**per_set(fitted), "top2": round(accuracy(questions, fitted, 2), 3),
                                "top3": round(accuracy(questions, fitted, 3), 3),

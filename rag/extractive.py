@@ -393,8 +393,9 @@ def sentence_features(question: str, candidates: Sequence[Candidate], embedder: 
     return np.array(rows, dtype=np.float32).reshape(len(candidates), len(FEATURES))
 
 
-SECOND_MARGIN = 0.5  # a second sentence is quoted when it scores within this of the best (bench/quote_selection.py)
-
+# sentences scoring within this of the best are quoted too, best first, while the quote stays within
+# MAX_SENTENCES: the scorer cannot tell them apart (bench/quote_selection.py, "quoted" at each margin)
+RUNNER_UP_MARGIN = 1.0
 
 @dataclass(frozen=True)
 class ScoredCandidates:
@@ -426,25 +427,33 @@ def score_candidates(question: str, passages: Sequence[tuple[int, Hit]], embedde
                             features @ np.asarray(scorer, dtype=np.float32), features)
 
 
-def choose_quote(question: str, scored: ScoredCandidates) -> list[Quote]:
+def choose_quote(question: str, scored: ScoredCandidates, margin: float = RUNNER_UP_MARGIN) -> list[Quote]:
     """The quote for `question` from its scored candidates: the best-scoring sentence, completed as
-    `complete` says, and the runner-up (not already quoted) when it scores within SECOND_MARGIN of it and
-    the quote stays within MAX_SENTENCES (when two sentences are that close, the scorer cannot tell which
-    answers: both are shown, each with its citation). Empty when the passages hold no sentence."""
+    `complete` says, then the runners-up in score order that score within `margin` of it, each completed
+    too, while the whole stays within MAX_SENTENCES (one that would not fit is passed over for the next;
+    one already quoted is not repeated). When sentences score that close the scorer cannot tell which one
+    answers: each is shown with its citation, the best first. Empty when the passages hold no sentence."""
     candidates, scores = scored.candidates, scored.scores
     if not candidates:
         return []
     order = [int(i) for i in np.argsort(-scores, kind="stable")]
     wants = question_wants(question)
     best = candidates[order[0]]
-    first = best.quote(wants)
-    quote = [Quote(first, best.number, round(float(scores[order[0]]), 4))]
-    if len(order) > 1 and scores[order[0]] - scores[order[1]] <= SECOND_MARGIN:
-        runner = candidates[order[1]]
-        if runner.sentence not in first:
-            second = runner.quote(wants)
-            if len(split_sentences(first)) + len(split_sentences(second)) <= MAX_SENTENCES:
-                quote.append(Quote(second, runner.number, round(float(scores[order[1]]), 4)))
+    text = best.quote(wants)
+    quote = [Quote(text, best.number, round(float(scores[order[0]]), 4))]
+    sentences = len(split_sentences(text))
+    for i in order[1:]:
+        if sentences >= MAX_SENTENCES or scores[order[0]] - scores[i] > margin:
+            break
+        runner = candidates[i]
+        if runner.sentence in text:
+            continue
+        more = runner.quote(wants)
+        count = len(split_sentences(more))
+        if sentences + count <= MAX_SENTENCES:
+            quote.append(Quote(more, runner.number, round(float(scores[i]), 4)))
+            text += " " + more
+            sentences += count
     return quote
 
 

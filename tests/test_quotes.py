@@ -258,3 +258,36 @@ def test_a_quote_names_the_api_entry_it_describes() -> None:
     naming = ["TimeoutExpired is raised when the timeout expires."]
     assert Candidate(1, 0, 0.5, naming, 0, "subprocess › exception subprocess.TimeoutExpired").quote(set()) == naming[0]
     assert Candidate(1, 0, 0.5, described, 0, "subprocess › Exceptions").quote(set()) == described[0]
+
+
+def test_sentences_the_scorer_cannot_tell_apart_are_quoted_best_first_within_three_sentences() -> None:
+    import numpy as np
+
+    from rag.extractive import RUNNER_UP_MARGIN, ScoredCandidates, choose_quote
+
+    def candidate(number: int, *sentences: str) -> Candidate:
+        return Candidate(number, number - 1, 0.5, list(sentences), 0, "")
+
+    best = candidate(1, "The queue is slow when items are popped from the front.")
+    two = candidate(2, "Lists are not efficient for this purpose, though appends are fast.",
+                    "This is because every other element has to be shifted by one.")  # refers back: two sentences
+    near = candidate(3, "To implement a queue, use collections.deque, designed for fast pops from both ends.")
+    far = candidate(4, "A deque is thread-safe for appends and pops from either side.")
+    same = candidate(5, "The queue is slow when items are popped from the front.")  # the best one again, elsewhere
+    question = "Popping items off the front of a list is slow. What should I use instead?"
+
+    def quoted(scores: list[float], *candidates: Candidate) -> list[tuple[int, str]]:
+        scored = ScoredCandidates(tuple(range(len(candidates))), list(candidates), np.array(scores, np.float32),
+                                  np.zeros((len(candidates), 1), np.float32))
+        return [(quote.source, quote.text) for quote in choose_quote(question, scored)]
+
+    # within the margin, best first; the one already quoted is not repeated
+    assert quoted([5.0, 4.9, 4.8], near, same, best) == [(3, near.block[0]), (5, same.block[0])]
+    # a runner-up that would take the quote past three sentences is passed over for the next one
+    second = two.block[1]
+    assert quoted([5.0, 4.8, 4.7, 4.6], best, near, two, far) == [
+        (1, best.block[0]), (3, near.block[0]), (4, far.block[0])]
+    assert second not in " ".join(text for _, text in quoted([5.0, 4.8, 4.7, 4.6], best, near, two, far))
+    # beyond the margin the best stands alone
+    assert quoted([5.0, 5.0 - RUNNER_UP_MARGIN - 0.01], best, near) == [(1, best.block[0])]
+    assert quoted([5.0, 5.0 - RUNNER_UP_MARGIN + 0.01], best, near) == [(1, best.block[0]), (3, near.block[0])]
