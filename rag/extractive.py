@@ -430,8 +430,8 @@ def score_candidates(question: str, passages: Sequence[tuple[int, Hit]], embedde
 def choose_quote(question: str, scored: ScoredCandidates, margin: float = RUNNER_UP_MARGIN) -> list[Quote]:
     """The quote for `question` from its scored candidates: the best-scoring sentence, completed as
     `complete` says, then the runners-up in score order that score within `margin` of it, each completed
-    too, while the whole stays within MAX_SENTENCES (one that would not fit is passed over for the next;
-    one already quoted is not repeated). When sentences score that close the scorer cannot tell which one
+    too, while the whole stays within MAX_SENTENCES (one that would not fit, or would repeat a sentence
+    already quoted, is passed over for the next). When sentences score that close the scorer cannot tell which one
     answers: each is shown with its citation, the best first. Empty when the passages hold no sentence."""
     candidates, scores = scored.candidates, scored.scores
     if not candidates:
@@ -445,13 +445,13 @@ def choose_quote(question: str, scored: ScoredCandidates, margin: float = RUNNER
     for i in order[1:]:
         if sentences >= MAX_SENTENCES or scores[order[0]] - scores[i] > margin:
             break
-        runner = candidates[i]
-        if runner.sentence in text:
+        more = candidates[i].quote(wants)
+        parts = split_sentences(more)
+        if any(part in text for part in parts):  # what is quoted is not quoted again, nor completes another
             continue
-        more = runner.quote(wants)
-        count = len(split_sentences(more))
+        count = len(parts)
         if sentences + count <= MAX_SENTENCES:
-            quote.append(Quote(more, runner.number, round(float(scores[i]), 4)))
+            quote.append(Quote(more, candidates[i].number, round(float(scores[i]), 4)))
             text += " " + more
             sentences += count
     return quote

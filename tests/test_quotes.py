@@ -288,6 +288,10 @@ def test_sentences_the_scorer_cannot_tell_apart_are_quoted_best_first_within_thr
     assert quoted([5.0, 4.8, 4.7, 4.6], best, near, two, far) == [
         (1, best.block[0]), (3, near.block[0]), (4, far.block[0])]
     assert second not in " ".join(text for _, text in quoted([5.0, 4.8, 4.7, 4.6], best, near, two, far))
+    # a runner-up completed by a sentence already quoted would say it twice
+    saved = candidate(6, "It keeps the last 500 commands.")
+    histsize = candidate(7, "HISTSIZE is the number of commands to save.", "It keeps the last 500 commands.")
+    assert quoted([5.0, 4.9, 4.8], saved, histsize, near) == [(6, saved.block[0]), (3, near.block[0])]
     # beyond the margin the best stands alone
     assert quoted([5.0, 5.0 - RUNNER_UP_MARGIN - 0.01], best, near) == [(1, best.block[0])]
     assert quoted([5.0, 5.0 - RUNNER_UP_MARGIN + 0.01], best, near) == [(1, best.block[0]), (3, near.block[0])]
