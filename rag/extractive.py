@@ -92,11 +92,15 @@ _IDENTIFIER = re.compile(
     r"|\b[a-z][\w]*-[a-z][\w-]*\b(?=\s*(?:\(\d\)|command|option|package|tool))"  # git-commit(1), apt-get tool
     r")")
 _IDENT = _IDENTIFIER.pattern
+# a definition's term written as a plain word, as option lists give them ("cdspell: If set, minor errors ...",
+# "twoside: switches on ..."), not a table row ("package: wl-clipboard · popcon: ...")
+_WORD_TERM = re.compile(r"^\s*(?P<term>[a-z][a-z0-9_]*):[ \t]+(?=\S)(?!.*\s·\s)")
 # a sentence that gives an identifier as the answer, not one that merely mentions one: a definition's term
 # ("--follow: Continue listing ..."), "use --amend", "the gc.auto setting", "the PYTHONHASHSEED environment
 # variable", "option -x"
 _INTRODUCES = re.compile(
     rf"^\s*(?:{_IDENT})[^:]{{0,60}}:\s"
+    rf"|{_WORD_TERM.pattern}"
     rf"|\b(?i:use|using|set|setting|run|running|pass|passing|specify|add|enable|disable|with|via|call|invoke|type|"
     rf"try|give|configure|verwenden|benutzen|setzen|utilisez|utiliser|lancez)\s+(?:the\s+|die\s+|den\s+|le\s+|la\s+)?"
     rf"(?:{_IDENT}|\b[a-z][\w-]*\s+[a-z][\w-]*\b(?=\s+(?:command|option)))"
@@ -163,10 +167,14 @@ _NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\b")
 
 def new_value(question: str, text: str, wants: set[str]) -> bool:
     """Whether `text` gives a value of the kind the question asks for that the question does not already
-    give: a number, or a name written as code (an answer, not a sentence that restates the question)."""
+    give: a number, or a name written as code or as a definition's term (an answer, not a sentence that
+    restates the question)."""
     values = []
     if wants & {"identifier", "path", "default"}:
         values += [m.group() for m in _IDENTIFIER.finditer(text)]
+        term = _WORD_TERM.match(text)
+        if term and "identifier" in wants:
+            values.append(term.group("term"))
     if wants & {"number", "default", "version", "time"}:
         values += _NUMBER.findall(without_man_sections(text))
     asked = question.lower()

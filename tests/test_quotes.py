@@ -133,6 +133,21 @@ def test_a_constant_named_beside_what_it_is_is_an_identifier() -> None:
     assert not names_one("The NOTE below explains the environment variable.")
 
 
+def test_a_term_written_as_a_word_names_what_its_description_describes() -> None:
+    """Option lists give their terms as plain words (bash's shopt options, geometry's keys): the term
+    is the name an answer gives, as "--follow: ..." is; a table row's header is not."""
+    def names_one(sentence: str) -> bool:
+        return has_kind(sentence, extract_facts(sentence, evidence=True), "identifier")
+
+    entry = "cdspell: If set, minor errors in the spelling of a directory component in a cd command are corrected."
+    assert names_one(entry)
+    assert new_value("Which shopt option fixes small typos in directory names?", entry, {"identifier"})
+    assert not new_value("What does the cdspell option do?", entry, {"identifier"})
+    assert not names_one("package: wl-clipboard · popcon: V:1, I:5 · size: 141")
+    assert not names_one("Note: the spelling of a directory component is corrected.")
+    assert not names_one("If set, minor errors in the spelling are corrected.")
+
+
 def test_a_new_value_is_one_the_question_does_not_give() -> None:
     question = "Which git add option applies the clean filter again to files already stored?"
     assert new_value(question, "To fix this, run git add --renormalize . on a clean tree.", {"identifier"})
