@@ -103,8 +103,9 @@ _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 # (a normal incremental run re-parses documents of an older parser version; unchanged chunks keep their
 # vectors). 1: text nodes joined by newlines, no sections. 2: structure-faithful text with sections. 3: PDF
 # pages set in columns (two, three, ...) read column by column, not line by line across the gutter, and a
-# term above its indented description read with it.
-PARSER_VERSION = 3
+# term above its indented description read with it. 4: TeX's math symbols read as themselves in PDFs that
+# give only their codes ("bindingoffset=⟨length⟩", not "bindingoffset=hlengthi").
+PARSER_VERSION = 4
 
 
 def clean(text: str, keep_spaces: bool = False) -> str:

@@ -15,7 +15,9 @@ then, over the whole document:
 - finds headings where the PDF has no tags: a short line set larger than the body text, or a short bold
   line standing alone, with levels by size;
 - drops table-of-contents lines ("Installation . . . . . 12"), which would otherwise match every
-  question about the sections they list.
+  question about the sections they list;
+- reads the symbols of TeX's math fonts as themselves where the PDF gives only their codes (the brackets
+  of "bindingoffset=⟨length⟩" came out "bindingoffset=hlengthi").
 
 Pure over PDFium's text objects: no rendering, a few calls per text run (about 5 ms a page).
 """
@@ -27,8 +29,18 @@ import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ctypes
 
 BOLD_WEIGHT = 550  # PDFium's font weight from which a run counts as bold
+# TeX's math symbol fonts (cmsy, Latin Modern's) name glyphs outside Adobe's list ("angbracketleft"): a PDF
+# without a ToUnicode map for them reads as the character codes, so LaTeX's "bindingoffset=<length>" (the
+# brackets of every argument a package manual describes) came out "bindingoffset=hlengthi". Their lower
+# case codes are these symbols (TeX's OMS encoding); no letter of such a font is a lower case letter.
+_TEX_SYMBOL_FONT = re.compile(r"^(?:[A-Z]{6}\+)?(?:CMSY|CMBSY|LMMathSymbols|cmsy|cmbsy|lmsy)\d*")
+_OMS = str.maketrans("`abcdefghijklmnopqrstuvwxyz", "⊢⊣⌊⌋⌈⌉{}⟨⟩|‖↕⇕\\≀√⨿∇∫⊔⊓⊑⊒§†‡")
 _LIST_START = re.compile(r"^(?:[•◦▪‣∙·*–—-]\s|\(?\d{1,3}[.)]\s|\(?[a-z][.)]\s)")
 _TOC_LINE = re.compile(r"(?:\.\s?){4,}\s*\d+\s*$|\s\.{2,}\s*\d+\s*$")
 _NUMBER_AT_END = re.compile(r"(\d{1,4})\s*$")
@@ -81,17 +93,21 @@ class Block:
 
 def page_layout(textpage: object, number: int, width: float, height: float) -> PageLayout:
     """The lines of one page from PDFium's text runs, in reading order (columns one after the other)."""
+    import ctypes
+
     import pypdfium2.raw as pdfium_c
 
     boxes = []
+    name = ctypes.create_string_buffer(64)
     for i in range(textpage.count_rects()):  # type: ignore[attr-defined]
         left, bottom, right, top = textpage.get_rect(i)  # type: ignore[attr-defined]
         index = textpage.get_index(left + min(1.0, (right - left) / 2), (bottom + top) / 2, 2, 2)  # type: ignore[attr-defined]
-        size, weight = 0.0, 0
+        size, weight, symbol = 0.0, 0, ""
         if index is not None and index >= 0:
             size = float(pdfium_c.FPDFText_GetFontSize(textpage.raw, index))  # type: ignore[attr-defined]
             weight = int(pdfium_c.FPDFText_GetFontWeight(textpage.raw, index))  # type: ignore[attr-defined]
-        boxes.append([left, bottom, right, top, "", size, weight])
+            symbol = _tex_symbol(textpage, index, name)
+        boxes.append([left, bottom, right, top, "", size, weight, symbol])
     runs = []
     for group in _group_lines(boxes):
         # runs that overlap on a line (a logo's raised and lowered letters, "LaTeX") are read as one box:
@@ -103,13 +119,28 @@ def page_layout(textpage: object, number: int, width: float, height: float) -> P
                 last = merged[-1]
                 last[0], last[1], last[2], last[3] = (min(last[0], box[0]), min(last[1], box[1]), max(last[2], box[2]),
                                                       max(last[3], box[3]))
+                last[7] = ""
                 continue
             merged.append(list(box))
         for box in merged:
             box[4] = textpage.get_text_bounded(box[0], box[1], box[2], box[3]).replace("\r", "").replace("\n", " ")  # type: ignore[attr-defined]
+            if box[7] and box[4].strip() == box[7]:  # a run of that one character
+                box[4] = box[4].translate(_OMS)
             if box[4].strip():
-                runs.append(tuple(box))
+                runs.append(tuple(box[:7]))
     return PageLayout(number, width, height, _reading_order(runs))
+
+
+def _tex_symbol(textpage: object, index: int, name: "ctypes.Array[ctypes.c_char]") -> str:
+    """The character at `index` when it is a symbol of a TeX math symbol font read as its code (a lower
+    case letter of such a font), else ""."""
+    import pypdfium2.raw as pdfium_c
+
+    char = chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, index))  # type: ignore[attr-defined]
+    if not ("`" <= char <= "z"):
+        return ""
+    length = pdfium_c.FPDFText_GetFontInfo(textpage.raw, index, name, len(name), None)  # type: ignore[attr-defined]
+    return char if 0 < length <= len(name) and _TEX_SYMBOL_FONT.match(name.value.decode("latin-1")) else ""
 
 
 def _group_lines(runs: list) -> list[list]:

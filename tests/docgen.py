@@ -312,3 +312,24 @@ def write_slow_scan_pdf(path: Path, strokes: int = 3_000_000) -> Path:
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
     path.write_bytes(bytes(out))
     return path
+
+
+def write_tex_symbols_pdf(path: Path) -> Path:
+    """A page as pdfTeX writes a LaTeX package manual's argument without a ToUnicode map for its math
+    symbol font: "bindingoffset=<length>" with the brackets set in CMSY10, whose codes for them are "h" and
+    "i" (fpdf2's Courier, renamed; a core font carries no ToUnicode map), beside the letters h and i of
+    the text font."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=11)
+    pdf.set_xy(20, 30)
+    for font, text in (("Helvetica", "bindingoffset="), ("Courier", "h"), ("Helvetica", "length"), ("Courier", "i"),
+                       ("Helvetica", " adds a length to the inner margin, which helps with a binding.")):
+        pdf.set_font(font, size=11)
+        pdf.cell(pdf.get_string_width(text), 6, text)
+    data = bytes(pdf.output())
+    assert data.count(b"/BaseFont /Courier") == 1
+    path.write_bytes(data.replace(b"/BaseFont /Courier", b"/BaseFont /CMSY10 "))  # same length: offsets hold
+    return path

@@ -333,3 +333,11 @@ def test_the_heading_path_reaches_search_the_model_and_the_sources(make_settings
     # neighbouring chunks were merged into one passage, which keeps its first chunk's heading path
     [cited] = [s for s in answer.sources if s.cited]
     assert hit.chunk_id in cited.chunk_ids and answer.to_dict()["sources"][0]["section"] == cited.section
+
+
+def test_tex_math_symbols_given_only_as_codes_read_as_themselves(tmp_path: Path) -> None:
+    path = docgen.write_tex_symbols_pdf(tmp_path / "geometry.pdf")
+    text = "\n".join(unit.text for unit in parse_pdf_file(path).units)
+    # (fpdf2's Courier leaves gaps a space wide around its glyphs; pdfTeX's brackets abut their argument)
+    assert "bindingoffset=⟨length⟩ adds a length" in text.replace("⟨ ", "⟨").replace(" ⟩", "⟩")
+    assert "which helps with a binding." in text  # the text font's h and i stay letters
