@@ -402,8 +402,9 @@ def sentence_features(question: str, candidates: Sequence[Candidate], embedder: 
 
 
 # sentences scoring within this of the best are quoted too, best first, while the quote stays within
-# MAX_SENTENCES: the scorer cannot tell them apart (bench/quote_selection.py, "quoted" at each margin)
+# MAX_SENTENCES: the scorer cannot tell them apart (bench/quote_selection.py, quoted_at_margin)
 RUNNER_UP_MARGIN = 1.0
+
 
 @dataclass(frozen=True)
 class ScoredCandidates:
@@ -439,8 +440,9 @@ def choose_quote(question: str, scored: ScoredCandidates, margin: float = RUNNER
     """The quote for `question` from its scored candidates: the best-scoring sentence, completed as
     `complete` says, then the runners-up in score order that score within `margin` of it, each completed
     too, while the whole stays within MAX_SENTENCES (one that would not fit, or would repeat a sentence
-    already quoted, is passed over for the next). When sentences score that close the scorer cannot tell which one
-    answers: each is shown with its citation, the best first. Empty when the passages hold no sentence."""
+    already quoted, is passed over for the next). When sentences score that close the scorer cannot tell
+    which one answers: each is shown with its citation, the best first. Empty when the passages hold no
+    sentence."""
     candidates, scores = scored.candidates, scored.scores
     if not candidates:
         return []
