@@ -401,11 +401,6 @@ def sentence_features(question: str, candidates: Sequence[Candidate], embedder: 
     return np.array(rows, dtype=np.float32).reshape(len(candidates), len(FEATURES))
 
 
-# sentences scoring within this of the best are quoted too, best first, while the quote stays within
-# MAX_SENTENCES: the scorer cannot tell them apart (bench/quote_selection.py, quoted_at_margin)
-RUNNER_UP_MARGIN = 1.0
-
-
 @dataclass(frozen=True)
 class ScoredCandidates:
     """Every quotable sentence of some passages, scored for a question (computed once, for the relevance and
@@ -436,7 +431,7 @@ def score_candidates(question: str, passages: Sequence[tuple[int, Hit]], embedde
                             features @ np.asarray(scorer, dtype=np.float32), features)
 
 
-def choose_quote(question: str, scored: ScoredCandidates, margin: float = RUNNER_UP_MARGIN) -> list[Quote]:
+def choose_quote(question: str, scored: ScoredCandidates, margin: float) -> list[Quote]:
     """The quote for `question` from its scored candidates: the best-scoring sentence, completed as
     `complete` says, then the runners-up in score order that score within `margin` of it, each completed
     too, while the whole stays within MAX_SENTENCES (one that would not fit, or would repeat a sentence

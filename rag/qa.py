@@ -431,7 +431,7 @@ class QAService:
         if scored is None or scored.chunk_ids != tuple(h.chunk_id for h in hits):
             weights = self.word_weights(question, [h.chunk_id for h in hits], principal)
             scored = score_candidates(question, list(enumerate(hits, start=1)), self.embedder, weights)
-        parts = choose_quote(question, scored)
+        parts = choose_quote(question, scored, self.settings.quote_margin)
         if not parts:
             return None
         numbers: dict[int, int] = {}

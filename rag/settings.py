@@ -143,6 +143,7 @@ class AnswerSettings:
     mode: Literal["generative", "extractive", "auto"]
     passages: int
     quote_passages: int
+    quote_margin: float
     rerank_candidates: int
     duplicate_threshold: float
     abstain_threshold: float
@@ -305,6 +306,9 @@ class Settings(BaseSettings):
         "the quote (the embedded demo model: the quote first).")
     quote_passages: int = Field(4, ge=0, le=20, description="Passages beyond those given to the model that a "
                                 "quote may come from (and that are then cited).")
+    quote_margin: float = Field(1.0, ge=0, le=10, description="Sentences that score within this of the best one "
+                                "are quoted after it, each cited, within three sentences: the scorer cannot tell "
+                                "them apart (0: the best alone; bench/quote_selection.py, docs/benchmarks.md).")
     max_new_tokens: int = Field(200, ge=1, le=4096)
     temperature: float = Field(0.0, ge=0, le=2, description="0 means greedy decoding.")
     generation_timeout_s: float = Field(60.0, gt=0)
@@ -493,7 +497,7 @@ class Settings(BaseSettings):
     def answers(self) -> AnswerSettings:
         return AnswerSettings(
             mode=self.answer_mode, passages=self.answer_passages, quote_passages=self.quote_passages,
-            rerank_candidates=self.rerank_candidates, duplicate_threshold=self.duplicate_threshold,
+            quote_margin=self.quote_margin, rerank_candidates=self.rerank_candidates, duplicate_threshold=self.duplicate_threshold,
             abstain_threshold=self.abstain_threshold, confident_threshold=self.confident_threshold,
             support_threshold=self.support_threshold, max_question_chars=self.max_question_chars,
             max_new_tokens=self.max_new_tokens, temperature=self.temperature, timeout_s=self.generation_timeout_s)

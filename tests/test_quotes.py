@@ -278,7 +278,7 @@ def test_a_quote_names_the_api_entry_it_describes() -> None:
 def test_sentences_the_scorer_cannot_tell_apart_are_quoted_best_first_within_three_sentences() -> None:
     import numpy as np
 
-    from rag.extractive import RUNNER_UP_MARGIN, ScoredCandidates, choose_quote
+    from rag.extractive import ScoredCandidates, choose_quote
 
     def candidate(number: int, *sentences: str) -> Candidate:
         return Candidate(number, number - 1, 0.5, list(sentences), 0, "")
@@ -294,7 +294,9 @@ def test_sentences_the_scorer_cannot_tell_apart_are_quoted_best_first_within_thr
     def quoted(scores: list[float], *candidates: Candidate) -> list[tuple[int, str]]:
         scored = ScoredCandidates(tuple(range(len(candidates))), list(candidates), np.array(scores, np.float32),
                                   np.zeros((len(candidates), 1), np.float32))
-        return [(quote.source, quote.text) for quote in choose_quote(question, scored)]
+        return [(quote.source, quote.text) for quote in choose_quote(question, scored, margin)]
+
+    margin = 1.0
 
     # within the margin, best first; the one already quoted is not repeated
     assert quoted([5.0, 4.9, 4.8], near, same, best) == [(3, near.block[0]), (5, same.block[0])]
@@ -308,5 +310,26 @@ def test_sentences_the_scorer_cannot_tell_apart_are_quoted_best_first_within_thr
     histsize = candidate(7, "HISTSIZE is the number of commands to save.", "It keeps the last 500 commands.")
     assert quoted([5.0, 4.9, 4.8], saved, histsize, near) == [(6, saved.block[0]), (3, near.block[0])]
     # beyond the margin the best stands alone
-    assert quoted([5.0, 5.0 - RUNNER_UP_MARGIN - 0.01], best, near) == [(1, best.block[0])]
-    assert quoted([5.0, 5.0 - RUNNER_UP_MARGIN + 0.01], best, near) == [(1, best.block[0]), (3, near.block[0])]
+    assert quoted([5.0, 3.99], best, near) == [(1, best.block[0])]
+    assert quoted([5.0, 4.01], best, near) == [(1, best.block[0]), (3, near.block[0])]
+    margin = 0.0  # the best alone
+    assert quoted([5.0, 4.9, 4.8], best, near, far) == [(1, best.block[0])]
+
+
+BACKUPS = """<html><head><title>Backups</title></head><body><h2>Nightly backups</h2>
+<p>The backup job copies the file server to the tape library every night, starting at 02:00.</p>
+<p>Restores are requested from the service desk with the path and the date of the lost file.</p>
+<h2>Schedules</h2>
+<p>Every night at 02:00 the file server is backed up to tape by the backup job.</p></body></html>"""
+
+
+def test_the_quote_margin_setting_decides_how_many_sentences_are_quoted(make_settings, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    question = "At what time does the nightly backup of the file server start?"
+    (tmp_path / "wide").mkdir()
+    (tmp_path / "alone").mkdir()
+    wide = _service(make_settings(answer_mode="extractive"), embedder, tmp_path / "wide", {"backups.html": BACKUPS})
+    quoted = wide.ask(question).answer
+    assert quoted.count("02:00") == 2 and quoted.count(" [") == 2  # two sentences no score tells apart
+    alone = _service(make_settings(answer_mode="extractive", quote_margin=0.0, index_dir=tmp_path / "alone" / "index"),
+                     embedder, tmp_path / "alone", {"backups.html": BACKUPS}).ask(question).answer
+    assert alone.count("02:00") == 1 and alone.count(" [") == 1
