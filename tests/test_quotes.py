@@ -290,13 +290,12 @@ def test_sentences_the_scorer_cannot_tell_apart_are_quoted_best_first_within_thr
     far = candidate(4, "A deque is thread-safe for appends and pops from either side.")
     same = candidate(5, "The queue is slow when items are popped from the front.")  # the best one again, elsewhere
     question = "Popping items off the front of a list is slow. What should I use instead?"
+    margin = 1.0  # the default; 0 below
 
     def quoted(scores: list[float], *candidates: Candidate) -> list[tuple[int, str]]:
         scored = ScoredCandidates(tuple(range(len(candidates))), list(candidates), np.array(scores, np.float32),
                                   np.zeros((len(candidates), 1), np.float32))
         return [(quote.source, quote.text) for quote in choose_quote(question, scored, margin)]
-
-    margin = 1.0
 
     # within the margin, best first; the one already quoted is not repeated
     assert quoted([5.0, 4.9, 4.8], near, same, best) == [(3, near.block[0]), (5, same.block[0])]
