@@ -102,12 +102,13 @@ def page_layout(textpage: object, number: int, width: float, height: float) -> P
     for i in range(textpage.count_rects()):  # type: ignore[attr-defined]
         left, bottom, right, top = textpage.get_rect(i)  # type: ignore[attr-defined]
         index = textpage.get_index(left + min(1.0, (right - left) / 2), (bottom + top) / 2, 2, 2)  # type: ignore[attr-defined]
-        size, weight, symbol = 0.0, 0, ""
+        size, weight = 0.0, 0
         if index is not None and index >= 0:
             size = float(pdfium_c.FPDFText_GetFontSize(textpage.raw, index))  # type: ignore[attr-defined]
             weight = int(pdfium_c.FPDFText_GetFontWeight(textpage.raw, index))  # type: ignore[attr-defined]
-            symbol = _tex_symbol(textpage, index, name)
-        boxes.append([left, bottom, right, top, "", size, weight, symbol])
+        else:
+            index = None
+        boxes.append([left, bottom, right, top, "", size, weight, index])
     runs = []
     for group in _group_lines(boxes):
         # runs that overlap on a line (a logo's raised and lowered letters, "LaTeX") are read as one box:
@@ -119,28 +120,30 @@ def page_layout(textpage: object, number: int, width: float, height: float) -> P
                 last = merged[-1]
                 last[0], last[1], last[2], last[3] = (min(last[0], box[0]), min(last[1], box[1]), max(last[2], box[2]),
                                                       max(last[3], box[3]))
-                last[7] = ""
+                last[7] = None  # two runs: no one character to read as a symbol
                 continue
             merged.append(list(box))
         for box in merged:
             box[4] = textpage.get_text_bounded(box[0], box[1], box[2], box[3]).replace("\r", "").replace("\n", " ")  # type: ignore[attr-defined]
-            if box[7] and box[4].strip() == box[7]:  # a run of that one character
+            if box[7] is not None and _tex_symbol(textpage, box[7], box[4].strip(), name):
                 box[4] = box[4].translate(_OMS)
             if box[4].strip():
                 runs.append(tuple(box[:7]))
     return PageLayout(number, width, height, _reading_order(runs))
 
 
-def _tex_symbol(textpage: object, index: int, name: "ctypes.Array[ctypes.c_char]") -> str:
-    """The character at `index` when it is a symbol of a TeX math symbol font read as its code (a lower
-    case letter of such a font), else ""."""
+def _tex_symbol(textpage: object, index: int, text: str, name: "ctypes.Array[ctypes.c_char]") -> bool:
+    """Whether a run's `text` is one symbol of a TeX math symbol font read as its code (a lower case letter
+    of such a font), the character PDFium reports at `index` in the run. Looked up only for runs of one
+    such letter: a font lookup for every run of a page would cost a few percent of the layout."""
     import pypdfium2.raw as pdfium_c
 
-    char = chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, index))  # type: ignore[attr-defined]
-    if not ("`" <= char <= "z"):
-        return ""
+    if len(text) != 1 or not ("`" <= text <= "z"):
+        return False
+    if chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, index)) != text:  # type: ignore[attr-defined]
+        return False
     length = pdfium_c.FPDFText_GetFontInfo(textpage.raw, index, name, len(name), None)  # type: ignore[attr-defined]
-    return char if 0 < length <= len(name) and _TEX_SYMBOL_FONT.match(name.value.decode("latin-1")) else ""
+    return 0 < length <= len(name) and _TEX_SYMBOL_FONT.match(name.value.decode("latin-1")) is not None
 
 
 def _group_lines(runs: list) -> list[list]:
