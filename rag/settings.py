@@ -497,7 +497,8 @@ class Settings(BaseSettings):
     def answers(self) -> AnswerSettings:
         return AnswerSettings(
             mode=self.answer_mode, passages=self.answer_passages, quote_passages=self.quote_passages,
-            quote_margin=self.quote_margin, rerank_candidates=self.rerank_candidates, duplicate_threshold=self.duplicate_threshold,
+            quote_margin=self.quote_margin, rerank_candidates=self.rerank_candidates,
+            duplicate_threshold=self.duplicate_threshold,
             abstain_threshold=self.abstain_threshold, confident_threshold=self.confident_threshold,
             support_threshold=self.support_threshold, max_question_chars=self.max_question_chars,
             max_new_tokens=self.max_new_tokens, temperature=self.temperature, timeout_s=self.generation_timeout_s)
