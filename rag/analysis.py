@@ -45,6 +45,11 @@ _PART_MIN = 4  # nor into parts shorter than this ("unt|er|verzeichnis")
 _PART_ZIPF = 3.0  # a part must be at least this common a word (Zipf scale: 3 = once per million words)
 SPLIT_CACHE = 500_000  # words whose split is remembered
 _WORD_ZIPF = 2.0  # words rarer than this count as unknown (0) when a compound is weighed against its parts
+# How rare a word is in its language: from Zipf 3 down a name or a term of art ("certbot", "Härtung"), from
+# Zipf 4 up an everyday word ("kaputt", "klappt")
+RARE_ZIPF, COMMON_ZIPF = 3.0, 4.0
+# The languages that write every noun with a capital: a word written in lower case is no noun nor name
+NOUNS_CAPITALISED = frozenset({"de"})
 
 
 class Analyzer:
@@ -135,6 +140,30 @@ class Analyzer:
                 self._frequencies[language] = table
             return table
 
+    def rarity(self, word: str, language: str) -> float:
+        """How rare `word` is in `language`, 0-1: 1 at or below Zipf `RARE_ZIPF` (a name, a term of art, a
+        word wordfreq's list does not hold), 0 from `COMMON_ZIPF` on (an everyday word), linear between;
+        1 for a language not recognised or without a large word list (nothing known of it)."""
+        if language not in _word_lists():
+            return 1.0
+        zipf = self._zipf(language).get(word.lower(), 0.0)
+        return min(1.0, max(0.0, (COMMON_ZIPF - zipf) / (COMMON_ZIPF - RARE_ZIPF)))
+
+    def topic_weight(self, word: str, question: str, language: str) -> float:
+        """How much `word` of `question`, held by no document, says the documents miss what the question is
+        about, 0-1. In a language that writes its nouns with a capital (German), a word the question writes
+        in lower case is a verb, an adjective or an adverb it is phrased with, which says as little as the
+        word is common ("kaputt", "klappt", "wofür": 0; "zerlege": 1); a noun or a name says it in full
+        ("Firma", "Podman"). In English or French nothing tells an everyday noun the manuals lack from a
+        word of phrasing ("payments", "société" against "whether"): every word counts in full."""
+        if language not in NOUNS_CAPITALISED:
+            return 1.0
+        lower = word.lower()
+        written = [w for w in TOKEN.findall(question) if w.lower() == lower]
+        if not written or not all(w[:1].islower() for w in written):
+            return 1.0
+        return self.rarity(lower, language)
+
     def compound_parts(self, word: str, language: str) -> list[str]:
         """The parts of a German or Dutch compound (lower-case), or [] when `word` is not one: the split whose
         parts are common words, joining elements allowed, with the best geometric mean of the parts'
@@ -183,6 +212,14 @@ class Analyzer:
 
     def is_stop_word(self, word: str, language: str) -> bool:
         return word.lower() in stop_words(language)
+
+
+@lru_cache(maxsize=1)
+def _word_lists() -> frozenset[str]:
+    """Our languages wordfreq has a large word list for (not Danish, nor Norwegian under "no")."""
+    from wordfreq import available_languages
+
+    return frozenset(available_languages("large")) & frozenset(LANGUAGES)
 
 
 def _release_wordfreq() -> None:

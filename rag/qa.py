@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.analysis import analyzer
 from rag.extractive import ScoredCandidates, choose_quote, score_candidates
 from rag.generation import GenerationParams, Generator, clean_answer, make_generator
 from rag.embedding import Embedder
@@ -265,11 +266,14 @@ class QAService:
             sentence = sentence_coverage(weights, texts) / weight_sum
         # a word no readable document holds in any form ("matplotlib" asked of the LaTeX manuals), which says
         # more the more text there is (in a dozen short files most words are missing): not counted below 100
-        # chunks, in full from 10,000 on
+        # chunks, in full from 10,000 on; a German verb or adjective by how rare it is ("kaputt" says nothing)
         unknown = 0.0
         scale = min(1.0, max(0.0, (float(np.log10(max(total, 1))) - 2) / 2))
         if terms and scale > 0:
-            unknown = scale * len(self.searcher.unknown_words(terms, principal)) / len(terms)
+            absent = self.searcher.unknown_words(terms, principal)
+            if absent:
+                language, analysis = self.searcher.question_language(question), analyzer()
+                unknown = scale * sum(analysis.topic_weight(w, question, language) for w in absent) / len(terms)
         # a name or code the question gives that no passage holds ("GitHub", "core.maxFileSize")
         names = [m.group() for m in _NAME.finditer(question.strip())]
         missing = float(any(not (fuzzy_words(n) & words) for n in names))

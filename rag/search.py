@@ -61,18 +61,27 @@ def keyword_match(store: "StoreReader", terms: list[str]) -> str | None:
     return " OR ".join(store.word_match(w) for w in terms) or None
 
 
+def question_language(store: "StoreReader", text: str) -> str:
+    """The question's language among the index's: English for an English index (no detection), UNKNOWN when
+    the detection is not sure."""
+    languages = store.keyword_languages()
+    if not languages or languages == ["en"]:
+        return "en"
+    from rag.analysis import analyzer
+
+    return analyzer().question_language(text, languages)
+
+
 def question_words(store: "StoreReader", text: str) -> list[str]:
     """The question's content words for the keyword index: `keyword_terms`, less the stop words of the
     question's own language among the index's ("wie", "comment" in a German or French question)."""
     terms = keyword_terms(text)
-    languages = store.keyword_languages()
-    if not languages or languages == ["en"]:
+    language = question_language(store, text)
+    if language == "en":  # keyword_terms left them out
         return terms
     from rag.analysis import analyzer
 
-    analysis = analyzer()
-    language = analysis.question_language(text, languages)
-    return [t for t in terms if not analysis.is_stop_word(t, language)] or terms
+    return [t for t in terms if not analyzer().is_stop_word(t, language)] or terms
 
 
 def convex_fusion(dense: list[tuple[int, float]], keyword: list[tuple[int, float]], alpha: float,
@@ -470,6 +479,10 @@ class Searcher:
         """The question's content words as the keyword search takes them (`question_words`): without the stop
         words of its own language, which the index does not hold ("meine", "wo" in a German question)."""
         return question_words(self.current().store, text)
+
+    def question_language(self, text: str) -> str:
+        """The question's language among the index's (`question_language`)."""
+        return question_language(self.current().store, text)
 
     def unknown_words(self, terms: list[str], principal: Principal | None = None) -> set[str]:
         """The words no chunk `principal` may read holds, in any form: neither the word (stemmed as the

@@ -76,3 +76,53 @@ def test_questions_in_each_language_find_their_passages(tmp_path: Path, make_set
     status = json.loads(rag_cli("status", "--index", str(settings.index_dir), "--json",
                                 env={**os.environ, "RAG_DEVICE": "cpu", "RAG_MODEL_CACHE_DIR": str(model_cache)}))
     assert status["languages"] == {"de": 2, "en": 1, "fr": 1}
+
+
+
+def test_a_word_is_rare_or_everyday_in_its_own_language() -> None:
+    a = analyzer()
+    assert a.rarity("podman", "en") == 1.0 and a.rarity("certbot", "de") == 1.0  # names, terms of art
+    assert a.rarity("whether", "en") == 0.0 and a.rarity("Kaputt", "de") == 0.0 and a.rarity("silence", "fr") == 0.0
+    assert 0.0 < a.rarity("enforce", "en") < 1.0  # Zipf 3.96: between
+    assert a.rarity("kaputt", "en") == 1.0  # not an English word
+    assert a.rarity("whether", UNKNOWN) == 1.0 and a.rarity("whether", "da") == 1.0  # nothing known: rare
+    # what a word no document holds says of the question's topic: German writes its nouns with a capital
+    question = "Meine Firma braucht das, weil der Server kaputt ist und nichts klappt. Kaputt?"
+    assert a.topic_weight("kaputt", question, "de") == 1.0  # written once as a noun (or a sentence's start)
+    assert a.topic_weight("klappt", question, "de") == 0.0  # a verb, an everyday one
+    assert a.topic_weight("firma", question, "de") == 1.0  # a noun: the topic
+    assert a.topic_weight("whether", "Is it whether or not?", "en") == 1.0  # English: nothing tells
+
+
+def test_a_missing_german_verb_says_less_than_a_missing_noun(tmp_path: Path, make_settings,  # type: ignore[no-untyped-def]
+                                                             embedder) -> None:
+    """A question's word that no document holds counts against the passages answering it (abstention's
+    unknown words): in a German question a verb or an adjective by how rare it is, so an everyday one
+    ("kaputt") says nothing, while a noun or a name ("Zorbium", "Firma") counts in full, as every English word
+    does. German questions phrased with "kaputt", "brauche", "klappt" were refused on the Debian Reference."""
+    from rag.qa import RELEVANCE_FEATURES, QAService
+    from tests.conftest import scripted_generator
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "server.txt").write_text("Restart the hangar server with the command hangarctl restart; it reloads "
+                                     "the configuration and keeps the queue.")
+    (docs / "neustart.txt").write_text("Den Hangar-Server startet man mit dem Befehl hangarctl restart neu; er liest "
+                                       "die Konfiguration neu ein und behält die Warteschlange.")
+    for i in range(160):  # the feature counts from 100 chunks on (in a dozen files most words are missing)
+        (docs / f"note{i}.txt").write_text(f"Note {i}: the hangar doors open at {i % 12 + 6} o'clock.")
+    settings = make_settings()
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
+    service = QAService(searcher, scripted_generator("unused"), settings.answers)
+    unknown = RELEVANCE_FEATURES.index("unknown_words")
+
+    def missing(question: str) -> float:
+        hits = searcher.search(question, 3).hits
+        return service.relevance_features(question, hits)[0][unknown]
+
+    assert searcher.question_language("Wie starte ich den Hangar-Server neu, wenn er kaputt ist?") == "de"
+    assert missing("Wie starte ich den Hangar-Server neu, wenn er kaputt ist?") == 0.0
+    assert missing("Wie starte ich den Hangar-Server unserer Firma neu?") > 0.0
+    assert missing("Wie starte ich den Hangar-Server mit Zorbium neu?") > 0.0
+    assert missing("How do I restart the hangar server when it is broken?") > 0.0
