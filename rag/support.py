@@ -286,6 +286,7 @@ def subject_missing(claim: str, passages: Sequence[str]) -> str:
     return "" if any(stem(w) in known for w in run) else " ".join(run)
 
 
+_WORD_PART = 4  # a part of a hyphenated code this long and all letters is a word ("Prozessor", "only")
 # a name written as code, which a passage about it writes the same way: an inner capital ("MaxMatrixRows",
 # "GitHub", "maxFileSize", "HTTPAdapter"; not a plural "URLs"), a dotted or snake_case name in lower case
 # ("core.maxFileSize", "max_workers"), a long option ("--disable-gil")
@@ -304,6 +305,18 @@ def code_names(question: str) -> list[str]:
             and not any(start <= m.start() < end for start, end in snippets)]
 
 
+def code_part(name: str) -> str:
+    """A code joined by hyphens to words (lower case) without those words: "68k-prozessor" -> "68k",
+    "ipv6-only" -> "ipv6", "debian-11" -> "11": a passage writes the code in its own compound ("m68k-Architektur")
+    or apart ("Debian 11"). A code of short parts stays whole ("hr-05", "x86-64")."""
+    parts = name.split("-")
+    while len(parts) > 1 and parts[0].isalpha() and len(parts[0]) >= _WORD_PART:
+        parts.pop(0)
+    while len(parts) > 1 and parts[-1].isalpha() and len(parts[-1]) >= _WORD_PART:
+        parts.pop()
+    return "-".join(parts)
+
+
 def missing_identifier(question: str, passages: Sequence[str]) -> str:
     """An identifier the question names (a code "HR-05", "NW-2211", a version "4.1", a name written as code:
     "core.maxFileSize", "MaxMatrixRows", "--disable-gil") that no passage holds, else "": a question about
@@ -312,7 +325,7 @@ def missing_identifier(question: str, passages: Sequence[str]) -> str:
     facts = extract_facts(question)
     known = " ".join(passages).lower()
     for name in sorted(facts.names):
-        if any(c.isdigit() for c in name) and name not in known:
+        if any(c.isdigit() for c in name) and code_part(name) not in known:
             return name
     for name in code_names(question):
         if name.lower() not in known:
