@@ -307,14 +307,16 @@ def code_names(question: str) -> list[str]:
 
 def code_part(name: str) -> str:
     """A code joined by hyphens to words (lower case) without those words: "68k-prozessor" -> "68k",
-    "ipv6-only" -> "ipv6", "debian-11" -> "11": a passage writes the code in its own compound ("m68k-Architektur")
-    or apart ("Debian 11"). A code of short parts stays whole ("hr-05", "x86-64")."""
+    "ipv6-only" -> "ipv6": a passage writes the code in its own compound ("m68k-Architektur"). A code of short
+    parts stays whole ("hr-05", "x86-64"), and so does a number named by its word ("debian-11": "11" alone
+    would be found in "11:30")."""
     parts = name.split("-")
     while len(parts) > 1 and parts[0].isalpha() and len(parts[0]) >= _WORD_PART:
         parts.pop(0)
     while len(parts) > 1 and parts[-1].isalpha() and len(parts[-1]) >= _WORD_PART:
         parts.pop()
-    return "-".join(parts)
+    code = "-".join(parts)
+    return name if code.replace(".", "").isdigit() else code
 
 
 def missing_identifier(question: str, passages: Sequence[str]) -> str:
@@ -325,7 +327,7 @@ def missing_identifier(question: str, passages: Sequence[str]) -> str:
     facts = extract_facts(question)
     known = " ".join(passages).lower()
     for name in sorted(facts.names):
-        if any(c.isdigit() for c in name) and code_part(name) not in known:
+        if any(c.isdigit() for c in name) and code_part(name) not in known and name.replace("-", " ") not in known:
             return name
     for name in code_names(question):
         if name.lower() not in known:
