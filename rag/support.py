@@ -286,7 +286,6 @@ def subject_missing(claim: str, passages: Sequence[str]) -> str:
     return "" if any(stem(w) in known for w in run) else " ".join(run)
 
 
-_WORD_PART = 4  # a part of a hyphenated code this long and all letters is a word ("Prozessor", "only")
 # a name written as code, which a passage about it writes the same way: an inner capital ("MaxMatrixRows",
 # "GitHub", "maxFileSize", "HTTPAdapter"; not a plural "URLs"), a dotted or snake_case name in lower case
 # ("core.maxFileSize", "max_workers"), a long option ("--disable-gil")
@@ -303,6 +302,9 @@ def code_names(question: str) -> list[str]:
     snippets = [m.span(2) for m in _QUOTED_SNIPPET.finditer(question)]
     return [m.group() for m in _CODE_NAME.finditer(question) if (m.group("head") or "") not in STOPWORDS
             and not any(start <= m.start() < end for start, end in snippets)]
+
+
+_WORD_PART = 4  # a part of a hyphenated code this long and all letters is a word ("Prozessor", "only")
 
 
 def code_part(name: str) -> str:
@@ -323,7 +325,8 @@ def missing_identifier(question: str, passages: Sequence[str]) -> str:
     """An identifier the question names (a code "HR-05", "NW-2211", a version "4.1", a name written as code:
     "core.maxFileSize", "MaxMatrixRows", "--disable-gil") that no passage holds, else "": a question about
     release 4.1 is not answered by the notes of release 4.2, nor one about MaxMatrixRows by the description of
-    MaxMatrixCols."""
+    MaxMatrixCols. A code joined to words is looked for without them (`code_part`), and a hyphenated one is
+    also found written with spaces ("Debian-11" in "Debian 11")."""
     facts = extract_facts(question)
     known = " ".join(passages).lower()
     for name in sorted(facts.names):
