@@ -104,8 +104,9 @@ _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 # vectors). 1: text nodes joined by newlines, no sections. 2: structure-faithful text with sections. 3: PDF
 # pages set in columns (two, three, ...) read column by column, not line by line across the gutter, and a
 # term above its indented description read with it. 4: TeX's math symbols read as themselves in PDFs that
-# give only their codes ("bindingoffset=⟨length⟩", not "bindingoffset=hlengthi").
-PARSER_VERSION = 4
+# give only their codes ("bindingoffset=⟨length⟩", not "bindingoffset=hlengthi"). 5: PDF paragraphs told apart
+# by their lines' baselines, and words apart as PDFium's text spaces them ("‘-f’", not "‘ -f ’").
+PARSER_VERSION = 5
 
 
 def clean(text: str, keep_spaces: bool = False) -> str:

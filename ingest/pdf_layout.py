@@ -6,9 +6,12 @@ then, over the whole document:
 
 - removes running headers and footers (a line at the top or bottom of a page that recurs on other pages
   once its digits are ignored, or that holds the page's own printed number) and lone page numbers;
-- joins the lines of a paragraph (a line that reaches the right margin continues in the next one) and
-  words hyphenated at a line end ("inter-" + "face"; kept hyphenated when the document writes the word
-  with its hyphen elsewhere, as in "lower-level");
+- joins the lines of a paragraph (a line that reaches the right margin continues in the next one, unless
+  its baseline stands further below than the text's line spacing) and words hyphenated at a line end
+  ("inter-" + "face"; kept hyphenated when the document writes the word with its hyphen elsewhere, as in
+  "lower-level");
+- puts a space between two runs of a line where PDFium's text of the page has one, not wherever their
+  letters' boxes stand apart (code in a typewriter font inside quotes reads "‘-f’", not "‘ -f ’");
 - reads a term set on a line of its own above its indented description, or beside it across a gap wider
   than an em (Texinfo's tables, man pages' options, key bindings), as one paragraph, "term: description",
   as a definition list in HTML reads;
@@ -19,7 +22,7 @@ then, over the whole document:
 - reads the symbols of TeX's math fonts as themselves where the PDF gives only their codes (the brackets
   of "bindingoffset=⟨length⟩" came out "bindingoffset=hlengthi").
 
-Pure over PDFium's text objects: no rendering, a few calls per text run (about 5 ms a page).
+Pure over PDFium's text objects: no rendering, a few calls per text run (about 8 ms a page).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     import ctypes
@@ -41,7 +44,9 @@ BOLD_WEIGHT = 550  # PDFium's font weight from which a run counts as bold
 # case codes are these symbols (TeX's OMS encoding); no letter of such a font is a lower case letter.
 _TEX_SYMBOL_FONT = re.compile(r"^(?:[A-Z]{6}\+)?(?:CMSY|CMBSY|LMMathSymbols|cmsy|cmbsy|lmsy)\d*")
 _OMS = str.maketrans("`abcdefghijklmnopqrstuvwxyz", "⊢⊣⌊⌋⌈⌉{}⟨⟩|‖↕⇕\\≀√⨿∇∫⊔⊓⊑⊒§†‡")
-_LIST_START = re.compile(r"^(?:[•◦▪‣∙·*–—-]\s|\(?\d{1,3}[.)]\s|\(?[a-z][.)]\s)")
+_BULLETS = "•◦▪‣∙·*–—-"
+_LIST_START = re.compile(rf"^(?:[{re.escape(_BULLETS)}]\s|\(?\d{{1,3}}[.)]\s|\(?[a-z][.)]\s)")
+_SENTENCE_END = re.compile(r"[.:;!?]\W*$")
 _TOC_LINE = re.compile(r"(?:\.\s?){4,}\s*\d+\s*$|\s\.{2,}\s*\d+\s*$")
 _NUMBER_AT_END = re.compile(r"(\d{1,4})\s*$")
 _NUMBER_AT_START = re.compile(r"^\s*(\d{1,4})\b")
@@ -51,6 +56,22 @@ _WORDS = re.compile(r"[^\W\d_]{2,}")
 _WORD_HYPHEN = re.compile(r"([A-Za-zÀ-ÿ]+)-$")
 _SOFT_HYPHENS = ("\x02", "\u00ad")  # PDFium marks a hyphen it knows was added to break a word with \x02
 _NEXT_WORD = re.compile(r"^([a-zà-ÿ][\w]*)")
+
+
+class Run(NamedTuple):
+    """A run of text of one font on one line, as PDFium gives it (PDF points, y upwards)."""
+
+    left: float
+    bottom: float
+    right: float
+    top: float
+    text: str
+    size: float
+    weight: int
+    baseline: float | None = None  # where its letters stand (PDFium's origin of its first character)
+    first: int | None = None  # its first and last characters' places in PDFium's text of the page
+    last: int | None = None
+    spaced: bool | None = None  # PDFium's text has a space just before it (the PDF's own or one PDFium adds)
 
 
 @dataclass
@@ -66,6 +87,7 @@ class Line:
     bold: bool
     chars: int = 0
     column: int = 0  # which of the page's text columns, left to right; SPANNING across them
+    baseline: float | None = None  # where most of its letters stand (None when PDFium did not say)
     # a line that opens with a few words, then a gap wider than an em before the rest: those words (a
     # term beside its description), and where the rest begins
     head: str = ""
@@ -99,16 +121,20 @@ def page_layout(textpage: object, number: int, width: float, height: float) -> P
 
     boxes = []
     name = ctypes.create_string_buffer(64)
+    x, y = ctypes.c_double(), ctypes.c_double()
     for i in range(textpage.count_rects()):  # type: ignore[attr-defined]
         left, bottom, right, top = textpage.get_rect(i)  # type: ignore[attr-defined]
         index = textpage.get_index(left + min(1.0, (right - left) / 2), (bottom + top) / 2, 2, 2)  # type: ignore[attr-defined]
-        size, weight = 0.0, 0
+        size, weight, baseline, spaced = 0.0, 0, None, None
         if index is not None and index >= 0:
             size = float(pdfium_c.FPDFText_GetFontSize(textpage.raw, index))  # type: ignore[attr-defined]
             weight = int(pdfium_c.FPDFText_GetFontWeight(textpage.raw, index))  # type: ignore[attr-defined]
+            if pdfium_c.FPDFText_GetCharOrigin(textpage.raw, index, ctypes.byref(x), ctypes.byref(y)):  # type: ignore[attr-defined]
+                baseline = y.value
+            spaced = index > 0 and chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, index - 1)).isspace()  # type: ignore[attr-defined]
         else:
             index = None
-        boxes.append([left, bottom, right, top, "", size, weight, index])
+        boxes.append([left, bottom, right, top, "", size, weight, index, baseline, None, spaced])
     runs = []
     for group in _group_lines(boxes):
         # runs that overlap on a line (a logo's raised and lowered letters, "LaTeX") are read as one box:
@@ -120,15 +146,18 @@ def page_layout(textpage: object, number: int, width: float, height: float) -> P
                 last = merged[-1]
                 last[0], last[1], last[2], last[3] = (min(last[0], box[0]), min(last[1], box[1]), max(last[2], box[2]),
                                                       max(last[3], box[3]))
-                last[7] = None  # two runs: no one character to read as a symbol
+                last[7] = None  # two runs: no one character to read as a symbol, nor one place in the text
                 continue
             merged.append(list(box))
         for box in merged:
-            box[4] = textpage.get_text_bounded(box[0], box[1], box[2], box[3]).replace("\r", "").replace("\n", " ")  # type: ignore[attr-defined]
+            text = textpage.get_text_bounded(box[0], box[1], box[2], box[3])  # type: ignore[attr-defined]
+            if box[7] is not None:
+                box[9] = box[7] + len(text) - 1  # where the run ends in the page's text
+            box[4] = text.replace("\r", "").replace("\n", " ")
             if box[7] is not None and _tex_symbol(textpage, box[7], box[4].strip(), name):
                 box[4] = box[4].translate(_OMS)
             if box[4].strip():
-                runs.append(tuple(box[:7]))
+                runs.append(Run(*box[:7], box[8], box[7], box[9], box[10]))
     return PageLayout(number, width, height, _reading_order(runs))
 
 
@@ -169,17 +198,17 @@ def _lines(runs: list[tuple], column: int = 0) -> list[Line]:
     groups = _group_lines(runs)
     lines = []
     for group in groups:
-        group.sort(key=lambda r: r[0])
+        group = sorted((Run(*r) for r in group), key=lambda r: r.left)
         parts: list[str] = []
-        previous_right = None
+        previous: Run | None = None
         head, hang = "", 0.0
-        for left, _, right, _, text, size, _ in group:
-            if previous_right is not None and parts and not parts[-1].endswith(" ") and left - previous_right > 1.5:
+        for run in group:
+            if previous is not None and parts and not parts[-1].endswith(" ") and _space_between(previous, run):
                 parts.append(" ")
-            if previous_right is not None and not head and left - previous_right > 1.5 * max(size, 1.0):
-                head, hang = " ".join("".join(parts).split()), left
-            parts.append(text)
-            previous_right = right
+            if previous is not None and not head and run.left - previous.right > 1.5 * max(run.size, 1.0):
+                head, hang = " ".join("".join(parts).split()), run.left
+            parts.append(run.text)
+            previous = run
         text = " ".join("".join(parts).split())
         if not text:
             continue
@@ -189,9 +218,22 @@ def _lines(runs: list[tuple], column: int = 0) -> list[Line]:
         total = sum(n for n, _, _ in chars) or 1
         size = max((s for n, s, _ in chars if n), default=0.0)
         bold = sum(n for n, _, w in chars if w >= BOLD_WEIGHT) / total > 0.8
-        lines.append(Line(text, group[0][0], max(r[2] for r in group), min(r[1] for r in group),
-                          max(r[3] for r in group), size, bold, total, column, head, hang))
+        stands = Counter(round(r.baseline, 1) for n, r in zip(chars, group) if r.baseline is not None and n[0])
+        lines.append(Line(text, group[0].left, max(r.right for r in group), min(r.bottom for r in group),
+                          max(r.top for r in group), size, bold, total, column,
+                          max(stands, key=lambda b: (stands[b], -b)) if stands else None, head, hang))
     return lines
+
+
+def _space_between(before: Run, after: Run) -> bool:
+    """Whether a word space separates two runs side by side on a line: as PDFium's text of the page has it
+    where the two follow each other there (it knows the fonts' spacing: "‘-f’", where the quotes' font
+    and the code's leave a gap between their letters' boxes, up to a third of an em in TeX's manuals), unless they
+    stand further apart than any two letters of a word; else by the gap between them."""
+    gap = after.left - before.right
+    if before.last is not None and after.first is not None and 0 < after.first - before.last <= 2:
+        return bool(after.spaced) or gap > 0.4 * max(after.size, 1.0)
+    return gap > 1.5
 
 
 SPANNING = -1  # Line.column of a line that crosses the gutters (a title, a wide caption) on a page of columns
@@ -422,6 +464,11 @@ def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphen
     margins = _column_margins(lines)
     gaps = sorted(a.bottom - b.top for a, b in zip(lines, lines[1:]) if 0 < a.bottom - b.top < 3 * max(body, 1))
     usual_gap = gaps[len(gaps) // 2] if gaps else body * 0.3
+    # from one line's baseline to the next's: the boxes of a line's letters say less (a line of code or of
+    # capitals, "REPLY.", has no descenders, so the space above it looked like a paragraph's)
+    pitches = sorted(a.baseline - b.baseline for a, b in zip(lines, lines[1:]) if a.baseline is not None
+                     and b.baseline is not None and 0 < a.baseline - b.baseline < 3 * max(body, 1))
+    usual_pitch = pitches[len(pitches) // 2] if pitches else None
     terms = _hanging_terms(lines, body, margins)
     beside = _terms_beside(lines)
     paragraph: list[str] = []
@@ -453,8 +500,14 @@ def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphen
             paragraph[-1] += ":"  # "cdable_vars: If this is set, ...", as a definition list in HTML reads
         elif previous is not None and paragraph:
             gap = previous.bottom - line.top
+            apart = gap > max(1.6 * usual_gap, usual_gap + 3)
+            if usual_pitch is not None and previous.baseline is not None and line.baseline is not None:
+                # the gap between the letters' boxes only where the line also starts elsewhere (an example set
+                # in from the text, often at the text's own line spacing)
+                apart = (previous.baseline - line.baseline > usual_pitch + max(0.2 * usual_pitch, 1.5)
+                         or (apart and abs(line.x0 - previous.x0) > 1.0))
             ended = _ends_early(previous, margins) or previous.text.rstrip().endswith(":")
-            if gap > max(1.6 * usual_gap, usual_gap + 3) or ended or _LIST_START.match(line.text) or i in beside:
+            if apart or ended or _starts_item(line, previous) or i in beside:
                 yield Block(page.number, " ".join(paragraph))
                 paragraph = []
             elif i in terms:  # a term's line goes on from the text above it: not a term
@@ -473,6 +526,17 @@ def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphen
         yield previous_heading
     if paragraph:
         yield Block(page.number, " ".join(paragraph))
+
+
+def _starts_item(line: Line, previous: Line) -> bool:
+    """Whether `line` opens an item of a list: a bullet, or a number or letter ("2.", "(b)") where the line
+    before ended a sentence or the item is set apart from it (a wrapped sentence's line may begin "1) if n
+    is not specified")."""
+    start = _LIST_START.match(line.text)
+    if start is None:
+        return False
+    return (start.group(0)[0] in _BULLETS or bool(_SENTENCE_END.search(previous.text))
+            or abs(line.x0 - previous.x0) > 1.0)
 
 
 def _terms_beside(lines: Sequence[Line]) -> set[int]:

@@ -263,6 +263,65 @@ def test_a_term_above_or_beside_its_description_is_read_with_it(tmp_path: Path) 
     assert "Short last line." in blocks and "Short last line.:" not in "\n".join(blocks)
 
 
+def _texinfo_page(path: Path) -> Path:
+    """A page set as Texinfo sets the bash and R manuals: justified lines at one baseline pitch, code in
+    Courier inside the sentences (a line of it alone, "REPLY.", has no descenders), a wrapped line that
+    begins "1) if", a numbered list after a colon, paragraphs 3 pt apart."""
+    from fpdf import FPDF
+
+    pdf = FPDF(unit="pt")
+    pdf.core_fonts_encoding = "windows-1252"  # the typographic quotes
+    pdf.add_page()
+    pitch, left, width = 13.1, 72.0, 420.0
+    y = 72.0
+
+    def line(*parts: tuple[str, str], full: bool = True) -> None:
+        nonlocal y
+        words = sum(len(text.split()) for _, text in parts)
+        natural = sum(pdf.set_font(font, size=10.9) or pdf.get_string_width(text) for font, text in parts)
+        assert natural < width
+        spacing = (width - natural) / max(1, words - 1) if full else 0.0  # justified: words spread to the margin
+        x = left
+        for font, text in parts:
+            pdf.set_font(font, size=10.9)
+            for i, word in enumerate(text.split(" ")):
+                if i:
+                    x += pdf.get_string_width(" ") + spacing
+                pdf.text(x, y, word)
+                x += pdf.get_string_width(word)
+        y += pitch
+
+    h, c = "Helvetica", "Courier"
+    line((h, "If EOF is read, the select command completes and returns 1. Any other value read"))
+    line((h, "causes name to be set to null, and the commands run again after each new selection"))
+    line((h, "is made until a break command is executed. The line read is then stored in the variable"))  # no descender
+    line((c, "REPLY."), full=False)
+    y += 3.1  # Texinfo's space between paragraphs
+    line((h, "Redirection of output in this fashion opens the file for appending on the descriptor"))
+    line((h, "n, or on the standard output of the shell, which is the default one (file descriptor"))
+    line((h, "1) if n is not specified. If the file does not exist it is created."), full=False)
+    y += 3.1
+    line((h, "Conditional operators such as \u2018"), (c, "-f"),
+         (h, "\u2019 must be unquoted to be recognized as primaries"))
+    line((h, "by the shell, and they are tested in the order given below, from left to right:"), full=False)
+    line((h, "1. files first;"), full=False)
+    line((h, "2. strings next."), full=False)
+    pdf.output(str(path))
+    return path
+
+
+def test_texinfo_paragraphs_hold_their_code_words_and_wrapped_numbers(tmp_path: Path) -> None:
+    # the boxes of a line's letters put the space above a line of capitals and code ("REPLY.", no descenders)
+    # for a paragraph's; a wrapped line beginning "1) if" was read as a list item; a space was put between
+    # the quote marks and the code they quote, whose fonts leave a gap between their letters' boxes
+    blocks = "\n".join(u.text for u in parse_pdf_file(_texinfo_page(tmp_path / "t.pdf")).units).split("\n\n")
+    assert blocks[0].endswith("The line read is then stored in the variable REPLY.")
+    assert blocks[1].startswith("Redirection of output") and blocks[1].endswith(
+        "(file descriptor 1) if n is not specified. If the file does not exist it is created.")
+    assert blocks[2].startswith("Conditional operators such as \u2018-f\u2019 must be unquoted")
+    assert blocks[3:] == ["1. files first;", "2. strings next."]
+
+
 def test_chunks_follow_sections_and_carry_their_heading_path(tmp_path: Path) -> None:
     from ingest.chunking import Chunker
     from ingest.parsers import TextUnit
