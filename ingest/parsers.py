@@ -105,7 +105,8 @@ _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 # pages set in columns (two, three, ...) read column by column, not line by line across the gutter, and a
 # term above its indented description read with it. 4: TeX's math symbols read as themselves in PDFs that
 # give only their codes ("bindingoffset=⟨length⟩", not "bindingoffset=hlengthi"). 5: PDF paragraphs told apart
-# by their lines' baselines, and words apart as PDFium's text spaces them ("‘-f’", not "‘ -f ’").
+# by their lines' baselines, words apart as PDFium's text spaces them ("‘-f’", not "‘ -f ’"), and no letter
+# read twice where a slanted one touches the next run ("[array]", not "[array]y]").
 PARSER_VERSION = 5
 
 
