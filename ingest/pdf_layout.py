@@ -562,21 +562,30 @@ def _terms_beside(lines: Sequence[Line]) -> set[int]:
 
 
 _TERM_END = re.compile(r"[\w)\]>'\"`*+]$")
+_SIGNATURE = re.compile(r"^(?:[\w\[\], ]+= ?)?[A-Za-z_][\w.]* ?\(.*\)$")  # "spy (x)", "[tok, rem] = strtok (str)"
+_ONE_SENTENCE = re.compile(r"^[A-Z][^:;]*[a-z0-9)][.]$")
 
 
 def _hanging_terms(lines: Sequence[Line], body: float, margins: dict[int, tuple[float, float]]) -> set[int]:
     """Indexes of the lines that are a term of a definition list set with a hanging indent (Texinfo's
     @table, a man page's options): a short line on its own, then its description indented under it by
-    more than an em, wrapped (its first line reaches the margin, the next is as far in)."""
+    more than an em, wrapped (its first line reaches the margin, the next is as far in). A function's
+    signature (Texinfo's @deftypefn: "spy (. . ., line_spec)", "str = jsonencode (obj)") is such a term
+    above a description of one sentence too, as reference manuals describe a function under its call."""
     terms = set()
     em = max(body, 1.0)
-    for i in range(len(lines) - 2):
-        term, first, second = lines[i:i + 3]
-        if (term.column == first.column == second.column and len(term.text.split()) <= 6
+    for i in range(len(lines) - 1):
+        term, first = lines[i:i + 2]
+        second = lines[i + 2] if i + 2 < len(lines) else None
+        signature = _SIGNATURE.search(term.text) is not None
+        if not (term.column == first.column and len(term.text.split()) <= (12 if signature else 6)
                 and _TERM_END.search(term.text) and _ends_early(term, margins)
-                and first.x0 - term.x0 > 1.5 * em and abs(second.x0 - first.x0) < 2
-                and not _ends_early(first, margins) and term.bottom > first.top - 2 * em
+                and first.x0 - term.x0 > 1.5 * em and term.bottom > first.top - 2 * em
                 and first.text[:1].isalpha()):  # not a listing's numbered lines, nor an index's entries
+            continue
+        wrapped = (second is not None and second.column == first.column and abs(second.x0 - first.x0) < 2
+                   and not _ends_early(first, margins))
+        if wrapped or (signature and _ONE_SENTENCE.match(first.text)):
             terms.add(i)
     return terms
 

@@ -266,7 +266,8 @@ def test_a_term_above_or_beside_its_description_is_read_with_it(tmp_path: Path) 
 def _texinfo_page(path: Path) -> Path:
     """A page set as Texinfo sets the bash and R manuals: justified lines at one baseline pitch, code in
     Courier inside the sentences (a line of it alone, "REPLY.", has no descenders), a wrapped line that
-    begins "1) if", a numbered list after a colon, paragraphs 3 pt apart, a slanted argument in brackets."""
+    begins "1) if", a numbered list after a colon, paragraphs 3 pt apart, a slanted argument in brackets, a
+    function's signature above its description."""
     from fpdf import FPDF
 
     pdf = FPDF(unit="pt")
@@ -275,13 +276,13 @@ def _texinfo_page(path: Path) -> Path:
     pitch, left, width = 13.1, 72.0, 420.0
     y = 72.0
 
-    def line(*parts: tuple[str, str], full: bool = True) -> None:
+    def line(*parts: tuple[str, str], full: bool = True, indent: float = 0.0) -> None:
         nonlocal y
         words = sum(len(text.split()) for _, text in parts)
         natural = sum(pdf.set_font(*font.split("/"), size=10.9) or pdf.get_string_width(text) for font, text in parts)
-        assert natural < width
-        spacing = (width - natural) / max(1, words - 1) if full else 0.0  # justified: words spread to the margin
-        x = left
+        assert natural < width - indent
+        spacing = (width - indent - natural) / max(1, words - 1) if full else 0.0  # justified: spread to the margin
+        x = left + indent
         for font, text in parts:
             pdf.set_font(*font.split("/"), size=10.9)
             for i, word in enumerate(text.split(" ")):
@@ -308,6 +309,9 @@ def _texinfo_page(path: Path) -> Path:
     line((h, "2. strings next."), full=False)
     y += 3.1
     line((h, "mapfile ["), ("Courier/I", "array"), (h, "] reads lines into an indexed array."), full=False)
+    y += 3.1
+    line((c, "spy (x)"), full=False)  # a function's signature, its description of one sentence set in under it
+    line((h, "Plot the sparsity pattern of the sparse matrix x."), full=False, indent=28.0)
     pdf.output(str(path))
     return path
 
@@ -324,6 +328,8 @@ def test_texinfo_paragraphs_hold_their_code_words_and_wrapped_numbers(tmp_path: 
     assert blocks[3:5] == ["1. files first;", "2. strings next."]
     # PDFium's text of a run reads a letter that only touches its edge: the slanted "y" came out twice
     assert blocks[5] == "mapfile [array] reads lines into an indexed array."
+    # the description names no function: read under its signature, as a definition list reads
+    assert blocks[6] == "spy (x): Plot the sparsity pattern of the sparse matrix x."
 
 
 def test_chunks_follow_sections_and_carry_their_heading_path(tmp_path: Path) -> None:
