@@ -106,7 +106,8 @@ _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 # term above its indented description read with it. 4: TeX's math symbols read as themselves in PDFs that
 # give only their codes ("bindingoffset=⟨length⟩", not "bindingoffset=hlengthi"). 5: PDF paragraphs told apart
 # by their lines' baselines, words apart as PDFium's text spaces them ("‘-f’", not "‘ -f ’"), and no letter
-# read twice where a slanted one touches the next run ("[array]", not "[array]y]").
+# read twice where a slanted one touches the next run ("[array]", not "[array]y]"); a function's signature
+# read as the term of its description; a title page's headings head no section; index lines and initials dropped.
 PARSER_VERSION = 5
 
 
@@ -372,7 +373,15 @@ def parse_pdf(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     # paragraphs and headings of the text pages; a heading's path carries on across pages
     by_page: dict[int, list[TextUnit]] = {}
     path: list[tuple[int, str]] = []
-    for block in document_blocks(layouts):
+    blocks = document_blocks(layouts)
+    # a title page's headings (the title, a subtitle or motto: Octave's "Free Your Numbers") are set in sizes
+    # no later page uses: they head no section, and would otherwise head every passage of the document
+    opening = {layout.number for layout in layouts[:2]}
+    later = {b.heading_level for b in blocks if b.heading_level is not None and b.page not in opening}
+    for block in blocks:
+        if block.heading_level is not None and block.page in opening and block.heading_level not in later and later:
+            title = title or block.text
+            continue
         if block.heading_level is not None:
             while path and path[-1][0] >= block.heading_level:
                 path.pop()

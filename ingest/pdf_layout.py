@@ -17,8 +17,8 @@ then, over the whole document:
   as a definition list in HTML reads;
 - finds headings where the PDF has no tags: a short line set larger than the body text, or a short bold
   line standing alone, with levels by size;
-- drops table-of-contents lines ("Installation . . . . . 12"), which would otherwise match every
-  question about the sections they list;
+- drops table-of-contents and index lines ("Installation . . . . . 12", "cd . . . . . 967, 982") and an
+  index's initials, which would otherwise match every question about the sections they list;
 - reads the symbols of TeX's math fonts as themselves where the PDF gives only their codes (the brackets
   of "bindingoffset=⟨length⟩" came out "bindingoffset=hlengthi").
 
@@ -47,7 +47,9 @@ _OMS = str.maketrans("`abcdefghijklmnopqrstuvwxyz", "⊢⊣⌊⌋⌈⌉{}⟨⟩|
 _BULLETS = "•◦▪‣∙·*–—-"
 _LIST_START = re.compile(rf"^(?:[{re.escape(_BULLETS)}]\s|\(?\d{{1,3}}[.)]\s|\(?[a-z][.)]\s)")
 _SENTENCE_END = re.compile(r"[.:;!?]\W*$")
-_TOC_LINE = re.compile(r"(?:\.\s?){4,}\s*\d+\s*$|\s\.{2,}\s*\d+\s*$")
+# a contents or index line: dot leaders, then its page numbers ("cd . . . . . 967, 982")
+_TOC_LINE = re.compile(r"(?:(?:\.\s?){4,}|\s\.{2,})\s*\d+(?:[\s,]+\d+)*[\s,]*$")
+_INDEX_LETTERS = re.compile(r"^(?:[A-Z]\s+)*[A-Z]$")  # the letters an index groups its entries under: "A", "P R"
 _NUMBER_AT_END = re.compile(r"(\d{1,4})\s*$")
 _NUMBER_AT_START = re.compile(r"^\s*(\d{1,4})\b")
 _ROMAN = re.compile(r"^[ivxlcdm]{1,6}$", re.I)
@@ -456,7 +458,8 @@ def document_blocks(pages: Sequence[PageLayout]) -> list[Block]:
     hyphenated = Counter(w.lower() for p in pages for ln in p.lines for w in re.findall(r"\b\w+-\w+\b", ln.text))
     blocks: list[Block] = []
     for page in pages:
-        blocks.extend(_page_blocks(page, body, levels, hyphenated))
+        blocks.extend(b for b in _page_blocks(page, body, levels, hyphenated)
+                      if b.heading_level is not None or not _INDEX_LETTERS.match(b.text))
     return blocks
 
 

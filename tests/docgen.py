@@ -32,14 +32,16 @@ def write_pdf(path: Path, pages: list[str], title: str = "", password: str | Non
 
 
 def write_manual_pdf(path: Path, chapters: list[tuple[str, list[tuple[str, list[str]]]]], running_head: str = "",
-                     columns: int = 1, contents: bool = False) -> Path:
+                     columns: int = 1, contents: bool = False, motto: str = "", index: bool = False) -> Path:
     """A typeset manual: per chapter (title, [(section heading, paragraphs)]), a new page each; headings in
     larger bold type; paragraphs justified in 10 pt, so lines reach the margin; `running_head` at the top of
     every page with the printed page number (pages counted from 1 after an unnumbered title page) and the
     number alone at the bottom; `columns`: each section's body in that many balanced, justified columns
     (a 4 mm gutter, about LaTeX's 10 pt: lines of neighbouring columns side by side at the same heights);
-    `contents`: a table of contents page with dot leaders. A paragraph holding "soft~hyphen" has the word
-    broken at a line end with a hyphen."""
+    `contents`: a table of contents page with dot leaders; `motto`: a line under the title on the title
+    page, set larger than the chapters' titles; `index`: a last page indexing the sections' headings, under
+    their initials, each with the pages it is on ("Restore . . . . . 2, 3"). A paragraph holding
+    "soft~hyphen" has the word broken at a line end with a hyphen."""
     from fpdf import FPDF
 
     class Manual(FPDF):
@@ -60,6 +62,9 @@ def write_manual_pdf(path: Path, chapters: list[tuple[str, list[tuple[str, list[
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 24)
     pdf.cell(0, 20, "The Manual", new_x="LMARGIN", new_y="NEXT")
+    if motto:
+        pdf.set_font("Helvetica", "B", 20)
+        pdf.cell(0, 14, motto, new_x="LMARGIN", new_y="NEXT")
     if contents:
         pdf.add_page()
         pdf.set_font("Helvetica", size=10)
@@ -92,6 +97,19 @@ def write_manual_pdf(path: Path, chapters: list[tuple[str, list[tuple[str, list[
                 else:
                     pdf.multi_cell(0, 5, text, new_x="LMARGIN", new_y="NEXT", align="J")
                 pdf.ln(3)
+    if index:
+        pdf.add_page()
+        pdf.set_font("Helvetica", "B", 18)
+        pdf.cell(0, 12, "Index", new_x="LMARGIN", new_y="NEXT")
+        entries = sorted(heading for _, sections in chapters for heading, _ in sections)
+        for initial in sorted({entry[0].upper() for entry in entries}):
+            pdf.set_font("Helvetica", "B", 10)
+            pdf.cell(0, 6, initial, new_x="LMARGIN", new_y="NEXT")
+            pdf.ln(2)
+            pdf.set_font("Helvetica", size=10)
+            for entry in (e for e in entries if e[0].upper() == initial):
+                pdf.cell(0, 5, f"{entry} " + ". " * 20 + " 2, 3", new_x="LMARGIN", new_y="NEXT")
+            pdf.ln(2)
     pdf.output(str(path))
     return path
 

@@ -151,11 +151,13 @@ def test_pdf_pages_lose_their_furniture_and_keep_sections(tmp_path: Path) -> Non
         ("Backups", [("Retention", [LONG, "The prune job runs at 02:00 and logs to the con~figuration folder.", LONG]),
                      ("Restore", ["Restores need a ticket number from the service desk."])]),
         ("Networking", [("Firewall", ["Port 8443 is open to the office network only."])])],
-        running_head="Operations Manual v2.1", contents=True)
+        running_head="Operations Manual v2.1", contents=True, motto="Free Your Numbers", index=True)
     doc = parse_pdf_file(path)
     units = [(u.page, u.heading, u.text) for u in doc.units]
+    # the title page's headings head no section: the title (the document's), nor the motto under it
     text = "\n".join(t for _, _, t in units)
-    assert "Operations Manual" not in text and ". . ." not in text  # running heads and the contents page
+    assert "Operations Manual" not in text and ". . ." not in text  # running heads, the contents and index pages
+    assert not [t for _, _, t in units if len(t.strip()) == 1]  # nor the index's initials
     assert not any(line.strip().isdigit() for line in text.splitlines())  # page numbers
     assert "logs to the configuration folder." in text  # hyphenation at the line's end joined
     assert LONG in text  # a paragraph's lines joined into one
