@@ -9,7 +9,7 @@ one run on one machine:
 A question's hit counts when one of the 5 best chunks is on its expected page (path, and 1-based page for
 PDFs), as `rag eval FOLDER --questions` counts it.
 
-    .venv/bin/python bench/real_docs_vs_langchain.py --docs /path/to/devdocs [--sets git python debref pdf]
+    .venv/bin/python bench/real_docs_vs_langchain.py --docs /path/to/devdocs [--sets git python debref pdf texinfo]
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DEVSETS = REPO / "tests" / "data" / "devsets"
 SETS = {"git": ("git", ["git-html"]), "python": ("python", ["python-html"]),
-        "debref": ("debref", ["debref-en", "debref-de", "debref-fr"]), "pdf": ("pdf", ["pdf-manuals"])}
+        "debref": ("debref", ["debref-en", "debref-de", "debref-fr"]), "pdf": ("pdf", ["pdf-manuals"]),
+        "texinfo": ("texinfo", ["texinfo-pdf"])}
 
 
 def answerable(name: str) -> list[dict]:
@@ -80,7 +81,8 @@ def langchain(folder: Path, names: list[str], work: Path) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=Path, required=True, help="the folder holding git/, python/, debref/, pdf/")
+    parser.add_argument("--docs", type=Path, required=True,
+                        help="the folder holding git/, python/, debref/, pdf/, texinfo/")
     parser.add_argument("--sets", nargs="*", default=list(SETS))
     args = parser.parse_args()
     env = {**os.environ, "RAG_DEVICE": os.environ.get("RAG_DEVICE", "cpu")}
