@@ -20,7 +20,8 @@ from rag.rerank import Reranker, make_reranker
 from rag.search import Searcher, SearchMode, build_searcher
 from rag.sentences import evidence_sentences, sentence_spans
 from rag.settings import AnswerSettings, Settings
-from rag.support import check_facts, content_words, extract_facts, missing_identifier, stem, stems, subject_missing
+from rag.support import (check_facts, content_words, extract_facts, missing_identifier, set_aside, stem, stems,
+                          subject_missing)
 from rag.text import WORD
 from rag.types import Hit, Principal, page_unit
 
@@ -266,11 +267,12 @@ class QAService:
             sentence = sentence_coverage(weights, texts) / weight_sum
         # a word no readable document holds in any form ("matplotlib" asked of the LaTeX manuals), which says
         # more the more text there is (in a dozen short files most words are missing): not counted below 100
-        # chunks, in full from 10,000 on; a German verb or adjective by how rare it is ("kaputt" says nothing)
+        # chunks, in full from 10,000 on; a German verb or adjective by how rare it is ("kaputt" says nothing);
+        # nor what the question says it does without ("without curl or netcat")
         unknown = 0.0
         scale = min(1.0, max(0.0, (float(np.log10(max(total, 1))) - 2) / 2))
         if terms and scale > 0:
-            absent = self.searcher.unknown_words(terms, principal)
+            absent = self.searcher.unknown_words(terms, principal) - set_aside(question)
             if absent:
                 language, analysis = self.searcher.question_language(question), analyzer()
                 unknown = scale * sum(analysis.topic_weight(w, question, language) for w in absent) / len(terms)

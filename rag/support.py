@@ -304,6 +304,20 @@ def code_names(question: str) -> list[str]:
             and not any(start <= m.start() < end for start, end in snippets)]
 
 
+# what a question says it does without ("without curl or netcat", "instead of fg", "ohne Root", "sans mot de
+# passe"): up to four words after the marker, within the clause
+_SET_ASIDE = re.compile(r"\b(without|instead of|rather than|other than|apart from|except|ohne|statt|anstatt|"
+                        r"anstelle von|außer|sans|au lieu de|plutôt que|sauf)\s+([^,.;:!?()]+)", re.I)
+
+
+def set_aside(question: str) -> set[str]:
+    """The words (lower case) of what `question` says it does without, and the words saying so: "Can a bash
+    script talk to a web server without curl or netcat, ..." -> {"without", "curl", "or", "netcat"}. A
+    document's silence about them says nothing about whether it answers."""
+    return {w for m in _SET_ASIDE.finditer(question)
+            for w in WORD.findall(m.group(1).lower()) + WORD.findall(m.group(2).lower())[:4]}
+
+
 _WORD_PART = 4  # a part of a hyphenated code this long and all letters is a word ("Prozessor", "only")
 
 

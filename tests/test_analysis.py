@@ -99,7 +99,8 @@ def test_a_missing_german_verb_says_less_than_a_missing_noun(tmp_path: Path, mak
     """A question's word that no document holds counts against the passages answering it (abstention's
     unknown words): in a German question a verb or an adjective by how rare it is, so an everyday one
     ("kaputt") says nothing, while a noun or a name ("Zorbium", "Firma") counts in full, as every English word
-    does. German questions phrased with "kaputt", "brauche", "klappt" were refused on the Debian Reference."""
+    does. German questions phrased with "kaputt", "brauche", "klappt" were refused on the Debian Reference; a
+    word the question sets aside ("without curl or netcat") counts for nothing."""
     from rag.qa import RELEVANCE_FEATURES, QAService
     from tests.conftest import scripted_generator
 
@@ -126,3 +127,7 @@ def test_a_missing_german_verb_says_less_than_a_missing_noun(tmp_path: Path, mak
     assert missing("Wie starte ich den Hangar-Server unserer Firma neu?") > 0.0
     assert missing("Wie starte ich den Hangar-Server mit Zorbium neu?") > 0.0
     assert missing("How do I restart the hangar server when it is broken?") > 0.0
+    # what a question says it does without is no topic it asks about: a document's silence about it says nothing
+    assert missing("How do I restart the hangar server with zorbctl?") > 0.0
+    assert missing("How do I restart the hangar server without zorbctl or a reboot?") == 0.0
+    assert missing("Wie starte ich den Hangar-Server ohne Zorbium neu?") == 0.0

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from rag.extractive import (Candidate, complete, focus_value, has_kind, is_command_line, new_value,
                             question_focus, question_wants, section_term)
-from rag.support import code_names, extract_facts, stem
+from rag.support import code_names, extract_facts, set_aside, stem
 
 # A DocBook-style page (git's user manual has this shape): the prose announces the command, which stands in
 # a <pre> block of its own.
@@ -347,3 +349,15 @@ def test_the_quote_margin_setting_decides_how_many_sentences_are_quoted(make_set
     alone = _service(make_settings(answer_mode="extractive", quote_margin=0.0, index_dir=tmp_path / "alone" / "index"),
                      embedder, tmp_path / "alone", {"backups.html": BACKUPS}).ask(question).answer
     assert alone.count("02:00") == 1 and alone.count(" [") == 1
+
+
+@pytest.mark.parametrize(("question", "aside"), [
+    ("Can a bash script talk to a web server without curl or netcat, just using a redirection?",
+     {"without", "curl", "or", "netcat"}),
+    ("What do I type instead of arp to see the neighbour table?", {"instead", "of", "arp", "to", "see", "the"}),
+    ("Wie konfiguriere ich Podman so, dass Container ohne Root-Rechte laufen?", {"ohne", "root", "rechte", "laufen"}),
+    ("Comment ajouter une phrase de passe à ma clé créée sans mot de passe ?", {"sans", "mot", "de", "passe"}),
+    ("Which tool rewrites history?", set()),
+])
+def test_what_a_question_does_without(question: str, aside: set[str]) -> None:
+    assert set_aside(question) == aside
