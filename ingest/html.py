@@ -9,7 +9,8 @@ branch ..."), table rows keep their column names ("Setting: timeout · Default: 
 their lines, and headings cut the page into sections whose heading path travels with every passage.
 Navigation, breadcrumbs, "Prev | Up | Next" bars, sidebars and footers are removed by the markup that
 marks them (roles, HTML5 elements, and the class and id names of the common documentation generators:
-Sphinx, DocBook, AsciiDoc, MkDocs).
+Sphinx, DocBook, AsciiDoc, MkDocs, Apache's manual), and a breadcrumb trail above the first heading by its
+shape ("Apache > HTTP Server > Documentation").
 
 The walk is iterative (no recursion limit for hostile nesting) over selectolax's Lexbor tree, which is
 fast, permissively licensed and already parses our HTML: trafilatura, measured against it on the
@@ -33,6 +34,7 @@ CHROME_NAMES = frozenset({
     "menu-wrapper", "mobile-nav", "pagination", "skip-link", "skiplink", "headerlink", "inline-search",
     "searchbox", "version_switcher_placeholder", "language_switcher_placeholder", "md-header", "md-footer",
     "md-sidebar", "md-tabs", "wy-nav-side", "rst-footer-buttons", "prev-next", "edit-this-page", "cookie-banner",
+    "permalink", "quickview", "toplang", "bottomlang",  # a heading's "¶" link (Apache's, Hugo's); Apache's chrome
 })
 # the content root where the page marks it (Sphinx marks its body role=main); else the body, chrome removed
 _MAIN_SELECTORS = ("main", "[role=main]", "article")
@@ -49,6 +51,9 @@ _SPACES = re.compile(r"[ \t\n\r\f\v\u00a0\u200b]+")
 # a description longer than this makes its term a heading of its own (a function in an API reference)
 TERM_HEADING_CHARS = 600
 ROW_SEPARATOR = " · "
+# a breadcrumb trail: three or more short steps, each capitalised, joined by ">", "›" or "»" ("Apache > HTTP
+# Server > Documentation")
+_BREADCRUMB = re.compile(r"^[A-Z0-9À-Ý][^>›»\n]{0,39}(?:\s[>›»]\s[A-Z0-9À-Ý][^>›»\n]{0,39}){2,}$")
 
 
 @dataclass
@@ -181,6 +186,8 @@ class _Walker:
     def add(self, block: str) -> None:
         if self.prefix:
             block, self.prefix = self.prefix + block, ""
+        if not self.levels and _BREADCRUMB.match(block):
+            return  # a trail above the page's first heading, in markup no chrome name marks
         self.sections[-1].blocks.append(block)
 
     def heading(self, level: int, text: str) -> None:

@@ -107,7 +107,8 @@ _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 # give only their codes ("bindingoffset=⟨length⟩", not "bindingoffset=hlengthi"). 5: PDF paragraphs told apart
 # by their lines' baselines, words apart as PDFium's text spaces them ("‘-f’", not "‘ -f ’"), and no letter
 # read twice where a slanted one touches the next run ("[array]", not "[array]y]"); a function's signature
-# read as the term of its description; a title page's headings head no section; index lines and initials dropped.
+# read as the term of its description; a title page's headings head no section; index lines and initials dropped;
+# in HTML, breadcrumb trails and Apache's "¶" links, language switchers and directive boxes left out.
 PARSER_VERSION = 5
 
 

@@ -64,6 +64,24 @@ ASCIIDOC = """<html><head><title>tool-sync(1)</title></head><body>
 </dl></div></div></div></div>
 <div id="footer"><div id="footer-text">Last updated 2026-11-30</div></div></body></html>"""
 
+# Apache httpd's manual: a site header and a breadcrumb trail no chrome name marks, language switchers above and
+# below, a box listing the page's directives, and a "¶" link in every directive's heading
+APACHE = """<html lang="fr"><head><title>core - Serveur HTTP Apache Version 2.4</title></head><body>
+<div id="page-header"><p class="menu"><a href="../mod/">Modules</a> | <a href="../glossary.html">Glossaire</a></p>
+<p class="apache">Serveur HTTP Apache Version 2.4</p></div>
+<div id="path"><a href="https://www.apache.org/">Apache</a> &gt; <a href="../">Serveur HTTP</a> &gt;
+<a href="../">Documentation</a> &gt; <a href="./">Modules</a></div>
+<div id="page-content"><div id="preamble"><h1>Fonctionalités de base</h1>
+<div class="toplang"><p><span>Langues Disponibles: </span><a href="core.html.de">de</a> | <a href="core.html.en">en</a></p></div>
+<table class="module"><tr><th>Description:</th><td>Fonctionnalités de base toujours disponibles</td></tr></table></div>
+<div id="quickview"><h3 class="directives">Directives</h3><ul><li><a href="#keepalivetimeout">KeepAliveTimeout</a></li></ul></div>
+<div class="directive-section"><h2 id="keepalivetimeout">Directive KeepAliveTimeout
+<a title="Lien permanent" href="#keepalivetimeout" class="permalink">&para;</a></h2>
+<table class="directive"><tr><th>Défaut:</th><td><code>KeepAliveTimeout 5</code></td></tr></table>
+<p>Le nombre de secondes pendant lesquelles le serveur attend une requête ultérieure.</p></div></div>
+<div class="bottomlang"><p><span>Langues Disponibles: </span><a href="core.html.de">de</a></p></div>
+<div id="footer"><p class="apache">Copyright 2023 The Apache Software Foundation.</p></div></body></html>"""
+
 
 def text_of(sections) -> str:  # type: ignore[no-untyped-def]
     return "\n\n".join(s.text for s in sections)
@@ -100,6 +118,14 @@ def test_docbook_and_asciidoc_pages() -> None:
     assert "-n, --dry-run: Show what would be copied, copy nothing." in options.text
     assert "--delete: Delete files that are gone from the source.\n\n- Never on the first run." in options.text
     assert html_to_text(ASCIIDOC)[1].startswith("NAME\n\ntool-sync - Mirror a folder")
+    title, sections = html_sections(APACHE)
+    text = text_of(sections)
+    for chrome in ("Apache > Serveur HTTP", "Langues Disponibles", "Copyright", "¶"):
+        assert chrome not in text
+    directive = next(s for s in sections if "Le nombre de secondes" in s.text)
+    assert directive.heading == ("Fonctionalit\u00e9s de base", "Directive KeepAliveTimeout")
+    assert "D\u00e9faut: | KeepAliveTimeout 5" in directive.text
+    assert [s.heading for s in sections].count(("Fonctionalit\u00e9s de base", "Directives")) == 0  # the box of links
 
 
 def test_hostile_nesting_does_not_overflow() -> None:
