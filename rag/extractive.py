@@ -296,6 +296,10 @@ _TERM_PART = re.compile(r"^(?:[-\\]\S*|\S*[.=_<>{}\[\]()/]\S*|[a-z][a-z0-9-]*)$"
 _SIGNATURE = re.compile(r"^(?:(?P<kind>[a-z]+)\s+)?(?P<name>[^\s(]+)\s*(?P<args>\(.*\))?$")
 _CODE_NAME = re.compile(r"[._]|[a-z][A-Z]|^[-\\]")  # a dotted or snake_case name, CamelCase, an option or macro
 _TERM_NAME = re.compile(r"^[-\\]*[\w.-]+")
+# a heading that names what its section describes by its kind ("AcceptFilter Directive", "Directive XBitHack",
+# as Apache's manual heads each directive)
+_KINDS = r"directive|option|command|function|variable|setting|parameter|macro|hook|direktive|commande|fonction|paramètre"
+_KIND_HEADING = re.compile(rf"^(?:(?:{_KINDS})\s+(?P<after>\S+)|(?P<before>\S+)[\s-](?:{_KINDS}))$", re.I)
 
 
 def _api_signature(term: str) -> re.Match[str] | None:
@@ -312,6 +316,9 @@ def section_term(section: str) -> str:
     signature = _api_signature(last)
     if signature:
         return last if len(last) <= 80 else " ".join(filter(None, (signature["kind"], signature["name"])))
+    kind = _KIND_HEADING.match(last)
+    if kind and _CODE_NAME.search(kind["after"] or kind["before"]):
+        return kind["after"] or kind["before"]
     parts = [part.strip() for part in re.split(r",\s+", last)]
     if not last or len(last) > 60 or not all(part and _TERM_PART.match(part) for part in parts):
         return ""

@@ -92,8 +92,12 @@ def test_the_term_a_passage_describes_is_its_last_heading_when_written_as_code()
     assert section_term("void Py_DECREF(PyObject *o)") == "void Py_DECREF(PyObject *o)"
     assert section_term("class json.JSONDecoder(*, object_hook=None, parse_float=None, parse_int=None, "
                         "parse_constant=None, strict=True)") == "class json.JSONDecoder"  # too long to repeat
+    # a heading that names its directive by its kind, as Apache's manual heads each one (English, French)
+    assert section_term("Apache Core Features › AcceptFilter Directive") == "AcceptFilter"
+    assert section_term("Fonctionnalités de base › Directive XBitHack") == "XBitHack"
     for title in ("OPTIONS", "9.4.15. Die Alt-SysRq-Tastenkombination", "Random number generator", "Fit", "",
-                  "datetime Objects", "name or flags"):
+                  "datetime Objects", "name or flags", "Help › Setting preferences", "key function",
+                  "Colorspec › Linecolor variable"):
         assert section_term(title) == ""
 
 
