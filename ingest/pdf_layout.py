@@ -136,7 +136,7 @@ def page_layout(textpage: object, number: int, width: float, height: float) -> P
             spaced = index > 0 and chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, index - 1)).isspace()  # type: ignore[attr-defined]
         else:
             index = None
-        boxes.append([left, bottom, right, top, "", size, weight, index, baseline, None, spaced])
+        boxes.append([left, bottom, right, top, "", size, weight, baseline, index, None, spaced])  # a Run's fields
     runs = []
     for group in _group_lines(boxes):
         # runs that overlap on a line (a logo's raised and lowered letters, "LaTeX") are read as one box:
@@ -148,7 +148,7 @@ def page_layout(textpage: object, number: int, width: float, height: float) -> P
                 last = merged[-1]
                 last[0], last[1], last[2], last[3] = (min(last[0], box[0]), min(last[1], box[1]), max(last[2], box[2]),
                                                       max(last[3], box[3]))
-                last[7] = None  # two runs: no one character to read as a symbol, nor one place in the text
+                last[8] = None  # two runs: no one character to read as a symbol, nor one place in the text
                 continue
             merged.append(list(box))
         for box in merged:
@@ -156,13 +156,13 @@ def page_layout(textpage: object, number: int, width: float, height: float) -> P
             # a roman "]" came out "[array]y]"; a fifth of a point in from each side reads each letter once
             inset = 0.2 if box[2] - box[0] > 1.0 else 0.0
             text = textpage.get_text_bounded(box[0] + inset, box[1], box[2] - inset, box[3])  # type: ignore[attr-defined]
-            if box[7] is not None:
-                box[9] = box[7] + len(text) - 1  # where the run ends in the page's text
+            if box[8] is not None:
+                box[9] = box[8] + len(text) - 1  # where the run ends in the page's text
             box[4] = text.replace("\r", "").replace("\n", " ")
-            if box[7] is not None and _tex_symbol(textpage, box[7], box[4].strip(), name):
+            if box[8] is not None and _tex_symbol(textpage, box[8], box[4].strip(), name):
                 box[4] = box[4].translate(_OMS)
             if box[4].strip():
-                runs.append(Run(*box[:7], box[8], box[7], box[9], box[10]))
+                runs.append(Run(*box))
     return PageLayout(number, width, height, _reading_order(runs))
 
 
@@ -198,12 +198,12 @@ def _group_lines(runs: list) -> list[list]:
     return groups
 
 
-def _lines(runs: list[tuple], column: int = 0) -> list[Line]:
+def _lines(runs: list[Run], column: int = 0) -> list[Line]:
     """Runs grouped into lines, top to bottom, each left to right."""
     groups = _group_lines(runs)
     lines = []
     for group in groups:
-        group = sorted((Run(*r) for r in group), key=lambda r: r.left)
+        group.sort(key=lambda r: r.left)
         parts: list[str] = []
         previous: Run | None = None
         head, hang = "", 0.0
@@ -248,7 +248,7 @@ _MIN_COLUMN_LINES = 5
 _MAX_PAGE_WIDTH = 14_400  # points: the largest page PDF allows (200 inches), user units aside
 
 
-def _gutters(runs: list[tuple], fill: float = 0.6, filled: float = 0.5) -> list[float]:
+def _gutters(runs: list[Run], fill: float = 0.6, filled: float = 0.5) -> list[float]:
     """The x positions of the gutters between the columns of text of a page (or of a band of it), left to
     right; none where the text is one column.
 
@@ -296,7 +296,7 @@ def _gutters(runs: list[tuple], fill: float = 0.6, filled: float = 0.5) -> list[
     return cuts
 
 
-def _split_columns(runs: list[tuple], cuts: list[float]) -> list[list[tuple]]:
+def _split_columns(runs: list[Run], cuts: list[float]) -> list[list[Run]]:
     """The runs inside each column between `cuts` (runs that cross a cut are in none)."""
     edges = [float("-inf"), *cuts, float("inf")]
     columns: list[list[tuple]] = [[] for _ in range(len(cuts) + 1)]
@@ -308,7 +308,7 @@ def _split_columns(runs: list[tuple], cuts: list[float]) -> list[list[tuple]]:
     return columns
 
 
-def _reading_order(runs: list[tuple]) -> list[Line]:
+def _reading_order(runs: list[Run]) -> list[Line]:
     """A page's lines in reading order: on a page of columns (two, three, ...), each column top to
     bottom, left to right, and a line across the gutters (a title, a wide caption) ending the columns
     above it; on a page that opens with text across it and goes on in columns (an article's first page:
@@ -332,7 +332,7 @@ def _reading_order(runs: list[tuple]) -> list[Line]:
     return ordered
 
 
-def _bands(runs: list[tuple]) -> list[tuple[bool, list[list]]]:
+def _bands(runs: list[Run]) -> list[tuple[bool, list[list]]]:
     """The page's rows (runs side by side), top to bottom, in bands: rows with text across most of the
     page (wide: no gap wider than an em in more than 55% of the text's width) and rows of narrower
     pieces, which may be columns."""
@@ -357,7 +357,7 @@ def _bands(runs: list[tuple]) -> list[tuple[bool, list[list]]]:
     return bands
 
 
-def _in_columns(runs: list[tuple], cuts: list[float]) -> list[Line]:
+def _in_columns(runs: list[Run], cuts: list[float]) -> list[Line]:
     """Lines of runs set in columns between `cuts`: each column top to bottom, left to right, a line across
     the gutters ending the columns above it."""
     columns = _split_columns(runs, cuts)

@@ -228,9 +228,9 @@ def test_an_article_page_reads_its_abstract_then_its_columns(tmp_path: Path) -> 
 def test_text_far_off_the_page_costs_no_scan_of_its_width() -> None:
     # a hostile PDF can place text at any coordinate: the gutter scan (one counter a point) must not
     # follow it to 10^12 points
-    from ingest.pdf_layout import _reading_order
+    from ingest.pdf_layout import Run, _reading_order
 
-    runs = [(x, 700.0 - 12 * i, x + 200.0, 710.0 - 12 * i, f"line {i} of some text here", 10.0, 400)
+    runs = [Run(x, 700.0 - 12 * i, x + 200.0, 710.0 - 12 * i, f"line {i} of some text here", 10.0, 400)
             for i in range(12) for x in (-1e12 if i == 0 else 50.0, 1e12 if i == 1 else 300.0)]
     lines = _reading_order(runs)
     assert len(lines) == 12 and lines[2].text == "line 2 of some text here line 2 of some text here"
