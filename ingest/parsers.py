@@ -108,8 +108,9 @@ _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 # by their lines' baselines, words apart as PDFium's text spaces them ("‘-f’", not "‘ -f ’"), and no letter
 # read twice where a slanted one touches the next run ("[array]", not "[array]y]"); a function's signature
 # read as the term of its description; a title page's headings head no section; index lines and initials dropped;
-# in HTML, breadcrumb trails and Apache's "¶" links, language switchers and directive boxes left out.
-PARSER_VERSION = 5
+# in HTML, breadcrumb trails and Apache's "¶" links, language switchers and directive boxes left out. 6: a
+# command's name above its indented synopsis heads its entry in PDFs (bash's builtins: "readarray").
+PARSER_VERSION = 6
 
 
 def clean(text: str, keep_spaces: bool = False) -> str:
@@ -332,7 +333,7 @@ def _ocr_unit(image: "Image.Image", page: int, ocr: OcrOptions, fallback: str = 
 def parse_pdf(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     import pypdfium2 as pdfium
 
-    from ingest.pdf_layout import PageLayout, document_blocks, page_layout
+    from ingest.pdf_layout import ENTRY_LEVEL, PageLayout, document_blocks, page_layout
 
     try:
         pdf = pdfium.PdfDocument(data)
@@ -387,7 +388,8 @@ def parse_pdf(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
             while path and path[-1][0] >= block.heading_level:
                 path.pop()
             path.append((block.heading_level, block.text))
-            title = title or block.text
+            if block.heading_level != ENTRY_LEVEL:  # an entry's name ("readarray") is no document's title
+                title = title or block.text
             continue
         heading = tuple(h for _, h in path)
         heading = heading[1:] if heading and heading[0] == title else heading  # the title heads every passage

@@ -16,7 +16,9 @@ then, over the whole document:
   than an em (Texinfo's tables, man pages' options, key bindings), as one paragraph, "term: description",
   as a definition list in HTML reads;
 - finds headings where the PDF has no tags: a short line set larger than the body text, or a short bold
-  line standing alone, with levels by size;
+  line standing alone, with levels by size; a command's name on its own line above its indented synopsis
+  (Texinfo's "readarray" / "readarray [-d delim] ...", as bash's manual lists its builtins) heads the
+  entry, below every other heading;
 - drops table-of-contents and index lines ("Installation . . . . . 12", "cd . . . . . 967, 982") and an
   index's initials, which would otherwise match every question about the sections they list;
 - reads the symbols of TeX's math fonts as themselves where the PDF gives only their codes (the brackets
@@ -477,6 +479,7 @@ def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphen
     usual_pitch = pitches[len(pitches) // 2] if pitches else None
     terms = _hanging_terms(lines, body, margins)
     beside = _terms_beside(lines)
+    entries = _entry_names(lines, body, margins)
     paragraph: list[str] = []
     previous: Line | None = None
     previous_heading: Block | None = None
@@ -497,6 +500,16 @@ def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphen
             if previous_heading is not None:
                 yield previous_heading
             previous_heading, previous = Block(page.number, line.text, level), line
+            continue
+        if i in entries:
+            if paragraph:
+                yield Block(page.number, " ".join(paragraph))
+                paragraph = []
+            if previous_heading is not None:
+                yield previous_heading
+                previous_heading = None
+            yield Block(page.number, line.text, ENTRY_LEVEL)
+            previous, describes = line, False
             continue
         if previous_heading is not None:
             yield previous_heading
@@ -591,6 +604,29 @@ def _hanging_terms(lines: Sequence[Line], body: float, margins: dict[int, tuple[
         if wrapped or (signature and _ONE_SENTENCE.match(first.text)):
             terms.add(i)
     return terms
+
+
+ENTRY_LEVEL = 100  # an entry's name heads it below every heading the sizes give
+_NAME = re.compile(r"^[A-Za-z_][\w.-]{0,40}(?<![.-])$")
+_FULL_STOP = re.compile(r"(?<!\.)\.\s*$")  # a sentence's end, not a synopsis's "[name ...]"
+
+
+def _entry_names(lines: Sequence[Line], body: float, margins: dict[int, tuple[float, float]]) -> set[int]:
+    """Indexes of the lines that name the entry below them: one word on its own line, then the entry's
+    synopsis starting with that word, indented by more than an em and a half ("readarray" above
+    "readarray [-d delim] [-n count] ...", as Texinfo sets a @table item followed by its @example), not a
+    sentence that begins with the term it describes ("Maintainer" / "Maintainer of the package."). Its
+    description follows the synopsis, so the name would otherwise head no sentence of it."""
+    em = max(body, 1.0)
+    names = set()
+    for i in range(len(lines) - 1):
+        name, synopsis = lines[i:i + 2]
+        word = name.text.strip()
+        if (_NAME.match(word) and synopsis.column == name.column and synopsis.x0 - name.x0 > 1.5 * em
+                and synopsis.text.startswith((word + " ", word + "(")) and name.bottom > synopsis.top - 2 * em
+                and _ends_early(name, margins) and not _FULL_STOP.search(synopsis.text)):
+            names.add(i)
+    return names
 
 
 def _ends_early(line: Line, margins: dict[int, tuple[float, float]]) -> bool:

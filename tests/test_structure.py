@@ -295,7 +295,7 @@ def _texinfo_page(path: Path) -> Path:
     """A page set as Texinfo sets the bash and R manuals: justified lines at one baseline pitch, code in
     Courier inside the sentences (a line of it alone, "REPLY.", has no descenders), a wrapped line that
     begins "1) if", a numbered list after a colon, paragraphs 3 pt apart, a slanted argument in brackets, a
-    function's signature above its description."""
+    function's signature above its description, a builtin's name above its synopsis."""
     from fpdf import FPDF
 
     pdf = FPDF(unit="pt")
@@ -340,6 +340,12 @@ def _texinfo_page(path: Path) -> Path:
     y += 3.1
     line((c, "spy (x)"), full=False)  # a function's signature, its description of one sentence set in under it
     line((h, "Plot the sparsity pattern of the sparse matrix x."), full=False, indent=28.0)
+    y += 9.0
+    # a builtin as bash's manual lists it: its name, its synopsis set in further, its description between
+    line((c, "readarray"), full=False)
+    line((c, "readarray [-d delim] [-n count] [array]"), full=False, indent=48.0)
+    line((h, "Read lines from the standard input into the indexed array variable array, or"), indent=32.0)
+    line((h, "from file descriptor fd if the -u option is supplied."), full=False, indent=32.0)
     pdf.output(str(path))
     return path
 
@@ -348,7 +354,7 @@ def test_texinfo_paragraphs_hold_their_code_words_and_wrapped_numbers(tmp_path: 
     # the boxes of a line's letters put the space above a line of capitals and code ("REPLY.", no descenders)
     # for a paragraph's; a wrapped line beginning "1) if" was read as a list item; a space was put between
     # the quote marks and the code they quote, whose fonts leave a gap between their letters' boxes
-    blocks = "\n".join(u.text for u in parse_pdf_file(_texinfo_page(tmp_path / "t.pdf")).units).split("\n\n")
+    blocks = "\n\n".join(u.text for u in parse_pdf_file(_texinfo_page(tmp_path / "t.pdf")).units).split("\n\n")
     assert blocks[0].endswith("The line read is then stored in the variable REPLY.")
     assert blocks[1].startswith("Redirection of output") and blocks[1].endswith(
         "(file descriptor 1) if n is not specified. If the file does not exist it is created.")
@@ -358,6 +364,24 @@ def test_texinfo_paragraphs_hold_their_code_words_and_wrapped_numbers(tmp_path: 
     assert blocks[5] == "mapfile [array] reads lines into an indexed array."
     # the description names no function: read under its signature, as a definition list reads
     assert blocks[6] == "spy (x): Plot the sparsity pattern of the sparse matrix x."
+
+
+def test_texinfo_builtin_name_heads_its_entry(tmp_path: Path) -> None:
+    # bash's manual sets a builtin's name on a line of its own, its synopsis further in below it and the
+    # description less far in: read as one paragraph after another, the name headed no sentence of the
+    # description, and a quote of it named no builtin ("Read lines from the standard input ...")
+    from rag.extractive import section_term
+    from rag.types import SECTION_SEPARATOR
+
+    units = parse_pdf_file(_texinfo_page(tmp_path / "t.pdf")).units
+    entry = units[-1]
+    assert entry.heading[-1] == "readarray"
+    assert entry.text.split("\n\n") == [
+        "readarray [-d delim] [-n count] [array]",
+        "Read lines from the standard input into the indexed array variable array, or from file descriptor fd "
+        "if the -u option is supplied."]
+    assert section_term(SECTION_SEPARATOR.join(entry.heading)) == "readarray"
+    assert all("readarray" not in u.heading for u in units[:-1])  # the text above it is not its entry's
 
 
 def test_chunks_follow_sections_and_carry_their_heading_path(tmp_path: Path) -> None:
