@@ -51,6 +51,16 @@ _WANTS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(default|by default|out of the box|if i (do not|don't|dont) (set|give|pass|specify|say)|"
                 r"without (setting|giving|passing|specifying)|(leave|leaving|left) [\w.-]+( \w+)? out|if i (omit|skip)|"
                 r"when (it is )?not set|unless (i|you) (set|say)|"
+                # what the asker left alone: "if I never configure a size", "and don't say anything about the cost"
+                r"(never|(?:do|does|did|have|has)n['’]t|not|nothing|without) (\w+ )?(set|setting|touch|touched|"
+                r"configure[ds]?|configuring|change[ds]?|changing|specif(y|ied|ying)|say|saying|said|ask|asking|asked|"
+                r"pass|passing|passed|give|giving|gave|mention|mentioning|tell|telling)\b|"
+                r"without (any )?(options?|arguments?|flags?|settings?|parameters?)|"
+                r"(nichts|nie|niemals|ohne \w+) (\w+ )?(angebe|angegeben|anzugeben|einstelle|eingestellt|einzustellen|"
+                r"ändere|geändert|zu ändern|setze|gesetzt|zu setzen|angefasst)|"
+                r"(rien|jamais|sans) (\w+ )?(préciser|précisé|spécifier|spécifié|configurer|configuré|changer|changé|"
+                r"modifier|modifié|toucher|touché|indiquer|indiqué)|"
+                r"\bn[e'’] ?(\w+ )?(précise|spécifie|configure|change|modifie|touche|indique)s? (rien|pas)|"
                 r"standard(mäßig|wert)?|voreingestellt|voreinstellung|par défaut|défaut)\b", re.I), "default"),
     (re.compile(r"\b(which|what|welche[rsmn]?|quel(le)?s?)\s+([\w-]+\s+){0,3}?(option|flag|switch|setting|settings|"
                 r"config|configuration|variable|command|commands|function|method|module|package|key|keyword|"
@@ -189,6 +199,8 @@ _FOCUS = re.compile(r"\b(?:which|what|how many|how much|wie viele|wieviele|welch
 _VALUE = re.compile(rf"(?:{_IDENT}|{_PATH.pattern}|\d[\d.,]*\w*|[A-Z][A-Z0-9_]{{3,}})")
 _INVERTED_VERB = re.compile(r"-(?:t-)?(?:il|elle|on|ils|elles|je|tu|nous|vous)$")  # French: "garde-t-il"
 _EDGE_PUNCTUATION = "\"'“”‘’«»„()[]{},;:.!?`"
+# a table's cell as the parsers write rows: "Header: | value" (a row's header cell), "Column: value · Column: value"
+_TABLE_CELL = re.compile(r"(?:^|(?<= · )|(?<=: ))(?P<label>\w[\w ]{0,30}):(?P<separator> \| | )(?P<value>[^·|]+?)(?= · |$)")
 
 
 @lru_cache(maxsize=1)
@@ -221,8 +233,13 @@ def focus_value(focus: set[str], question: str, text: str, window: int = 3) -> b
     that only restates the question has the words and no value."""
     if not focus:
         return False
-    words = text.split()
     asked = question.lower()
+    asked_words = {word.strip(_EDGE_PUNCTUATION) for word in asked.split()}
+    for cell in _TABLE_CELL.finditer(text):  # a table's cell named by its row or column: "Context: | server config"
+        if ((cell["separator"] == " | " or " · " in text) and stem(cell["label"].split()[-1].lower()) in focus
+                and any(word.strip(_EDGE_PUNCTUATION).lower() not in asked_words for word in cell["value"].split())):
+            return True
+    words = text.split()
     for i, word in enumerate(words):
         if stem(word.strip(_EDGE_PUNCTUATION).lower()) not in focus:
             continue

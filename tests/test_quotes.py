@@ -128,6 +128,14 @@ def test_what_questions_ask_for_in_each_language() -> None:
     assert "identifier" not in question_wants("Who wrote the comment in the changelog?")
     assert "number" in question_wants("Which port does git daemon listen on?")
     assert question_wants("Wohin sollte ich selbst kompilierte Software installieren?") == {"path"}
+    # a default asked for by what the asker left alone, the way users put it
+    assert "default" in question_wants("How many commands does bash remember if I never configure a size myself?")
+    assert "default" in question_wants("I create users with bcrypt and don't say anything about the cost. What does it use?")
+    assert "default" in question_wants("I never touched the logging verbosity. What threshold does Apache use then?")
+    assert "default" in question_wants("Where does it install if I run make install without any options?")
+    assert "default" in question_wants("Welche Größe nimmt apt, wenn ich nichts angebe?")
+    assert "default" in question_wants("Quelle taille prend-il si je ne précise rien ?")
+    assert "default" not in question_wants("Why does git refuse to push when I set the upstream?")
 
 
 def test_a_constant_named_beside_what_it_is_is_an_identifier() -> None:
@@ -188,6 +196,13 @@ def test_a_value_beside_the_noun_the_question_asks_about() -> None:
     assert focus_value(question_focus("In welche Datei trage ich Module ein?"), "In welche Datei trage ich Module ein?",
                        'indem Sie sie in die Datei "/etc/modules" eintragen')
     assert question_focus("How do I stash my work?") == set()
+    # a table's cell named by its row's or column's header holds the value of what that header names
+    context = "I put ServerTokens Prod inside that vhost. In which configuration context is that directive allowed?"
+    assert focus_value(question_focus(context), context, "ServerTokens: Context: | server config")
+    assert focus_value(question_focus("Which package do I need?"), "Which package do I need?",
+                       "Package: wl-clipboard · Popcon: 1200")
+    assert not focus_value(question_focus(context), context, "The context: server config is where it goes.")
+    assert not focus_value(question_focus(context), context, "Context: | configuration context")  # the question's
 
 
 def test_command_lines_and_names_written_as_code() -> None:
