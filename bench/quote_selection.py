@@ -16,7 +16,7 @@ quote as the service makes it (the best sentence and the runners-up within a mar
 sentences at most) at several margins, with how often it holds the fact and its length in sentences.
 
 Needs the dev sets' indexes: build them with `rag eval FOLDER --questions FILE --index DIR`
-(tests/data/devsets/README.md), one folder per set (git, python, debref, pdf) under --index-root.
+(tests/data/devsets/README.md), one folder per set (git, python, debref, pdf, texinfo, apache) under --index-root.
 
     .venv/bin/python bench/quote_selection.py --index-root /path/to/indexes [--passages 4 --extra 4] [--write]
 """
@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 SETS = {"git": ["git-html"], "python": ["python-html"], "debref": ["debref-en", "debref-de", "debref-fr"],
-        "pdf": ["pdf-manuals"]}
+        "pdf": ["pdf-manuals"], "texinfo": ["texinfo-pdf"], "apache": ["apache-html"]}
 
 
 def devset_questions(name: str) -> list[dict]:
