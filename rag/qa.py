@@ -270,14 +270,17 @@ class QAService:
         # chunks, in full from 10,000 on; a German verb or adjective by how rare it is ("kaputt" says nothing);
         # nor what the question says it does without ("without curl or netcat")
         unknown = 0.0
+        aside = set_aside(question)
         scale = min(1.0, max(0.0, (float(np.log10(max(total, 1))) - 2) / 2))
         if terms and scale > 0:
-            absent = self.searcher.unknown_words(terms, principal) - set_aside(question)
+            absent = self.searcher.unknown_words(terms, principal) - aside
             if absent:
                 language, analysis = self.searcher.question_language(question), analyzer()
                 unknown = scale * sum(analysis.topic_weight(w, question, language) for w in absent) / len(terms)
-        # a name or code the question gives that no passage holds ("GitHub", "core.maxFileSize")
-        names = [m.group() for m in _NAME.finditer(question.strip())]
+        # a name or code the question gives that no passage holds ("GitHub", "core.maxFileSize"), unless it
+        # says it does without it
+        names = [m.group() for m in _NAME.finditer(question.strip())
+                 if not aside.issuperset(WORD.findall(m.group().lower()))]
         missing = float(any(not (fuzzy_words(n) & words) for n in names))
         return [max(cosines, default=0.0), passage, sentence, scored.best, unknown, missing, scored.best_similarity], scored
 

@@ -307,7 +307,7 @@ def code_names(question: str) -> list[str]:
 # what a question says it does without ("without curl or netcat", "instead of fg", "ohne Root", "sans mot de
 # passe"): up to four words after the marker, within the clause
 _SET_ASIDE = re.compile(r"\b(without|instead of|rather than|other than|apart from|except|ohne|statt|anstatt|"
-                        r"anstelle von|außer|sans|au lieu de|plutôt que|sauf)\s+([^,.;:!?()]+)", re.I)
+                        r"anstelle von|außer|sans|au lieu de|plutôt que|sauf)\s+((?:[^,.;:!?()]|[.:](?=\w))+)", re.I)
 
 
 def set_aside(question: str) -> set[str]:
@@ -340,14 +340,21 @@ def missing_identifier(question: str, passages: Sequence[str]) -> str:
     "core.maxFileSize", "MaxMatrixRows", "--disable-gil") that no passage holds, else "": a question about
     release 4.1 is not answered by the notes of release 4.2, nor one about MaxMatrixRows by the description of
     MaxMatrixCols. A code joined to words is looked for without them (`code_part`), and a hyphenated one is
-    also found written with spaces ("Debian-11" in "Debian 11")."""
+    also found written with spaces ("Debian-11" in "Debian 11"). A name the question says it does without
+    ("Letter statt A4", "without core.fsmonitor": `set_aside`) is not asked about."""
     facts = extract_facts(question)
     known = " ".join(passages).lower()
+    aside = set_aside(question)
+
+    def asked(name: str) -> bool:
+        return not aside.issuperset(WORD.findall(name.lower()))
+
     for name in sorted(facts.names):
-        if any(c.isdigit() for c in name) and code_part(name) not in known and name.replace("-", " ") not in known:
+        if (any(c.isdigit() for c in name) and asked(name) and code_part(name) not in known
+                and name.replace("-", " ") not in known):
             return name
     for name in code_names(question):
-        if name.lower() not in known:
+        if asked(name) and name.lower() not in known:
             return name
     known_facts = [extract_facts(p, evidence=True) for p in passages]
     for q in facts.quantities:

@@ -232,6 +232,18 @@ def test_a_code_in_a_hyphenated_compound_is_looked_for_alone() -> None:
     assert missing_identifier("Is Debian-12 still supported?", ["Debian 11 gets security updates until 12 June."]) == "debian-12"
 
 
+def test_a_name_the_question_does_without_need_not_be_in_the_passages() -> None:
+    from rag.support import missing_identifier
+
+    # the German FAQ answers with libpaper1 and /etc/papersize, and never writes "A4"
+    passage = "Installieren Sie das Paket libpaper1 und es wird nach einer systemweiten Standardpapiergröße fragen."
+    assert missing_identifier("Mein Drucker spuckt Letter statt A4 aus. Welches Paket sorgt für eine "
+                              "systemweite Standard-Papiergröße?", [passage]) == ""
+    assert missing_identifier("Can git status stay fast without core.fsmonitor?", ["git status is fast."]) == ""
+    assert missing_identifier("Can git status stay fast with core.fsmonitor?", ["git status is fast."]) == "core.fsmonitor"
+    assert missing_identifier("Who signs HR-05 instead of the manager?", ["The manager signs."]) == "hr-05"
+
+
 def _service(settings, embedder, tmp_path: Path, pages: dict[str, str]):  # type: ignore[no-untyped-def]
     """A QAService over a real ingest of `pages` ({file name: HTML})."""
     from ingest.job import run_ingest
@@ -377,6 +389,7 @@ def test_the_quote_margin_setting_decides_how_many_sentences_are_quoted(make_set
     ("Wie konfiguriere ich Podman so, dass Container ohne Root-Rechte laufen?", {"ohne", "root", "rechte", "laufen"}),
     ("Comment ajouter une phrase de passe à ma clé créée sans mot de passe ?", {"sans", "mot", "de", "passe"}),
     ("Which tool rewrites history?", set()),
+    ("Can git status stay fast without core.fsmonitor?", {"without", "core", "fsmonitor"}),  # a dotted name whole
 ])
 def test_what_a_question_does_without(question: str, aside: set[str]) -> None:
     assert set_aside(question) == aside
