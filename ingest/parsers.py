@@ -109,7 +109,8 @@ _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 # read twice where a slanted one touches the next run ("[array]", not "[array]y]"); a function's signature
 # read as the term of its description; a title page's headings head no section; index lines and initials dropped;
 # in HTML, breadcrumb trails and Apache's "¶" links, language switchers and directive boxes left out. 6: a
-# command's name above its indented synopsis heads its entry in PDFs (bash's builtins: "readarray").
+# command's name above its indented synopsis heads its entry in PDFs (bash's builtins: "readarray"), and a
+# sentence broken by a page break is read whole.
 PARSER_VERSION = 6
 
 

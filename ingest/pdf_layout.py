@@ -7,7 +7,8 @@ then, over the whole document:
 - removes running headers and footers (a line at the top or bottom of a page that recurs on other pages
   once its digits are ignored, or that holds the page's own printed number) and lone page numbers;
 - joins the lines of a paragraph (a line that reaches the right margin continues in the next one, unless
-  its baseline stands further below than the text's line spacing) and words hyphenated at a line end
+  its baseline stands further below than the text's line spacing), a sentence broken by a page break, and
+  words hyphenated at a line end
   ("inter-" + "face"; kept hyphenated when the document writes the word with its hyphen elsewhere, as in
   "lower-level");
 - puts a space between two runs of a line where PDFium's text of the page has one, not wherever their
@@ -459,10 +460,37 @@ def document_blocks(pages: Sequence[PageLayout]) -> list[Block]:
     levels = {size: i + 1 for i, size in enumerate(_heading_sizes(pages, body))}
     hyphenated = Counter(w.lower() for p in pages for ln in p.lines for w in re.findall(r"\b\w+-\w+\b", ln.text))
     blocks: list[Block] = []
+    previous: PageLayout | None = None
     for page in pages:
-        blocks.extend(b for b in _page_blocks(page, body, levels, hyphenated)
-                      if b.heading_level is not None or not _INDEX_LETTERS.match(b.text))
+        own = [b for b in _page_blocks(page, body, levels, hyphenated)
+               if b.heading_level is not None or not _INDEX_LETTERS.match(b.text)]
+        if own and blocks and previous is not None and _continues(previous, page, blocks[-1], own[0]):
+            last = blocks[-1]
+            last.text = _dehyphenate(last.text, own[0].text, hyphenated) or f"{last.text} {own[0].text}"
+            own = own[1:]
+        blocks.extend(own)
+        previous = page if page.lines else previous
     return blocks
+
+
+_TERM_START = re.compile(r"^\S{1,60}: ")  # a definition's term ("encap: Sets ..."): an entry of its own
+
+
+def _continues(before: PageLayout, page: PageLayout, last: Block, first: Block) -> bool:
+    """Whether `first`, the first paragraph of `page`, goes on with `last`, the last one of the page `before`
+    it: a sentence broken by the page break. The last line of `before` reaches its margin without ending a
+    sentence, and `page` opens as far in as that line (or at its column's margin), in lower case (or after a
+    word broken by a hyphen), with no term of its own: "... whether or not the user wishes to view" / "them; otherwise, they are
+    simply listed."
+    """
+    if (last.heading_level is not None or first.heading_level is not None or first.page != last.page + 1
+            or last.page != before.number or not before.lines or not page.lines):
+        return False
+    end, start = before.lines[-1], page.lines[0]
+    left = min(ln.x0 for ln in page.lines if ln.column == start.column)
+    return (not _ends_early(end, _column_margins(before.lines)) and not _SENTENCE_END.search(end.text)
+            and (abs(start.x0 - end.x0) < 2 or abs(start.x0 - left) < 2) and not _TERM_START.match(first.text)
+            and (first.text[:1].islower() or end.text.endswith("-")))
 
 
 def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphenated: Counter[str]) -> Iterator[Block]:

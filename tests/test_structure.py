@@ -366,6 +366,40 @@ def test_texinfo_paragraphs_hold_their_code_words_and_wrapped_numbers(tmp_path: 
     assert blocks[6] == "spy (x): Plot the sparsity pattern of the sparse matrix x."
 
 
+def test_a_sentence_broken_by_a_page_break_is_read_whole(tmp_path: Path) -> None:
+    # a page ends in the middle of a sentence, at the margin: the next page's first line goes on with it
+    from fpdf import FPDF
+
+    pdf = FPDF(unit="pt")
+    pdf.set_font("Helvetica", size=10.9)
+
+    def line(text: str, y: float, justified: bool = True) -> None:  # as TeX sets a line: spread to the margin
+        gap = (400 - pdf.get_string_width(text)) / (len(text.split()) - 1) if justified else 0.0
+        x = 72.0
+        for word in text.split():
+            pdf.text(x, y, word)
+            x += pdf.get_string_width(word) + pdf.get_string_width(" ") + gap
+
+    first = ["Readline asks whether the list of possible completions should be",
+             "displayed when there are more of them than this variable says, and",
+             "it asks this before it prints them, whether or not the user wishes to view"]
+    pdf.add_page()
+    for i, text in enumerate(first):
+        line(text, 100 + 13.1 * i)
+    pdf.add_page()
+    line("them; otherwise, they are simply listed. The default limit is 100.", 100, justified=False)
+    line("convert-meta: If set to on, Readline converts characters with the eighth bit", 116.2)
+    line("set to an ASCII key sequence by stripping the eighth bit and prefixing an", 129.3)
+    line("escape character, converting them to a meta-prefixed key sequence. The", 142.4)
+    line("default value is on.", 155.5, justified=False)
+    pdf.output(str(tmp_path / "broken.pdf"))
+    units = parse_pdf_file(tmp_path / "broken.pdf").units
+    blocks = "\n\n".join(u.text for u in units).split("\n\n")
+    assert blocks[0] == " ".join(first) + " them; otherwise, they are simply listed. The default limit is 100."
+    assert units[0].page == 1  # cited where the sentence starts
+    assert blocks[1].startswith("convert-meta: If set")  # a term opens an entry of its own
+
+
 def test_texinfo_builtin_name_heads_its_entry(tmp_path: Path) -> None:
     # bash's manual sets a builtin's name on a line of its own, its synopsis further in below it and the
     # description less far in: read as one paragraph after another, the name headed no sentence of the
