@@ -480,8 +480,8 @@ def _continues(before: PageLayout, page: PageLayout, last: Block, first: Block) 
     """Whether `first`, the first paragraph of `page`, goes on with `last`, the last one of the page `before`
     it: a sentence broken by the page break. The last line of `before` reaches its margin without ending a
     sentence, and `page` opens as far in as that line (or at its column's margin), in lower case (or after a
-    word broken by a hyphen), with no term of its own: "... whether or not the user wishes to view" / "them; otherwise, they are
-    simply listed."
+    word broken by a hyphen), with no term of its own: "... whether or not the user wishes to view" /
+    "them; otherwise, they are simply listed."
     """
     if (last.heading_level is not None or first.heading_level is not None or first.page != last.page + 1
             or last.page != before.number or not before.lines or not page.lines):

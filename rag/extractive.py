@@ -200,7 +200,8 @@ _VALUE = re.compile(rf"(?:{_IDENT}|{_PATH.pattern}|\d[\d.,]*\w*|[A-Z][A-Z0-9_]{{
 _INVERTED_VERB = re.compile(r"-(?:t-)?(?:il|elle|on|ils|elles|je|tu|nous|vous)$")  # French: "garde-t-il"
 _EDGE_PUNCTUATION = "\"'“”‘’«»„()[]{},;:.!?`"
 # a table's cell as the parsers write rows: "Header: | value" (a row's header cell), "Column: value · Column: value"
-_TABLE_CELL = re.compile(r"(?:^|(?<= · )|(?<=: ))(?P<label>\w[\w ]{0,30}):(?P<separator> \| | )(?P<value>[^·|]+?)(?= · |$)")
+_TABLE_CELL = re.compile(r"(?:^|(?<= · )|(?<=: ))(?P<label>\w[\w ]{0,30}):(?P<separator> \| | )"
+                         r"(?P<value>[^·|]+?)(?= · |$)")
 
 
 @lru_cache(maxsize=1)
