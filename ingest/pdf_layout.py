@@ -643,16 +643,22 @@ def _entry_names(lines: Sequence[Line], body: float, margins: dict[int, tuple[fl
     """Indexes of the lines that name the entry below them: one word on its own line, then the entry's
     synopsis starting with that word, indented by more than an em and a half ("readarray" above
     "readarray [-d delim] [-n count] ...", as Texinfo sets a @table item followed by its @example), not a
-    sentence that begins with the term it describes ("Maintainer" / "Maintainer of the package."). Its
+    description that begins with the term it describes ("Maintainer" / "Maintainer of the package.",
+    "LANGUAGE" / "LANGUAGE is not specified by Posix, but ..." wrapped as far in). Its
     description follows the synopsis, so the name would otherwise head no sentence of it."""
     em = max(body, 1.0)
     names = set()
     for i in range(len(lines) - 1):
         name, synopsis = lines[i:i + 2]
+        after = lines[i + 2] if i + 2 < len(lines) else None
         word = name.text.strip()
+        # prose that wraps at the margin and goes on as far in is a description, not a synopsis (which gives
+        # its arguments in brackets, and may wrap too: "complete [-abcdefgjksuv] ... [-" / "G globpat]")
+        wraps = (after is not None and after.column == synopsis.column and abs(after.x0 - synopsis.x0) < 2
+                 and not _ends_early(synopsis, margins) and not any(c in synopsis.text for c in "[("))
         if (_NAME.match(word) and synopsis.column == name.column and synopsis.x0 - name.x0 > 1.5 * em
                 and synopsis.text.startswith((word + " ", word + "(")) and name.bottom > synopsis.top - 2 * em
-                and _ends_early(name, margins) and not _FULL_STOP.search(synopsis.text)):
+                and _ends_early(name, margins) and not _FULL_STOP.search(synopsis.text) and not wraps):
             names.add(i)
     return names
 

@@ -341,6 +341,11 @@ def _texinfo_page(path: Path) -> Path:
     line((c, "spy (x)"), full=False)  # a function's signature, its description of one sentence set in under it
     line((h, "Plot the sparsity pattern of the sparse matrix x."), full=False, indent=28.0)
     y += 9.0
+    # a term whose description begins with it, wrapped as far in: a term, not an entry with a synopsis
+    line((h, "LANGUAGE"), full=False)
+    line((h, "LANGUAGE is not specified by Posix, but it is a GNU extension that"), indent=32.0)
+    line((h, "overrides LC_ALL in some cases, so set it too."), full=False, indent=32.0)
+    y += 9.0
     # a builtin as bash's manual lists it: its name, its synopsis set in further, its description between
     line((c, "readarray"), full=False)
     line((c, "readarray [-d delim] [-n count] [array]"), full=False, indent=48.0)
@@ -416,6 +421,8 @@ def test_texinfo_builtin_name_heads_its_entry(tmp_path: Path) -> None:
         "if the -u option is supplied."]
     assert section_term(SECTION_SEPARATOR.join(entry.heading)) == "readarray"
     assert all("readarray" not in u.heading for u in units[:-1])  # the text above it is not its entry's
+    assert all("LANGUAGE" not in u.heading for u in units)
+    assert "LANGUAGE: LANGUAGE is not specified by Posix, but it is a GNU extension that overrides" in units[-2].text
 
 
 def test_chunks_follow_sections_and_carry_their_heading_path(tmp_path: Path) -> None:
