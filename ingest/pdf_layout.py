@@ -8,9 +8,8 @@ then, over the whole document:
   once its digits are ignored, or that holds the page's own printed number) and lone page numbers;
 - joins the lines of a paragraph (a line that reaches the right margin continues in the next one, unless
   its baseline stands further below than the text's line spacing), a sentence broken by a page break, and
-  words hyphenated at a line end
-  ("inter-" + "face"; kept hyphenated when the document writes the word with its hyphen elsewhere, as in
-  "lower-level");
+  words hyphenated at a line end ("inter-" + "face"; kept hyphenated when the document writes the word
+  with its hyphen elsewhere, as in "lower-level");
 - puts a space between two runs of a line where PDFium's text of the page has one, not wherever their
   letters' boxes stand apart (code in a typewriter font inside quotes reads "‘-f’", not "‘ -f ’");
 - reads a term set on a line of its own above its indented description, or beside it across a gap wider
@@ -460,44 +459,46 @@ def document_blocks(pages: Sequence[PageLayout]) -> list[Block]:
     levels = {size: i + 1 for i, size in enumerate(_heading_sizes(pages, body))}
     hyphenated = Counter(w.lower() for p in pages for ln in p.lines for w in re.findall(r"\b\w+-\w+\b", ln.text))
     blocks: list[Block] = []
-    previous: PageLayout | None = None
+    previous: tuple[PageLayout, dict[int, tuple[float, float]]] | None = None  # the last page with text, its margins
     for page in pages:
-        own = [b for b in _page_blocks(page, body, levels, hyphenated)
+        if not page.lines:
+            continue
+        margins = _column_margins(page.lines)
+        own = [b for b in _page_blocks(page, margins, body, levels, hyphenated)
                if b.heading_level is not None or not _INDEX_LETTERS.match(b.text)]
-        if own and blocks and previous is not None and _continues(previous, page, blocks[-1], own[0]):
+        if own and blocks and previous is not None and _continues(*previous, page, blocks[-1], own[0]):
             last = blocks[-1]
             last.text = _dehyphenate(last.text, own[0].text, hyphenated) or f"{last.text} {own[0].text}"
             own = own[1:]
         blocks.extend(own)
-        previous = page if page.lines else previous
+        previous = page, margins
     return blocks
 
 
 _TERM_START = re.compile(r"^\S{1,60}: ")  # a definition's term ("encap: Sets ..."): an entry of its own
 
 
-def _continues(before: PageLayout, page: PageLayout, last: Block, first: Block) -> bool:
+def _continues(before: PageLayout, margins: dict[int, tuple[float, float]], page: PageLayout, last: Block,
+               first: Block) -> bool:
     """Whether `first`, the first paragraph of `page`, goes on with `last`, the last one of the page `before`
-    it: a sentence broken by the page break. The last line of `before` reaches its margin without ending a
-    sentence, and `page` opens as far in as that line (or at its column's margin), in lower case (or after a
-    word broken by a hyphen), with no term of its own: "... whether or not the user wishes to view" /
-    "them; otherwise, they are simply listed."
+    it (both pages with text; `margins`: those of `before`'s columns): a sentence broken by the page break.
+    The last line of `before` reaches its margin without ending a sentence, and `page` opens as far in as
+    that line (or at its column's margin), in lower case (or after a word broken by a hyphen), with no term
+    of its own: "... whether or not the user wishes to view" / "them; otherwise, they are simply listed."
     """
     if (last.heading_level is not None or first.heading_level is not None or first.page != last.page + 1
-            or last.page != before.number or not before.lines or not page.lines):
+            or last.page != before.number):
         return False
     end, start = before.lines[-1], page.lines[0]
     left = min(ln.x0 for ln in page.lines if ln.column == start.column)
-    return (not _ends_early(end, _column_margins(before.lines)) and not _SENTENCE_END.search(end.text)
+    return (not _ends_early(end, margins) and not _SENTENCE_END.search(end.text)
             and (abs(start.x0 - end.x0) < 2 or abs(start.x0 - left) < 2) and not _TERM_START.match(first.text)
             and (first.text[:1].islower() or end.text.endswith("-")))
 
 
-def _page_blocks(page: PageLayout, body: float, levels: dict[float, int], hyphenated: Counter[str]) -> Iterator[Block]:
+def _page_blocks(page: PageLayout, margins: dict[int, tuple[float, float]], body: float, levels: dict[float, int],
+                 hyphenated: Counter[str]) -> Iterator[Block]:
     lines = page.lines
-    if not lines:
-        return
-    margins = _column_margins(lines)
     gaps = sorted(a.bottom - b.top for a, b in zip(lines, lines[1:]) if 0 < a.bottom - b.top < 3 * max(body, 1))
     usual_gap = gaps[len(gaps) // 2] if gaps else body * 0.3
     # from one line's baseline to the next's: the boxes of a line's letters say less (a line of code or of
@@ -650,15 +651,17 @@ def _entry_names(lines: Sequence[Line], body: float, margins: dict[int, tuple[fl
     names = set()
     for i in range(len(lines) - 1):
         name, synopsis = lines[i:i + 2]
-        after = lines[i + 2] if i + 2 < len(lines) else None
         word = name.text.strip()
+        if not (_NAME.match(word) and synopsis.column == name.column and synopsis.x0 - name.x0 > 1.5 * em
+                and synopsis.text.startswith((word + " ", word + "(")) and name.bottom > synopsis.top - 2 * em
+                and _ends_early(name, margins) and not _FULL_STOP.search(synopsis.text)):
+            continue
         # prose that wraps at the margin and goes on as far in is a description, not a synopsis (which gives
         # its arguments in brackets, and may wrap too: "complete [-abcdefgjksuv] ... [-" / "G globpat]")
+        after = lines[i + 2] if i + 2 < len(lines) else None
         wraps = (after is not None and after.column == synopsis.column and abs(after.x0 - synopsis.x0) < 2
                  and not _ends_early(synopsis, margins) and not any(c in synopsis.text for c in "[("))
-        if (_NAME.match(word) and synopsis.column == name.column and synopsis.x0 - name.x0 > 1.5 * em
-                and synopsis.text.startswith((word + " ", word + "(")) and name.bottom > synopsis.top - 2 * em
-                and _ends_early(name, margins) and not _FULL_STOP.search(synopsis.text) and not wraps):
+        if not wraps:
             names.add(i)
     return names
 

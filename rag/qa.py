@@ -20,8 +20,8 @@ from rag.rerank import Reranker, make_reranker
 from rag.search import Searcher, SearchMode, build_searcher
 from rag.sentences import evidence_sentences, sentence_spans
 from rag.settings import AnswerSettings, Settings
-from rag.support import (check_facts, content_words, extract_facts, missing_identifier, set_aside, stem, stems,
-                          subject_missing)
+from rag.support import (check_facts, content_words, done_without, extract_facts, missing_identifier, set_aside,
+                          stem, stems, subject_missing)
 from rag.text import WORD
 from rag.types import Hit, Principal, page_unit
 
@@ -279,8 +279,7 @@ class QAService:
                 unknown = scale * sum(analysis.topic_weight(w, question, language) for w in absent) / len(terms)
         # a name or code the question gives that no passage holds ("GitHub", "core.maxFileSize"), unless it
         # says it does without it
-        names = [m.group() for m in _NAME.finditer(question.strip())
-                 if not aside.issuperset(WORD.findall(m.group().lower()))]
+        names = [m.group() for m in _NAME.finditer(question.strip()) if not done_without(m.group(), aside)]
         missing = float(any(not (fuzzy_words(n) & words) for n in names))
         return [max(cosines, default=0.0), passage, sentence, scored.best, unknown, missing, scored.best_similarity], scored
 

@@ -318,6 +318,12 @@ def set_aside(question: str) -> set[str]:
             for w in WORD.findall(m.group(1).lower()) + WORD.findall(m.group(2).lower())[:4]}
 
 
+def done_without(name: str, aside: set[str]) -> bool:
+    """Whether every word of `name` ("A4", "core.fsmonitor") is among the words a question sets aside
+    (`set_aside`): a name it does without, not one it asks about."""
+    return aside.issuperset(WORD.findall(name.lower()))
+
+
 _WORD_PART = 4  # a part of a hyphenated code this long and all letters is a word ("Prozessor", "only")
 
 
@@ -345,16 +351,12 @@ def missing_identifier(question: str, passages: Sequence[str]) -> str:
     facts = extract_facts(question)
     known = " ".join(passages).lower()
     aside = set_aside(question)
-
-    def asked(name: str) -> bool:
-        return not aside.issuperset(WORD.findall(name.lower()))
-
     for name in sorted(facts.names):
-        if (any(c.isdigit() for c in name) and asked(name) and code_part(name) not in known
+        if (any(c.isdigit() for c in name) and not done_without(name, aside) and code_part(name) not in known
                 and name.replace("-", " ") not in known):
             return name
     for name in code_names(question):
-        if asked(name) and name.lower() not in known:
+        if not done_without(name, aside) and name.lower() not in known:
             return name
     known_facts = [extract_facts(p, evidence=True) for p in passages]
     for q in facts.quantities:
