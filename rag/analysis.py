@@ -50,6 +50,11 @@ _WORD_ZIPF = 2.0  # words rarer than this count as unknown (0) when a compound i
 RARE_ZIPF, COMMON_ZIPF = 3.0, 4.0
 # The languages that write every noun with a capital: a word written in lower case is no noun nor name
 NOUNS_CAPITALISED = frozenset({"de"})
+# A word a question writes in capitals is a name below this frequency ("UDP", "OWASP"; not "USA", "GB", "PC"),
+# one it capitalises inside a sentence below the second ("Linux", "Flask", "Renovate"; not "Windows", "Room")
+CAPITALS_ZIPF, CAPITALISED_ZIPF = 4.0, 4.5
+_INNER_CAPITAL = re.compile(r"[a-z][A-Z]")  # "GitHub", "reStructuredText", "WebP"
+_OPENING = " \t\n\"'‘“«(¿¡-"  # what may stand between a sentence's end and its first word
 
 
 class Analyzer:
@@ -164,6 +169,43 @@ class Analyzer:
             return 1.0
         return self.rarity(lower, language)
 
+    def names(self, text: str, language: str) -> list[str]:
+        """The words `text` (a question in `language`) writes as names, as written: a code of letters and
+        digits ("68k", "SC2086"), a word with a capital inside ("GitHub", "WebP"), one in capitals that is no
+        everyday word ("UDP", not "USA"); in a language that writes only names with a capital, a word
+        capitalised inside a sentence that is no everyday word ("Flask", "Renovate", "Linux"; not "Windows");
+        in English, a word in lower case that no word list holds in any inflection ("zstd", "biblatex"; not
+        "hogged"). German capitalises every noun and writes its verbs as one word ("nachinstallieren"), and a
+        French question's "mainteneur" is no name: there only the written forms count."""
+        listed = language in _word_lists()
+        out = []
+        for match in TOKEN.finditer(text):
+            word = match.group()
+            if len(word) < 2 or word.isdigit():
+                continue
+            if not word.isalpha() or _INNER_CAPITAL.search(word):
+                out.append(word)
+                continue
+            lower = word.lower()
+            if not listed:
+                name = word.isupper() and lower not in stop_words(language)
+            elif word.isupper():
+                name = self.commonness(lower, language) < CAPITALS_ZIPF
+            elif word[0].isupper() and not _sentence_initial(text, match.start()):
+                name = language not in NOUNS_CAPITALISED and self.commonness(lower, language) < CAPITALISED_ZIPF
+            else:
+                name = language == "en" and self.commonness(lower, language) == 0 and lower not in stop_words(language)
+            if name:
+                out.append(word)
+        return out
+
+    def commonness(self, word: str, language: str) -> float:
+        """How common `word` (lower case) or its stem is in `language` or in English, on the Zipf scale: 0 when
+        no word list holds it (below `_WORD_ZIPF`). wordfreq folds case, so "regelmäßig" is looked up as
+        "regelmässig"."""
+        forms = {word, word.casefold(), self.stem(word, language)}
+        return max(self._zipf(lang).get(form, 0.0) for lang in {language, "en"} & _word_lists() for form in forms)
+
     def compound_parts(self, word: str, language: str) -> list[str]:
         """The parts of a German or Dutch compound (lower-case), or [] when `word` is not one: the split whose
         parts are common words, joining elements allowed, with the best geometric mean of the parts'
@@ -212,6 +254,12 @@ class Analyzer:
 
     def is_stop_word(self, word: str, language: str) -> bool:
         return word.lower() in stop_words(language)
+
+
+def _sentence_initial(text: str, start: int) -> bool:
+    """Whether the word at `start` opens a sentence of `text` (or the text)."""
+    before = text[:start].rstrip(_OPENING)
+    return not before or before[-1] in ".?!:;…"
 
 
 @lru_cache(maxsize=1)

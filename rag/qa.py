@@ -20,8 +20,8 @@ from rag.rerank import Reranker, make_reranker
 from rag.search import Searcher, SearchMode, build_searcher
 from rag.sentences import evidence_sentences, sentence_spans
 from rag.settings import AnswerSettings, Settings
-from rag.support import (check_facts, content_words, done_without, extract_facts, missing_identifier, set_aside,
-                          stem, stems, subject_missing)
+from rag.support import (check_facts, code_part, content_words, done_without, extract_facts, missing_identifier,
+                          set_aside, stem, stems, subject_missing)
 from rag.text import WORD
 from rag.types import Hit, Principal, page_unit
 
@@ -156,8 +156,7 @@ class StatementCheck:
 # on them, searched on the dev sets and the two QA sets by bench/abstention_real.py (with the thresholds).
 RELEVANCE_FEATURES = ("cosine", "passage_coverage", "sentence_coverage", "quote_score", "unknown_words",
                       "missing_name", "sentence_cosine")
-RELEVANCE_WEIGHTS = (0.829, 0.077, 0.290, 0.028, -1.361, -0.007, 0.146)
-_NAME = re.compile(r"(?<!^)(?<![.?!]\s)\b(?:[A-Z][\w'’-]*[A-Za-z]|[\w-]*[A-Z][a-z]+[A-Z]\w*|\w+[._/]\w[\w./-]*)\b")
+RELEVANCE_WEIGHTS = (0.816, 0.105, 0.308, 0.006, -1.841, -0.312, 0.335)
 
 # words that say what kind of answer is wanted, not what it is about
 QUESTION_WORDS = frozenset("many much far often soon long kind type called happens happen get make way".split())
@@ -247,7 +246,9 @@ class QAService:
         they were computed from): the best cosine similarity of a passage; the share of the question's words,
         weighted by their rarity over what `principal` may read, anywhere in the passages and in their best
         sentence with its neighbours (a word matched by its stem or by its first five letters: "Kennwörter"
-        meets "Kennwort"); the score of the best quotable sentence."""
+        meets "Kennwort"); the score of the best quotable sentence; the share of its words no readable document
+        holds; whether a name it gives (`Analyzer.names`) is in no passage; the best similarity of one
+        sentence."""
         pool = [*hits, *more]
         ids = [h.chunk_id for h in pool]
         terms = self._question_terms(question)
@@ -272,15 +273,20 @@ class QAService:
         unknown = 0.0
         aside = set_aside(question)
         scale = min(1.0, max(0.0, (float(np.log10(max(total, 1))) - 2) / 2))
+        language, analysis = self.searcher.question_language(question), analyzer()
         if terms and scale > 0:
             absent = self.searcher.unknown_words(terms, principal) - aside
             if absent:
-                language, analysis = self.searcher.question_language(question), analyzer()
                 unknown = scale * sum(analysis.topic_weight(w, question, language) for w in absent) / len(terms)
-        # a name or code the question gives that no passage holds ("GitHub", "core.maxFileSize"), unless it
-        # says it does without it
-        names = [m.group() for m in _NAME.finditer(question.strip()) if not done_without(m.group(), aside)]
-        missing = float(any(not (fuzzy_words(n) & words) for n in names))
+        # a name the question gives (`Analyzer.names`: "Flask", "zstd", "UDP") that no passage nor its heading
+        # holds, unless it says it does without it: the passages are about something else
+        names = [n for n in analysis.names(question, language) if not done_without(n, aside)]
+        missing = 0.0
+        if names:  # a code is looked for inside the passages' words ("68k" in "m68k"), a name by its forms
+            known = " ".join(f"{h.section}\n{h.text}" for h in pool).lower()
+            placed = words | fuzzy_words(" ".join(h.section for h in pool))
+            missing = float(any(not fuzzy_words(n) & placed if n.isalpha() else code_part(n.lower()) not in known
+                                for n in names))
         return [max(cosines, default=0.0), passage, sentence, scored.best, unknown, missing, scored.best_similarity], scored
 
     def relevance(self, question: str, hits: list[Hit], principal: Principal | None = None,

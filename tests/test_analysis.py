@@ -94,13 +94,35 @@ def test_a_word_is_rare_or_everyday_in_its_own_language() -> None:
     assert a.topic_weight("whether", "Is it whether or not?", "en") == 1.0  # English: nothing tells
 
 
+def test_a_questions_names_are_told_from_its_words() -> None:
+    """The words a question writes as names, which passages about something else lack: codes, inner
+    capitals, capitals that are no everyday word; a capital inside an English or French sentence on a word
+    that is no everyday one; in English, a word in lower case no word list holds in any inflection. German
+    capitalises every noun and writes its verbs as one word, so there only the written forms count."""
+    a = analyzer()
+    assert a.names("Can Apache compress responses with zstd at level 3?", "en") == ["Apache", "zstd"]
+    assert a.names("Does Gunicorn start four workers for my Flask app over UDP in the USA?", "en") == [
+        "Gunicorn", "Flask", "UDP"]  # "USA" is an everyday word, "3" and "four" no names
+    assert a.names("My shell function ran away and hogged the machine. Which variable caps it?", "en") == []
+    assert a.names("Which is the SC2086 warning of GitHub's checker for my pyproject file?", "en") == [
+        "SC2086", "GitHub", "pyproject"]
+    assert a.names("Windows: how do I add Room to it?", "en") == []  # a sentence's start; an everyday word
+    assert a.names("Wie installiere ich Docker per Cronjob auf der Kiste, ohne nachzuinstallieren?", "de") == []
+    assert a.names("Wie richte ich GitLab und den 68k-Emulator regelmäßig per SSH ein?", "de") == [
+        "GitLab", "68k", "SSH"]
+    assert a.names("Comment configurer needrestart et Renovate pour un mainteneur ?", "fr") == ["Renovate"]
+    assert a.names("Wie installiere ich Docker auf Debian?", UNKNOWN) == []  # nothing known of the language
+    assert a.names("Wie installiere ich HTTPD und Gitea2?", UNKNOWN) == ["HTTPD", "Gitea2"]
+
+
 def test_a_missing_german_verb_says_less_than_a_missing_noun(tmp_path: Path, make_settings,  # type: ignore[no-untyped-def]
                                                              embedder) -> None:
     """A question's word that no document holds counts against the passages answering it (abstention's
     unknown words): in a German question a verb or an adjective by how rare it is, so an everyday one
     ("kaputt") says nothing, while a noun or a name ("Zorbium", "Firma") counts in full, as every English word
     does. German questions phrased with "kaputt", "brauche", "klappt" were refused on the Debian Reference; a
-    word the question sets aside ("without curl or netcat") counts for nothing."""
+    word the question sets aside ("without curl or netcat") counts for nothing. A name the question gives
+    that the passages lack counts on its own (abstention's missing name)."""
     from rag.qa import RELEVANCE_FEATURES, QAService
     from tests.conftest import scripted_generator
 
@@ -131,3 +153,19 @@ def test_a_missing_german_verb_says_less_than_a_missing_noun(tmp_path: Path, mak
     assert missing("How do I restart the hangar server with zorbctl?") > 0.0
     assert missing("How do I restart the hangar server without zorbctl or a reboot?") == 0.0
     assert missing("Wie starte ich den Hangar-Server ohne Zorbium neu?") == 0.0
+
+    # a name the question gives that no passage holds counts against them (the name is what it asks about),
+    # wherever else the documents hold it; an everyday noun does not, nor a name it does without
+    named = RELEVANCE_FEATURES.index("missing_name")
+
+    def unnamed(question: str) -> float:
+        hits = searcher.search(question, 3).hits
+        return service.relevance_features(question, hits)[0][named]
+
+    assert unnamed("How do I restart the hangar server with hangarctl?") == 0.0
+    assert unnamed("How do I restart the hangar server under Kubernetes?") == 1.0
+    assert unnamed("How do I restart the hangar server with zstd compression?") == 1.0
+    assert unnamed("How do I restart the hangar server without Kubernetes?") == 0.0
+    assert unnamed("Wie starte ich den Hangar-Server unserer Firma neu?") == 0.0
+    assert unnamed("Wie starte ich den Hangar-Server mit PowerShell neu?") == 1.0
+    assert unnamed("Wie starte ich den Hangar-Server mit Docker neu?") == 0.0  # a German noun: no name
