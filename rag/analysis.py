@@ -76,6 +76,12 @@ class Analyzer:
             if language in _LINKS:
                 self._zipf(language)
 
+    def warm_up_names(self, languages: Sequence[str]) -> None:
+        """Load the word lists `names` reads for questions over an index of `languages` (English's and each
+        listed language's, about half a second each), so the first question does not wait for them."""
+        for language in {"en", *languages} & _word_lists():
+            self._zipf(language)
+
     def warm_up_in_background(self) -> None:
         """Load the language model in a thread now (0.7 s), so the first chunk written does not wait for it."""
         if self._identifier is None:

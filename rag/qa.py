@@ -210,8 +210,9 @@ class QAService:
         self.reranker = reranker
 
     def warm_up(self) -> None:
-        """Load the index, the embedding model, the reranker and the generator."""
+        """Load the index, the embedding model, the word lists relevance reads, the reranker and the generator."""
         self.searcher.warm_up()
+        analyzer().warm_up_names(self.searcher.current().store.keyword_languages())
         warm = getattr(self.reranker, "warm_up", None)
         if warm is not None:
             warm()
