@@ -279,13 +279,14 @@ class QAService:
             absent = self.searcher.unknown_words(terms, principal) - aside
             if absent:
                 unknown = scale * sum(analysis.topic_weight(w, question, language) for w in absent) / len(terms)
-        # a name the question gives (`Analyzer.names`: "Flask", "zstd", "UDP") that no passage nor its heading
-        # holds, unless it says it does without it: the passages are about something else
+        # a name the question gives (`Analyzer.names`: "Flask", "zstd", "UDP") that no passage holds, nor its
+        # heading or its document's title ("PostgreSQL" of a manual's page), unless the question does without
+        # it: the passages are about something else
         names = [n for n in analysis.names(question, language) if not done_without(n, aside)]
         missing = 0.0
         if names:  # a code is looked for inside the passages' words ("68k" in "m68k"), a name by its forms
-            known = " ".join(f"{h.section}\n{h.text}" for h in pool).lower()
-            placed = words | fuzzy_words(" ".join(h.section for h in pool))
+            known = " ".join(f"{h.title}\n{h.section}\n{h.text}" for h in pool).lower()
+            placed = words | fuzzy_words(" ".join(f"{h.title}\n{h.section}" for h in pool))
             missing = float(any(not fuzzy_words(n) & placed if n.isalpha() else code_part(n.lower()) not in known
                                 for n in names))
         return [max(cosines, default=0.0), passage, sentence, scored.best, unknown, missing, scored.best_similarity], scored

@@ -132,6 +132,8 @@ def test_a_missing_german_verb_says_less_than_a_missing_noun(tmp_path: Path, mak
                                      "the configuration and keeps the queue.")
     (docs / "neustart.txt").write_text("Den Hangar-Server startet man mit dem Befehl hangarctl restart neu; er liest "
                                        "die Konfiguration neu ein und behält die Warteschlange.")
+    (docs / "quay.html").write_text("<html><head><title>Quillon Operations Manual</title></head><body><h1>Restarts</h1>"
+                                    "<p>Restart the quay server with the command quayctl restart.</p></body></html>")
     for i in range(160):  # the feature counts from 100 chunks on (in a dozen files most words are missing)
         (docs / f"note{i}.txt").write_text(f"Note {i}: the hangar doors open at {i % 12 + 6} o'clock.")
     settings = make_settings()
@@ -169,3 +171,5 @@ def test_a_missing_german_verb_says_less_than_a_missing_noun(tmp_path: Path, mak
     assert unnamed("Wie starte ich den Hangar-Server unserer Firma neu?") == 0.0
     assert unnamed("Wie starte ich den Hangar-Server mit PowerShell neu?") == 1.0
     assert unnamed("Wie starte ich den Hangar-Server mit Docker neu?") == 0.0  # a German noun: no name
+    assert unnamed("How do I restart the quay server of Quillon?") == 0.0  # the passage's document is titled so
+    assert unnamed("How do I restart the quay server of Kubernetes?") == 1.0
