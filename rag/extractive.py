@@ -65,10 +65,12 @@ _WANTS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(which|what|welche[rsmn]?|quel(le)?s?)\s+([\w-]+\s+){0,3}?(option|flag|switch|setting|settings|"
                 r"config|configuration|variable|command|commands|function|method|module|package|key|keyword|"
                 r"exception|error|class|parameter|argument|tool|program|utility|counter|macro|hook|syntax|"
-                r"style|terminal|format|attribute|directive|field|helper|subcommand|environment|file|"
+                r"style|terminal|format|attribute|directive|field|helper|subcommand|environment|file|builtin|"
+                r"construct|statement|operator|shortcut|"
                 r"befehl|paket|option|einstellung|programm|werkzeug|datei|tastenkombination|kommando|"
                 r"commande|paquet|fichier|programme|outil|réglage|touche)s?\b|"
-                r"\bhow (do|can|should|would) (i|we|you)\b|\bwhat do i (use|type|run|call|put|add|write)\b|"
+                r"\bhow (do|can|could|should|would) (i|we|you|one|my|our|the|a)\b|\bhow to\b|"
+                r"\bwhat do i (use|type|run|call|put|add|write)\b|"
                 r"\b(is there|gibt es|y a-t-il) (a|an|ein|eine|un|une)\b|"
                 r"\b(the|a) (recommended|preferred|best|right|proper|correct|usual) way\b|"
                 r"\bwie (kann|könnte|muss|soll) (ich|man)\b|\bwie \w+ (ich|man)\b|\bmit welche[mr]\b|"
@@ -103,8 +105,10 @@ _IDENTIFIER = re.compile(
     r")")
 _IDENT = _IDENTIFIER.pattern
 # a definition's term written as a plain word, as option lists give them ("cdspell: If set, minor errors ...",
-# "twoside: switches on ..."), not a table row ("package: wl-clipboard · popcon: ...")
-_WORD_TERM = re.compile(r"^\s*(?P<term>[a-z][a-z0-9_]*):[ \t]+(?=\S)(?!.*\s·\s)")
+# "twoside: switches on ..."), or as a function's entry with its arguments and outputs ("nproc (query): Return
+# ...", "h = imagesc (...): Display ..."), not a table row ("package: wl-clipboard · popcon: ...")
+_WORD_TERM = re.compile(r"^\s*(?:[\w\[\], ]{1,30} = )?(?P<term>[a-z][a-z0-9_]*)(?: ?\([^()]{0,40}\))?:[ \t]+(?=\S)"
+                        r"(?!.*\s·\s)")
 # a sentence that gives an identifier as the answer, not one that merely mentions one: a definition's term
 # ("--follow: Continue listing ..."), "use --amend", "the gc.auto setting", "the PYTHONHASHSEED environment
 # variable", "option -x"
@@ -120,7 +124,10 @@ _INTRODUCES = re.compile(
     rf"|(?:{_IDENT}|\b[A-Z][A-Z0-9]{{3,}}\b)\s+(?:[\w-]+\s+)?(?:option|flag|switch|setting|variable|command|"
     rf"function|method|hook|attribute|parameter|"
     rf"key|package|program|tool|Option|Befehl|Paket|Programm|commande|paquet)\b"
-    rf"|\b(?:option|flag|switch|setting|variable|command|hook|Option|Befehl|Paket|commande|paquet)\s+(?:{_IDENT})")
+    rf"|\b(?:option|flag|switch|setting|variable|command|hook|Option|Befehl|Paket|commande|paquet)\s+(?:{_IDENT})"
+    # a command typed at a prompt after the sentence that announces it ("... la commande qui suit : $ sudo
+    # update-alternatives --config editor")
+    rf"|\w\S*\s?[:.]\s+(?:\$|>>>)\s+[a-z][\w.-]*")
 # a line typed at a prompt, as manuals show commands: "$ git bisect skip", "# dpkg --configure -a", ">>> f()"
 _COMMAND_LINE = re.compile(r"^\s*(?:[$#%]|>>>)\s+(?P<command>[\w.(/-]+)")
 
@@ -303,6 +310,10 @@ class Candidate:
         term = section_term(self.section)
         if term and not any(name.lower() in text.lower() for name in _term_names(term)):
             return f"{term}: {text}"
+        if not term and "identifier" in wants and _SUBJECT_REFERENCE.match(text):
+            subject = section_subject(self.section)
+            if subject and subject.lower() not in text.lower():
+                return f"{subject}: {text}"
         return text
 
 
@@ -341,6 +352,35 @@ def section_term(section: str) -> str:
     if not last or len(last) > 60 or not all(part and _TERM_PART.match(part) for part in parts):
         return ""
     return last
+
+
+# A heading that names the module, program or class its section is about: "Apache Module mod_remoteip", "Module
+# Apache mod_ratelimit" (a name written as code after its kind), "shutil — High-level file operations" (a
+# name before a dash, as Sphinx heads a module's page).
+_SUBJECT_KINDS = (r"module|modul|package|paquet|paket|program|programme|programm|command|commande|befehl|tool|"
+                  r"outil|werkzeug|utility|class|classe|klasse|library|bibliothèque|bibliothek")
+_SUBJECT_HEADING = re.compile(rf"^(?:\S+\s+)?(?i:{_SUBJECT_KINDS})\s+(?:\S+\s+)?(?P<name>[A-Za-z][\w.-]*)$")
+_DASHED_SUBJECT = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)\s+[—–]\s+\S")
+# a sentence about its section's subject that does not name it: "This module is used to ...", "Provides a
+# filter ...", "Ce module permet ...", "Dieses Modul stellt ..."
+_SUBJECT_REFERENCE = re.compile(
+    rf"^\s*(?:(?:this|the|ce|cet|cette|le|la|dieses?|der|die|das)\s+(?:{_SUBJECT_KINDS}|utilitaire|programms?)\b"
+    rf"|(?:provides|implements|fournit|implémente|offre|permet|stellt|bietet|implementiert)\b)", re.I)
+
+
+def section_subject(section: str) -> str:
+    """The module, program or class a passage under heading path `section` is about, from the nearest
+    heading that names one ("mod_remoteip" of "Apache Module mod_remoteip › Summary"), or "". Quoted before a
+    sentence that only says "This module ..." when the question asks which one."""
+    for heading in reversed(section.split(SECTION_SEPARATOR)):
+        heading = _HEADING_NUMBER.sub("", heading.strip())
+        named = _SUBJECT_HEADING.match(heading)
+        if named and _CODE_NAME.search(named["name"]):
+            return named["name"]
+        dashed = _DASHED_SUBJECT.match(heading)
+        if dashed:
+            return dashed["name"]
+    return ""
 
 
 def _term_names(term: str) -> list[str]:

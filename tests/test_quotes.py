@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rag.extractive import (Candidate, complete, focus_value, has_kind, is_command_line, new_value,
-                            question_focus, question_wants, section_term)
+                            question_focus, question_wants, section_subject, section_term)
 from rag.support import code_names, extract_facts, set_aside, stem
 
 # A DocBook-style page (git's user manual has this shape): the prose announces the command, which stands in
@@ -101,6 +101,29 @@ def test_the_term_a_passage_describes_is_its_last_heading_when_written_as_code()
         assert section_term(title) == ""
 
 
+def test_a_quote_that_only_says_this_module_names_the_module_its_page_is_about() -> None:
+    """Asked which module does something, "This module is used to ..." under "Apache Module mod_remoteip ›
+    Summary" answers only with the name its heading gives."""
+    assert section_subject("Apache Module mod_remoteip › Summary") == "mod_remoteip"
+    assert section_subject("Module Apache mod_ratelimit › Exemple de configuration") == "mod_ratelimit"
+    assert section_subject("shutil — High-level file operations › Directory and files operations") == "shutil"
+    for path in ("3 Basic Shell Features › 3.1 Introduction", "The Python Tutorial › 9. Classes", "Module Overview",
+                 "Apache Core Features › LimitRequestBody Directive", ""):
+        assert section_subject(path) == ""
+    block = ["This module is used to treat the useragent which initiated the request as the originating useragent."]
+    summary = Candidate(1, 0, 0.5, block, 0, "Apache Module mod_remoteip › Summary")
+    assert summary.quote({"identifier"}) == f"mod_remoteip: {block[0]}"
+    assert summary.quote(set()) == block[0]  # not asked which one
+    provides = Candidate(1, 0, 0.5, ["Provides a filter named RATE_LIMIT to limit client bandwidth."], 0,
+                         "Apache Module mod_ratelimit › Summary")
+    assert provides.quote({"identifier"}) == f"mod_ratelimit: {provides.sentence}"
+    # a sentence that names the module, or is about something else on its page, stands as it is
+    for sentence in ("mod_remoteip overrides the client IP of the connection.",
+                     "X-Forwarded-Host: The original host requested by the client in the Host HTTP request header."):
+        other = Candidate(1, 0, 0.5, [sentence], 0, "Apache Module mod_remoteip › Summary")
+        assert other.quote({"identifier"}) == sentence
+
+
 def test_a_quote_takes_the_sentence_it_refers_back_to() -> None:
     block = ["The smooth fold option reflects every point back into the interval.",
              "This operation keeps a periodic signal inside one window for plotting."]
@@ -127,6 +150,12 @@ def test_what_questions_ask_for_in_each_language() -> None:
     assert question_wants("J'ai perdu ma clé. Comment lui ajouter une phrase de passe ?") == {"identifier"}
     assert "identifier" not in question_wants("Who wrote the comment in the changelog?")
     assert "number" in question_wants("Which port does git daemon listen on?")
+    # how-to questions whatever their subject, and the kinds of thing a manual names
+    assert "identifier" in question_wants("How can my Octave script find out how many CPU cores the machine has?")
+    assert "identifier" in question_wants("How to make the history command show when each command was run?")
+    assert "identifier" in question_wants("What construct does Octave have for that?")
+    assert "identifier" in question_wants("Which builtin loads every line of a file into an array?")
+    assert "identifier" not in question_wants("How does the cache decide when a page is stale?")
     assert question_wants("Wohin sollte ich selbst kompilierte Software installieren?") == {"path"}
     # a default asked for by what the asker left alone, the way users put it
     assert "default" in question_wants("How many commands does bash remember if I never configure a size myself?")
@@ -160,6 +189,21 @@ def test_a_term_written_as_a_word_names_what_its_description_describes() -> None
     assert not names_one("package: wl-clipboard · popcon: V:1, I:5 · size: 141")
     assert not names_one("Note: the spelling of a directory component is corrected.")
     assert not names_one("If set, minor errors in the spelling are corrected.")
+    # a function's entry with its arguments and outputs, as Texinfo manuals list them
+    function = "nproc (query): Return the current number of available (logical) processors."
+    assert names_one(function) and names_one("h = imagesc (. . .): Display a scaled version of the matrix.")
+    assert new_value("How can my script find out how many CPU cores the machine has?", function, {"identifier"})
+    assert not names_one("Note (see below): the spelling of a directory component is corrected.")
+
+
+def test_a_command_typed_after_the_sentence_announcing_it_is_an_identifier() -> None:
+    def names_one(sentence: str) -> bool:
+        return has_kind(sentence, extract_facts(sentence, evidence=True), "identifier")
+
+    assert names_one("Vous pouvez le modifier par la commande qui suit : $ sudo update-alternatives --config editor")
+    assert names_one("The following stops the beep (ASCII=7). $ echo \"set bell-style none\" >> ~/.inputrc")
+    assert not names_one("The upgrade costs $ 5 per seat.")
+    assert not names_one("$ git log -p")  # a bare example names no answer: the sentence introducing it does
 
 
 def test_a_new_value_is_one_the_question_does_not_give() -> None:
