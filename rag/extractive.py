@@ -98,7 +98,7 @@ _IDENTIFIER = re.compile(
     r"|\b[A-Za-z_][\w-]*\.[A-Za-z_][\w.-]*\b"  # gc.auto, os.path.join, .gitignore-like names
     r"|\b\w+\(\)"  # os.makedirs()
     r"|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b"  # GIT_DIR
-    r"|\\\\[A-Za-z]+"  # \\setcounter
+    r"|\\[A-Za-z]+"  # \setcounter, a TeX macro
     r"|(?:~|\$\w+|\.{1,2})?/[\w.-]+(?:/[\w.-]+)+"  # paths
     r"|\b[a-z]+[A-Z]\w*\b"  # camelCase config names
     r"|\b[a-z][\w]*-[a-z][\w-]*\b(?=\s*(?:\(\d\)|command|option|package|tool))"  # git-commit(1), apt-get tool
@@ -124,7 +124,8 @@ _INTRODUCES = re.compile(
     rf"|(?:{_IDENT}|\b[A-Z][A-Z0-9]{{3,}}\b)\s+(?:[\w-]+\s+)?(?:option|flag|switch|setting|variable|command|"
     rf"function|method|hook|attribute|parameter|"
     rf"key|package|program|tool|Option|Befehl|Paket|Programm|commande|paquet)\b"
-    rf"|\b(?:option|flag|switch|setting|variable|command|hook|Option|Befehl|Paket|commande|paquet)\s+(?:{_IDENT})"
+    rf"|\b(?:option|flag|switch|setting|variable|command|hook|parameter|macro|counter|Option|Befehl|Paket|"
+    rf"Parameter|commande|paquet|paramètre)\s+(?:{_IDENT})"
     # a command typed at a prompt after the sentence that announces it ("... la commande qui suit : $ sudo
     # update-alternatives --config editor")
     rf"|\w\S*\s?[:.]\s+(?:\$|>>>)\s+[a-z][\w.-]*")

@@ -174,6 +174,10 @@ def test_a_constant_named_beside_what_it_is_is_an_identifier() -> None:
     assert names_one("This option has an effect only if the PYTHONHASHSEED environment variable is set.")
     assert names_one("With the USE_NSEC compile-time option, the nanoseconds are compared too.")
     assert not names_one("The NOTE below explains the environment variable.")
+    # a TeX macro is written with one backslash, and named by its kind before it
+    assert names_one("Separation of columns with vertical rules is achieved by setting the parameter "
+                     "\\columnseprule to some positive value.")
+    assert new_value("How do I get a vertical line between the columns?", "Use \\setcounter here.", {"identifier"})
 
 
 def test_a_term_written_as_a_word_names_what_its_description_describes() -> None:
