@@ -513,6 +513,11 @@ def choose_quote(question: str, scored: ScoredCandidates, margin: float) -> list
     text = best.quote(wants)
     quote = [Quote(text, best.number, round(float(scores[order[0]]), 4))]
     sentences = len(split_sentences(text))
+    default = _default_line(best, candidates, text, wants)
+    if default is not None and sentences < MAX_SENTENCES:
+        quote.append(Quote(default.sentence, default.number, round(float(scores[candidates.index(default)]), 4)))
+        text += " " + default.sentence
+        sentences += 1
     for i in order[1:]:
         if sentences >= MAX_SENTENCES or scores[order[0]] - scores[i] > margin:
             break
@@ -526,6 +531,25 @@ def choose_quote(question: str, scored: ScoredCandidates, margin: float) -> list
             text += " " + more
             sentences += count
     return quote
+
+
+# a line that gives its section's defaults: "Default settings: set history size 500 numbers trim.",
+# "Default: | LimitRequestBody 1073741824", "Défaut : | ...", "Voreinstellung: ..."
+_DEFAULT_LINE = re.compile(r"^\s*(?:default(?: settings?| values?)?|defaults|par défaut|défaut|valeur par défaut|"
+                           r"voreinstellung|standardwert|standard)\s?:", re.I)
+
+
+def _default_line(best: Candidate, candidates: Sequence[Candidate], text: str, wants: set[str]) -> Candidate | None:
+    """The line of the best sentence's section that gives its defaults, when the question asks for a default
+    that the best quote does not give: the manual states it apart from the description ("Default settings:
+    set history size 500 ..." under the history command's description)."""
+    if "default" not in wants or has_kind(text, extract_facts(text, evidence=True), "default"):
+        return None
+    for candidate in candidates:
+        if (candidate.number == best.number and candidate.section == best.section and candidate is not best
+                and _DEFAULT_LINE.match(candidate.sentence) and candidate.sentence not in text):
+            return candidate
+    return None
 
 
 def complete(block: list[str], index: int, wants: set[str], after: str = "") -> str:

@@ -411,6 +411,35 @@ def test_sentences_the_scorer_cannot_tell_apart_are_quoted_best_first_within_thr
     assert quoted([5.0, 4.9, 4.8], best, near, far) == [(1, best.block[0])]
 
 
+def test_a_quote_asked_for_a_default_takes_the_line_its_section_gives_defaults_on() -> None:
+    """gnuplot's manual describes `set history` in prose and gives its defaults on a line apart ("Default
+    settings: set history size 500 ..."); Apache's gives each directive's in a table row."""
+    import numpy as np
+
+    from rag.extractive import ScoredCandidates, choose_quote
+
+    section = "Commands › Set-show › History"
+    described = Candidate(1, 0, 0.8, ["When leaving gnuplot the value of history size limits the number of lines "
+                                      "saved to the history file."], 0, section)
+    defaults = Candidate(1, 0, 0.8, ["Default settings: set history size 500 numbers trim."], 0, section)
+    elsewhere = Candidate(2, 1, 0.6, ["Default settings: set samples 100."], 0, "Commands › Set-show › Samples")
+    other = Candidate(3, 2, 0.6, ["The history command lists the commands typed so far."], 0, "Commands › History")
+
+    def quoted(question: str, *candidates: Candidate) -> list[str]:
+        scores = np.array([9.0, 6.0, 5.0, 4.0][:len(candidates)], np.float32)  # the margin takes none of the rest
+        scored = ScoredCandidates(tuple(range(len(candidates))), list(candidates), scores,
+                                  np.zeros((len(candidates), 1), np.float32))
+        return [quote.text for quote in choose_quote(question, scored, 1.0)]
+
+    asked = "How many lines of history does gnuplot save by default?"
+    assert quoted(asked, described, other, elsewhere, defaults) == [described.sentence, defaults.sentence]
+    # not asked for a default, or given one already, or none on the best sentence's own section
+    assert quoted("How many lines of history does gnuplot save?", described, other, defaults) == [described.sentence]
+    given = Candidate(1, 0, 0.8, ["By default the history keeps 500 lines."], 0, section)
+    assert quoted(asked, given, other, defaults) == [given.sentence]
+    assert quoted(asked, described, other, elsewhere) == [described.sentence]
+
+
 BACKUPS = """<html><head><title>Backups</title></head><body><h2>Nightly backups</h2>
 <p>The backup job copies the file server to the tape library every night, starting at 02:00.</p>
 <p>Restores are requested from the service desk with the path and the date of the lost file.</p>
