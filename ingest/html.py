@@ -124,12 +124,30 @@ def normalise(text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+_CELL_BLOCKS = "div, pre, ul, ol, dl, table, blockquote, h1, h2, h3, h4, h5, h6"
+_HEADED_CELL_BLOCKS = "table, pre, ul, ol, dl, h1, h2, h3, h4, h5, h6"
+
+
+def _has_header_row(table) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the table's first row heads two or more columns (all <th>, or in <thead>)."""
+    first = table.css_first("tr")
+    if first is None:
+        return False
+    cells = [c for c in first.iter() if c.tag in ("td", "th")]
+    in_head = first.parent is not None and first.parent.tag == "thead"
+    return len(cells) >= 2 and (in_head or all(c.tag == "th" for c in cells))
+
+
 def _is_layout_table(table) -> bool:  # type: ignore[no-untyped-def]
-    """A table used to lay out blocks (an admonition's icon beside its text, a page's columns), not data."""
-    for cell in table.css("td, th"):
-        if cell.css_first("p, div, pre, ul, ol, dl, table, blockquote, h1, h2, h3, h4, h5, h6") is not None:
-            return True
-    return False
+    """A table used to lay out blocks (an admonition's icon beside its text, a page's columns), not data.
+    Under a header row a table is data unless a cell holds a table, a list, a heading or code: Sphinx wraps
+    every cell's text in a paragraph, and multi-line values in line blocks ("Directive | Meaning | Example").
+    Without one, a cell holding any block (a paragraph included) makes it layout: DocBook's admonitions put
+    a "Note" <th> beside an icon's <td>, no header row, over their paragraphs."""
+    cells = table.css("td, th")
+    if _has_header_row(table):  # columns named: data, unless a cell holds a table, a heading or code
+        return any(cell.css_first(_HEADED_CELL_BLOCKS) is not None for cell in cells)
+    return any(cell.css_first(f"p, {_CELL_BLOCKS}") is not None for cell in cells)
 
 
 def table_rows(table) -> list[str]:  # type: ignore[no-untyped-def]

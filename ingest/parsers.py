@@ -110,8 +110,9 @@ _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 # read as the term of its description; a title page's headings head no section; index lines and initials dropped;
 # in HTML, breadcrumb trails and Apache's "¶" links, language switchers and directive boxes left out. 6: a
 # command's name above its indented synopsis heads its entry in PDFs (bash's builtins: "readarray"), and a
-# sentence broken by a page break is read whole.
-PARSER_VERSION = 6
+# sentence broken by a page break is read whole. 7: an HTML table with a header row whose cells wrap their text
+# in paragraphs (as Sphinx writes every table) is data, its rows named by their columns, not layout.
+PARSER_VERSION = 7
 
 
 def clean(text: str, keep_spaces: bool = False) -> str:

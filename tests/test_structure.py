@@ -105,6 +105,26 @@ def test_html_sentences_stay_whole_and_chrome_goes() -> None:
     assert 'shelf.put(box, "top")\n    # indented comment\nshelf.take("top")' in after.text  # code verbatim
 
 
+# Sphinx writes every table cell's text in a paragraph, multi-line values in line blocks (Python's strftime
+# table); DocBook lays an admonition out as a table, an icon beside a "Note" header, over its paragraphs.
+SPHINX_TABLE = """<html><head><title>Formats</title></head><body><section><h1>Format codes</h1>
+<table class="docutils align-default"><thead><tr class="row-odd"><th class="head"><p>Directive</p></th>
+<th class="head"><p>Meaning</p></th><th class="head"><p>Example</p></th></tr></thead><tbody>
+<tr class="row-even"><td><p><code class="docutils literal"><span class="pre">%V</span></code></p></td>
+<td><p>ISO 8601 week as a decimal number with Monday as the first day of the week.</p></td>
+<td><div class="line-block"><div class="line">01, 02, …, 53</div></div></td></tr></tbody></table>
+<div class="note"><table border="0" summary="Note"><tr><td rowspan="2"><img alt="[Note]" src="note.png"/></td>
+<th align="left">Note</th></tr><tr><td><p>Weeks start on Monday.</p><p>Week 01 holds January 4.</p></td></tr>
+</table></div></section></body></html>"""
+
+
+def test_a_sphinx_table_is_rows_named_by_their_columns_and_an_admonition_stays_prose() -> None:
+    text = text_of(html_sections(SPHINX_TABLE)[1])
+    assert ("Directive: %V · Meaning: ISO 8601 week as a decimal number with Monday as the first day of the week."
+            " · Example: 01, 02, …, 53") in text
+    assert "Weeks start on Monday.\n\nWeek 01 holds January 4." in text and "Note:" not in text
+
+
 def test_docbook_and_asciidoc_pages() -> None:
     title, sections = html_sections(DOCBOOK)
     text = text_of(sections)
