@@ -167,10 +167,12 @@ def test_what_questions_ask_for_in_each_language() -> None:
     assert "default" not in question_wants("Why does git refuse to push when I set the upstream?")
 
 
-def test_a_constant_named_beside_what_it_is_is_an_identifier() -> None:
-    def names_one(sentence: str) -> bool:
-        return has_kind(sentence, extract_facts(sentence, evidence=True), "identifier")
+def names_one(sentence: str) -> bool:
+    """Whether a passage sentence gives a name written as code as its answer."""
+    return has_kind(sentence, extract_facts(sentence, evidence=True), "identifier")
 
+
+def test_a_constant_named_beside_what_it_is_is_an_identifier() -> None:
     assert names_one("This option has an effect only if the PYTHONHASHSEED environment variable is set.")
     assert names_one("With the USE_NSEC compile-time option, the nanoseconds are compared too.")
     assert not names_one("The NOTE below explains the environment variable.")
@@ -183,9 +185,6 @@ def test_a_constant_named_beside_what_it_is_is_an_identifier() -> None:
 def test_a_term_written_as_a_word_names_what_its_description_describes() -> None:
     """Option lists give their terms as plain words (bash's shopt options, geometry's keys): the term
     is the name an answer gives, as "--follow: ..." is; a table row's header is not."""
-    def names_one(sentence: str) -> bool:
-        return has_kind(sentence, extract_facts(sentence, evidence=True), "identifier")
-
     entry = "cdspell: If set, minor errors in the spelling of a directory component in a cd command are corrected."
     assert names_one(entry)
     assert new_value("Which shopt option fixes small typos in directory names?", entry, {"identifier"})
@@ -201,9 +200,6 @@ def test_a_term_written_as_a_word_names_what_its_description_describes() -> None
 
 
 def test_a_command_typed_after_the_sentence_announcing_it_is_an_identifier() -> None:
-    def names_one(sentence: str) -> bool:
-        return has_kind(sentence, extract_facts(sentence, evidence=True), "identifier")
-
     assert names_one("Vous pouvez le modifier par la commande qui suit : $ sudo update-alternatives --config editor")
     assert names_one("The following stops the beep (ASCII=7). $ echo \"set bell-style none\" >> ~/.inputrc")
     assert not names_one("The upgrade costs $ 5 per seat.")
