@@ -499,7 +499,8 @@ def score_candidates(question: str, passages: Sequence[tuple[int, Hit]], embedde
 
 def choose_quote(question: str, scored: ScoredCandidates, margin: float) -> list[Quote]:
     """The quote for `question` from its scored candidates: the best-scoring sentence, completed as
-    `complete` says, then the runners-up in score order that score within `margin` of it, each completed
+    `complete` says (and followed by its section's line of defaults when a default is asked for and the
+    sentence gives none), then the runners-up in score order that score within `margin` of it, each completed
     too, while the whole stays within MAX_SENTENCES (one that would not fit, or would repeat a sentence
     already quoted, is passed over for the next). When sentences score that close the scorer cannot tell
     which one answers: each is shown with its citation, the best first. Empty when the passages hold no
@@ -515,8 +516,9 @@ def choose_quote(question: str, scored: ScoredCandidates, margin: float) -> list
     sentences = len(split_sentences(text))
     default = _default_line(best, candidates, text, wants)
     if default is not None and sentences < MAX_SENTENCES:
-        quote.append(Quote(default.sentence, default.number, round(float(scores[candidates.index(default)]), 4)))
-        text += " " + default.sentence
+        line = candidates[default]
+        quote.append(Quote(line.sentence, line.number, round(float(scores[default]), 4)))
+        text += " " + line.sentence
         sentences += 1
     for i in order[1:]:
         if sentences >= MAX_SENTENCES or scores[order[0]] - scores[i] > margin:
@@ -539,16 +541,16 @@ _DEFAULT_LINE = re.compile(r"^\s*(?:default(?: settings?| values?)?|defaults|par
                            r"voreinstellung|standardwert|standard)\s?:", re.I)
 
 
-def _default_line(best: Candidate, candidates: Sequence[Candidate], text: str, wants: set[str]) -> Candidate | None:
-    """The line of the best sentence's section that gives its defaults, when the question asks for a default
-    that the best quote does not give: the manual states it apart from the description ("Default settings:
-    set history size 500 ..." under the history command's description)."""
+def _default_line(best: Candidate, candidates: Sequence[Candidate], text: str, wants: set[str]) -> int | None:
+    """The index among `candidates` of the line of the best sentence's section that gives its defaults, when
+    the question asks for a default that the best quote does not give: manuals state it apart from the
+    description ("Default settings: set history size 500 ..." under the history command's description)."""
     if "default" not in wants or has_kind(text, extract_facts(text, evidence=True), "default"):
         return None
-    for candidate in candidates:
+    for i, candidate in enumerate(candidates):
         if (candidate.number == best.number and candidate.section == best.section and candidate is not best
                 and _DEFAULT_LINE.match(candidate.sentence) and candidate.sentence not in text):
-            return candidate
+            return i
     return None
 
 
