@@ -128,7 +128,7 @@ _INTRODUCES = re.compile(
     rf"Parameter|commande|paquet|paramètre)\s+(?:{_IDENT})"
     # a command typed at a prompt after the sentence that announces it ("... la commande qui suit : $ sudo
     # update-alternatives --config editor")
-    rf"|\w\S*\s?[:.]\s+(?:\$|>>>)\s+[a-z][\w.-]*")
+    rf"|\S\s?[:.]\s+(?:\$|>>>)\s+[a-z][\w.-]*")
 # a line typed at a prompt, as manuals show commands: "$ git bisect skip", "# dpkg --configure -a", ">>> f()"
 _COMMAND_LINE = re.compile(r"^\s*(?:[$#%]|>>>)\s+(?P<command>[\w.(/-]+)")
 
