@@ -145,7 +145,7 @@ def _is_layout_table(table) -> bool:  # type: ignore[no-untyped-def]
     Without one, a cell holding any block (a paragraph included) makes it layout: DocBook's admonitions put
     a "Note" <th> beside an icon's <td>, no header row, over their paragraphs."""
     cells = table.css("td, th")
-    if _has_header_row(table):  # columns named: data, unless a cell holds a table, a heading or code
+    if _has_header_row(table):  # columns named: data, unless a cell holds a table, a list, a heading or code
         return any(cell.css_first(_HEADED_CELL_BLOCKS) is not None for cell in cells)
     return any(cell.css_first(f"p, {_CELL_BLOCKS}") is not None for cell in cells)
 

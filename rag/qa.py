@@ -285,8 +285,9 @@ class QAService:
         names = [n for n in analysis.names(question, language) if not done_without(n, aside)]
         missing = 0.0
         if names:  # a code is looked for inside the passages' words ("68k" in "m68k"), a name by its forms
-            known = " ".join(f"{h.title}\n{h.section}\n{h.text}" for h in pool).lower()
-            placed = words | fuzzy_words(" ".join(f"{h.title}\n{h.section}" for h in pool))
+            headings = [f"{h.title}\n{h.section}" for h in pool]
+            known = " ".join(f"{heading}\n{text}" for heading, text in zip(headings, texts)).lower()
+            placed = words | fuzzy_words(" ".join(headings))
             missing = float(any(not fuzzy_words(n) & placed if n.isalpha() else code_part(n.lower()) not in known
                                 for n in names))
         return [max(cosines, default=0.0), passage, sentence, scored.best, unknown, missing, scored.best_similarity], scored
