@@ -108,17 +108,22 @@ def test_sources_and_insights_in_a_real_browser(server: tuple[str, Path]) -> Non
         message = page.locator('[data-testid="stChatMessage"]').last
         source = message.locator('[data-testid="stExpander"]').filter(has_text="parental-leave-scan.pdf").first
         # the answer's last rerun may still be under way (the page inert): an expander open now can come back
-        # closed; so open it and click until the click lands
+        # closed, and a click can land and be undone; so open it and click until the dialog is there
         button = source.get_by_role("button", name="Open the source")
+        dialog = page.get_by_role("dialog")
 
         def open_source() -> None:
-            if not button.is_visible():
-                source.locator("summary").click(timeout=10_000)
-            button.click(timeout=10_000)
+            if dialog.count() == 0:
+                if not button.is_visible():
+                    source.locator("summary").click(timeout=10_000)
+                button.click(timeout=10_000)
+            dialog.wait_for(timeout=10_000)
 
-        until_it_lands(open_source, "the source's button never became clickable")
-        dialog = page.get_by_role("dialog")
-        dialog.get_by_text("page 2 of 2").wait_for(timeout=60_000)
+        until_it_lands(open_source, "the source's dialog never opened")
+        try:
+            dialog.get_by_text("page 2 of 2").wait_for(timeout=60_000)
+        except Exception as exc:  # say what the dialog shows instead
+            raise AssertionError(f"the dialog shows no 'page 2 of 2': {dialog.inner_text(timeout=5_000)!r}") from exc
         image = dialog.locator("img").first
         image.wait_for(timeout=30_000)
         png = page.request.get(image.get_attribute("src")).body()  # type: ignore[arg-type]
