@@ -111,8 +111,10 @@ _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 # in HTML, breadcrumb trails and Apache's "¶" links, language switchers and directive boxes left out. 6: a
 # command's name above its indented synopsis heads its entry in PDFs (bash's builtins: "readarray"), and a
 # sentence broken by a page break is read whole. 7: an HTML table with a header row whose cells wrap their text
-# in paragraphs (as Sphinx writes every table) is data, its rows named by their columns, not layout.
-PARSER_VERSION = 7
+# in paragraphs (as Sphinx writes every table) is data, its rows named by their columns, not layout. 8: a
+# PDF's term set an em from its description, where its description's column begins ("globstar  If set,
+# ..."), is read as the term of that description.
+PARSER_VERSION = 8
 
 
 def clean(text: str, keep_spaces: bool = False) -> str:

@@ -33,7 +33,7 @@ import itertools
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -96,6 +96,8 @@ class Line:
     # term beside its description), and where the rest begins
     head: str = ""
     hang: float = 0.0
+    # where later words begin after a gap wider than a word space, among the first few: (words before, x)
+    breaks: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass
@@ -209,17 +211,22 @@ def _lines(runs: list[Run], column: int = 0) -> list[Line]:
         parts: list[str] = []
         previous: Run | None = None
         head, hang = "", 0.0
+        breaks: list[tuple[int, float]] = []
         for run in group:
             if previous is not None and parts and not parts[-1].endswith(" ") and _space_between(previous, run):
                 parts.append(" ")
             if previous is not None and not head and run.left - previous.right > 1.5 * max(run.size, 1.0):
                 head, hang = " ".join("".join(parts).split()), run.left
+            if previous is not None and run.left - previous.right > 0.5 * max(run.size, 1.0):
+                before = len("".join(parts).split())
+                if 0 < before <= _MAX_HEAD_WORDS:
+                    breaks.append((before, run.left))
             parts.append(run.text)
             previous = run
         text = " ".join("".join(parts).split())
         if not text:
             continue
-        if len(head.split()) > 6 or not text.startswith(head):
+        if len(head.split()) > _MAX_HEAD_WORDS or not text.startswith(head):
             head, hang = "", 0.0
         chars = [(len(r[4].strip()), r[5], r[6]) for r in group]
         total = sum(n for n, _, _ in chars) or 1
@@ -228,8 +235,12 @@ def _lines(runs: list[Run], column: int = 0) -> list[Line]:
         stands = Counter(round(r.baseline, 1) for n, r in zip(chars, group) if r.baseline is not None and n[0])
         lines.append(Line(text, group[0].left, max(r.right for r in group), min(r.bottom for r in group),
                           max(r.top for r in group), size, bold, total, column,
-                          max(stands, key=lambda b: (stands[b], -b)) if stands else None, head, hang))
+                          max(stands, key=lambda b: (stands[b], -b)) if stands else None, head, hang,
+                          tuple(breaks)))
     return lines
+
+
+_MAX_HEAD_WORDS = 6  # a term beside its description is a few words
 
 
 def _space_between(before: Run, after: Run) -> bool:
@@ -498,7 +509,7 @@ def _continues(before: PageLayout, margins: dict[int, tuple[float, float]], page
 
 def _page_blocks(page: PageLayout, margins: dict[int, tuple[float, float]], body: float, levels: dict[float, int],
                  hyphenated: Counter[str]) -> Iterator[Block]:
-    lines = page.lines
+    lines = _align_heads(page.lines, margins)
     gaps = sorted(a.bottom - b.top for a, b in zip(lines, lines[1:]) if 0 < a.bottom - b.top < 3 * max(body, 1))
     usual_gap = gaps[len(gaps) // 2] if gaps else body * 0.3
     # from one line's baseline to the next's: the boxes of a line's letters say less (a line of code or of
@@ -587,9 +598,39 @@ def _starts_item(line: Line, previous: Line) -> bool:
             or abs(line.x0 - previous.x0) > 1.0)
 
 
+def _align_heads(lines: Sequence[Line], margins: dict[int, tuple[float, float]]) -> list[Line]:
+    """The lines, with the terms beside their descriptions that a gap of 1.5 em misses: Texinfo sets a long
+    term closer to its description ("globstar  If set, ..." has an em; "extglob" more). Such a line's head
+    is the words before a gap wider than a word space that opens where its description goes on (the next
+    line of the column begins there, set in from this one, or another term's description does), when:
+    - what follows the gap begins with a letter;
+    - the line above ended (a macro's name set in the margin beside a paragraph, as LaTeX manuals do, is
+      no term: "\\citep  the other for parenthetical ones" goes on from the line above);
+    - a head found by its gap is not longer ("borderstyle  char  S  box border style": a table's columns).
+    Whether a head is a term beside its description is `_terms_beside`'s to say."""
+    confirmed = {(line.column, round(line.hang)) for line, after in zip(lines, lines[1:])
+                 if line.head and after.column == line.column and abs(after.x0 - line.hang) < 2}
+    aligned: list[Line] = []
+    for i, line in enumerate(lines):
+        after = lines[i + 1] if i + 1 < len(lines) else None
+        before = lines[i - 1] if i > 0 and lines[i - 1].column == line.column else None
+        starts = [hang for column, hang in confirmed if column == line.column]
+        if after is not None and after.column == line.column and after.x0 > line.x0 + 0.5 * max(line.size, 1.0):
+            starts.append(after.x0)
+        found = next(((n, x) for n, x in line.breaks if any(abs(x - start) < 2 for start in starts)), None)
+        if found is not None and not (line.head and abs(line.hang - found[1]) < 2):
+            words, x = found
+            rest = line.text.split()[words:]
+            ended = before is None or _ends_early(before, margins) or _SENTENCE_END.search(before.text)
+            if rest and rest[0][0].isalpha() and ended and (not line.head or words < len(line.head.split())):
+                line = replace(line, head=" ".join(line.text.split()[:words]), hang=x)
+        aligned.append(line)
+    return aligned
+
+
 def _terms_beside(lines: Sequence[Line]) -> set[int]:
     """Indexes of the lines that open with a term beside its description (Texinfo's tables: "autocd   If
-    set, a command name ..."): a gap wider than an em after a few words, and the description's column
+    set, a command name ..."): a head (`Line.head`, `_align_heads`) and the description's column
     confirmed, by the next line going on there or by another such line of the page's column."""
     hangs = [(ln.column, ln.hang) for ln in lines if ln.head]
     beside = set()

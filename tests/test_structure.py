@@ -311,6 +311,52 @@ def test_a_term_above_or_beside_its_description_is_read_with_it(tmp_path: Path) 
     assert "Short last line." in blocks and "Short last line.:" not in "\n".join(blocks)
 
 
+def test_a_term_an_em_from_its_description_is_read_with_it_and_a_name_in_the_margin_is_not(tmp_path: Path) -> None:
+    # Texinfo's @table sets each term at the margin and its description in a column beside it: a short term
+    # stands 1.5 em or more from it, a longer one ("globstar") only an em. A LaTeX manual sets a macro's name
+    # in the margin, an em from the line of the paragraph that introduces it: no term, the sentence goes on.
+    from fpdf import FPDF
+
+    pdf = FPDF(unit="pt")
+    pdf.add_page()
+    left, column, y = 72.0, 136.0, 90.0
+
+    def write(x: float, text: str, font: str = "Helvetica") -> None:
+        nonlocal y
+        pdf.set_font(font, size=10.9)
+        pdf.text(x, y, text)
+
+    items = [("autocd", "If set, a command name that is the name of a directory is executed as if",
+              "it were the argument to the cd command."),
+             ("globstar", "If set, the pattern ** used in a filename expansion context will match",
+              "all files and zero or more directories and subdirectories."),
+             ("nullglob", "If set, filename patterns which match no files expand to a null string,",
+              "rather than themselves.")]
+    for term, first, second in items:
+        pdf.set_font("Courier", size=10.9)
+        assert 0.5 * 10.9 < column - left - pdf.get_string_width(term) < 1.5 * 10.9 or term == "autocd"
+        write(left, term, "Courier")
+        write(column, first)
+        y += 13.1
+        write(column, second)
+        y += 17.0
+    y += 10
+    write(column, "The package has two basic citation commands, one for textual citations and")
+    y += 13.1
+    pdf.set_font("Courier", size=10.9)
+    write(column - pdf.get_string_width("\\citep") - 10.9, "\\citep", "Courier")  # an em from the text
+    write(column, "the other for parenthetical ones; both take the keys of the works they cite.")
+    y += 13.1
+    write(column, "Each can also add a note before and after the citation, in square brackets.")
+    pdf.output(str(tmp_path / "table.pdf"))
+    blocks = [" ".join(b.split()) for b in
+              "\n".join(u.text for u in parse_pdf_file(tmp_path / "table.pdf").units).split("\n\n")]
+    for term, first, second in items:
+        assert f"{term}: {first} {second}" in blocks
+    assert any("citations and \\citep the other for parenthetical ones" in b for b in blocks)
+    assert not any(b.startswith("\\citep:") for b in blocks)
+
+
 def _texinfo_page(path: Path) -> Path:
     """A page set as Texinfo sets the bash and R manuals: justified lines at one baseline pitch, code in
     Courier inside the sentences (a line of it alone, "REPLY.", has no descenders), a wrapped line that
