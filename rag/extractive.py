@@ -109,11 +109,17 @@ _IDENT = _IDENTIFIER.pattern
 # ...", "h = imagesc (...): Display ..."), not a table row ("package: wl-clipboard · popcon: ...")
 _WORD_TERM = re.compile(r"^\s*(?:[\w\[\], ]{1,30} = )?(?P<term>[a-z][a-z0-9_]*)(?: ?\([^()]{0,40}\))?:[ \t]+(?=\S)"
                         r"(?!.*\s·\s)")
+# a name in capitals, as environment and shell variables are written ("HISTTIMEFORMAT", "PGDATA"), not the
+# label of a note or of a manual page's section
+_CAPS_NAME = (r"(?!(?:NOTES?|WARNINGS?|CAUTION|IMPORTANT|HINT|TODO|FIXME|EXAMPLES?|DESCRIPTION|SYNOPSIS|"
+              r"OPTIONS|USAGE|BUGS|AUTHORS?|FILES|ENVIRONMENT|ERRORS?|DANGER|ATTENTION|NAME|RETURNS?|HINWEIS|"
+              r"ACHTUNG|BEISPIELE?|REMARQUE|EXEMPLES?)\b)\b[A-Z][A-Z0-9]{3,}(?:_[A-Z0-9]+)*\b")
 # a sentence that gives an identifier as the answer, not one that merely mentions one: a definition's term
-# ("--follow: Continue listing ..."), "use --amend", "the gc.auto setting", "the PYTHONHASHSEED environment
-# variable", "option -x"
+# ("--follow: Continue listing ...", "HISTTIMEFORMAT: If this variable is set ..."), "use --amend", "the
+# gc.auto setting", "the PYTHONHASHSEED environment variable", "option -x", "the variable FUNCNEST"
 _INTRODUCES = re.compile(
     rf"^\s*(?:{_IDENT})[^:]{{0,60}}:\s"
+    rf"|^\s*{_CAPS_NAME}:\s"
     rf"|{_WORD_TERM.pattern}"
     rf"|\b(?i:use|using|set|setting|run|running|pass|passing|specify|add|enable|disable|with|via|call|invoke|type|"
     rf"try|give|configure|verwenden|benutzen|setzen|utilisez|utiliser|lancez)\s+(?:the\s+|die\s+|den\s+|le\s+|la\s+)?"
@@ -125,7 +131,7 @@ _INTRODUCES = re.compile(
     rf"function|method|hook|attribute|parameter|"
     rf"key|package|program|tool|Option|Befehl|Paket|Programm|commande|paquet)\b"
     rf"|\b(?:option|flag|switch|setting|variable|command|hook|parameter|macro|counter|Option|Befehl|Paket|"
-    rf"Parameter|commande|paquet|paramètre)\s+(?:{_IDENT})"
+    rf"Parameter|Variable|commande|paquet|paramètre)\s+(?:{_IDENT}|{_CAPS_NAME})"
     # a command typed at a prompt after the sentence that announces it ("... la commande qui suit : $ sudo
     # update-alternatives --config editor")
     rf"|\S\s?[:.]\s+(?:\$|>>>)\s+[a-z][\w.-]*")

@@ -180,6 +180,11 @@ def test_a_constant_named_beside_what_it_is_is_an_identifier() -> None:
     assert names_one("Separation of columns with vertical rules is achieved by setting the parameter "
                      "\\columnseprule to some positive value.")
     assert new_value("How do I get a vertical line between the columns?", "Use \\setcounter here.", {"identifier"})
+    # a variable written in capitals: the term of its description, or named after its kind; not a note's label
+    assert names_one("HISTTIMEFORMAT: If this variable is set and not null, its value is used as a format string.")
+    assert names_one("If the shell variable HISTTIMEFORMAT is set and not null, it is used as a format string.")
+    assert not names_one("NOTE: This variable is set by the shell.")
+    assert not names_one("WARNING: the HTTP protocol sends passwords in the clear.")
 
 
 def test_a_term_written_as_a_word_names_what_its_description_describes() -> None:
