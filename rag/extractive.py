@@ -37,7 +37,8 @@ import numpy as np
 from rag.analysis import stop_words
 from rag.embedding import Embedder
 from rag.sentences import evidence_blocks, paragraphs, split_sentences
-from rag.support import STOPWORDS, Facts, content_words, extract_facts, stem, without_man_sections
+from rag.support import (STOPWORDS, Facts, content_words, extract_facts, fuzzy_words, stem, without_man_sections,
+                         word_forms)
 from rag.types import SECTION_SEPARATOR, Hit
 
 # what a question asks for, by its words (English, German, French)
@@ -439,9 +440,14 @@ def sentence_features(question: str, candidates: Sequence[Candidate], embedder: 
     texts = list(dict.fromkeys([c.sentence for c in candidates] + [" ".join(c.block) for c in candidates]))
     question_vector = embedder.embed_queries([question])[0]
     vectors = dict(zip(texts, embedder.embed_to_compare(texts)))
+    # a question word is matched by its stem or any of its forms (`word_forms`: German's and French's
+    # stems, a compound's head), as the relevance matches it
     weights: dict[str, float] = {}
+    forms: dict[str, set[str]] = {}
     for word, weight in (word_weights or {w: 1.0 for w in content_words(question)}).items():
-        weights[stem(word)] = max(weights.get(stem(word), 0.0), weight)
+        key = stem(word)
+        weights[key] = max(weights.get(key, 0.0), weight)
+        forms.setdefault(key, {key}).update(word_forms(word))
     total = sum(weights.values()) or 1.0
     wants = question_wants(question)
     units = {stem(u.lower()) for u in _UNIT_WORDS.findall(question)} if "number" in wants else set()
@@ -450,14 +456,14 @@ def sentence_features(question: str, candidates: Sequence[Candidate], embedder: 
     for candidate in candidates:
         sentence = candidate.sentence
         paragraph = " ".join(candidate.block)
-        sentence_stems = _stems(sentence)
-        paragraph_stems = _stems(f"{candidate.section} {paragraph}")
+        sentence_stems = _stems(sentence) | fuzzy_words(sentence)
+        paragraph_stems = _stems(f"{candidate.section} {paragraph}") | fuzzy_words(f"{candidate.section} {paragraph}")
         quote = candidate.quote(wants)
         rows.append([
             float(vectors[sentence] @ question_vector),
             float(vectors[paragraph] @ question_vector),
-            sum(v for w, v in weights.items() if w in sentence_stems) / total,
-            sum(v for w, v in weights.items() if w in paragraph_stems) / total,
+            sum(v for w, v in weights.items() if forms[w] & sentence_stems) / total,
+            sum(v for w, v in weights.items() if forms[w] & paragraph_stems) / total,
             kind_score(sentence, extract_facts(sentence, evidence=True), wants),
             kind_score(quote, extract_facts(quote, evidence=True), wants),
             float(candidate.rank),

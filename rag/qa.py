@@ -20,9 +20,8 @@ from rag.rerank import Reranker, make_reranker
 from rag.search import Searcher, SearchMode, build_searcher
 from rag.sentences import evidence_sentences, sentence_spans
 from rag.settings import AnswerSettings, Settings
-from rag.support import (check_facts, code_part, content_words, done_without, extract_facts, missing_identifier,
-                          set_aside, stem, stems, subject_missing)
-from rag.text import WORD
+from rag.support import (check_facts, code_part, content_words, done_without, extract_facts, fuzzy_words,
+                          missing_identifier, set_aside, stem, stems, subject_missing, word_forms)
 from rag.types import Hit, Principal, page_unit
 
 NOT_FOUND = "I could not find this in the indexed documents."
@@ -162,29 +161,6 @@ RELEVANCE_WEIGHTS = (0.816, 0.105, 0.308, 0.006, -1.841, -0.312, 0.335)
 QUESTION_WORDS = frozenset("many much far often soon long kind type called happens happen get make way".split())
 
 
-_STEMMERS: list[Any] = []
-
-
-def _fuzzy(word: str) -> set[str]:
-    """The forms a word is matched by, whatever language the question and the documents are in: its Snowball
-    stems in English, German and French (PyStemmer: "raises" and "raise", "Kennwörter" and "Kennwort"),
-    and for long words its first five letters (a compound's head: "Paketverwaltung", "Paketen")."""
-    if not _STEMMERS:
-        import Stemmer
-
-        _STEMMERS.extend(Stemmer.Stemmer(language) for language in ("english", "german", "french"))
-    lower = word.lower()
-    forms = {stemmer.stemWord(lower) for stemmer in _STEMMERS}
-    if len(lower) >= 7:
-        forms.add("~" + lower[:5])
-    return forms
-
-
-def fuzzy_words(text: str) -> set[str]:
-    """Every form (`_fuzzy`) of every word of `text`."""
-    return {form for w in WORD.findall(text) for form in _fuzzy(w)}
-
-
 def sentence_coverage(weights: dict[str, float], texts: Sequence[str]) -> float:
     """The largest weight of question words that one passage sentence (with its neighbours) holds."""
     best = 0.0
@@ -193,7 +169,7 @@ def sentence_coverage(weights: dict[str, float], texts: Sequence[str]) -> float:
         per_sentence = [fuzzy_words(s) for s in sentences]
         for i in range(len(sentences)):
             window = set().union(*per_sentence[max(0, i - 1):i + 2])
-            best = max(best, sum(w for t, w in weights.items() if _fuzzy(t) & window))
+            best = max(best, sum(w for t, w in weights.items() if word_forms(t) & window))
     return best
 
 
@@ -265,7 +241,7 @@ class QAService:
         words = set().union(*(fuzzy_words(x) for x in texts)) if texts else set()
         passage = sentence = 0.0
         if weight_sum > 0:
-            passage = sum(w for t, w in weights.items() if _fuzzy(t) & words) / weight_sum
+            passage = sum(w for t, w in weights.items() if word_forms(t) & words) / weight_sum
             sentence = sentence_coverage(weights, texts) / weight_sum
         # a word no readable document holds in any form ("matplotlib" asked of the LaTeX manuals), which says
         # more the more text there is (in a dozen short files most words are missing): not counted below 100

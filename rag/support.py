@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from rag.search import STOPWORDS as SEARCH_STOPWORDS
 from rag.text import WORD
@@ -256,6 +257,29 @@ def stem(word: str) -> str:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[: len(word) - len(suffix)] + repl
     return word
+
+
+_STEMMERS: list[Any] = []
+
+
+def word_forms(word: str) -> set[str]:
+    """The forms a word is matched by, whatever language the question and the documents are in: its Snowball
+    stems in English, German and French (PyStemmer: "raises" and "raise", "Kennwörter" and "Kennwort"),
+    and for long words its first five letters (a compound's head: "Paketverwaltung", "Paketen")."""
+    if not _STEMMERS:
+        import Stemmer
+
+        _STEMMERS.extend(Stemmer.Stemmer(language) for language in ("english", "german", "french"))
+    lower = word.lower()
+    forms = {stemmer.stemWord(lower) for stemmer in _STEMMERS}
+    if len(lower) >= 7:
+        forms.add("~" + lower[:5])
+    return forms
+
+
+def fuzzy_words(text: str) -> set[str]:
+    """Every form (`word_forms`) of every word of `text`."""
+    return {form for w in WORD.findall(text) for form in word_forms(w)}
 
 
 def stems(text: str) -> set[str]:

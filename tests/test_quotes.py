@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.extractive import (Candidate, complete, focus_value, has_kind, is_command_line, new_value,
-                            question_focus, question_wants, section_subject, section_term)
+from rag.extractive import (FEATURES, Candidate, complete, focus_value, has_kind, is_command_line, new_value,
+                            question_focus, question_wants, section_subject, section_term, sentence_features)
 from rag.support import code_names, extract_facts, set_aside, stem
 
 # A DocBook-style page (git's user manual has this shape): the prose announces the command, which stands in
@@ -471,3 +471,18 @@ def test_the_quote_margin_setting_decides_how_many_sentences_are_quoted(make_set
 ])
 def test_what_a_question_does_without(question: str, aside: set[str]) -> None:
     assert set_aside(question) == aside
+
+
+def test_a_question_word_meets_the_sentence_in_another_inflection_in_german_and_french(embedder) -> None:  # type: ignore[no-untyped-def]
+    # the quote's word overlap matches the question's words (here with the weights the service gives them) as
+    # the relevance does: Snowball stems in three languages, a compound's head; not by an English suffix list
+    # that leaves "Kennwörter" apart from "Kennwort"
+    overlap = FEATURES.index("overlap")
+    for question, words, sentence in [
+            ("Wo speichert der Dienst die Kennwörter der Benutzer?", "speichert Dienst Kennwörter Benutzer",
+             "Der Dienst speichert jedes Kennwort eines Benutzers im Schlüsselbund."),
+            ("Quels paquets le système installe-t-il automatiquement ?", "paquets système installe automatiquement",
+             "Le système installe automatiquement ce paquet.")]:
+        weights = {word: 1.0 for word in words.split()}
+        candidate = Candidate(1, 0, 0.5, [sentence], 0, "")
+        assert sentence_features(question, [candidate], embedder, weights)[0, overlap] == pytest.approx(1.0)
