@@ -188,12 +188,18 @@ def kind_score(sentence: str, facts: Facts, wants: set[str]) -> float:
 
 
 _NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\b")
+# the value a sentence says is the default, whatever it is written as: "extrap defaults to NA", "The default
+# is off.", "Default is xy", "la valeur par défaut est false"
+_DEFAULT_VALUE = re.compile(r"\b(?:defaults? to|default(?: value| setting)? is|par défaut (?:est|vaut)|"
+                            r"valeur par défaut est)\s+(?:(?:the|a|an|la|le)\s+|l[’'])?(?:[\"“'‘`]|«\s?)?"
+                            r"(?P<value>[\w./-]*\w)", re.I)
+_SWITCH_VALUES = frozenset("on off yes no all".split())  # values, though stop words elsewhere
 
 
 def new_value(question: str, text: str, wants: set[str]) -> bool:
     """Whether `text` gives a value of the kind the question asks for that the question does not already
-    give: a number, or a name written as code or as a definition's term (an answer, not a sentence that
-    restates the question)."""
+    give: a number, a name written as code or as a definition's term, or what it says a default is (an
+    answer, not a sentence that restates the question)."""
     values = []
     if wants & {"identifier", "path", "default"}:
         values += [m.group() for m in _IDENTIFIER.finditer(text)]
@@ -202,6 +208,9 @@ def new_value(question: str, text: str, wants: set[str]) -> bool:
             values.append(term.group("term"))
     if wants & {"number", "default", "version", "time"}:
         values += _NUMBER.findall(without_man_sections(text))
+    if "default" in wants:
+        values += [m.group("value") for m in _DEFAULT_VALUE.finditer(text)
+                   if m.group("value").lower() in _SWITCH_VALUES or m.group("value").lower() not in STOPWORDS]
     asked = question.lower()
     return any(value.lower() not in asked for value in values)
 

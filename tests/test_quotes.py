@@ -218,6 +218,13 @@ def test_a_new_value_is_one_the_question_does_not_give() -> None:
     assert not new_value(restating, "Use git add --renormalize after changing a clean filter.", {"identifier"})
     assert new_value("How many lines are saved by default?", "The default is 500 lines.", {"default", "number"})
     assert not new_value("How many lines are saved?", "The default is 500 lines.", set())
+    # a default written as a word is a value too, whatever it is written as; "the default is to ..." is none
+    asked = "What does interp1 return for points outside the data if I don't ask for extrapolation?"
+    assert new_value(asked, "When unspecified, extrap defaults to NA.", {"default"})
+    assert new_value("Is fsync enabled out of the box?", "The default is off.", {"default"})
+    assert new_value("Quel codage par défaut ?", "La valeur par défaut est « utf8 ».", {"default"})
+    assert not new_value(asked, "The default is to leave them out.", {"default"})
+    assert not new_value("Is fsync enabled by default?", "The default is on for fsync.", {"number"})
 
 
 # An answer that names its value beside the noun asked about, among sentences sharing the question's words.
