@@ -461,18 +461,23 @@ def sentence_features(question: str, candidates: Sequence[Candidate], embedder: 
     wants = question_wants(question)
     units = {stem(u.lower()) for u in _UNIT_WORDS.findall(question)} if "number" in wants else set()
     focus = question_focus(question)
+
+    @lru_cache(maxsize=None)
+    def words_of(text: str) -> frozenset[str]:  # a paragraph is read once for all its sentences
+        return frozenset(_stems(text) | fuzzy_words(text))
+
     rows = []
     for candidate in candidates:
         sentence = candidate.sentence
         paragraph = " ".join(candidate.block)
-        sentence_stems = _stems(sentence) | fuzzy_words(sentence)
-        paragraph_stems = _stems(f"{candidate.section} {paragraph}") | fuzzy_words(f"{candidate.section} {paragraph}")
+        sentence_words = words_of(sentence)
+        paragraph_words = words_of(f"{candidate.section} {paragraph}")
         quote = candidate.quote(wants)
         rows.append([
             float(vectors[sentence] @ question_vector),
             float(vectors[paragraph] @ question_vector),
-            sum(v for w, v in weights.items() if forms[w] & sentence_stems) / total,
-            sum(v for w, v in weights.items() if forms[w] & paragraph_stems) / total,
+            sum(v for w, v in weights.items() if forms[w] & sentence_words) / total,
+            sum(v for w, v in weights.items() if forms[w] & paragraph_words) / total,
             kind_score(sentence, extract_facts(sentence, evidence=True), wants),
             kind_score(quote, extract_facts(quote, evidence=True), wants),
             float(candidate.rank),
