@@ -280,9 +280,11 @@ class QAService:
 
     @staticmethod
     def missing_name(question: str, passages: Sequence[Hit]) -> str:
-        """An identifier the question names that no passage (its text or its heading path) holds, else "": the
-        passages cannot answer about it, whatever else they share with the question (`missing_identifier`)."""
-        return missing_identifier(question, [f"{h.section}\n{h.text}" for h in passages])
+        """An identifier the question names that no passage (its text, its heading path or its document's title)
+        holds, else "": the passages cannot answer about it, whatever else they share with the question
+        (`missing_identifier`). The title counts as the relevance's "missing name" feature counts it: a page
+        titled "Apache Module mod_ratelimit" is about mod_ratelimit though its paragraphs say "This module"."""
+        return missing_identifier(question, [f"{h.title}\n{h.section}\n{h.text}" for h in passages])
 
     def _relevance(self, question: str, hits: list[Hit], more: Sequence[Hit],
                    principal: Principal | None) -> tuple[float, ScoredCandidates | None]:

@@ -300,6 +300,17 @@ def test_a_name_the_question_does_without_need_not_be_in_the_passages() -> None:
     assert missing_identifier("Who signs HR-05 instead of the manager?", ["The manager signs."]) == "hr-05"
 
 
+def test_a_name_in_the_title_of_the_passages_document_is_not_missing() -> None:
+    from rag.qa import QAService
+    from rag.types import Hit
+
+    hit = Hit(1, "/docs/mod/mod_ratelimit.html", "mod_ratelimit - Apache HTTP Server", None, 0, 1.0,
+              "This module provides a filter that limits the bandwidth of each client connection.",
+              section="Summary")
+    assert QAService.missing_name("How do I throttle downloads with mod_ratelimit?", [hit]) == ""
+    assert QAService.missing_name("How do I throttle downloads with mod_bw?", [hit]) == "mod_bw"
+
+
 def _service(settings, embedder, tmp_path: Path, pages: dict[str, str]):  # type: ignore[no-untyped-def]
     """A QAService over a real ingest of `pages` ({file name: HTML})."""
     from ingest.job import run_ingest
