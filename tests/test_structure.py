@@ -322,7 +322,6 @@ def test_a_term_an_em_from_its_description_is_read_with_it_and_a_name_in_the_mar
     left, column, y = 72.0, 136.0, 90.0
 
     def write(x: float, text: str, font: str = "Helvetica") -> None:
-        nonlocal y
         pdf.set_font(font, size=10.9)
         pdf.text(x, y, text)
 
