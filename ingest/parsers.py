@@ -113,8 +113,9 @@ _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 # sentence broken by a page break is read whole. 7: an HTML table with a header row whose cells wrap their text
 # in paragraphs (as Sphinx writes every table) is data, its rows named by their columns, not layout. 8: a
 # PDF's term set an em from its description, where its description's column begins ("globstar  If set,
-# ..."), is read as the term of that description.
-PARSER_VERSION = 8
+# ..."), is read as the term of that description. 9: a function's call that assigns its result ("s = speye
+# (m)", Texinfo's @deftypefn) is no term beside a description ("s: = speye (m)").
+PARSER_VERSION = 9
 
 
 def clean(text: str, keep_spaces: bool = False) -> str:

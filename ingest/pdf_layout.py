@@ -636,9 +636,10 @@ def _terms_beside(lines: Sequence[Line]) -> set[int]:
     beside = set()
     for i, line in enumerate(lines):
         rest = line.text[len(line.head):]
-        # not a contents line ("2 Writing classes 4"), an equation and its number, nor a table's row of values
+        # not a contents line ("2 Writing classes 4"), an equation and its number, a table's row of values, nor
+        # a call that assigns its result ("s = speye (m, n)", where Texinfo sets "=" apart from "s")
         if (not line.head or not _TERM_END.search(line.head) or not any(c.isalpha() for c in line.head)
-                or len(_WORDS.findall(rest)) < 2 or _NUMBER_AT_END.search(rest)):
+                or len(_WORDS.findall(rest)) < 2 or _NUMBER_AT_END.search(rest) or rest.lstrip().startswith("=")):
             continue
         after = lines[i + 1] if i + 1 < len(lines) else None
         aligned = after is not None and after.column == line.column and abs(after.x0 - line.hang) < 2

@@ -356,6 +356,33 @@ def test_a_term_an_em_from_its_description_is_read_with_it_and_a_name_in_the_mar
     assert not any(b.startswith("\\citep:") for b in blocks)
 
 
+def test_a_call_that_assigns_its_result_is_no_term(tmp_path: Path) -> None:
+    # Octave's manual (Texinfo's @deftypefn) sets a function's calls one under the other above its description;
+    # where a call assigns its result, "=" stands further from the result's name than a word space, as a term
+    # stands from its description. The call, not "s", is the description's term.
+    from fpdf import FPDF
+
+    pdf = FPDF(unit="pt")
+    pdf.add_page()
+    left, column, y = 72.0, 101.0, 90.0
+    pdf.set_font("Helvetica", size=12)
+    for call in ("speye (m, n)", "speye (m)", "speye (sz)"):
+        pdf.text(left, y, "s")
+        pdf.text(left + 26, y, "= " + call)  # "=" two ems from "s"
+        y += 13.1
+    pdf.set_font("Helvetica", size=10.9)
+    pdf.text(column, y, "Return a sparse identity matrix of size m by n.")
+    y += 13.1
+    pdf.text(column, y, "The implementation is significantly more efficient than sparse (eye (m)) as the full")
+    y += 13.1
+    pdf.text(column, y, "matrix is not constructed.")
+    pdf.output(str(tmp_path / "calls.pdf"))
+    blocks = [" ".join(b.split()) for b in
+              "\n".join(u.text for u in parse_pdf_file(tmp_path / "calls.pdf").units).split("\n\n")]
+    assert any(b.startswith("s = speye (sz): Return a sparse identity matrix of size m by n.") for b in blocks), blocks
+    assert not any(b.startswith("s:") for b in blocks), blocks
+
+
 def _texinfo_page(path: Path) -> Path:
     """A page set as Texinfo sets the bash and R manuals: justified lines at one baseline pitch, code in
     Courier inside the sentences (a line of it alone, "REPLY.", has no descenders), a wrapped line that
