@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,7 +19,7 @@ from rag.embedding import Embedder, make_embedder
 from rag.index import ACL_STAMP, FaissVectorIndex, IndexReader, IndexView, check_model, recorded_model_id
 from rag.settings import SearchSettings, Settings
 from rag.store import StoreReader
-from rag.types import Principal, SearchResult
+from rag.types import Hit, Principal, SearchResult
 from rag.text import WORD
 
 log = logging.getLogger(__name__)
@@ -390,21 +390,23 @@ class Searcher:
         return entry
 
     def search_batch(self, queries: list[str], k: int = 5, mode: SearchMode | None = None,
-                     principal: Principal | None = None) -> list[SearchResult]:
+                     principal: Principal | None = None, distinct: bool | None = None) -> list[SearchResult]:
         """The top `k` chunks for each query, best first.
 
         dense: cosine similarity of embeddings; keyword: BM25 over text and title; hybrid (default):
         both candidate lists fused (`settings.fusion`). Hits carry the fused score in `score` and the
-        dense cosine in `dense_score` when the dense side saw them.
+        dense cosine in `dense_score` when the dense side saw them. `distinct` (default: the setting
+        of that name): each page's best chunk comes before any page's second (the function `distinct_pages`).
         """
         if k < 1:
             raise ValueError("k must be at least 1")
         mode = mode or self.settings.mode
+        distinct = self.settings.distinct_pages if distinct is None else distinct
         view, embedder = self._current()
         readable = self.readable(view, principal)
         groups = sorted(principal.groups) if readable is not None and principal is not None else None
         n = max(1, len(queries))
-        pool = max(k, self.settings.candidates) if mode == "hybrid" else k
+        pool = max(k, self.settings.candidates) if mode == "hybrid" or distinct else k
         timings = {"embed": 0.0, "dense": 0.0, "keyword": 0.0}
         dense: list[Ranked] = [[] for _ in queries]
         keyword: list[Ranked] = [[] for _ in queries]
@@ -427,10 +429,8 @@ class Searcher:
         t3 = time.perf_counter()
         results = []
         for query, dense_row, keyword_row in zip(queries, dense, keyword):
-            if mode == "hybrid":
-                ranked = self.fusion.fuse(dense_row, keyword_row, pool)[:k]
-            else:
-                ranked = (dense_row or keyword_row)[:k]
+            ranked = self.fusion.fuse(dense_row, keyword_row, pool) if mode == "hybrid" else dense_row or keyword_row
+            ranked = ranked[:k + min(3 * k, DISTINCT_MORE) if distinct else k]
             if readable is not None:  # both searches were restricted; this only guards against a bug there
                 unreadable = [i for i, _ in ranked if not _contains(readable.ids, i)]
                 if unreadable:
@@ -439,6 +439,7 @@ class Searcher:
             cosine = dict(dense_row)
             hits = [replace(h, dense_score=cosine.get(h.chunk_id))
                     for h in view.store.fetch_hits([i for i, _ in ranked], [s for _, s in ranked])]
+            hits = distinct_pages(hits)[:k] if distinct else hits
             results.append(SearchResult(query=query, hits=hits, version=view.manifest.version))
         timings["fuse_fetch"] = time.perf_counter() - t3
         timings["total"] = time.perf_counter() - t0
@@ -497,9 +498,26 @@ class Searcher:
         return {t for t in absent if t not in long or t[:5] not in found}
 
     def search(self, query: str, k: int = 5, mode: SearchMode | None = None,
-               principal: Principal | None = None) -> SearchResult:
+               principal: Principal | None = None, distinct: bool | None = None) -> SearchResult:
         """Search one query."""
-        return self.search_batch([query], k, mode, principal)[0]
+        return self.search_batch([query], k, mode, principal, distinct)[0]
+
+
+DISTINCT_MORE = 50  # distinct pages are looked for among the best 4 k chunks, at most k + this many
+
+
+def distinct_pages(hits: Sequence[Hit]) -> list[Hit]:
+    """The hits with each page's best first, in their order, then the others in theirs: a page (a file
+    without pages) that holds several of the best chunks would otherwise fill the top k with them, and
+    leave out the page that answers (Elasticsearch's field collapsing, by path and page). A page among the
+    best k by score is among the best k this way too, at the same rank or higher, so no page is lost."""
+    seen: set[tuple[str, int | None]] = set()
+    first, later = [], []
+    for hit in hits:
+        place = (hit.path, hit.page)
+        (later if place in seen else first).append(hit)
+        seen.add(place)
+    return first + later
 
 
 def _contains(sorted_ids: np.ndarray, chunk_id: int) -> bool:

@@ -86,6 +86,7 @@ class SearchSettings:
     fusion: Literal["convex", "rrf"]
     hybrid_alpha: float
     rrf_k: float
+    distinct_pages: bool
 
 
 OcrEngineName = Literal["auto", "tesseract", "rapidocr", "none"]
@@ -278,6 +279,9 @@ class Settings(BaseSettings):
         0.6, ge=0, le=1, description="Weight of the dense side in hybrid search (keyword gets 1 - alpha); "
         "0.6 beats both sides alone on NarrativeQA and BoolQ (docs/benchmarks.md).")
     rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant (fusion = rrf).")
+    distinct_pages: bool = Field(
+        True, description="Search results show each page's best chunk before a second chunk of any page (a file "
+        "without pages is one page), so the top few cover more pages; off: chunks strictly by score.")
     model_cache_dir: Path = Field(Path("data/model-cache"),
                                   description="Converted models (a GGUF generator as safetensors, the embedding model as "
                                   "ONNX) are kept here.")
@@ -469,7 +473,7 @@ class Settings(BaseSettings):
             mode=self.search_mode, candidates=self.search_candidates, exact_max_vectors=self.exact_max_vectors,
             pq_rescore=self.pq_rescore, keyword_max_df=self.keyword_max_df,
             keyword_prune_above=self.keyword_prune_above, keyword_engine=self.keyword_engine, fusion=self.fusion, hybrid_alpha=self.hybrid_alpha,
-            rrf_k=self.rrf_k)
+            rrf_k=self.rrf_k, distinct_pages=self.distinct_pages)
 
     @property
     def ingest(self) -> IngestSettings:
