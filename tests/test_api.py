@@ -162,8 +162,9 @@ def test_read_tokens_cannot_administer(api: Api) -> None:
 def test_a_salesperson_never_sees_other_groups_documents(api: Api) -> None:
     hidden = (HR_MARK, BOARD_MARK, "7 percent")
     with api.client("sam") as client:
-        for mode in ("dense", "keyword", "hybrid"):
-            results = client.post("/v1/search", json={"queries": PROBES, "k": 10, "mode": mode}).json()["results"]
+        for mode, distinct in (("dense", True), ("keyword", True), ("hybrid", True), ("hybrid", False)):
+            results = client.post("/v1/search", json={"queries": PROBES, "k": 10, "mode": mode,
+                                                      "distinct": distinct}).json()["results"]
             assert len(results) == len(PROBES)
             hits = [r["hits"] for r in results]  # (the queries themselves name the markers)
             assert not any(mark in shown_text(hits) for mark in hidden), mode

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 SearchModeName = Literal["dense", "keyword", "hybrid"]
 MAX_BATCH = 32
@@ -38,6 +38,9 @@ class SearchRequest(BaseModel):
         None, min_length=1, max_length=MAX_BATCH)
     k: int = Field(5, ge=1, le=100)
     mode: SearchModeName | None = None
+    # each page's best chunk before any page's second; false: chunks strictly by score (default: the
+    # server's `distinct_pages`)
+    distinct: StrictBool | None = None  # true or false, not "yes" or 1 (the schema says boolean)
 
     @model_validator(mode="after")
     def _one_of(self) -> "SearchRequest":

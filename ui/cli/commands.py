@@ -284,6 +284,8 @@ def search(
     k: Annotated[int, typer.Option("--k", min=1, max=1000, metavar="N", help="Chunks to return.")] = 5,
     mode: Annotated[Optional[Mode], typer.Option("--mode", metavar="MODE", help="dense, keyword or hybrid (default: "
                                                 "$RAG_SEARCH_MODE, else hybrid); keyword loads no model.")] = None,
+    by_score: Annotated[bool, typer.Option("--by-score", help="chunks strictly by score, several of one page "
+                                           "together (default: each page's best chunk first, $RAG_DISTINCT_PAGES).")] = False,
     index: IndexOption = None,
     json_out: JsonOption = False,
     as_group: GroupsOption = None,
@@ -296,7 +298,8 @@ def search(
     from rag.search import build_searcher
 
     texts = _inputs(query, queries, "query")
-    settings = _setup(ctx, config, index_dir=index, search_mode=mode.value if mode else None)
+    settings = _setup(ctx, config, index_dir=index, search_mode=mode.value if mode else None,
+                      distinct_pages=False if by_score else None)
     searcher = build_searcher(settings)
     _guard(searcher.warm_up)(settings.search.mode)
     results = []

@@ -72,7 +72,7 @@ def router(ctx: Context) -> APIRouter:
         """Passages for one query or a batch, best first (`rag search --json`'s shape per query), only from
         documents the caller may read."""
         try:
-            results = service.searcher.search_batch(body.texts, body.k, body.mode, who.principal)
+            results = service.searcher.search_batch(body.texts, body.k, body.mode, who.principal, body.distinct)
         except Exception as exc:
             raise failure(exc, who) from exc
         for r in results:
