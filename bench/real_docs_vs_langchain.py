@@ -9,7 +9,7 @@ one run on one machine:
 A question's hit counts when one of the 5 best chunks is on its expected page (path, and 1-based page for
 PDFs), as `rag eval FOLDER --questions` counts it.
 
-    .venv/bin/python bench/real_docs_vs_langchain.py --docs /path/to/devdocs [--sets git python debref pdf texinfo]
+    .venv/bin/python bench/real_docs_vs_langchain.py --docs /path/to/devdocs [--sets git python debref pdf texinfo apache]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEVSETS = REPO / "tests" / "data" / "devsets"
 SETS = {"git": ("git", ["git-html"]), "python": ("python", ["python-html"]),
         "debref": ("debref", ["debref-en", "debref-de", "debref-fr"]), "pdf": ("pdf", ["pdf-manuals"]),
-        "texinfo": ("texinfo", ["texinfo-pdf"])}
+        "texinfo": ("texinfo", ["texinfo-pdf"]), "apache": ("apache", ["apache-html"])}
 
 
 def answerable(name: str) -> list[dict]:
