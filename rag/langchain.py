@@ -49,10 +49,13 @@ def hit_to_document(hit: Hit) -> Document:
 class IndexRetriever(BaseRetriever):
     """Retrieves chunks from a published index (hybrid search by default).
 
-    `k`, `mode` and `principal` are set at construction and may be given again to `invoke` for one call.
-    `principal` (None: a trusted caller, who reads everything) restricts the search to what that user's
-    groups may read, inside the search, as on the page. A retriever made for a principal cannot be
-    widened at call time: another principal given to `invoke` is refused.
+    `k`, `mode`, `distinct` and `principal` are set at construction and may be given again to `invoke` for
+    one call. `principal` (None: a trusted caller, who reads everything) restricts the search to what that
+    user's groups may read, inside the search, as on the page. A retriever made for a principal cannot be
+    widened at call time: another principal given to `invoke` is refused. `distinct` (None: the index's
+    setting `distinct_pages`, on by default) gives each page's best chunk before any page's second; False
+    gives the chunks by score, as the service takes them for its own answers (a page's neighbouring chunks
+    together held the answer more often on our dev sets: 139 against 125 of 231).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -60,25 +63,28 @@ class IndexRetriever(BaseRetriever):
     searcher: Searcher
     k: int = Field(5, ge=1)
     mode: SearchMode | None = None
+    distinct: bool | None = None
     principal: Principal | None = None
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
                                 k: int | None = None, mode: SearchMode | None = None,
-                                principal: Principal | None = None) -> list[Document]:
+                                principal: Principal | None = None, distinct: bool | None = None) -> list[Document]:
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
             raise ValueError(f"k must be a positive integer, not {k!r}")
         if principal is not None and self.principal is not None and principal != self.principal:
             raise PermissionError("this retriever was made for one reader; it cannot search as another")
-        result = self.searcher.search(query, k or self.k, mode or self.mode, principal or self.principal)
+        result = self.searcher.search(query, k or self.k, mode or self.mode, principal or self.principal,
+                                      distinct=self.distinct if distinct is None else distinct)
         return [hit_to_document(h) for h in result.hits]
 
     async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
                                        k: int | None = None, mode: SearchMode | None = None,
-                                       principal: Principal | None = None) -> list[Document]:
+                                       principal: Principal | None = None,
+                                       distinct: bool | None = None) -> list[Document]:
         # embedding, FAISS and SQLite are blocking (and the searcher is thread-safe): a worker thread
         # keeps the event loop free
         return await run_in_executor(None, self._get_relevant_documents, query, run_manager=run_manager.get_sync(),
-                                     k=k, mode=mode, principal=principal)
+                                     k=k, mode=mode, principal=principal, distinct=distinct)
 
 
 class LocalChatModel(BaseChatModel):

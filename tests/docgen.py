@@ -192,6 +192,20 @@ def write_csv(path: Path, rows: list[list[str]]) -> Path:
 
 
 # -- hostile files -----------------------------------------------------------------------------------
+# a long page whose every paragraph matches HANGAR_QUESTION, and a short page that matches it less
+HANGAR_QUESTION = "When do the zeppelin crews gather at the hangar?"
+
+
+def write_hangar_pages(folder: Path) -> Path:
+    """hangar.txt (five paragraphs about the hangar, a chunk each at 24 tokens) and gate.txt (one line)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "hangar.txt").write_text("\n\n".join(
+        f"The zeppelin hangar {what} at dawn, and the zeppelin crews of the hangar gather there."
+        for what in ("opens", "closes", "is swept", "is heated", "is inspected")) + "\n")
+    (folder / "gate.txt").write_text("A guard keeps the gate of the airfield by night.\n")
+    return folder
+
+
 def write_zip_bomb_docx(path: Path, expanded_mb: int = 1024) -> Path:
     """A .docx whose document part expands to `expanded_mb` MiB of zeros (a few MiB on disk)."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, SAMPLES
+from tests.docgen import HANGAR_QUESTION, write_hangar_pages
 
 # The golden set: a newcomer's questions about the sample folder and the document that answers each.
 GOLDEN = {
@@ -82,18 +83,13 @@ def test_search_modes(sample_index: Path) -> None:
 
 @pytest.mark.slow
 def test_search_shows_each_pages_best_chunk_first_unless_by_score(tmp_path: Path) -> None:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "hangar.txt").write_text("\n\n".join(
-        f"The zeppelin hangar {what} at dawn, and the zeppelin crews of the hangar gather there."
-        for what in ("opens", "closes", "is swept", "is heated", "is inspected")) + "\n")
-    (docs / "gate.txt").write_text("A guard keeps the gate of the airfield by night.\n")
+    docs = write_hangar_pages(tmp_path / "docs")
     env = {"RAG_CHUNK_TOKENS": "24", "RAG_CHUNK_OVERLAP_TOKENS": "0"}
     index = tmp_path / "index"
     assert rag("ingest", str(docs), "--index", str(index), env_extra=env).returncode == 0
 
     def names(*extra: str) -> list[str]:
-        done = rag("search", "When do the zeppelin crews gather at the hangar?", "--index", str(index), "--json",
+        done = rag("search", HANGAR_QUESTION, "--index", str(index), "--json",
                    "--k", "2", *extra, env_extra=env)
         assert done.returncode == 0, done.stderr
         return [Path(h["path"]).name for h in json.loads(done.stdout)["hits"]]

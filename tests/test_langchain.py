@@ -31,6 +31,7 @@ from rag.search import Searcher
 from rag.settings import Settings, load_settings
 from rag.types import Principal
 from tests.conftest import SAMPLES, scripted_generator, serve_llm
+from tests.docgen import HANGAR_QUESTION, write_hangar_pages
 
 QUESTION = "How long is parental leave?"
 
@@ -93,10 +94,25 @@ def test_retriever_takes_mode_and_reader_at_call_time(sample_searcher: Searcher)
         retriever.invoke(QUESTION, k=0)
 
 
+def test_retriever_gives_each_pages_best_chunk_first_or_chunks_by_score(make_settings, embedder,  # type: ignore[no-untyped-def]
+                                                                        tmp_path: Path) -> None:
+    settings = make_settings(chunk_tokens=24, chunk_overlap_tokens=0)
+    run_ingest(settings, [write_hangar_pages(tmp_path / "docs")], embedder=embedder, progress=False)
+    searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
+
+    def names(retriever: IndexRetriever, **call: Any) -> list[str]:
+        return [Path(d.metadata["path"]).name for d in retriever.invoke(HANGAR_QUESTION, **call)]
+
+    assert sorted(names(IndexRetriever(searcher=searcher, k=2))) == ["gate.txt", "hangar.txt"]
+    by_score = IndexRetriever(searcher=searcher, k=2, distinct=False)
+    assert names(by_score) == ["hangar.txt", "hangar.txt"]
+    assert sorted(names(by_score, distinct=True)) == ["gate.txt", "hangar.txt"]  # for one call
+
+
 class _SlowSearcher:
     """Stands in for a searcher whose search blocks (a cold model, a large index) for 0.3 s."""
 
-    def search(self, query: str, k: int, mode: Any = None, principal: Any = None) -> Any:
+    def search(self, query: str, k: int, mode: Any = None, principal: Any = None, distinct: Any = None) -> Any:
         from rag.types import Hit, SearchResult
 
         time.sleep(0.3)

@@ -13,6 +13,7 @@ from rag.qa import QAService
 from rag.store import LANGUAGES_KEY, ChunkStore, connect
 from rag.search import (ConvexFusion, Fusion, RankFusion, Searcher, convex_fusion, keyword_match, keyword_terms,
                         reciprocal_rank_fusion)
+from tests.docgen import HANGAR_QUESTION, write_hangar_pages
 
 
 def test_keyword_query_keeps_content_words_quoted(tmp_path: Path) -> None:
@@ -79,28 +80,23 @@ def test_each_page_shows_its_best_chunk_before_any_page_shows_a_second(make_sett
                                                                         tmp_path: Path) -> None:
     # a long page whose every paragraph is about the hangar would fill the top k, and push out the other
     # page that answers; the searcher shows each page's best chunk first, then the rest by score
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    paragraphs = [f"The zeppelin hangar {what} at dawn, and the zeppelin crews of the hangar gather there."
-                  for what in ("opens", "closes", "is swept", "is heated", "is inspected")]
-    (docs / "hangar.txt").write_text("\n\n".join(paragraphs) + "\n")
-    (docs / "crews.txt").write_text("A guard keeps the gate of the airfield by night.\n")
+    docs = write_hangar_pages(tmp_path / "docs")
     settings = make_settings(chunk_tokens=24, chunk_overlap_tokens=0)
     run_ingest(settings, [docs], embedder=embedder, progress=False)
     searcher = Searcher(embedder, IndexReader(settings.index), settings.search)
-    by_score = searcher.search("When do the zeppelin crews gather at the hangar?", 12, distinct=False).hits
+    by_score = searcher.search(HANGAR_QUESTION, 12, distinct=False).hits
     assert [h.path.endswith("hangar.txt") for h in by_score[:2]] == [True, True]  # the long page leads
-    distinct = searcher.search("When do the zeppelin crews gather at the hangar?", 2).hits
-    assert sorted(h.path.rsplit("/", 1)[-1] for h in distinct) == ["crews.txt", "hangar.txt"]
+    distinct = searcher.search(HANGAR_QUESTION, 2).hits
+    assert sorted(h.path.rsplit("/", 1)[-1] for h in distinct) == ["gate.txt", "hangar.txt"]
     assert distinct[0].chunk_id == by_score[0].chunk_id
     # past the pages' best chunks, the others follow in their order
-    everything = searcher.search("When do the zeppelin crews gather at the hangar?", len(by_score)).hits
+    everything = searcher.search(HANGAR_QUESTION, len(by_score)).hits
     assert sorted(h.chunk_id for h in everything) == sorted(h.chunk_id for h in by_score)
     second = [h.chunk_id for h in by_score if h.chunk_id not in {d.chunk_id for d in distinct}]
     assert [h.chunk_id for h in everything[2:]] == second
     # an answer's passages are the chunks by score (neighbours merged): the long page's two best, not the other
     retrieved = QAService(searcher, None, settings.answers).retrieve(  # type: ignore[arg-type]  # no generator
-        "When do the zeppelin crews gather at the hangar?", passages=2)
+        HANGAR_QUESTION, passages=2)
     assert {h.path.rsplit("/", 1)[-1] for h in retrieved.hits} == {"hangar.txt"}
     assert sum(h.text.count("zeppelin hangar") for h in retrieved.hits) == 2
 
