@@ -164,12 +164,13 @@ QUESTION_WORDS = frozenset("many much far often soon long kind type called happe
 def sentence_coverage(weights: dict[str, float], texts: Sequence[str]) -> float:
     """The largest weight of question words that one passage sentence (with its neighbours) holds."""
     best = 0.0
+    forms = {t: word_forms(t) for t in weights}  # each question word's, once for every window
     for text in texts:
         sentences = evidence_sentences(text)
         per_sentence = [fuzzy_words(s) for s in sentences]
         for i in range(len(sentences)):
             window = set().union(*per_sentence[max(0, i - 1):i + 2])
-            best = max(best, sum(w for t, w in weights.items() if word_forms(t) & window))
+            best = max(best, sum(w for t, w in weights.items() if forms[t] & window))
     return best
 
 

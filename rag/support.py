@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from rag.analysis import Analyzer
+from rag.analysis import analyzer as process_analyzer
 from rag.search import STOPWORDS as SEARCH_STOPWORDS
 from rag.text import WORD
 
@@ -259,19 +260,17 @@ def stem(word: str) -> str:
     return word
 
 
-_STEMMERS: list[Any] = []
+_FORM_LANGUAGES = ("en", "de", "fr")
 
 
-def word_forms(word: str) -> set[str]:
+def word_forms(word: str, analyzer: Analyzer | None = None) -> set[str]:
     """The forms a word is matched by, whatever language the question and the documents are in: its Snowball
-    stems in English, German and French (PyStemmer: "raises" and "raise", "Kennwörter" and "Kennwort"),
-    and for long words its first five letters (a compound's head: "Paketverwaltung", "Paketen")."""
-    if not _STEMMERS:
-        import Stemmer
-
-        _STEMMERS.extend(Stemmer.Stemmer(language) for language in ("english", "german", "french"))
+    stems in English, German and French ("raises" and "raise", "Kennwörter" and "Kennwort"), and for long
+    words its first five letters (a compound's head: "Paketverwaltung", "Paketen"). The stems are the
+    keyword index's (`Analyzer.stem`: its stemmers one set per thread, as Snowball's are not thread-safe)."""
+    stem_in = (analyzer or process_analyzer()).stem
     lower = word.lower()
-    forms = {stemmer.stemWord(lower) for stemmer in _STEMMERS}
+    forms = {stem_in(lower, language) for language in _FORM_LANGUAGES}
     if len(lower) >= 7:
         forms.add("~" + lower[:5])
     return forms
@@ -279,7 +278,8 @@ def word_forms(word: str) -> set[str]:
 
 def fuzzy_words(text: str) -> set[str]:
     """Every form (`word_forms`) of every word of `text`."""
-    return {form for w in WORD.findall(text) for form in word_forms(w)}
+    analyzer = process_analyzer()
+    return {form for w in WORD.findall(text) for form in word_forms(w, analyzer)}
 
 
 def stems(text: str) -> set[str]:
