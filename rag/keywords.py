@@ -143,6 +143,27 @@ def _parts(values: list[int], size: int = 20_000) -> Iterator[list[int]]:
         yield values[start:start + size]
 
 
+def manual_reader(index: Any) -> Any:
+    """`index` with a reader that reloads only when told (`Index.reload`). Tantivy's default reader polls
+    meta.json from a thread of its own and reloads after each commit, taking the folder's meta lock, which
+    recreates its lock file: in a folder being removed, that left a file behind and failed the removal (CI,
+    stop 49). Both sides here reload explicitly, at the commits they mean to read."""
+    index.config_reader("Manual")
+    return index
+
+
+def remove_folder(folder: Path) -> None:
+    """Delete a copy's folder without a window where its path holds a half-deleted one: it is renamed aside
+    first (atomic), then removed. A reader in another process reloading meanwhile recreates tantivy's lock
+    file at the path, not in the folder being deleted, and a new copy can be made there at once."""
+    aside = folder.with_name(f".{folder.name}.removed-{uuid.uuid4().hex}")
+    try:
+        os.replace(folder, aside)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def read_instance(folder: Path) -> str | None:
     try:
         return (folder / INSTANCE_FILE).read_text().strip() or None
@@ -186,7 +207,7 @@ class KeywordWriter:
     def _open(self) -> None:
         import tantivy
 
-        self._index = tantivy.Index.open(str(self.folder))
+        self._index = manual_reader(tantivy.Index.open(str(self.folder)))
         self._schema = self._index.schema
 
     def _create(self) -> None:
@@ -196,10 +217,10 @@ class KeywordWriter:
             self._forget(META_INSTANCE, META_VERSION, META_CHUNK)
             self.conn.execute("DELETE FROM keyword_removed")
             self.conn.execute("DELETE FROM keyword_regroup")
-        shutil.rmtree(self.folder, ignore_errors=True)
+        remove_folder(self.folder)
         self.folder.mkdir(mode=0o700)
         self._schema = _schema()
-        self._index = tantivy.Index(self._schema, path=str(self.folder), reuse=False)
+        self._index = manual_reader(tantivy.Index(self._schema, path=str(self.folder), reuse=False))
         instance = f"{SCHEMA_VERSION}-{uuid.uuid4().hex}"
         (self.folder / INSTANCE_FILE).write_text(instance + "\n")
         fsync_path(self.folder / INSTANCE_FILE)
@@ -316,7 +337,7 @@ def drop(index_dir: Path, store: "ChunkStore") -> bool:
                 store.delete_meta(key)
             for kind, name in LOG_OBJECTS:
                 conn.execute(f"DROP {kind.upper()} IF EXISTS {name}")
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_folder(folder)
     return had
 
 
@@ -368,7 +389,7 @@ class KeywordReader:
                         return None
                     import tantivy
 
-                    index = tantivy.Index.open(str(self.folder))
+                    index = manual_reader(tantivy.Index.open(str(self.folder)))
                     opened = self._opened = _Opened(index, index.schema, (st.st_dev, st.st_ino), instance, (0, 0))
                 meta = (self.folder / "meta.json").stat()  # replaced by each commit
                 if opened.commit != (meta.st_ino, meta.st_mtime_ns):

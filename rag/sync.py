@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from rag.backup import clear_stale_partials, snapshot_index
 from rag.files import atomic_write, file_sha256, private_dir
-from rag.keywords import KEYWORDS_DIR, install as install_keywords
+from rag.keywords import KEYWORDS_DIR, install as install_keywords, remove_folder
 
 if TYPE_CHECKING:
     from rag.index import Manifest
@@ -72,7 +72,7 @@ def sync_index(source: Path, dest: Path) -> SyncReport:
             install_keywords(staging / KEYWORDS_DIR, dest)
         os.replace(staging / DB_NAME, dest / DB_NAME)
         if not keywords:  # the source has no keyword copy (any more)
-            shutil.rmtree(dest / KEYWORDS_DIR, ignore_errors=True)
+            remove_folder(dest / KEYWORDS_DIR)
         atomic_write(dest / MANIFEST, (staging / MANIFEST).read_bytes())  # the new version is visible now
     except SyncError:
         raise

@@ -21,7 +21,8 @@ import pytest
 from bench.keyword_engines import Reference, fieldnorm, same_top
 from ingest.job import run_ingest
 from rag.index import IndexReader, IndexWriter
-from rag.keywords import KEYWORDS_DIR, META_CHUNK, META_INSTANCE, META_VERSION, row_tokens, tokens
+from rag.keywords import (KEYWORDS_DIR, META_CHUNK, META_INSTANCE, META_VERSION, manual_reader, read_instance,
+                          remove_folder, row_tokens, tokens)
 from rag.search import Fts5Retriever, Searcher, TantivyRetriever, question_words
 from rag.types import Principal
 from tests.conftest import CROWD_QUESTION, write_crowd
@@ -126,7 +127,7 @@ def test_rows_of_a_run_that_died_before_publishing_never_show(tmp_path: Path, ma
 def copy_rows(index_dir: Path) -> int:
     import tantivy
 
-    index = tantivy.Index.open(str(index_dir / KEYWORDS_DIR))
+    index = manual_reader(tantivy.Index.open(str(index_dir / KEYWORDS_DIR)))
     index.reload()
     return int(index.searcher().num_docs)
 
@@ -189,9 +190,9 @@ def write_schema_2_copy(index_dir: Path) -> None:
     for name in ("text", "title", "section"):
         builder.add_text_field(name, tokenizer_name="whitespace", index_option="freq")
     folder = index_dir / KEYWORDS_DIR
-    shutil.rmtree(folder)
+    remove_folder(folder)
     folder.mkdir()
-    index = tantivy.Index(builder.build(), path=str(folder), reuse=False)
+    index = manual_reader(tantivy.Index(builder.build(), path=str(folder), reuse=False))
     writer = index.writer(heap_size=15_000_000, num_threads=1)
     with sqlite3.connect(index_dir / "chunks.sqlite") as conn:
         for chunk_id, doc_id, text, title, section in conn.execute(
@@ -244,6 +245,53 @@ def test_a_copy_that_is_not_this_stores_is_never_read(tmp_path: Path, make_setti
     assert engine_used(searcher) == "fts5"
     run_ingest(settings, [docs], embedder=embedder, progress=False)  # the writer rebuilds it from the store
     assert engine_used(searcher) == "tantivy" and copy_rows(settings.index_dir) == stored_rows(settings.index_dir)
+
+
+RELOADER = """
+import sys, tantivy
+index = tantivy.Index.open(sys.argv[1])
+print("open", flush=True)
+while True:  # a reader in another process: reloads the copy at its path as fast as it can, whatever is there
+    try:
+        index.reload()
+    except Exception:
+        pass
+"""
+
+
+def test_a_copy_is_rebuilt_while_another_process_reloads_it(tmp_path: Path, make_settings, embedder) -> None:  # type: ignore[no-untyped-def]
+    """Each tantivy reload takes the folder's meta lock, which recreates its lock file. A rebuild that deleted
+    the folder in place could find a file in it again: the new folder could not be made ("File exists"), the
+    copy was dropped and FTS5 answered until a later run (this test failed in 3 runs of 3 before the folder
+    was moved aside first). CI saw the same race in a test's own removal ("Directory not empty")."""
+    import subprocess
+    import sys
+
+    settings = make_settings()
+    docs = write_pottery(tmp_path / "docs", n=8)
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    folder = settings.index_dir / KEYWORDS_DIR
+    reader = subprocess.Popen([sys.executable, "-c", RELOADER, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout is not None and reader.stdout.readline() == "open\n"
+        for _ in range(12):
+            (folder / "instance").write_text("3-not-this-stores\n")  # the writer does not trust it: rebuilds
+            summary = run_ingest(settings, [docs], embedder=embedder, progress=False)
+            trusted = stored_instance(settings.index_dir)  # none when the rebuild failed (FTS5 answers)
+            assert not summary.files_failed and trusted is not None and read_instance(folder) == trusted
+        assert engine_used(searcher_for(settings, embedder)) == "tantivy"
+        assert copy_rows(settings.index_dir) == stored_rows(settings.index_dir)
+    finally:
+        reader.kill()
+        reader.wait()
+    assert not [p.name for p in settings.index_dir.iterdir() if ".removed-" in p.name]
+
+
+def stored_instance(index_dir: Path) -> str | None:
+    """The copy the store trusts (none after a rebuild that failed)."""
+    with sqlite3.connect(index_dir / "chunks.sqlite") as conn:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (META_INSTANCE,)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def test_a_version_the_copy_does_not_cover_is_answered_by_fts5(tmp_path: Path, make_settings, embedder) -> None:  # type: ignore[no-untyped-def]
