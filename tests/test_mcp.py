@@ -212,6 +212,39 @@ def test_rag_mcp_over_stdio_acts_as_the_token_user(deployment: dict[str, Any], t
     assert done.returncode == 2 and "token" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_search_shows_each_pages_best_passage_first_unless_asked_by_score(  # type: ignore[no-untyped-def]
+        deployment: dict[str, Any], make_settings, embedder, tmp_path: Path) -> None:
+    """The search tool orders as `POST /v1/search` does: the server's setting (each page's best passage
+    first), or `distinct` per call; a value that is no boolean is refused, not read as one."""
+    from mcp import Client, StdioServerParameters
+
+    from ingest.job import run_ingest
+    from tests.docgen import HANGAR_QUESTION, write_hangar_pages
+
+    settings = make_settings(chunk_tokens=24, chunk_overlap_tokens=0)  # the hangar page: five chunks
+    docs = write_hangar_pages(tmp_path / "docs")
+    (docs / ".rag-acl").write_text("sales\n")  # the token's user's group
+    run_ingest(settings, [docs], embedder=embedder, progress=False)
+    env = {**deployment["env"], "RAG_TOKEN": deployment["tokens"]["sam"]}
+
+    async def session() -> dict[str, Any]:
+        params = StdioServerParameters(command=str(RAG), args=["mcp", "--index", str(settings.index_dir)], env=env,
+                                       cwd=str(tmp_path))
+        async with Client(params) as c:
+            out = {}
+            for name, extra in (("default", {}), ("distinct", {"distinct": True}), ("by_score", {"distinct": False}),
+                                ("lax", {"distinct": "yes"})):
+                out[name] = await c.call_tool("search", {"query": HANGAR_QUESTION, "k": 2, **extra})
+            return out
+
+    out = run(session())
+    names = {key: [Path(h["path"]).name for h in result.structured_content["passages"]]
+             for key, result in out.items() if not result.is_error}
+    assert sorted(names["default"]) == sorted(names["distinct"]) == ["gate.txt", "hangar.txt"]
+    assert names["by_score"] == ["hangar.txt", "hangar.txt"]
+    assert out["lax"].is_error and "lax" not in names
+
+
 INSPECTOR = Path(__file__).parent / "inspector" / "node_modules" / ".bin" / "mcp-inspector"
 
 

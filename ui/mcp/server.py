@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp_types import ListResourcesResult, PaginatedRequestParams, Resource
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from ui.api.auth import ApiError, Caller
 from ui.api.context import MAX_ID, Context
@@ -155,23 +155,28 @@ def build_server(ctx: Context) -> RagServer:
                         section=h.section, score=round(h.score, 6), text=h.text) for h in hits]
 
     @server.tool(description=(
-        "Find passages about `query` in the organisation's documents the user may read, best first. Use "
-        "specific words (names, terms, error messages). Filters: `path_prefix` (only documents under this "
-        "folder), `modified_after` (Unix seconds). Returns each passage with its document_id, chunk_id, title, "
-        "path, page and score; read more around one with `fetch`."))
+        "Find passages about `query` in the organisation's documents the user may read, best first (the list's "
+        "order is the ranking). Use specific words (names, terms, error messages). Filters: `path_prefix` (only "
+        "documents under this folder), `modified_after` (Unix seconds). Returns each passage with its "
+        "document_id, chunk_id, title, path, page and score; read more around one with `fetch`."))
     def search(query: Annotated[str, Field(min_length=1, max_length=2000, description="What to look for")],
                k: Annotated[int, Field(ge=1, le=50, description="How many passages")] = 5,
                path_prefix: Annotated[str, Field(max_length=4096, description="Only documents whose path "
                                                  "starts with this")] = "",
                modified_after: Annotated[float | None, Field(description="Only documents modified after this "
-                                                             "time (Unix seconds)")] = None) -> SearchResult:
+                                                             "time (Unix seconds)")] = None,
+               distinct: Annotated[StrictBool | None, Field(description=(
+                   "true: each page's best passage before any page's second, so the few first cover more pages; "
+                   "false: passages strictly by score (a page's next passages beside its best); left out: the "
+                   "server's setting (distinct_pages, on unless changed)"))] = None) -> SearchResult:
         who = caller()
 
         def run() -> SearchResult:
             ctx.state.limiter.take(who.key)
             filtered = bool(path_prefix) or modified_after is not None
             # filters apply to a wider candidate list (permissions are inside the search itself)
-            found = service.searcher.search(query, min(500, k * 20) if filtered else k, None, who.principal)
+            found = service.searcher.search(query, min(500, k * 20) if filtered else k, None, who.principal,
+                                            distinct)
             hits = [h for h in found.hits if h.path.startswith(path_prefix)
                     and (modified_after is None or h.mtime > modified_after)][:k]
             db.audit_shown(who.user.username, "searched (MCP)", query,
