@@ -620,10 +620,11 @@ def _align_heads(lines: Sequence[Line], margins: dict[int, tuple[float, float]])
         found = next(((n, x) for n, x in line.breaks if any(abs(x - start) < 2 for start in starts)), None)
         if found is not None and not (line.head and abs(line.hang - found[1]) < 2):
             words, x = found
-            rest = line.text.split()[words:]
+            split = line.text.split()
+            rest = split[words:]
             ended = before is None or _ends_early(before, margins) or _SENTENCE_END.search(before.text)
             if rest and rest[0][0].isalpha() and ended and (not line.head or words < len(line.head.split())):
-                line = replace(line, head=" ".join(line.text.split()[:words]), hang=x)
+                line = replace(line, head=" ".join(split[:words]), hang=x)
         aligned.append(line)
     return aligned
 

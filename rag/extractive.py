@@ -571,7 +571,7 @@ def _default_line(best: Candidate, candidates: Sequence[Candidate], text: str, w
     """The index among `candidates` of the line of the best sentence's section that gives its defaults, when
     the question asks for a default that the best quote does not give: manuals state it apart from the
     description ("Default settings: set history size 500 ..." under the history command's description)."""
-    if "default" not in wants or has_kind(text, extract_facts(text, evidence=True), "default"):
+    if "default" not in wants or _DEFAULT.search(text) is not None:  # the quote gives one (as `has_kind` tells)
         return None
     for i, candidate in enumerate(candidates):
         if (candidate.number == best.number and candidate.section == best.section and candidate is not best
