@@ -156,12 +156,15 @@ def remove_folder(folder: Path) -> None:
     """Delete a copy's folder without a window where its path holds a half-deleted one: it is renamed aside
     first (atomic), then removed. A reader in another process reloading meanwhile recreates tantivy's lock
     file at the path, not in the folder being deleted, and a new copy can be made there at once."""
-    aside = folder.with_name(f".{folder.name}.removed-{uuid.uuid4().hex}")
+    aside = folder.with_name(f"{REMOVED_PREFIX}{uuid.uuid4().hex}")
     try:
         os.replace(folder, aside)
     except FileNotFoundError:
         return
     shutil.rmtree(aside, ignore_errors=True)
+
+
+REMOVED_PREFIX = f".{KEYWORDS_DIR}.removed-"  # a copy being deleted (`remove_folder`); a killed run leaves it
 
 
 def read_instance(folder: Path) -> str | None:
@@ -194,6 +197,8 @@ class KeywordWriter:
             for statement in LOGS:
                 self.conn.execute(statement)
             self._forget(*EARLIER_INSTANCES)  # before this copy replaces an earlier release's
+        for left in self.folder.parent.glob(f"{REMOVED_PREFIX}*"):  # by a run killed while deleting a copy
+            shutil.rmtree(left, ignore_errors=True)
         instance = read_instance(self.folder)
         known = self.store.get_meta(META_INSTANCE)
         if instance is not None and instance == known and instance.startswith(f"{SCHEMA_VERSION}-"):

@@ -271,6 +271,8 @@ def test_a_copy_is_rebuilt_while_another_process_reloads_it(tmp_path: Path, make
     docs = write_pottery(tmp_path / "docs", n=8)
     run_ingest(settings, [docs], embedder=embedder, progress=False)
     folder = settings.index_dir / KEYWORDS_DIR
+    left = settings.index_dir / ".keywords.removed-0123"  # what a run killed while deleting a copy leaves
+    shutil.copytree(folder, left)
     reader = subprocess.Popen([sys.executable, "-c", RELOADER, str(folder)], stdout=subprocess.PIPE, text=True)
     try:
         assert reader.stdout is not None and reader.stdout.readline() == "open\n"
