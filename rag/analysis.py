@@ -57,6 +57,23 @@ _INNER_CAPITAL = re.compile(r"[a-z][A-Z]")  # "GitHub", "reStructuredText", "Web
 _OPENING = " \t\n\"'‘“«(¿¡-"  # what may stand between a sentence's end and its first word
 
 
+_VERB_ENDINGS = ("est", "st", "et", "t", "e")
+
+
+def verb_forms(word: str) -> list[str]:
+    """`word` and the infinitives a German verb form written in a question may come from: "anfasst" ->
+    "anfassen", "ermittle" -> "ermitteln", "spuckt" -> "spucken". Word lists count a verb's inflected
+    forms apart, each rarer than its infinitive: "anfasst" is as rare as a term of art, "anfassen" is not."""
+    forms = [word]
+    for ending in _VERB_ENDINGS:
+        if word.endswith(ending) and len(word) - len(ending) >= 3:
+            base = word[:-len(ending)]
+            forms += [base + "en", base + "n"]
+            if base[-1] in "lr" and base[-2:-1] not in ("", "e"):  # "wandl-e" -> "wandeln", "änder-e" stays
+                forms.append(f"{base[:-1]}e{base[-1]}n")
+    return forms
+
+
 class Analyzer:
     """Detects languages and analyses text for the keyword index; thread-safe, models loaded on first use."""
 
@@ -164,8 +181,9 @@ class Analyzer:
         """How much `word` of `question`, held by no document, says the documents miss what the question is
         about, 0-1. In a language that writes its nouns with a capital (German), a word the question writes
         in lower case is a verb, an adjective or an adverb it is phrased with, which says as little as the
-        word is common ("kaputt", "klappt", "wofür": 0; "zerlege": 1); a noun or a name says it in full
-        ("Firma", "Podman"). In English or French nothing tells an everyday noun the manuals lack from a
+        word is common ("kaputt", "klappt", "wofür": 0; "nachinstallieren": 1), a verb's form as its
+        infinitive ("anfasst" as "anfassen": `verb_forms`); a noun or a name says it in full ("Firma",
+        "Podman"). In English or French nothing tells an everyday noun the manuals lack from a
         word of phrasing ("payments", "société" against "whether"): every word counts in full."""
         if language not in NOUNS_CAPITALISED:
             return 1.0
@@ -173,7 +191,7 @@ class Analyzer:
         written = [w for w in TOKEN.findall(question) if w.lower() == lower]
         if not written or not all(w[:1].islower() for w in written):
             return 1.0
-        return self.rarity(lower, language)
+        return min(self.rarity(form, language) for form in verb_forms(lower))
 
     def names(self, text: str, language: str) -> list[str]:
         """The words `text` (a question in `language`) writes as names, as written: a code of letters and

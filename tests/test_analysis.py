@@ -92,6 +92,12 @@ def test_a_word_is_rare_or_everyday_in_its_own_language() -> None:
     assert a.topic_weight("klappt", question, "de") == 0.0  # a verb, an everyday one
     assert a.topic_weight("firma", question, "de") == 1.0  # a noun: the topic
     assert a.topic_weight("whether", "Is it whether or not?", "en") == 1.0  # English: nothing tells
+    # a verb form is as common as its infinitive: word lists count "anfasst" apart, as rare as a term of art
+    asked = "Ich will nicht, dass apt mein libc6 anfasst, und ermittle die MTU. Wie zerlege ich die Datei?"
+    assert a.rarity("anfasst", "de") == 1.0 and a.topic_weight("anfasst", asked, "de") < 0.3  # "anfassen"
+    assert a.rarity("ermittle", "de") == 1.0 and a.topic_weight("ermittle", asked, "de") == 0.0  # "ermitteln"
+    assert 0.5 < a.topic_weight("zerlege", asked, "de") < 1.0  # "zerlegen": rarer, it says more
+    assert a.topic_weight("nachinstallieren", "Muss ich es nachinstallieren?", "de") == 1.0  # in no list
 
 
 def test_a_questions_names_are_told_from_its_words() -> None:
