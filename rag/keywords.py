@@ -156,7 +156,7 @@ def remove_folder(folder: Path) -> None:
     """Delete a copy's folder without a window where its path holds a half-deleted one: it is renamed aside
     first (atomic), then removed. A reader in another process reloading meanwhile recreates tantivy's lock
     file at the path, not in the folder being deleted, and a new copy can be made there at once."""
-    aside = folder.with_name(f"{REMOVED_PREFIX}{uuid.uuid4().hex}")
+    aside = _aside(folder)
     try:
         os.replace(folder, aside)
     except FileNotFoundError:
@@ -164,7 +164,13 @@ def remove_folder(folder: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-REMOVED_PREFIX = f".{KEYWORDS_DIR}.removed-"  # a copy being deleted (`remove_folder`); a killed run leaves it
+REMOVED_PREFIX = f".{KEYWORDS_DIR}.removed-"  # a copy being deleted; a killed run leaves it, the writer sweeps it
+
+
+def _aside(folder: Path) -> Path:
+    """A new name beside `folder` for a copy on its way out (`remove_folder`, `install`): unique, so no
+    leftover of a killed run is in its way, and under REMOVED_PREFIX, so the writer's start deletes one."""
+    return folder.with_name(f"{REMOVED_PREFIX}{uuid.uuid4().hex}")
 
 
 def read_instance(folder: Path) -> str | None:
@@ -476,7 +482,7 @@ def snapshot(index_dir: Path, target: Path, attempts: int = 5) -> bool:
 def install(staged: Path, dest_index: Path) -> None:
     """Put a copied keyword folder in place of `dest_index`/keywords (readers reopen it: its inode changes)."""
     dest = dest_index / KEYWORDS_DIR
-    old = dest_index / f".{KEYWORDS_DIR}.old-{os.getpid()}"
+    old = _aside(dest)
     if dest.exists():
         os.replace(dest, old)
     os.replace(staged, dest)
