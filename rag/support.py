@@ -277,9 +277,12 @@ def word_forms(word: str, analyzer: Analyzer | None = None) -> set[str]:
 
 
 def fuzzy_words(text: str) -> set[str]:
-    """Every form (`word_forms`) of every word of `text`."""
+    """Every form (`word_forms`) of every word of `text`, and of every part of a name joined by underscores
+    ("syslog_facility" is matched by "syslog facility", as the keyword index splits it)."""
     analyzer = process_analyzer()
-    return {form for w in WORD.findall(text) for form in word_forms(w, analyzer)}
+    words = WORD.findall(text)
+    parts = [part for w in words if "_" in w.strip("_") for part in w.split("_") if len(part) > 2]
+    return {form for w in words + parts for form in word_forms(w, analyzer)}
 
 
 def stems(text: str) -> set[str]:

@@ -13,7 +13,7 @@ import pytest
 
 from rag.extractive import (FEATURES, Candidate, complete, focus_value, has_kind, is_command_line, new_value,
                             question_focus, question_wants, section_subject, section_term, sentence_features)
-from rag.support import code_names, extract_facts, set_aside, stem
+from rag.support import code_names, extract_facts, fuzzy_words, set_aside, stem
 
 # A DocBook-style page (git's user manual has this shape): the prose announces the command, which stands in
 # a <pre> block of its own.
@@ -504,3 +504,15 @@ def test_a_question_word_meets_the_sentence_in_another_inflection_in_german_and_
         weights = {word: 1.0 for word in words.split()}
         candidate = Candidate(1, 0, 0.5, [sentence], 0, "")
         assert sentence_features(question, [candidate], embedder, weights)[0, overlap] == pytest.approx(1.0)
+
+
+def test_a_question_word_meets_the_part_of_a_name_joined_by_underscores(embedder) -> None:  # type: ignore[no-untyped-def]
+    # manuals name settings as code ("syslog_facility", "LC_MESSAGES") where users write the words apart;
+    # the keyword index splits such names, and the quote's overlap and the relevance match their parts too
+    overlap = FEATURES.index("overlap")
+    question = "Which syslog facility do the messages go to?"
+    weights = {"syslog": 1.0, "facility": 1.0, "messages": 1.0}
+    candidate = Candidate(1, 0, 0.5, ["syslog_facility: where the LC_MESSAGES text is sent."], 0, "")
+    assert sentence_features(question, [candidate], embedder, weights)[0, overlap] == pytest.approx(1.0)
+    assert {"facil", "messag"} <= fuzzy_words("syslog_facility LC_MESSAGES")
+    assert not {"py", "id"} & fuzzy_words("py_id __init__")  # parts of two letters say nothing
