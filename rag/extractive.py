@@ -80,7 +80,9 @@ _WANTS: tuple[tuple[re.Pattern[str], str], ...] = (
                 re.I), "identifier"),
     (re.compile(r"\b(where|which (file|folder|directory)|in which file|what file|wo\b|wohin|welche[rsmn]? "
                 r"(datei|verzeichnis|ordner)|où|quel (fichier|répertoire|dossier))\b", re.I), "path"),
-    (re.compile(r"^\s*(when|wann|quand)\b(?!.*\b(which|what|how|where|who|welche|wie|wo|quel|comment|où)\b)|"
+    # "When ...?" asks for a time; "When I add a table ..., can slonik ...?" sets a condition for its question
+    (re.compile(r"^\s*(?:(?:when|quand)\b(?![^?]*,\s*\w)|wann\b)(?!.*\b(which|what|how|where|who|welche|wie|wo|quel|"
+                r"comment|où)\b)|"
                 r"\b(what (time|date|day|year|month)|until when|since when|by when)\b", re.I), "time"),
     (re.compile(r"\b(since (which|what) version|which version|what version|in which version|"
                 r"seit welcher version|depuis quelle version)\b", re.I), "version"),

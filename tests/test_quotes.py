@@ -165,6 +165,12 @@ def test_what_questions_ask_for_in_each_language() -> None:
     assert "default" in question_wants("Welche Größe nimmt apt, wenn ich nichts angebe?")
     assert "default" in question_wants("Quelle taille prend-il si je ne précise rien ?")
     assert "default" not in question_wants("Why does git refuse to push when I set the upstream?")
+    # "When ...?" asks for a time; "When I ..., can it ...?" sets the condition of another question
+    assert question_wants("When was the wait for events made to time out?") == {"time"}
+    assert "time" not in question_wants("When I add a table with a serial column to a set, can slonik add its "
+                                        "sequence too?")
+    assert "time" not in question_wants("Quand on tape /docs sans barre oblique finale, Apache redirige tout seul. "
+                                        "Quelle directive permet de le désactiver ?")
 
 
 def names_one(sentence: str) -> bool:
