@@ -149,7 +149,8 @@ def is_command_line(line: str) -> bool:
 
 
 _PATH = re.compile(r"(?:(?<![\w])(?:~|\$\w+|\.{1,2})?/[\w.-]+(?:/[\w.-]*)*|\b[\w-]+\.(?:conf|cfg|ini|txt|py|json|"
-                   r"ya?ml|toml|log|rc|d|list|sources|gitignore|gitattributes|git-credentials)\b)")
+                   r"ya?ml|toml|log|rc|d|list|sources|gitignore|gitattributes|git-credentials)\b"
+                   r"|(?<![\w./-])\.[a-z][a-z0-9_-]{2,}\b(?!\.\w))")  # a dotfile: ".pgpass", ".bashrc"
 _DEFAULT = re.compile(r"\b(default|defaults|by default|standard|voreingestellt|voreinstellung|par défaut|défaut)\b",
                       re.I)
 _VERSION = re.compile(r"\b(version|release|since|seit|depuis)\s+v?\d+(\.\d+)+|\bv?\d+\.\d+(\.\d+)?\b", re.I)

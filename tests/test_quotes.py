@@ -178,6 +178,17 @@ def names_one(sentence: str) -> bool:
     return has_kind(sentence, extract_facts(sentence, evidence=True), "identifier")
 
 
+def test_a_file_in_a_home_directory_is_a_path() -> None:
+    # "where ..." is answered by a dotfile as by a path: ".pgpass", "~/.bashrc"; not by an abbreviation's dot
+    def gives_path(sentence: str) -> bool:
+        return has_kind(sentence, extract_facts(sentence, evidence=True), "path")
+
+    assert gives_path("slon will then read the passwords from the .pgpass file.")
+    assert gives_path("Put the alias in ~/.bashrc and log in again.")
+    assert not gives_path("The .SQL files hold the statements, e.g. the inserts.")
+    assert not gives_path("Passwords can be stored in the conninfo string.")
+
+
 def test_a_constant_named_beside_what_it_is_is_an_identifier() -> None:
     assert names_one("This option has an effect only if the PYTHONHASHSEED environment variable is set.")
     assert names_one("With the USE_NSEC compile-time option, the nanoseconds are compared too.")
