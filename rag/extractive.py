@@ -21,8 +21,10 @@ the one before it ("This operation is useful for ...", "calling this function") 
 that lacks what the question asks for is completed by the next sentence of its paragraph that holds it
 ("gc.auto: When there are approximately more than this many loose objects ... The default value is
 6700."), within three sentences; a sentence that announces what follows, or that the next one refers back
-to, is completed by it. Weights tuned on the documentation dev sets (tests/data/devsets, `rag eval FOLDER
---questions`) and checked on NarrativeQA and BoolQ (bench/answer_modes.py, docs/benchmarks.md).
+to, is completed by it. A question that names a definition list entry in full ("Which syslog facility ...")
+is quoted from that entry (syslog_facility), not from a neighbour with a shorter name (syslog) whose
+sentences share more of its words. Weights tuned on the documentation dev sets (tests/data/devsets, `rag
+eval FOLDER --questions`) and checked on NarrativeQA and BoolQ (bench/answer_modes.py, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -527,17 +529,22 @@ def score_candidates(question: str, passages: Sequence[tuple[int, Hit]], embedde
 
 
 def choose_quote(question: str, scored: ScoredCandidates, margin: float) -> list[Quote]:
-    """The quote for `question` from its scored candidates: the best-scoring sentence, completed as
-    `complete` says (and followed by its section's line of defaults when a default is asked for and the
-    sentence gives none), then the runners-up in score order that score within `margin` of it, each completed
-    too, while the whole stays within MAX_SENTENCES (one that would not fit, or would repeat a sentence
-    already quoted, is passed over for the next). When sentences score that close the scorer cannot tell
-    which one answers: each is shown with its citation, the best first. Empty when the passages hold no
-    sentence."""
+    """The quote for `question` from its scored candidates: the best-scoring sentence (or the best of the
+    definition list entry the question names in full, over a neighbour with a shorter name: `named_entry`),
+    completed as `complete` says (and followed by its section's line of defaults when a default is asked for
+    and the sentence gives none), then the runners-up in score order that score within `margin` below it,
+    each completed too, while the whole stays within MAX_SENTENCES (one that would not fit, or would repeat a
+    sentence already quoted, is passed over for the next). When sentences score that close the scorer
+    cannot tell which one answers: each is shown with its citation, the best first. Empty when the passages
+    hold no sentence."""
     candidates, scores = scored.candidates, scored.scores
     if not candidates:
         return []
     order = [int(i) for i in np.argsort(-scores, kind="stable")]
+    named = named_entry(question, candidates, order)
+    if named is not None:
+        order.remove(named)
+        order.insert(0, named)
     wants = question_wants(question)
     best = candidates[order[0]]
     text = best.quote(wants)
@@ -552,6 +559,8 @@ def choose_quote(question: str, scored: ScoredCandidates, margin: float) -> list
     for i in order[1:]:
         if sentences >= MAX_SENTENCES or scores[order[0]] - scores[i] > margin:
             break
+        if scores[i] > scores[order[0]]:  # passed over for the entry the question names (`named_entry`)
+            continue
         more = candidates[i].quote(wants)
         parts = split_sentences(more)
         if any(part in text for part in parts):  # what is quoted is not quoted again, nor completes another
@@ -562,6 +571,37 @@ def choose_quote(question: str, scored: ScoredCandidates, margin: float) -> list
             text += " " + more
             sentences += count
     return quote
+
+
+def entry_term(candidate: Candidate) -> str:
+    """The term of the definition list entry `candidate` stands in: its paragraph's "term: ..." or, for an
+    entry long enough to be a section of its own, its last heading when that is a term; else ""."""
+    first = candidate.block[0]
+    if _DEFINITION.match(first):
+        return first[:first.index(":")]
+    return section_term(candidate.section)
+
+
+def _term_words(term: str) -> list[str]:
+    """A term's words as a question writes them: "syslog_facility (string)" is syslog, facility."""
+    return [w for w in re.split(r"[^\w]+|_", re.sub(r"\([^()]*\)", " ", term).lower()) if w]
+
+
+def named_entry(question: str, candidates: Sequence[Candidate], order: Sequence[int]) -> int | None:
+    """The best-scoring sentence of another entry, when the question names that entry's term in full and the
+    best sentence's entry has a shorter term the longer one contains: asked for the "syslog facility", the
+    entry syslog_facility answers, not its neighbour syslog, whose sentences share more of the question's
+    words. `order`: the candidates' indexes by score, best first. None otherwise."""
+    asked = " " + " ".join(_term_words(question)) + " "
+    words = _term_words(entry_term(candidates[order[0]]))
+    if not words or f" {' '.join(words)} " not in asked:
+        return None
+    for i in order[1:]:  # by score: the first sentence found is its entry's best
+        longer = _term_words(entry_term(candidates[i]))
+        if (len(longer) > len(words) and f" {' '.join(longer)} " in asked
+                and f" {' '.join(words)} " in f" {' '.join(longer)} "):
+            return i
+    return None
 
 
 # a line that gives its section's defaults: "Default settings: set history size 500 numbers trim.",

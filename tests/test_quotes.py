@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.extractive import (FEATURES, Candidate, complete, focus_value, has_kind, is_command_line, new_value,
-                            question_focus, question_wants, section_subject, section_term, sentence_features)
+from rag.extractive import (FEATURES, Candidate, complete, entry_term, focus_value, has_kind, is_command_line,
+                            named_entry, new_value, question_focus, question_wants, section_subject, section_term,
+                            sentence_features)
 from rag.support import code_names, extract_facts, fuzzy_words, set_aside, stem
 
 # A DocBook-style page (git's user manual has this shape): the prose announces the command, which stands in
@@ -533,3 +534,40 @@ def test_a_question_word_meets_the_part_of_a_name_joined_by_underscores(embedder
     assert sentence_features(question, [candidate], embedder, weights)[0, overlap] == pytest.approx(1.0)
     assert {"facil", "messag"} <= fuzzy_words("syslog_facility LC_MESSAGES")
     assert not {"py", "id"} & fuzzy_words("py_id __init__")  # parts of two letters say nothing
+
+
+# Settings listed one after the other, as DocBook sets a program's options (Slony-I's slon, PostgreSQL's
+# server): names that share their first word, each entry with its own default
+SLON_LOGGING = """<html><head><title>Logging</title></head><body><h2>Logging</h2><dl>
+<dt><tt>syslog</tt> (<tt>integer</tt>)</dt><dd><p>Sets up logging to syslog. If this parameter is 1, messages go
+both to syslog and the standard output. A value of 2 sends output only to syslog. The default is 0, which means
+syslog is off.</p></dd>
+<dt><tt>syslog_facility</tt> (<tt>string</tt>)</dt><dd><p>Sets the syslog "facility" to be used when syslog is
+enabled. Valid values are LOCAL0, LOCAL1, LOCAL2, LOCAL3, LOCAL4, LOCAL5, LOCAL6, LOCAL7. The default is
+LOCAL0.</p></dd>
+<dt><tt>syslog_ident</tt> (<tt>string</tt>)</dt><dd><p>Sets the program name used to identify the messages in
+the syslog logs. The default is slon.</p></dd>
+</dl></body></html>"""
+
+
+def test_a_question_naming_a_setting_in_full_is_answered_by_its_entry_not_its_shorter_neighbour(make_settings, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    service = _service(make_settings(answer_mode="extractive"), embedder, tmp_path, {"logging.html": SLON_LOGGING})
+    answer = service.ask("I switched slon over to syslog logging but never picked a facility. Which syslog "
+                         "facility do its messages go to by default?")
+    assert not answer.abstained and "LOCAL0" in answer.answer.split(" [")[0]
+    answer = service.ask("By default, does slon send its log to syslog?")  # the shorter name is asked for
+    assert not answer.abstained and "The default is 0" in answer.answer
+
+
+def test_the_entry_a_question_names_in_full() -> None:
+    def entry(term: str, sentence: str) -> Candidate:
+        return Candidate(1, 0, 0.5, [f"{term}: Sets something.", sentence], 1, "Logging")
+
+    candidates = [entry("syslog (integer)", "The default is 0."),
+                  entry("syslog_facility (string)", "The default is LOCAL0."),
+                  entry("syslog_ident (string)", "The default is slon.")]
+    assert entry_term(candidates[1]) == "syslog_facility (string)"
+    assert named_entry("Which syslog facility is used by default?", candidates, [0, 2, 1]) == 1
+    # the best sentence's own entry is named in full, or the longer name is not written out: nothing changes
+    assert named_entry("What is the default of syslog_ident?", candidates, [2, 0, 1]) is None
+    assert named_entry("Which facility does syslog use by default?", candidates, [0, 2, 1]) is None
