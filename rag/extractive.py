@@ -587,19 +587,24 @@ def _term_words(term: str) -> list[str]:
     return [w for w in re.split(r"[^\w]+|_", re.sub(r"\([^()]*\)", " ", term).lower()) if w]
 
 
+def _phrase(words: list[str]) -> str:
+    """`words` as one string padded with spaces, so that `in` finds them as whole words in another one."""
+    return f" {' '.join(words)} "
+
+
 def named_entry(question: str, candidates: Sequence[Candidate], order: Sequence[int]) -> int | None:
     """The best-scoring sentence of another entry, when the question names that entry's term in full and the
     best sentence's entry has a shorter term the longer one contains: asked for the "syslog facility", the
     entry syslog_facility answers, not its neighbour syslog, whose sentences share more of the question's
     words. `order`: the candidates' indexes by score, best first. None otherwise."""
-    asked = " " + " ".join(_term_words(question)) + " "
+    asked = _phrase(_term_words(question))
     words = _term_words(entry_term(candidates[order[0]]))
-    if not words or f" {' '.join(words)} " not in asked:
+    short = _phrase(words)
+    if not words or short not in asked:
         return None
     for i in order[1:]:  # by score: the first sentence found is its entry's best
         longer = _term_words(entry_term(candidates[i]))
-        if (len(longer) > len(words) and f" {' '.join(longer)} " in asked
-                and f" {' '.join(words)} " in f" {' '.join(longer)} "):
+        if len(longer) > len(words) and _phrase(longer) in asked and short in _phrase(longer):
             return i
     return None
 
