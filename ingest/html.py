@@ -87,6 +87,16 @@ def _remove_chrome(tree) -> None:  # type: ignore[no-untyped-def]
     for node in tree.css("[class], [id]"):
         if _names(node) & CHROME_NAMES:
             doomed.append(node)
+    # a book's generated index: its terms, each with links to the pages about it, in DocBook's
+    # <div class="index"> (PostgreSQL's and Slony's bookindex.html) and Sphinx's genindex pages' table
+    # (class "indextable"; its module index, a module's name with its summary, is kept). Every term of the
+    # manual in one place, it matched many questions and took search results' places, and it answers none:
+    # the page it links to does.
+    for node in tree.css("div[class], table[class]"):
+        names = _names(node)
+        if ((node.tag == "div" and "index" in names)
+                or (node.tag == "table" and "indextable" in names and "modindextable" not in names)):
+            doomed.append(node)
     for node in doomed:
         try:
             node.decompose()

@@ -114,8 +114,9 @@ _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 # in paragraphs (as Sphinx writes every table) is data, its rows named by their columns, not layout. 8: a
 # PDF's term set an em from its description, where its description's column begins ("globstar  If set,
 # ..."), is read as the term of that description. 9: a function's call that assigns its result ("s = speye
-# (m)", Texinfo's @deftypefn) is no term beside a description ("s: = speye (m)").
-PARSER_VERSION = 9
+# (m)", Texinfo's @deftypefn) is no term beside a description ("s: = speye (m)"). 10: an HTML book's generated
+# index (DocBook's bookindex, Sphinx's genindex) is left out.
+PARSER_VERSION = 10
 
 
 def clean(text: str, keep_spaces: bool = False) -> str:

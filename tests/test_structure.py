@@ -148,6 +148,30 @@ def test_docbook_and_asciidoc_pages() -> None:
     assert [s.heading for s in sections].count(("Fonctionalit\u00e9s de base", "Directives")) == 0  # the box of links
 
 
+# A book's generated index as DocBook (DSSSL, upper-case classes, as Slony-I's and PostgreSQL's older manuals)
+# and Sphinx write it: every term of the manual with links to its pages
+DOCBOOK_INDEX = """<HTML><HEAD><TITLE>Index</TITLE></HEAD><BODY CLASS="INDEX"><DIV CLASS="NAVHEADER">Prev Next</DIV>
+<DIV CLASS="INDEX"><H1 CLASS="INDEX"><A NAME="BOOKINDEX">Index</A></H1><DIV CLASS="INDEXDIV"><H2>C</H2><DL>
+<DT>CONNRETRY, <A HREF="stmtstorepath.html">SLONIK STORE PATH</A></DT>
+<DT>connection retries, <A HREF="slon-config.html">slon configuration</A></DT></DL></DIV></DIV></BODY></HTML>"""
+SPHINX_INDEX = """<html><head><title>Index</title></head><body><div role="main"><h1 id="index">Index &#8211; E</h1>
+<table style="width: 100%" class="indextable"><tr><td><ul><li><a href="library/errno.html">E2BIG (in module errno)</a>
+</li><li><a href="library/errno.html">EACCES (in module errno)</a></li></ul></td></tr></table></div></body></html>"""
+SPHINX_MODULE_INDEX = """<html><head><title>Python Module Index</title></head><body><div role="main">
+<h1>Python Module Index</h1><table class="indextable modindextable"><tr><td><a href="library/shutil.html">shutil
+</a> <em>High-level file operations, including copying.</em></td></tr></table></div></body></html>"""
+
+
+def test_a_books_generated_index_is_left_out_and_a_module_index_kept() -> None:
+    for page in (DOCBOOK_INDEX, SPHINX_INDEX):
+        assert "CONNRETRY" not in html_to_text(page)[1] and "E2BIG" not in html_to_text(page)[1]
+        assert "retries" not in html_to_text(page)[1] and "EACCES" not in html_to_text(page)[1]
+    assert "High-level file operations" in html_to_text(SPHINX_MODULE_INDEX)[1]
+    # a class named "index" on other elements is no index: Apache heads a section so
+    page = '<html><body><h2 id="index">Index</h2><p>The DirectoryIndex directive names the files.</p></body></html>'
+    assert "The DirectoryIndex directive names the files." in html_to_text(page)[1]
+
+
 def test_hostile_nesting_does_not_overflow() -> None:
     deep = "<div>" * 50_000 + "deep text" + "</div>" * 50_000
     title, sections = html_sections(f"<html><body>{deep}<p>after</p></body></html>")
