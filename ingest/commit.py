@@ -83,10 +83,15 @@ class Committer:
         self.embedder, self.commit_chunks = embedder, commit_chunks
 
     def add(self, planned: PlannedFile, outcome: Outcome) -> None:
-        """One parsed file: failed (its stored copy goes), unchanged by content (touched) or new text."""
+        """One parsed file: failed or nothing to index (its stored copy goes), unchanged by content (touched)
+        or new text."""
         found, stored, summary = planned.found, planned.stored, self.summary
-        if not outcome.ok:
-            summary.files_failed.append(FailedFile(found.display, outcome.error))
+        if not outcome.ok or outcome.skipped:
+            if outcome.skipped:
+                summary.nothing_to_index.append(FailedFile(found.display, outcome.skipped))
+                summary.files_skipped += 1
+            else:
+                summary.files_failed.append(FailedFile(found.display, outcome.error))
             if stored is not None:
                 self._replaced.append(stored.doc_id)  # its old text is stale now: it goes with the next commit
             self.progress.update(files=1)

@@ -394,6 +394,23 @@ def html_sections(html: str) -> tuple[str, list[Section]]:
     return title, _Walker(title).walk(root)
 
 
+NAVIGATION_ONLY = "the page holds only navigation (links, a table of contents or a generated index)"
+
+
+def navigation_only(html: str) -> bool:
+    """Whether a page whose main content gave no text (see `html_sections`) shows text all the same: links,
+    menus, a table of contents or a book's generated index, all left out as navigation. Such a page is not
+    indexed, and that is no fault; a page that shows no text at all is reported as one."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    tree = LexborHTMLParser(html)
+    for tag in ("head", "script", "style", "noscript", "template"):
+        for node in tree.css(tag):
+            node.decompose()
+    root = tree.body or tree.root
+    return root is not None and bool(_SPACES.sub("", root.text(deep=True)))
+
+
 def html_to_text(html: str) -> tuple[str, str]:
     """(title, main text) of an HTML page: its sections' text, headings as their own lines."""
     title, sections = html_sections(html)

@@ -89,6 +89,9 @@ class ParsedDocument:
 
     title: str
     units: list[TextUnit] = field(default_factory=list)
+    # why a file read without fault holds no text to index (an HTML page of only navigation); a file with
+    # no units and no such reason is reported as a failure (an empty file, a scan with OCR off)
+    nothing_to_index: str = ""
 
 
 class Parser(Protocol):
@@ -280,7 +283,7 @@ _HTML_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_\-:.]+)
 
 
 def parse_html(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
-    from ingest.html import html_sections
+    from ingest.html import NAVIGATION_ONLY, html_sections, navigation_only
 
     declared = _HTML_CHARSET.search(data[:4096])
     text = None
@@ -292,7 +295,9 @@ def parse_html(data: bytes, name: str, options: ParseOptions) -> ParsedDocument:
     if text is None:
         text = decode_text(data)
     title, sections = html_sections(text)
-    return ParsedDocument(title or _stem(name), section_units((s.heading, s.text) for s in sections))
+    units = section_units((s.heading, s.text) for s in sections)
+    return ParsedDocument(title or _stem(name), units,
+                          "" if units or not navigation_only(text) else NAVIGATION_ONLY)
 
 
 # -- PDF -------------------------------------------------------------------------------------------

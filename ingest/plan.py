@@ -38,7 +38,9 @@ class IngestSummary:
     # indexed files with a part left unread (an OCR'd page over its time limit; a scan while OCR is off)
     parts_unread: list[FailedFile] = field(default_factory=list)
     pages_ocr: int = 0  # pages and image frames whose text OCR read
-    files_skipped: int = 0
+    files_skipped: int = 0  # not indexed, and no fault: an unsupported type, a page of only navigation
+    # the files among those read whole that hold nothing to index, with the reason (a page of only navigation)
+    nothing_to_index: list[FailedFile] = field(default_factory=list)
     files_excluded: int = 0  # removed by an admin: left out until the removal is undone
     files_reparsed: int = 0  # unchanged files read again because an earlier release's parsers read them
     chunks_added: int = 0

@@ -96,6 +96,7 @@ class Outcome:
     ok: bool
     error: str = ""
     unchanged: bool = False
+    skipped: str = ""  # why a file read without fault is not indexed (ParsedDocument.nothing_to_index)
     content_hash: str = ""
     title: str = ""
     chunks: list[tuple[str, int | None, str]] = field(default_factory=list)  # (text, page, heading path)
@@ -167,6 +168,8 @@ def _handle(task: Task, config: WorkerConfig, chunker: object, fd: int, ocr: Ocr
     except RecursionError:
         return Outcome(False, "structure nested too deeply", content_hash=digest)
     if not chunks:
+        if parsed.nothing_to_index:
+            return Outcome(True, skipped=parsed.nothing_to_index, content_hash=digest, parser_version=PARSER_VERSION)
         if warnings:
             return Outcome(False, "no text read: " + "; ".join(warnings[:3]), content_hash=digest)
         if ocr_pages:

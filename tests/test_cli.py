@@ -276,3 +276,43 @@ def test_slides_and_sheets_are_called_so(sample_index: Path) -> None:
     assert "price-list-2026.xlsx, sheet 1" in text, text
     pdf = rag("search", "How long is parental leave?", "--index", str(sample_index), "--k", "1").stdout
     assert "leave-policy.pdf, page 2" in pdf
+
+
+# A DocBook manual's table of contents page, as Slony-I's cmds.html: a navigation bar and a list of links,
+# all of it left out as navigation
+DOCBOOK_TOC = """<HTML><HEAD><TITLE>Slonik Command Summary</TITLE></HEAD><BODY><DIV CLASS="NAVHEADER"><TABLE>
+<TR><TD><A HREF="index.html">Prev</A></TD><TD><A HREF="stmtecho.html">Next</A></TD></TR></TABLE></DIV>
+<DIV CLASS="TOC"><DL><DT><B>Table of Contents</B></DT><DT><A HREF="stmtecho.html">ECHO</A> -- Generic output
+</DT><DT><A HREF="stmtstorepath.html">STORE PATH</A> -- Configure how nodes connect</DT></DL></DIV></BODY></HTML>"""
+
+
+def test_a_page_of_only_navigation_is_skipped_with_its_reason_not_failed(tmp_path: Path) -> None:
+    """A table of contents or a generated index holds nothing to index: `rag ingest` says so once per reason,
+    not as a failure; an empty page is still a failure; a page that turns into navigation leaves the index."""
+    docs, index = tmp_path / "docs", tmp_path / "index"
+    docs.mkdir()
+    (docs / "storepath.html").write_text("<html><head><title>STORE PATH</title></head><body><h1>STORE PATH</h1>"
+                                         "<p>CONNRETRY sets how many seconds slon waits between two attempts "
+                                         "to connect to a node.</p></body></html>")
+    (docs / "cmds.html").write_text(DOCBOOK_TOC)
+    (docs / "bookindex.html").write_text(
+        '<html><head><title>Index</title></head><body><div class="index"><h1>Index</h1><dl><dt>CONNRETRY, '
+        '<a href="storepath.html">STORE PATH</a></dt></dl></div></body></html>')
+    (docs / "blank.html").write_text("<html><head><title>Nothing</title></head><body> </body></html>")
+    first = rag("ingest", str(docs), "--index", str(index))
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert "1 indexed" in lines[0] and "1 failed, 2 skipped" in lines[0], lines
+    assert [line for line in lines if "failed:" in line] == [f"  failed: {docs / 'blank.html'}: no extractable text (empty)"]
+    [skipped] = [line for line in lines if "skipped 2" in line]
+    assert "only navigation" in skipped and "cmds.html" in skipped and "bookindex.html" in skipped
+
+    (docs / "storepath.html").write_text(DOCBOOK_TOC.replace("Slonik Command Summary", "STORE PATH"))
+    again = rag("ingest", str(docs), "--index", str(index), "--json")
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    assert sorted(Path(f["path"]).name for f in summary["nothing_to_index"]) == ["bookindex.html", "cmds.html",
+                                                                                  "storepath.html"]
+    assert [Path(f["path"]).name for f in summary["files_failed"]] == ["blank.html"]
+    assert summary["files_skipped"] == 3 and summary["chunks_removed"] == 1  # its stored text is gone
+    found = rag("search", "CONNRETRY", "--index", str(index), "--json", "--mode", "keyword")
+    assert json.loads(found.stdout.strip().splitlines()[-1])["hits"] == []

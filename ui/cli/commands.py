@@ -251,6 +251,12 @@ def _print_summary(summary: "IngestSummary", json_out: bool) -> None:
         typer.echo(printable(f"  failed: {failed.path}: {failed.error}"))
     for part in summary.parts_unread:
         typer.echo(printable(f"  partly read: {part.path}: {part.error}"))
+    by_reason: dict[str, list[str]] = {}
+    for skipped in summary.nothing_to_index:
+        by_reason.setdefault(skipped.error, []).append(skipped.path)
+    for reason, paths in by_reason.items():  # no fault, so a line per reason, not per file
+        more = f" and {len(paths) - 3} more (--json lists them)" if len(paths) > 3 else ""
+        typer.echo(printable(f"  skipped {len(paths)}, nothing to index, {reason}: {', '.join(paths[:3])}{more}"))
 
 
 def _inputs(text: str | None, file: Path | None, what: str) -> list[str]:

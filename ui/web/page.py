@@ -507,10 +507,15 @@ def job_status(job: Job) -> None:
         failed = summary.get("files_failed", [])
         st.success(f"{what}: done in {summary.get('seconds', 0):.1f} s. {summary.get('files_indexed', 0)} indexed, "
                    f"{summary.get('files_unchanged', 0)} unchanged, {summary.get('files_removed', 0)} removed, "
-                   f"{len(failed)} failed; index version {summary.get('version')}."
+                   f"{len(failed)} failed, {summary.get('files_skipped', 0)} skipped; "
+                   f"index version {summary.get('version')}."
                    + (f" {summary['pages_ocr']} pages read by OCR." if summary.get("pages_ocr") else ""))
         if failed:
             st.dataframe(failed, hide_index=True, column_config={"path": "File", "error": "Why it failed"})
+        if summary.get("nothing_to_index"):
+            st.info("Skipped, with nothing to index (no fault):")
+            st.dataframe(summary["nothing_to_index"], hide_index=True,
+                         column_config={"path": "File", "error": "Why"})
         if summary.get("parts_unread"):
             st.warning("Indexed, but part of these files could not be read:")
             st.dataframe(summary["parts_unread"], hide_index=True,
