@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from rag.analysis import analyzer
-from rag.extractive import ScoredCandidates, choose_quote, score_candidates
+from rag.extractive import ScoredCandidates, choose_quote, score_candidates, scorer_for
 from rag.generation import GenerationParams, Generator, clean_answer, make_generator
 from rag.embedding import Embedder
+from rag.embedding.base import embedding_languages
 from rag.passages import collapse_near_duplicates, merge_neighbours
 from rag.prompt import pack_prompt
 from rag.rerank import Reranker, make_reranker
@@ -178,8 +179,12 @@ class QAService:
     """Answers questions from the index with a local model; one instance serves many questions."""
 
     def __init__(self, searcher: Searcher, generator: Generator,
-                 settings: AnswerSettings, reranker: Reranker | None = None, embedder: Embedder | None = None) -> None:
+                 settings: AnswerSettings, reranker: Reranker | None = None, embedder: Embedder | None = None,
+                 embedding_languages: Sequence[str] = ("en",)) -> None:
         self.searcher = searcher
+        # the languages the embedding model covers (the packaged one's by default): quotes compare meanings
+        # in these only (`scorer_for`)
+        self.embedding_languages = tuple(embedding_languages)
         # quotes and support marks compare sentences with the model the index was searched with
         self.embedder = embedder or searcher.embedder
         self.generator = generator
@@ -234,7 +239,8 @@ class QAService:
         terms = self._question_terms(question)
         weights, total = self._word_statistics(terms, ids, principal) if terms else ({}, 0)
         if scored is None or scored.chunk_ids != tuple(ids):
-            scored = score_candidates(question, list(enumerate(pool, start=1)), self.embedder, weights)
+            scored = score_candidates(question, list(enumerate(pool, start=1)), self.embedder, weights,
+                                      self._scorer(question))
         cosines = [h.dense_score for h in pool if h.dense_score is not None]
         if len(cosines) < len(pool):  # a keyword-only search: the passages' similarity computed here
             asked = self.embedder.embed_queries([question])[0]
@@ -428,7 +434,8 @@ class QAService:
         hits = [*passages, *more]
         if scored is None or scored.chunk_ids != tuple(h.chunk_id for h in hits):
             weights = self.word_weights(question, [h.chunk_id for h in hits], principal)
-            scored = score_candidates(question, list(enumerate(hits, start=1)), self.embedder, weights)
+            scored = score_candidates(question, list(enumerate(hits, start=1)), self.embedder, weights,
+                                      self._scorer(question))
         parts = choose_quote(question, scored, self.settings.quote_margin)
         if not parts:
             return None
@@ -441,6 +448,10 @@ class QAService:
                     added.append(self._source(numbers[part.source], hits[part.source - 1]))
         text = " ".join(f"{part.text.rstrip()} [{numbers[part.source]}]" for part in parts)
         return QuotedAnswer(self._verdict(question, parts[0].text) + text, added, tuple(p.source for p in parts))
+
+    def _scorer(self, question: str) -> tuple[float, ...]:
+        """The quote scorer's weights for `question`'s language (`scorer_for`)."""
+        return scorer_for(self.searcher.question_language(question), self.embedding_languages)
 
     def _verdict(self, question: str, quoted: str) -> str:
         """"Yes. " or "No. " before the quote of a yes/no question, only when the support check can tell:
@@ -554,4 +565,4 @@ def _rounded(timings: dict[str, float]) -> dict[str, float]:
 def build_service(settings: Settings) -> QAService:
     """The QA service over the configured index with the configured models (loaded lazily)."""
     return QAService(build_searcher(settings), make_generator(settings.generation), settings.answers,
-                     make_reranker(settings.rerank))
+                     make_reranker(settings.rerank), embedding_languages=embedding_languages(settings.embedding))

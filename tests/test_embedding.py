@@ -311,7 +311,7 @@ def test_a_models_prompts_go_before_questions_and_passages(backends: dict[str, E
 def test_a_model_folders_own_prompts_and_languages_are_read(tmp_path: Path, model_cache: Path) -> None:
     import json
 
-    from rag.embedding.base import model_languages, model_prompts, resolve_embedding_folder
+    from rag.embedding.base import embedding_languages, model_languages, model_prompts, resolve_embedding_folder
 
     default = resolve_embedding_folder(EmbeddingSettings(model="", device="cpu", batch_size=0))
     folder = tmp_path / "multilingual-model"
@@ -325,6 +325,14 @@ def test_a_model_folders_own_prompts_and_languages_are_read(tmp_path: Path, mode
     assert model_prompts(folder, settings).query == "query: "
     assert model_prompts(folder, replace(settings, query_prefix="")).query == ""  # the settings win
     assert model_languages(folder) == ["de", "en", "fr"]
+    # what the quote scorer is told (`rag.extractive.scorer_for`): the card's languages; English for the
+    # packaged model; any language when a card does not say
+    assert embedding_languages(settings) == ("de", "en", "fr")
+    assert embedding_languages(replace(settings, model="")) == ("en",)
+    (folder / "README.md").write_text("---\nlanguage: multilingual\n---\n")
+    assert embedding_languages(settings) == ("*",)
+    (folder / "README.md").write_text("# A model card without front matter\n")
+    assert embedding_languages(settings) == ("*",)
     embedder = make_embedder(settings)
     own = make_embedder(EmbeddingSettings(model="", device="cpu", batch_size=0, model_cache_dir=model_cache))
     assert float(embedder.embed_queries(["vacation"])[0] @ own.embed_to_compare(["query: vacation"])[0]) > 0.9999

@@ -98,6 +98,16 @@ def model_languages(folder: Path) -> list[str] | None:
     return [str(x) for x in languages] if isinstance(languages, list) and languages else None
 
 
+def embedding_languages(settings: EmbeddingSettings) -> tuple[str, ...]:
+    """The languages the configured embedding model covers: English for the packaged default, else its model
+    card's (`model_languages`); ("*",), any, when the card says "multilingual", does not say, or the folder is
+    not there."""
+    if not settings.model:
+        return ("en",)
+    languages = tuple(model_languages(Path(settings.model).expanduser()) or ())
+    return ("*",) if not languages or "multilingual" in languages else languages
+
+
 def set_offline_mode() -> None:
     """Forbid the Hugging Face libraries any network access; call before importing them."""
     os.environ["HF_HUB_OFFLINE"] = "1"

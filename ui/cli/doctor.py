@@ -160,15 +160,16 @@ def check_languages(settings: Settings, indexed: dict[str, int]) -> list[Check]:
     English-only), and a warning when the index holds others: there the keyword side carries the search."""
     from rag.analysis import LANGUAGES
     from rag.embedding import resolve_embedding_folder
-    from rag.embedding.base import model_languages
+    from rag.embedding.base import embedding_languages
 
     try:
-        folder = resolve_embedding_folder(settings.embedding)
+        resolve_embedding_folder(settings.embedding)
     except ConfigError:
         return []  # reported by the embedding check
-    covered = ["en"] if not settings.embedding.model else model_languages(folder)
-    if covered is None:
-        return [Check("embedding languages", "ok", "the model card does not say which languages the model covers")]
+    covered = embedding_languages(settings.embedding)
+    if covered == ("*",):
+        return [Check("embedding languages", "ok", "the model card names no languages (or says multilingual): "
+                                                   "taken to cover every one")]
     outside = {lang: n for lang, n in indexed.items() if lang and lang not in covered}
     named = ", ".join(sorted(covered)) if len(covered) <= 12 else f"{len(covered)} languages"
     if not outside:
