@@ -82,9 +82,11 @@ _WANTS: tuple[tuple[re.Pattern[str], str], ...] = (
                 re.I), "identifier"),
     (re.compile(r"\b(where|which (file|folder|directory)|in which file|what file|wo\b|wohin|welche[rsmn]? "
                 r"(datei|verzeichnis|ordner)|où|quel (fichier|répertoire|dossier))\b", re.I), "path"),
-    # "When ...?" asks for a time; "When I add a table ..., can slonik ...?" sets a condition for its question
-    (re.compile(r"^\s*(?:(?:when|quand)\b(?![^?]*,\s*\w)|wann\b)(?!.*\b(which|what|how|where|who|welche|wie|wo|quel|"
-                r"comment|où)\b)|"
+    # "When ...?" asks for a time; "When I add a table ..., can slonik ...?" sets a condition for its question,
+    # but "When did it change, and why?" asks (its verb before its subject: "did it", "a-t-il", "est-ce que")
+    (re.compile(r"^\s*(?:(?:when|quand)\b(?:(?=\s+(?:did|does|do|is|are|was|were|will|would|can|could|should|"
+                r"has|have|had|must|may|might|est-ce|\w+-(?:t-)?(?:il|elle|on|ils|elles|je|tu|nous|vous))\b)|"
+                r"(?![^?]*,\s*\w))|wann\b)(?!.*\b(which|what|how|where|who|welche|wie|wo|quel|comment|où)\b)|"
                 r"\b(what (time|date|day|year|month)|until when|since when|by when)\b", re.I), "time"),
     (re.compile(r"\b(since (which|what) version|which version|what version|in which version|"
                 r"seit welcher version|depuis quelle version)\b", re.I), "version"),

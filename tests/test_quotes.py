@@ -168,6 +168,8 @@ def test_what_questions_ask_for_in_each_language() -> None:
     assert "default" not in question_wants("Why does git refuse to push when I set the upstream?")
     # "When ...?" asks for a time; "When I ..., can it ...?" sets the condition of another question
     assert question_wants("When was the wait for events made to time out?") == {"time"}
+    assert question_wants("When did the wait for events change, and why?") == {"time"}
+    assert question_wants("Quand a-t-il changé, et pourquoi ?") == {"time"}
     assert "time" not in question_wants("When I add a table with a serial column to a set, can slonik add its "
                                         "sequence too?")
     assert "time" not in question_wants("Quand on tape /docs sans barre oblique finale, Apache redirige tout seul. "
