@@ -460,6 +460,7 @@ def check(
     """Check a statement against the indexed documents, sentence by sentence (no model is run).
 
     Says for each sentence of STATEMENT whether a passage supports it, and which."""
+    from rag.embedding.base import embedding_languages
     from rag.qa import QAService
     from rag.search import build_searcher
 
@@ -468,7 +469,8 @@ def check(
     with _guarded():
         searcher = build_searcher(settings)
         searcher.warm_up()
-        service = QAService(searcher, None, settings.answers)  # type: ignore[arg-type]  # checking runs no generator
+        service = QAService(searcher, None, settings.answers,  # type: ignore[arg-type]  # checking runs no generator
+                            embedding_languages=embedding_languages(settings.embedding))
         results = service.check_statements(texts, _principal(as_group, as_user, settings.page.accounts))
     for result in results:
         sentences = []
