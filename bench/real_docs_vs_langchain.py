@@ -9,7 +9,8 @@ one run on one machine:
 A question's hit counts when one of the 5 best chunks is on its expected page (path, and 1-based page for
 PDFs), as `rag eval FOLDER --questions` counts it.
 
-    .venv/bin/python bench/real_docs_vs_langchain.py --docs /path/to/devdocs [--sets git python debref pdf texinfo apache]
+    .venv/bin/python bench/real_docs_vs_langchain.py --docs /path/to/devdocs [--sets git python debref pdf texinfo apache
+        sqlite slony debfaq devref-de devref-fr]
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 DEVSETS = REPO / "tests" / "data" / "devsets"
 SETS = {"git": ("git", ["git-html"]), "python": ("python", ["python-html"]),
         "debref": ("debref", ["debref-en", "debref-de", "debref-fr"]), "pdf": ("pdf", ["pdf-manuals"]),
-        "texinfo": ("texinfo", ["texinfo-pdf"]), "apache": ("apache", ["apache-html"])}
+        "texinfo": ("texinfo", ["texinfo-pdf"]), "apache": ("apache", ["apache-html"]),
+        # the check sets (tests/data/devsets/README.md): measured, not tuned on
+        "sqlite": ("sqlite", ["sqlite-html"]), "slony": ("slony", ["slony-html"]),
+        "debfaq": ("debfaq-de", ["debfaq-de"]), "devref-de": ("devref/de", ["devref-de"]),
+        "devref-fr": ("devref/fr", ["devref-fr"])}
 
 
 def answerable(name: str) -> list[dict]:
@@ -82,7 +87,7 @@ def langchain(folder: Path, names: list[str], work: Path) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=Path, required=True,
-                        help="the folder holding git/, python/, debref/, pdf/, texinfo/")
+                        help="the folder holding git/, python/, debref/, pdf/, texinfo/, ... (the devsets README)")
     parser.add_argument("--sets", nargs="*", default=list(SETS))
     args = parser.parse_args()
     env = {**os.environ, "RAG_DEVICE": os.environ.get("RAG_DEVICE", "cpu")}
