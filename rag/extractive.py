@@ -65,7 +65,10 @@ _WANTS: tuple[tuple[re.Pattern[str], str], ...] = (
                 r"modifier|modifié|toucher|touché|indiquer|indiqué)|"
                 r"\bn[e'’] ?(\w+ )?(précise|spécifie|configure|change|modifie|touche|indique)s? (rien|pas)|"
                 r"standard(mäßig|wert)?|voreingestellt|voreinstellung|par défaut|défaut)\b", re.I), "default"),
-    (re.compile(r"\b(which|what|welche[rsmn]?|quel(le)?s?)\s+([\w-]+\s+){0,3}?(option|flag|switch|setting|settings|"
+    # "which option", and the name of one asked for: "what is the name of the package", "wie heißt das Paket"
+    (re.compile(r"\b(which|what|welche[rsmn]?|quel(le)?s?|what(?:'s| is) the name of (?:the|a|an|my|our|this|that)|"
+                r"wie (?:hei(?:ß|ss)(?:t|en)|lautet|lauten) (?:der|die|das|den|dem|mein|meine|unser|unsere)|"
+                r"quel est le nom d(?:u|e la|e l'|es))\s+([\w-]+\s+){0,3}?(option|flag|switch|setting|settings|"
                 r"config|configuration|variable|command|commands|function|method|module|package|key|keyword|"
                 r"exception|error|class|parameter|argument|tool|program|utility|counter|macro|hook|syntax|"
                 r"style|terminal|format|attribute|directive|field|helper|subcommand|environment|file|builtin|"

@@ -148,6 +148,11 @@ def test_what_questions_ask_for_in_each_language() -> None:
     assert question_wants("What relative tolerance does isclose use when I leave rel_tol out?") == {"default"}
     assert "identifier" in question_wants("What is the recommended way to read the annotations of a class?")
     assert question_wants("Wie zerlege ich die Datei in Stücke von 2 GB?") == {"identifier"}
+    # the name of an option, package or command asked for
+    assert question_wants("Wie heißt das virtuelle Paket, das beide bereitstellen?") == {"identifier"}
+    assert question_wants("What is the name of the line-editing command that opens my editor?") == {"identifier"}
+    assert question_wants("Quel est le nom du paquet virtuel qu'ils fournissent ?") == {"identifier"}
+    assert "identifier" not in question_wants("Wie heißt die Organisation in den USA?")
     assert question_wants("J'ai perdu ma clé. Comment lui ajouter une phrase de passe ?") == {"identifier"}
     assert "identifier" not in question_wants("Who wrote the comment in the changelog?")
     assert "number" in question_wants("Which port does git daemon listen on?")
