@@ -72,3 +72,27 @@ def test_an_old_index_is_searchable_then_migrates_with_an_incremental_run(moved,
 
     again = run_ingest(settings, [docs], progress=False)
     assert again.files_reparsed == 0 and again.files_unchanged == 12 and again.chunks_embedded == 0
+
+
+def test_rag_ingest_says_what_the_upgrade_read_again_and_what_it_kept(moved, model_cache: Path) -> None:  # type: ignore[no-untyped-def]
+    """An admin running today's `rag ingest` over an earlier release's index sees why every file is indexed
+    again, and that most of it was not embedded again."""
+    import re
+    import subprocess
+    import sys
+
+    docs, index = moved
+    env = dict(os.environ, RAG_DEVICE="cpu", RAG_MODEL_CACHE_DIR=str(model_cache))
+    env.pop("RAG_INDEX_DIR", None)
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "ui.cli", "ingest", str(docs), "--index", str(index)],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=repo)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "12 indexed" in lines[0]
+    [line] = [x for x in lines if "read again by this release's parsers" in x]
+    embedded, added = map(int, re.search(r"(\d+) of (\d+) chunks embedded", line).groups())
+    assert line.startswith("  12 files read again") and 0 < embedded < added
+    again = subprocess.run([sys.executable, "-m", "ui.cli", "ingest", str(docs), "--index", str(index)],
+                           capture_output=True, text=True, env=env, timeout=600, cwd=repo)
+    assert "12 unchanged" in again.stdout and "read again" not in again.stdout

@@ -247,6 +247,10 @@ def _print_summary(summary: "IngestSummary", json_out: bool) -> None:
         f"version {summary.version}, {summary.seconds:.1f} s"
         + (f"; {summary.pages_ocr} pages read by OCR" if summary.pages_ocr else "")
     )
+    if summary.files_reparsed:  # an index of an earlier release, brought up to date
+        typer.echo(f"  {summary.files_reparsed} files read again by this release's parsers: "
+                   f"{summary.chunks_embedded} of {summary.chunks_added} chunks embedded, the others' text "
+                   f"unchanged and their vectors kept")
     for failed in summary.files_failed:
         typer.echo(printable(f"  failed: {failed.path}: {failed.error}"))
     for part in summary.parts_unread:
