@@ -307,3 +307,39 @@ def test_job_messages_show_file_names_from_a_share_as_text() -> None:
     assert len(shown) == 3
     for text in shown:
         assert "evil" in text and "![x](" not in text and "](https" not in text, text
+
+
+def test_an_ingest_job_shows_pages_of_only_navigation_as_skipped_not_failed(make_settings, embedder, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The admin's page after a real ingest job over a manual's table of contents: counted as skipped and
+    listed with its reason, not among the failures."""
+    import json
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "guide.html").write_text("<html><body><h1>Guide</h1><p>Badges are renewed every spring.</p></body></html>")
+    (docs / "contents.html").write_text('<html><body><div class="toc"><ul><li><a href="guide.html">Guide</a></li>'
+                                        "</ul></div></body></html>")
+    settings = make_settings(ui_allowed_roots=[docs], app_db=tmp_path / "app.sqlite")
+    job = JobManager(settings, embedder, AppDB(settings.app_db)).start_ingest(str(docs), "ada")
+    while job.running:
+        time.sleep(0.1)
+    assert not job.error and job.summary
+    monkeypatch.setenv("TEST_JOB_SUMMARY", json.dumps(job.summary))
+
+    def script() -> None:
+        import json
+        import os
+
+        from ui.jobs import Job
+        from ui.web.page import job_status
+
+        job_status(Job(1, "ada", "ingest", ["/srv/docs"], finished=1.0, summary=json.loads(os.environ["TEST_JOB_SUMMARY"])))
+
+    at = AppTest.from_function(script, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert "1 indexed" in at.success[0].value and "0 failed, 1 skipped" in at.success[0].value
+    assert "nothing to index" in at.info[0].value
+    [table] = at.dataframe
+    assert list(table.value["path"]) == [str(docs / "contents.html")]
+    assert "only navigation" in table.value["error"][0]

@@ -509,7 +509,10 @@ def job_status(job: Job) -> None:
                    f"{summary.get('files_unchanged', 0)} unchanged, {summary.get('files_removed', 0)} removed, "
                    f"{len(failed)} failed, {summary.get('files_skipped', 0)} skipped; "
                    f"index version {summary.get('version')}."
-                   + (f" {summary['pages_ocr']} pages read by OCR." if summary.get("pages_ocr") else ""))
+                   + (f" {summary['pages_ocr']} pages read by OCR." if summary.get("pages_ocr") else "")
+                   + (f" {summary['files_reparsed']} files read again by this release's parsers: "
+                      f"{summary.get('chunks_embedded', 0)} of {summary.get('chunks_added', 0)} chunks embedded, "
+                      f"the others kept their vectors." if summary.get("files_reparsed") else ""))
         if failed:
             st.dataframe(failed, hide_index=True, column_config={"path": "File", "error": "Why it failed"})
         if summary.get("nothing_to_index"):
