@@ -88,13 +88,14 @@ def _remove_chrome(tree) -> None:  # type: ignore[no-untyped-def]
         if _names(node) & CHROME_NAMES:
             doomed.append(node)
     # a book's generated index: its terms, each with links to the pages about it, in DocBook's
-    # <div class="index"> (PostgreSQL's and Slony's bookindex.html) and Sphinx's genindex pages' table
-    # (class "indextable"; its module index, a module's name with its summary, is kept). Every term of the
-    # manual in one place, it matched many questions and took search results' places, and it answers none:
-    # the page it links to does.
+    # <div class="index"> of <div class="indexdiv"> letters (PostgreSQL's and Slony's bookindex.html; a site's
+    # own "index" box without them is content) and Sphinx's genindex pages' table (class "indextable"; its
+    # module index, a module's name with its summary, is kept). Every term of the manual in one place, it
+    # matched many questions and took search results' places, and it answers none: the page it links to does.
     for node in tree.css("div[class], table[class]"):
         names = _names(node)
-        if ((node.tag == "div" and "index" in names)
+        if ((node.tag == "div" and "index" in names
+             and any("indexdiv" in _names(part) for part in node.css("div[class]")))
                 or (node.tag == "table" and "indextable" in names and "modindextable" not in names)):
             doomed.append(node)
     for node in doomed:

@@ -296,8 +296,8 @@ def test_a_page_of_only_navigation_is_skipped_with_its_reason_not_failed(tmp_pat
                                          "to connect to a node.</p></body></html>")
     (docs / "cmds.html").write_text(DOCBOOK_TOC)
     (docs / "bookindex.html").write_text(
-        '<html><head><title>Index</title></head><body><div class="index"><h1>Index</h1><dl><dt>CONNRETRY, '
-        '<a href="storepath.html">STORE PATH</a></dt></dl></div></body></html>')
+        '<html><head><title>Index</title></head><body><div class="index"><h1>Index</h1><div class="indexdiv"><h3>C'
+        '</h3><dl><dt>CONNRETRY, <a href="storepath.html">STORE PATH</a></dt></dl></div></div></body></html>')
     (docs / "blank.html").write_text("<html><head><title>Nothing</title></head><body> </body></html>")
     first = rag("ingest", str(docs), "--index", str(index))
     assert first.returncode == 0, first.stderr

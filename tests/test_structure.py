@@ -167,9 +167,12 @@ def test_a_books_generated_index_is_left_out_and_a_module_index_kept() -> None:
         assert "CONNRETRY" not in html_to_text(page)[1] and "E2BIG" not in html_to_text(page)[1]
         assert "retries" not in html_to_text(page)[1] and "EACCES" not in html_to_text(page)[1]
     assert "High-level file operations" in html_to_text(SPHINX_MODULE_INDEX)[1]
-    # a class named "index" on other elements is no index: Apache heads a section so
+    # a class named "index" on other elements is no index: Apache heads a section so; nor is a site's own
+    # "index" box without DocBook's letter divisions (a wiki's landing page)
     page = '<html><body><h2 id="index">Index</h2><p>The DirectoryIndex directive names the files.</p></body></html>'
     assert "The DirectoryIndex directive names the files." in html_to_text(page)[1]
+    landing = '<html><body><div class="index"><h1>Welcome</h1><p>Badges are renewed in spring.</p></div></body></html>'
+    assert "Badges are renewed in spring." in html_to_text(landing)[1]
 
 
 def test_hostile_nesting_does_not_overflow() -> None:
