@@ -35,6 +35,7 @@ CHROME_NAMES = frozenset({
     "searchbox", "version_switcher_placeholder", "language_switcher_placeholder", "md-header", "md-footer",
     "md-sidebar", "md-tabs", "wy-nav-side", "rst-footer-buttons", "prev-next", "edit-this-page", "cookie-banner",
     "permalink", "quickview", "toplang", "bottomlang",  # a heading's "¶" link (Apache's, Hugo's); Apache's chrome
+    "toctree-wrapper",  # Sphinx's table of contents of the pages below ("contents.html", a section's index page)
 })
 # the content root where the page marks it (Sphinx marks its body role=main); else the body, chrome removed
 _MAIN_SELECTORS = ("main", "[role=main]", "article")

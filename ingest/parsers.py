@@ -118,7 +118,7 @@ _BLANKS = re.compile(r"\n\s*\n\s*\n+")
 # PDF's term set an em from its description, where its description's column begins ("globstar  If set,
 # ..."), is read as the term of that description. 9: a function's call that assigns its result ("s = speye
 # (m)", Texinfo's @deftypefn) is no term beside a description ("s: = speye (m)"). 10: an HTML book's generated
-# index (DocBook's bookindex, Sphinx's genindex) is left out.
+# index (DocBook's bookindex, Sphinx's genindex) and Sphinx's tables of contents (toctree) are left out.
 PARSER_VERSION = 10
 
 

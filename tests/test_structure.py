@@ -175,6 +175,26 @@ def test_a_books_generated_index_is_left_out_and_a_module_index_kept() -> None:
     assert "Badges are renewed in spring." in html_to_text(landing)[1]
 
 
+# Sphinx's root page: the book's table of contents (a toctree) under a line of its own; a section's index page
+# the same below its introduction
+SPHINX_CONTENTS = """<html><head><title>Python Documentation contents</title></head><body><div role="main">
+<h1>Python Documentation contents</h1><div class="toctree-wrapper compound"><ul><li class="toctree-l1">
+<a href="whatsnew/index.html">What's New in Python</a><ul><li class="toctree-l2"><a href="whatsnew/3.11.html">
+What's New In Python 3.11</a></li></ul></li><li class="toctree-l1"><a href="library/shutil.html">shutil —
+High-level file operations</a></li></ul></div></div></body></html>"""
+
+
+def test_sphinxs_table_of_contents_is_navigation() -> None:
+    from ingest.parsers import ParseOptions, parse_html
+
+    contents = parse_html(SPHINX_CONTENTS.encode(), "contents.html", ParseOptions())
+    assert contents.units == [] and "only navigation" in contents.nothing_to_index
+    section = SPHINX_CONTENTS.replace('<div class="toctree-wrapper', "<p>The library reference describes the "
+                                      "modules that ship with Python.</p><div class=\"toctree-wrapper")
+    text = html_to_text(section)[1]
+    assert "modules that ship with Python" in text and "High-level file operations" not in text
+
+
 def test_hostile_nesting_does_not_overflow() -> None:
     deep = "<div>" * 50_000 + "deep text" + "</div>" * 50_000
     title, sections = html_sections(f"<html><body>{deep}<p>after</p></body></html>")
