@@ -238,9 +238,10 @@ class QAService:
         ids = [h.chunk_id for h in pool]
         terms = self._question_terms(question)
         weights, total = self._word_statistics(terms, ids, principal) if terms else ({}, 0)
+        language = self.searcher.question_language(question)
         if scored is None or scored.chunk_ids != tuple(ids):
             scored = score_candidates(question, list(enumerate(pool, start=1)), self.embedder, weights,
-                                      self._scorer(question))
+                                      self._scorer(language))
         cosines = [h.dense_score for h in pool if h.dense_score is not None]
         if len(cosines) < len(pool):  # a keyword-only search: the passages' similarity computed here
             asked = self.embedder.embed_queries([question])[0]
@@ -259,7 +260,7 @@ class QAService:
         unknown = 0.0
         aside = set_aside(question)
         scale = min(1.0, max(0.0, (float(np.log10(max(total, 1))) - 2) / 2))
-        language, analysis = self.searcher.question_language(question), analyzer()
+        analysis = analyzer()
         if terms and scale > 0:
             absent = self.searcher.unknown_words(terms, principal) - aside
             if absent:
@@ -435,7 +436,7 @@ class QAService:
         if scored is None or scored.chunk_ids != tuple(h.chunk_id for h in hits):
             weights = self.word_weights(question, [h.chunk_id for h in hits], principal)
             scored = score_candidates(question, list(enumerate(hits, start=1)), self.embedder, weights,
-                                      self._scorer(question))
+                                      self._scorer(self.searcher.question_language(question)))
         parts = choose_quote(question, scored, self.settings.quote_margin)
         if not parts:
             return None
@@ -449,9 +450,9 @@ class QAService:
         text = " ".join(f"{part.text.rstrip()} [{numbers[part.source]}]" for part in parts)
         return QuotedAnswer(self._verdict(question, parts[0].text) + text, added, tuple(p.source for p in parts))
 
-    def _scorer(self, question: str) -> tuple[float, ...]:
-        """The quote scorer's weights for `question`'s language (`scorer_for`)."""
-        return scorer_for(self.searcher.question_language(question), self.embedding_languages)
+    def _scorer(self, language: str) -> tuple[float, ...]:
+        """The quote scorer's weights for a question in `language` (`Searcher.question_language`, `scorer_for`)."""
+        return scorer_for(language, self.embedding_languages)
 
     def _verdict(self, question: str, quoted: str) -> str:
         """"Yes. " or "No. " before the quote of a yes/no question, only when the support check can tell:
