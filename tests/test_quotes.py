@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.extractive import (FEATURES, Candidate, complete, entry_term, focus_value, has_kind, is_command_line,
-                            named_entry, new_value, question_focus, question_wants, section_subject, section_term,
-                            sentence_features)
+from rag.extractive import (FEATURES, SCORER, SIMILARITY_FEATURES, Candidate, complete, entry_term, focus_value,
+                            has_kind, is_command_line, named_entry, new_value, question_focus, question_wants,
+                            scorer_for, section_subject, section_term, sentence_features)
 from rag.support import code_names, extract_facts, fuzzy_words, set_aside, stem
 
 # A DocBook-style page (git's user manual has this shape): the prose announces the command, which stands in
@@ -593,8 +593,6 @@ wer länger verreist, meldet das vorher auf der Liste der Entwickler.</p></body>
 
 def test_a_german_question_is_quoted_by_its_words_not_by_an_english_only_models_similarity(
         make_settings, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from rag.extractive import FEATURES, SCORER, SIMILARITY_FEATURES, scorer_for
-
     service = _service(make_settings(answer_mode="extractive"), embedder, tmp_path, {"referenz.html": LICENCE_DE})
     answer = service.ask("Unter welcher Lizenz darf ich die Entwicklerreferenz weitergeben und verändern?")
     assert not answer.abstained and answer.answer.startswith("Dieses Handbuch ist freie Software"), answer.answer
